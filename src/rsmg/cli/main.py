@@ -1,0 +1,91 @@
+"""The ``rsmg`` command: LightningCLI verbs (fit / validate / test / predict) plus rsmg's own verbs.
+
+``rsmg fit --config experiments/<study>/<run>.yaml`` trains exactly as with any LightningCLI, with:
+
+* subclass mode for ``model`` and ``data`` (``class_path`` + ``init_args``), several ``--config`` merged in order;
+* the data spec (classes, modalities and channel counts, domains, bands) linked from the datamodule into the
+  model at instantiation, so a YAML never repeats ``num_classes``;
+* a seed by default (``seed_everything: 42``), CSV logging under ``outputs/<experiment>/version_N`` by default,
+  a per-domain results table after testing, and ``--test_after_fit true`` to test the best checkpoint on every
+  target domain right after training (the README's main job).
+
+Extra verbs: ``rsmg download`` (fetch + verify datasets), ``rsmg report`` (tables from finished runs),
+``rsmg caption`` (captions from a local VLM). ``rsmg <verb> --help`` explains each.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+EXTRA_VERBS = {
+    "download": ("rsmg.download", "fetch a dataset from its official source and verify sha256"),
+    "report": ("rsmg.report", "aggregate finished runs into mean ± std tables and figures"),
+    "caption": ("rsmg.captioning", "write captions for an image folder with a local vision-language model"),
+}
+LIGHTNING_VERBS = {
+    "fit": "train (and with --test_after_fit true, test every target domain)",
+    "validate": "evaluate on the source validation split",
+    "test": "evaluate on every target domain and write the results table",
+    "predict": "write predictions for every target domain",
+}
+
+USAGE = """usage: rsmg <command> [options]
+
+Remote-sensing multimodality generalisation (HSI / LiDAR / SAR / optical + text).
+
+Training and evaluation (LightningCLI; `rsmg <command> --help` lists every option):
+{lightning}
+
+Other commands:
+{extra}
+
+Examples:
+  rsmg fit --config experiments/baseline/trento_to_muufl.yaml --test_after_fit true
+  rsmg test --config outputs/<experiment>/version_0/config.yaml --ckpt_path outputs/<...>/last.ckpt
+  rsmg download trento --root ~/data/rsmg
+"""
+
+
+def _usage() -> str:
+    lightning = "\n".join(f"  {k:<10}{v}" for k, v in LIGHTNING_VERBS.items())
+    extra = "\n".join(f"  {k:<10}{v[1]}" for k, v in EXTRA_VERBS.items())
+    return USAGE.format(lightning=lightning, extra=extra)
+
+
+def build_cli(args: list[str] | None = None, *, run: bool = True, **kwargs: Any) -> Any:
+    """Create the LightningCLI (imported lazily so ``rsmg download --help`` stays fast)."""
+    from rsmg.cli.lightning_cli import RsmgCLI
+
+    return RsmgCLI(args=args, run=run, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``rsmg`` console script and ``python -m rsmg``."""
+    from_sys = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        raise SystemExit(0 if argv else 2)
+    verb = argv[0]
+    if verb in EXTRA_VERBS:
+        import importlib
+
+        module = importlib.import_module(EXTRA_VERBS[verb][0])
+        raise SystemExit(module.main(argv[1:]))
+    if verb in {"--version", "-V"}:
+        from rsmg import __version__
+
+        print(f"rsmg {__version__}")
+        raise SystemExit(0)
+    if verb not in LIGHTNING_VERBS:
+        print(f"rsmg: unknown command {verb!r}\n", file=sys.stderr)
+        print(_usage(), file=sys.stderr)
+        raise SystemExit(2)
+    from rsmg.errors import RsmgError
+
+    try:
+        build_cli(None if from_sys else argv)
+    except RsmgError as e:  # bad input: one clear message, no traceback
+        print(f"rsmg {verb}: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,262 @@
+"""Named datasets: where their files are, which sensor each modality is, class names and shipped splits.
+
+The catalog is data (``resources/datasets.yaml``), read here into :class:`Scene` objects. The data root is,
+in order: the ``root`` argument, the environment variable ``RSMG_DATA_ROOT``, ``./data``. A file that is missing
+raises :class:`MissingDatasetError` saying which file, and whether ``rsmg download`` fetches it.
+
+Class sets (``resources/class_sets.yaml``) map each scene's native classes onto common names for cross-scene
+experiments; ``class_set="native"`` keeps a scene's own classes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rsmg.data.bands import get_sensor
+from rsmg.data.readers import read_mat
+from rsmg.data.scene import Scene
+from rsmg.errors import DataError, MissingDatasetError, unknown_name_error
+
+ENV_ROOT = "RSMG_DATA_ROOT"
+
+
+@cache
+def _yaml(name: str) -> dict[str, Any]:
+    text = resources.files("rsmg.data").joinpath("resources", name).read_text(encoding="utf-8")
+    return dict(yaml.safe_load(text))
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The data root: ``root`` if given, else ``$RSMG_DATA_ROOT``, else ``./data``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get(ENV_ROOT)
+    return Path(env).expanduser() if env else Path("data")
+
+
+def list_datasets() -> list[str]:
+    """Names of every dataset in the catalog."""
+    return sorted(_yaml("datasets.yaml"))
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a catalog dataset (no file is read)."""
+
+    name: str
+    kind: str
+    description: str
+    classes: tuple[str, ...]
+    modalities: dict[str, str]  # modality -> sensor
+    downloadable_modalities: tuple[str, ...]
+    splits: tuple[str, ...]
+
+    def channels(self, modality: str) -> int:
+        """Number of bands of a modality's sensor."""
+        return len(get_sensor(self.modalities[modality]).bands)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Look up a dataset by name.
+
+    Raises:
+        ConfigError: unknown name; the message lists the valid ones.
+    """
+    table = _yaml("datasets.yaml")
+    if name not in table:
+        raise unknown_name_error("dataset", name, list(table), field="data.sources / data.targets")
+    e = table[name]
+    mods = {m: v["sensor"] for m, v in e["modalities"].items()}
+    return DatasetInfo(
+        name=name,
+        kind=e["kind"],
+        description=e.get("description", ""),
+        classes=tuple(e["classes"]),
+        modalities=mods,
+        downloadable_modalities=tuple(m for m, v in e["modalities"].items() if v.get("download")),
+        splits=tuple(e.get("splits", {})),
+    )
+
+
+def _file(root: Path, rel: str | list[str], dataset: str, *, download: bool) -> Path:
+    options = [rel] if isinstance(rel, str) else list(rel)
+    for option in options:
+        if (root / option).exists():
+            return root / option
+    path = root / options[0]
+    if download:
+        how = f"run `rsmg download {dataset} --root {root}` (it fetches and checks the file), or place it there by hand"
+    else:
+        how = f"point the data root at the shared data pack (root: or ${ENV_ROOT}; now {root.resolve()})"
+    raise MissingDatasetError(
+        f"dataset {dataset!r}: file not found", file=path,
+        expected=" or ".join(str(root / o) for o in options), found="nothing", fix=how,
+    )
+
+
+def _load_mat(root: Path, ref: dict[str, Any], dataset: str, *, download: bool = False) -> tuple[np.ndarray, Path]:
+    path = _file(root, ref["file"], dataset, download=download or bool(ref.get("download")))
+    arr = read_mat(path, key=ref.get("key"), candidates=tuple(ref.get("candidates", ())))
+    return np.asarray(arr), path
+
+
+def _to_chw(arr: np.ndarray, layout: str, path: Path, modality: str) -> np.ndarray:
+    if layout == "HWC":
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.ndim != 3:
+            raise DataError(
+                f"{modality} raster must be H×W×C", file=path, field=modality, expected="3-D array",
+                found=arr.shape, fix="check the file and the catalog key",
+            )
+        return np.ascontiguousarray(np.moveaxis(arr, -1, 0), dtype=np.float32)
+    if layout == "NC":  # vectors: N×C -> C×1×N
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        return np.ascontiguousarray(arr.T[:, None, :], dtype=np.float32)
+    raise DataError("unknown layout", file=path, field="layout", expected="HWC or NC", found=layout, fix="fix the catalog")
+
+
+def load_scene(
+    name: str,
+    modalities: list[str] | tuple[str, ...],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    nonfinite: str = "reject",
+) -> Scene:
+    """Read a catalog dataset into a :class:`Scene` with the requested modalities.
+
+    Args:
+        name: catalog name (see :func:`list_datasets`).
+        modalities: modalities to load; each must exist for the dataset.
+        root: data root (see :func:`resolve_root`).
+        nonfinite: ``"reject"`` raises on NaN/inf; ``"mask"`` zeroes them and marks the pixel invalid.
+
+    Raises:
+        ConfigError: unknown dataset or modality.
+        MissingDatasetError: a file is absent (the message says how to get it).
+        DataError: wrong band count, mismatched shapes, non-finite values with ``nonfinite="reject"``.
+    """
+    info = dataset_info(name)
+    base = resolve_root(root)
+    entry = _yaml("datasets.yaml")[name]
+    arrays: dict[str, np.ndarray] = {}
+    files: dict[str, str] = {}
+    band_names: dict[str, tuple[str, ...]] = {}
+    for mod in modalities:
+        if mod not in entry["modalities"]:
+            raise unknown_name_error(f"modality of dataset {name!r}", mod, list(entry["modalities"]), field="data.modalities")
+        ref = entry["modalities"][mod]
+        raw, path = _load_mat(base, ref, name)
+        arr = _to_chw(raw, ref["layout"], path, mod)
+        sensor = get_sensor(ref["sensor"])
+        if arr.shape[0] != len(sensor.bands):
+            raise DataError(
+                f"wrong band count for {name}/{mod}", file=path, field="bands",
+                expected=f"{len(sensor.bands)} bands of sensor {sensor.name!r}", found=arr.shape[0],
+                fix="use the benchmark file from `rsmg download`, or register a sensor that matches this file",
+            )
+        arrays[mod], files[mod], band_names[mod] = arr, str(path), sensor.band_names
+
+    split_maps: dict[str, np.ndarray] = {}
+    for split, parts in entry.get("splits", {}).items():
+        for part, ref in parts.items():
+            m, p = _load_mat(base, ref, name)
+            split_maps[f"{split}/{part}"] = np.asarray(m).astype(np.int64)
+            files[f"{split}/{part}"] = str(p)
+
+    lab = entry["labels"]
+    if "union_of_splits" in lab:
+        s = lab["union_of_splits"]
+        labels = np.maximum(split_maps[f"{s}/train"], split_maps[f"{s}/test"])
+        files["labels"] = files[f"{s}/train"]
+    else:
+        raw, p = _load_mat(base, lab, name)
+        labels = np.asarray(raw)
+        files["labels"] = str(p)
+        if info.kind == "vectors":
+            labels = labels.reshape(1, -1)
+    labels = labels.astype(np.int64)
+    ids = entry.get("label_ids")
+    if ids is not None:  # sparse native ids (Salinas-A: 1, 10..14) -> 1..K
+        lut = np.zeros(int(labels.max()) + 1, dtype=np.int64)
+        for k, i in enumerate(ids, start=1):
+            if i < len(lut):
+                lut[i] = k
+        labels = lut[labels]
+    if labels.max() > len(info.classes) or labels.min() < 0:
+        raise DataError(
+            f"label map of {name!r} has ids outside its class list", file=files["labels"], field="labels",
+            expected=f"0..{len(info.classes)}", found=f"{labels.min()}..{labels.max()}", fix="check the label file",
+        )
+
+    valid = None
+    if nonfinite == "mask":
+        valid = np.ones(labels.shape, dtype=bool)
+        for mod, arr in arrays.items():
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                valid &= ~bad.any(axis=0)
+                arr[bad] = 0.0
+    return Scene(
+        name=name, modalities=arrays, labels=labels, class_names=info.classes, band_names=band_names,
+        sensors={m: info.modalities[m] for m in arrays}, split_maps=split_maps, files=files, valid=valid,
+    )
+
+
+def class_set_names(class_set: str) -> tuple[str, ...]:
+    """The common class names of a class set (``"native"`` has none of its own)."""
+    sets = _yaml("class_sets.yaml")
+    if class_set not in sets:
+        raise unknown_name_error("class set", class_set, [*sets, "native"], field="data.class_set")
+    return tuple(sets[class_set]["classes"])
+
+
+def class_mapping(class_set: str, dataset: str) -> dict[str, str | None]:
+    """Native class name → common class name (``None`` = excluded) for one dataset.
+
+    Raises:
+        DataError: the class set does not cover every native class of the dataset.
+    """
+    info = dataset_info(dataset)
+    if class_set == "native":
+        return {c: c for c in info.classes}
+    sets = _yaml("class_sets.yaml")
+    if class_set not in sets:
+        raise unknown_name_error("class set", class_set, [*sets, "native"], field="data.class_set")
+    scenes = sets[class_set]["scenes"]
+    key = dataset.removesuffix("_vectors")
+    if key not in scenes:
+        raise DataError(
+            f"class set {class_set!r} has no mapping for dataset {dataset!r}",
+            file="rsmg/data/resources/class_sets.yaml", field=f"{class_set}.scenes",
+            expected=f"one of {sorted(scenes)}", found=dataset,
+            fix=f"add a mapping for {dataset!r} or use class_set: native",
+        )
+    table = scenes[key]
+    missing = [c for c in info.classes if c not in table]
+    if missing:
+        raise DataError(
+            f"class set {class_set!r} does not cover every class of {dataset!r}",
+            file="rsmg/data/resources/class_sets.yaml", field=f"{class_set}.scenes.{key}",
+            expected=list(info.classes), found=f"missing {missing}", fix="map each missing class (or to null)",
+        )
+    names = set(sets[class_set]["classes"])
+    out: dict[str, str | None] = {}
+    for c in info.classes:
+        to = table[c]["to"]
+        if to is not None and to not in names:
+            raise DataError(
+                "class set maps onto a name it does not define", file="rsmg/data/resources/class_sets.yaml",
+                field=f"{class_set}.scenes.{key}.{c}", expected=sorted(names), found=to, fix="fix the YAML",
+            )
+        out[c] = to
+    return out

@@ -1,0 +1,348 @@
+"""``CrossDomainDataModule``: source scenes → train / val, every target scene → its own named test loader.
+
+This is the protocol of remote-sensing multimodality generalisation (FVMGN, papers.md §1): the model is fitted
+on source domains only; validation is carved from the sources only (model selection never sees a target);
+each target domain is a separate test loader so metrics are reported per domain. Normalisation statistics are
+computed on the source training pixels, stored in the checkpoint, and applied unchanged everywhere.
+
+A dataset may be both source and target (in-scene experiments, e.g. Salinas-A): its test pixels are then the
+labelled pixels not used for training or validation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from rsmg.data.augment import augment_batch
+from rsmg.data.bands import get_sensor
+from rsmg.data.catalog import class_mapping, class_set_names, dataset_info, load_scene
+from rsmg.data.normalization import Stats, band_statistics, stats_from_state, stats_to_state
+from rsmg.data.scene import PadMode, Scene, SceneDataset, collate_samples
+from rsmg.data.spec import DataSpec
+from rsmg.data.spectral import SpectralMode, common_grid, resample_cube
+from rsmg.data.splits import require_nonempty, stratified_sample, train_val_split
+from rsmg.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Prepared:
+    scene: Scene
+    class_map: np.ndarray  # native id -> target index, -1 excluded
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+class CrossDomainDataModule(pl.LightningDataModule):
+    """Multimodal pixel-level scenes for cross-domain training and per-domain testing.
+
+    Args:
+        sources: catalog names of the training scenes.
+        targets: catalog names of the unseen test scenes (one test loader each, in this order).
+        modalities: modalities to load (``hsi``, ``lidar``, ``sar``, ``msi``); each must exist in every scene.
+        root: data root (default ``$RSMG_DATA_ROOT`` or ``./data``).
+        class_set: ``"shared"`` (common names across scenes, see ``class_sets.yaml``) or ``"native"``.
+        bands: optional band selection by name per modality, e.g. ``{"lidar": ["dsm"]}``.
+        patch_size: odd patch side in pixels (11 by default, papers.md).
+        source_split: a split map shipped with the dataset (``"standard"``, ``"per_class_50"``) or a sampling
+            rule (``"per_class:N"``, ``"fraction:F"``, ``"all"``) for the source training pool.
+        val_fraction: stratified fraction of the source pool held out for validation.
+        target_split: ``"all"`` labelled target pixels (default), a shipped split name (its test map), or a
+            sampling rule.
+        spectral_grid: how HSI cubes of different sensors are reconciled (``"interpolate"`` or ``"common"``).
+        hsi_bands: number of bands of the common HSI grid (default: the fewest among the sensors).
+        nonfinite: ``"reject"`` NaN/inf with an error, or ``"mask"`` the affected pixels out.
+        pad_mode: padding at scene borders.
+        batch_size: training batch size.
+        eval_batch_size: batch size of val/test/predict loaders (default 4 × ``batch_size``).
+        num_workers: DataLoader workers.
+        augment: random flips / rotations (identical across modalities of a sample) during training.
+        seed: seed of every split and of the augmentation hash.
+    """
+
+    def __init__(
+        self,
+        sources: list[str],
+        targets: list[str],
+        modalities: list[str] | None = None,
+        root: str | None = None,
+        class_set: str = "shared",
+        bands: dict[str, list[str]] | None = None,
+        patch_size: int = 11,
+        source_split: str = "standard",
+        val_fraction: float = 0.2,
+        target_split: str = "all",
+        spectral_grid: SpectralMode = "interpolate",
+        hsi_bands: int | None = None,
+        nonfinite: Literal["reject", "mask"] = "reject",
+        pad_mode: PadMode = "reflect",
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        augment: bool = True,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        if not sources:
+            raise ConfigError("no source domain", field="data.sources", expected=">= 1 dataset name", found=sources,
+                              fix="list the training scenes, e.g. [trento]")
+        self.sources = list(sources)
+        self.targets = list(targets)
+        self.modalities = sorted(modalities or ["lidar"])
+        self.root = root
+        self.class_set = class_set
+        self.bands = dict(bands or {})
+        self.patch_size = patch_size
+        self.source_split = source_split
+        self.val_fraction = val_fraction
+        self.target_split = target_split
+        self.spectral_grid = spectral_grid
+        self.hsi_bands = hsi_bands
+        self.nonfinite = nonfinite
+        self.pad_mode = pad_mode
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 4 * batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.seed = seed
+        if patch_size < 1 or patch_size % 2 == 0:
+            raise ConfigError("patch size must be a positive odd number", field="data.patch_size",
+                              expected="1, 3, 5, …", found=patch_size, fix="use e.g. 11")
+        self._infos = {n: dataset_info(n) for n in dict.fromkeys(self.sources + self.targets)}
+        self.domains = tuple(dict.fromkeys(self.sources + self.targets))
+        self.classes = self._classes()
+        self._band_names, self._hsi_grid = self._plan_bands()
+        self.spec = DataSpec(
+            classes=self.classes,
+            modalities={m: len(self._band_names[m]) for m in self.modalities},
+            domains=self.domains,
+            source_domains=tuple(dict.fromkeys(self.sources)),
+            patch_size=patch_size,
+            band_names=self._band_names,
+        )
+        self.stats: Stats | None = None
+        self._prepared: dict[str, _Prepared] = {}
+        self.excluded: dict[str, dict[str, int]] = {}
+
+    # ----------------------------------------------------------------- static planning (no file read)
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (linked into the model)."""
+        return len(self.classes)
+
+    def _classes(self) -> tuple[str, ...]:
+        if self.class_set == "native":
+            first = self._infos[self.sources[0]].classes
+            for n, info in self._infos.items():
+                if info.classes != first:
+                    raise ConfigError(
+                        "class_set 'native' needs scenes with identical class lists",
+                        field="data.class_set", expected=list(first), found={n: list(info.classes)},
+                        fix="use class_set: shared to map the scenes onto common names",
+                    )
+            return first
+        names = class_set_names(self.class_set)
+        present = set(names)
+        for s in self.sources:
+            present &= {t for t in class_mapping(self.class_set, s).values() if t}
+        classes = tuple(c for c in names if c in present)
+        if not classes:
+            raise ConfigError("the sources share no class of the class set", field="data.sources",
+                              expected="scenes with common classes", found=self.sources, fix="choose other sources")
+        return classes
+
+    def _plan_bands(self) -> tuple[dict[str, tuple[str, ...]], np.ndarray | None]:
+        names: dict[str, tuple[str, ...]] = {}
+        grid = None
+        for mod in self.modalities:
+            sensors = {}
+            for n, info in self._infos.items():
+                if mod not in info.modalities:
+                    raise ConfigError(
+                        f"dataset {n!r} has no modality {mod!r}", field="data.modalities",
+                        expected=f"modalities of {n}: {sorted(info.modalities)}", found=mod,
+                        fix="drop the modality or the dataset",
+                    )
+                sensors[n] = get_sensor(info.modalities[mod])
+            if mod in self.bands:
+                for s in sensors.values():
+                    s.band_indices(self.bands[mod], field=f"data.bands.{mod}")
+                names[mod] = tuple(self.bands[mod])
+            elif len({s.name for s in sensors.values()}) == 1:
+                names[mod] = next(iter(sensors.values())).band_names
+            elif mod == "hsi":
+                grid = common_grid(list({s.name: s for s in sensors.values()}.values()), self.hsi_bands)
+                names[mod] = tuple(f"nm{w:.1f}" for w in grid)
+            else:
+                counts = {n: s.band_names for n, s in sensors.items()}
+                if len({len(v) for v in counts.values()}) != 1 or len(set(counts.values())) != 1:
+                    raise ConfigError(
+                        f"modality {mod!r} has different bands in different scenes", field=f"data.bands.{mod}",
+                        expected="one band list for every scene", found={n: list(v) for n, v in counts.items()},
+                        fix=f"choose common bands by name, e.g. bands: {{{mod}: [{next(iter(counts.values()))[0]}]}}",
+                    )
+                names[mod] = next(iter(counts.values()))
+        return names, grid
+
+    # ----------------------------------------------------------------- loading
+    def _reconcile(self, scene: Scene) -> Scene:
+        for mod in self.modalities:
+            sensor = get_sensor(scene.sensors[mod])
+            if mod in self.bands:
+                idx = sensor.band_indices(self.bands[mod], field=f"data.bands.{mod}")
+                scene.modalities[mod] = scene.modalities[mod][idx]
+            elif mod == "hsi" and self._hsi_grid is not None:
+                scene.modalities[mod] = resample_cube(scene.modalities[mod], sensor.wavelengths, self._hsi_grid,
+                                                      self.spectral_grid)
+            scene.band_names[mod] = self._band_names[mod]
+        return scene
+
+    def _class_map(self, name: str) -> np.ndarray:
+        mapping = class_mapping(self.class_set, name)
+        info = self._infos[name]
+        lut = np.full(len(info.classes) + 1, -1, dtype=np.int64)
+        index = {c: i for i, c in enumerate(self.classes)}
+        for k, native in enumerate(info.classes, start=1):
+            to = mapping.get(native)
+            if to is not None and to in index:
+                lut[k] = index[to]
+        return lut
+
+    def _positions(self, scene: Scene, rule: str, lut: np.ndarray, *, part: str, seed: int) -> np.ndarray:
+        split_name = f"{rule}/{part}"
+        if rule in {"all"} or ":" in rule:
+            pos = scene.labelled_positions()
+        elif split_name in scene.split_maps:
+            pos = scene.labelled_positions(split_name)
+        else:
+            shipped = sorted({k.split("/")[0] for k in scene.split_maps})
+            raise ConfigError(
+                f"dataset {scene.name!r} has no split {rule!r}", field=f"data.{'source' if part == 'train' else 'target'}_split",
+                expected=f"a shipped split {shipped} or 'all' / 'per_class:N' / 'fraction:F'", found=rule,
+                fix="choose a sampling rule, e.g. per_class:100",
+            )
+        pos = pos[lut[scene.labels.ravel()[pos]] >= 0]
+        if ":" in rule:
+            chosen, _ = stratified_sample(lut[scene.labels.ravel()[pos]], rule, seed=seed, field="split")
+            pos = pos[chosen]
+        return pos
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the scenes, build the splits and (unless restored from a checkpoint) the statistics."""
+        if self._prepared:
+            return
+        for i, name in enumerate(self.domains):
+            scene = self._reconcile(load_scene(name, self.modalities, root=self.root, nonfinite=self.nonfinite))
+            lut = self._class_map(name)
+            train = val = np.arange(0)
+            if name in self.sources:
+                pool = self._positions(scene, self.source_split, lut, part="train", seed=self.seed + i)
+                tr, va = train_val_split(lut[scene.labels.ravel()[pool]], self.val_fraction, seed=self.seed + i)
+                train, val = pool[tr], pool[va]
+                require_nonempty(train, what=f"training pixels of source {name!r}", file=scene.files.get("labels"),
+                                 fix="check data.source_split and the class set")
+            test = np.arange(0)
+            if name in self.targets:
+                if name in self.sources:
+                    all_pos = self._positions(scene, "all", lut, part="test", seed=self.seed)
+                    test = np.setdiff1d(all_pos, np.concatenate([train, val]))
+                else:
+                    test = self._positions(scene, self.target_split, lut, part="test", seed=self.seed + i)
+                require_nonempty(test, what=f"test pixels of target {name!r}", file=scene.files.get("labels"),
+                                 fix="check data.target_split and the class set")
+                self.excluded[name] = self._excluded_report(scene, lut)
+            self._prepared[name] = _Prepared(scene, lut, train, val, test)
+        if self.stats is None:
+            self.stats = {
+                m: band_statistics(
+                    [self._prepared[s].scene.modalities[m] for s in self.sources],
+                    [self._prepared[s].train for s in self.sources],
+                )
+                for m in self.modalities
+            }
+        for name, counts in self.excluded.items():
+            if counts:
+                log.warning("target %s: pixels of classes without a source counterpart excluded: %s", name, counts)
+
+    def _excluded_report(self, scene: Scene, lut: np.ndarray) -> dict[str, int]:
+        out = {}
+        ids, counts = np.unique(scene.labels[scene.labels > 0], return_counts=True)
+        for k, c in zip(ids.tolist(), counts.tolist(), strict=True):
+            if lut[k] < 0:
+                out[scene.class_names[k - 1]] = int(c)
+        return out
+
+    # ----------------------------------------------------------------- datasets and loaders
+    def _dataset(self, name: str, part: str) -> SceneDataset:
+        p = self._prepared[name]
+        positions = getattr(p, part)
+        offset = (self.domains.index(name) << 40) | {"train": 0, "val": 1 << 36, "test": 2 << 36}[part]
+        return SceneDataset(
+            p.scene, positions, patch_size=self.patch_size, class_map=p.class_map, domain=self.domains.index(name),
+            normalize=self.stats, pad_mode=self.pad_mode, index_offset=offset,
+        )
+
+    def _concat(self, part: str) -> torch.utils.data.Dataset[Any]:
+        sets = [self._dataset(s, part) for s in self.sources]
+        return sets[0] if len(sets) == 1 else torch.utils.data.ConcatDataset(sets)
+
+    def _loader(self, ds: torch.utils.data.Dataset[Any], *, train: bool) -> DataLoader[Any]:
+        g = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            ds, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train, generator=g,
+            num_workers=self.num_workers, drop_last=False, collate_fn=collate_samples, persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        """Source training pixels, shuffled with a seeded generator."""
+        return self._loader(self._concat("train"), train=True)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        """Source validation pixels (never a target)."""
+        return self._loader(self._concat("val"), train=False)
+
+    @property
+    def test_domains(self) -> tuple[str, ...]:
+        """Names of the test loaders, in order."""
+        return tuple(self.targets)
+
+    def test_dataloader(self) -> list[DataLoader[Any]]:
+        """One loader per target domain, in ``targets`` order."""
+        return [self._loader(self._dataset(t, "test"), train=False) for t in self.targets]
+
+    def predict_dataloader(self) -> list[DataLoader[Any]]:
+        """Same as the test loaders."""
+        return self.test_dataloader()
+
+    def test_dataset(self, name: str) -> SceneDataset:
+        """The test dataset of one target (for maps and figures)."""
+        return self._dataset(name, "test")
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Joint flips/rotations on the device during training only."""
+        if self.augment and self.trainer is not None and self.trainer.training:
+            batch = augment_batch(batch, seed=self.seed, epoch=self.trainer.current_epoch)
+        return batch
+
+    # ----------------------------------------------------------------- checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        """Normalisation statistics + spec, saved in every checkpoint."""
+        assert self.stats is not None, "setup() must run before saving"
+        return {"stats": stats_to_state(self.stats, self._band_names), "spec": self.spec.to_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore statistics from a checkpoint (they replace freshly computed ones)."""
+        self.stats = stats_from_state(state_dict["stats"], self._band_names)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Number of samples per domain and split (after setup)."""
+        return {n: {"train": len(p.train), "val": len(p.val), "test": len(p.test)} for n, p in self._prepared.items()}

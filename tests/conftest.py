@@ -1,0 +1,16 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+try:  # tests/ has no __init__.py: pytest puts tests/ on sys.path and imports tests/data as package "data"
+    from data import fixtures
+except ImportError:  # pragma: no cover - layout with tests/__init__.py
+    from tests.data import fixtures
+
+
+@pytest.fixture(scope="session")
+def fixture_dir(tmp_path_factory):
+    """Every tiny fixture file (see tests/data/fixtures.py), written once per session: name → path."""
+    return fixtures.make_all(tmp_path_factory.mktemp("fixtures"))

@@ -1,0 +1,84 @@
+"""Real-data checks of the catalog against the counts stated in the shared data READMEs."""
+
+import numpy as np
+import pytest
+from _paths import SHARED_DATA
+
+from rsmg.data.catalog import class_mapping, dataset_info, list_datasets, load_scene
+from rsmg.errors import ConfigError, MissingDatasetError
+
+pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"shared data pack not found at {SHARED_DATA}")
+
+
+def _counts(scene):
+    ids, n = np.unique(scene.labels[scene.labels > 0], return_counts=True)
+    return dict(zip(ids.tolist(), n.tolist(), strict=True))
+
+
+def test_trento_counts_and_standard_split():
+    s = load_scene("trento", ["lidar"], root=SHARED_DATA)
+    assert s.modalities["lidar"].shape == (2, 166, 600)
+    assert len(s.class_names) == 6
+    assert int((s.labels > 0).sum()) == 30214
+    assert len(s.labelled_positions("standard/train")) == 819
+    assert len(s.labelled_positions("standard/test")) == 29395
+    assert len(s.labelled_positions("per_class_50/train")) == 300
+    assert _counts(s) == {1: 4034, 2: 2903, 3: 479, 4: 9123, 5: 10501, 6: 3174}
+
+
+def test_muufl_counts():
+    s = load_scene("muufl", ["lidar"], root=SHARED_DATA)
+    assert s.modalities["lidar"].shape == (2, 325, 220)
+    assert len(s.class_names) == 11
+    assert int((s.labels > 0).sum()) == 53687
+    c = _counts(s)
+    assert c[1] == 23246 and c[7] == 2233 and c[11] == 269
+
+
+def test_houston_split_maps_and_vectors():
+    v = load_scene("houston2013_vectors", ["hsi", "lidar"], root=SHARED_DATA)
+    assert v.modalities["hsi"].shape == (144, 1, 2832)
+    assert v.modalities["lidar"].shape == (21, 1, 2832)
+    assert int((v.labels > 0).sum()) == 2832
+    with pytest.raises(MissingDatasetError, match="rsmg download houston2013"):
+        load_scene("houston2013", ["hsi"], root=SHARED_DATA)
+
+
+def test_houston_full_split_counts_without_cube():
+    from rsmg.data.readers import read_mat
+
+    tr = read_mat(SHARED_DATA / "houston2013/HyFTech/TRLabel.mat", key="TRLabel")
+    ts = read_mat(SHARED_DATA / "houston2013/HyFTech/TSLabel.mat", key="TSLabel")
+    assert int((tr > 0).sum()) == 2832 and int((ts > 0).sum()) == 12197
+
+
+def test_salinas_a_sparse_ids_remapped():
+    s = load_scene("salinas_a", ["hsi"], root=SHARED_DATA)
+    assert s.modalities["hsi"].shape == (204, 83, 86)
+    assert _counts(s) == {1: 391, 2: 1343, 3: 616, 4: 1525, 5: 674, 6: 799}
+
+
+def test_missing_hsi_names_download_command():
+    with pytest.raises(MissingDatasetError, match=r"rsmg download trento"):
+        load_scene("trento", ["hsi", "lidar"], root=SHARED_DATA)
+
+
+def test_missing_root_says_where(tmp_path):
+    with pytest.raises(MissingDatasetError, match="RSMG_DATA_ROOT"):
+        load_scene("muufl", ["lidar"], root=tmp_path)
+
+
+def test_unknown_names_list_valid_ones():
+    with pytest.raises(ConfigError, match="muufl"):
+        dataset_info("mufl")
+    with pytest.raises(ConfigError, match="lidar"):
+        load_scene("muufl", ["sar"], root=SHARED_DATA)
+
+
+def test_every_catalog_dataset_is_covered_by_shared_class_set_or_native():
+    for name in list_datasets():
+        info = dataset_info(name)
+        if name == "salinas_a":
+            continue  # crops only: no common classes with the urban scenes (native class set)
+        mapping = class_mapping("shared", name)
+        assert set(mapping) == set(info.classes)
