@@ -1,0 +1,226 @@
+"""DTAug views: noise a patch part-way and denoise it with the source prior (SDEdit / img2img reading).
+
+FVMGN's DTAug (arXiv 2511.10774, component 1) "reconstructs" inputs with a diffusion model of the
+source domains: at training time the reconstructions are added as extra inputs, at test time each test input
+is mapped through the same process so it moves towards the source distribution. The paper does not give the
+sampler; rsmg reads it as SDEdit (Meng et al., 2022), the same knobs as diffusers' img2img pipelines
+(``docs/papers.md``):
+
+1. forward-diffuse the clean stacked patch ``x_0`` to timestep ``t_s ≈ strength·T`` with the DDPM ``ᾱ``
+   (:meth:`rsmg.diffusion.prior.DiffusionPrior.add_noise`);
+2. denoise with ``steps`` DDIM updates (Song et al., 2021) from ``t_s`` down to the clean sample.
+
+``strength`` trades faithfulness (low: the view is the input plus a little denoising) for diversity (high: the
+view is a new sample of the source prior that only keeps the input's coarse layout); ``papers.md`` recommends
+0.3-0.5 and ≤ 10 steps.
+
+Determinism: every view has its own ``torch.Generator`` seeded from ``(seed, sample index, view index)``
+(:func:`view_seed`) and noise is drawn per sample on the CPU, so a sample's views do not depend on the batch
+it is in, its position in that batch, the device, or the number of DDP ranks. With ``eta = 0`` (default) DDIM
+is deterministic given the starting noise; with ``eta > 0`` the extra noise comes from the same per-view
+generator. On CUDA the noise is still identical, but the UNet's arithmetic may vary with the batch size (TF32
+convolutions, cuDNN algorithm choice); set ``torch.backends.cudnn.allow_tf32 = False`` and
+``torch.use_deterministic_algorithms(True)`` where views must match across batchings to float rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from rsmg.data.spec import IMAGE_PREFIX
+from rsmg.diffusion.prior import DiffusionPrior, _import_diffusers
+from rsmg.errors import ConfigError, DataError
+
+_MASK63 = (1 << 63) - 1
+
+
+def view_seed(seed: int, index: int, view: int) -> int:
+    """Combine ``(seed, sample index, view index)`` into one 63-bit generator seed.
+
+    A cryptographic hash (not Python's salted ``hash``) keeps seeds identical across processes and machines,
+    and makes nearby triples (index ``i`` view ``j`` vs index ``j`` view ``i``) unrelated.
+    """
+    digest = hashlib.blake2b(struct.pack("<qqq", int(seed), int(index), int(view)), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & _MASK63
+
+
+def ddim_timesteps(strength: float, steps: int, num_train_timesteps: int) -> list[int]:
+    """Timesteps visited when denoising from ``strength·T`` to the clean sample, descending.
+
+    With ``n = round(strength·T)`` noising steps, the start index is ``n - 1`` (diffusers timesteps are
+    0-based: index 0 already holds one step of noise) and the ``steps`` points are evenly spaced down from it
+    ("trailing" spacing): ``round(n·(steps - i)/steps) - 1`` for ``i = 0..steps-1``. The update after the last
+    one lands on the clean sample (``ᾱ = 1``). Duplicates (more steps than noise levels) are dropped.
+
+    Example: ``strength=1, steps=4, T=1000`` gives ``[999, 749, 499, 249]``, exactly diffusers' DDIM with
+    ``timestep_spacing="trailing"``.
+    """
+    n = max(1, round(strength * num_train_timesteps))
+    out: list[int] = []
+    for i in range(steps):
+        t = max(0, round(n * (steps - i) / steps) - 1)
+        if not out or t < out[-1]:
+            out.append(t)
+    return out
+
+
+def _check_number(value: object, field: str, *, integer: bool) -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        raise ConfigError(
+            f"{field} must be {'an integer' if integer else 'a number'}",
+            field=field,
+            expected="int" if integer else "float",
+            found=repr(value),
+        )
+
+
+class DiffusionAugmenter:
+    """Produce ``views`` DTAug reconstructions of a batch with a trained :class:`DiffusionPrior`.
+
+    Args:
+        prior: the source-domain diffusion prior (put in eval mode while sampling; weights unchanged).
+        strength: fraction of the noise schedule to diffuse to, in ``(0, 1]`` (papers.md: 0.3-0.5).
+        steps: DDIM denoising steps, ``>= 1`` (papers.md: ≤ 10).
+        views: number of views ``K`` per sample, ``>= 0`` (papers.md: 4 at test time, plus the original).
+        seed: base seed; views are a function of ``(seed, sample index, view index)`` only.
+        eta: DDIM stochasticity in ``[0, 1]``; 0 is the deterministic DDIM sampler.
+
+    Raises:
+        ConfigError: a value out of range, naming the field.
+    """
+
+    def __init__(
+        self,
+        prior: DiffusionPrior,
+        strength: float = 0.4,
+        steps: int = 5,
+        views: int = 4,
+        seed: int = 0,
+        eta: float = 0.0,
+    ) -> None:
+        if not isinstance(prior, DiffusionPrior):
+            raise ConfigError(
+                "prior must be a DiffusionPrior",
+                field="prior",
+                expected="rsmg.diffusion.DiffusionPrior",
+                found=type(prior).__name__,
+            )
+        _check_number(strength, "strength", integer=False)
+        if not 0.0 < float(strength) <= 1.0:
+            raise ConfigError(
+                "strength must be in (0, 1]", field="strength", expected="0 < strength <= 1", found=strength
+            )
+        _check_number(steps, "steps", integer=True)
+        if steps < 1:
+            raise ConfigError("steps must be at least 1", field="steps", expected="steps >= 1", found=steps)
+        _check_number(views, "views", integer=True)
+        if views < 0:
+            raise ConfigError("views must be non-negative", field="views", expected="views >= 0", found=views)
+        _check_number(seed, "seed", integer=True)
+        _check_number(eta, "eta", integer=False)
+        if not 0.0 <= float(eta) <= 1.0:
+            raise ConfigError("eta must be in [0, 1]", field="eta", expected="0 <= eta <= 1", found=eta)
+        self.prior = prior
+        self.strength = float(strength)
+        self.steps = int(steps)
+        self.views = int(views)
+        self.seed = int(seed)
+        self.eta = float(eta)
+        # "DDIMScheduler from the same config": its ᾱ table and the final ᾱ = 1 drive the update below.
+        diffusers = _import_diffusers()
+        self.scheduler = diffusers.DDIMScheduler(**prior.scheduler_config, set_alpha_to_one=True)
+        self.timesteps = ddim_timesteps(self.strength, self.steps, prior.num_train_timesteps)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings that determine the views (with the prior checksum: the key of a view bank)."""
+        return {
+            "strength": self.strength,
+            "steps": self.steps,
+            "views": self.views,
+            "seed": self.seed,
+            "eta": self.eta,
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.config.items())
+        return f"{type(self).__name__}({args})"
+
+    def _noise(self, gens: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
+        # One draw per (sample, view) from its own CPU generator: independent of batch and device.
+        return torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens])
+
+    @torch.no_grad()
+    def __call__(
+        self, images: Mapping[str, torch.Tensor], indices: torch.Tensor
+    ) -> list[dict[str, torch.Tensor]]:
+        """Return ``K`` views of a batch.
+
+        Args:
+            images: ``image_<modality>`` (or bare modality) tensors ``B×C×H×W``; other keys are ignored, so a
+                whole batch dict can be passed.
+            indices: ``B`` dataset indices of the samples (the ``index`` field), which seed their views.
+
+        Returns:
+            ``K`` dicts with the same keys as the modalities in ``images``, each tensor ``B×C×H×W`` in the
+            input's dtype and device; an empty list when ``views == 0``.
+
+        Raises:
+            DataError: missing modalities, wrong shapes, or ``indices`` that do not match the batch.
+        """
+        if self.views == 0:
+            return []
+        x0 = self.prior.stack(images)
+        idx = torch.as_tensor(indices).reshape(-1).tolist()
+        if len(idx) != x0.shape[0]:
+            raise DataError(
+                "indices must give one dataset index per sample",
+                field="indices",
+                expected=f"{x0.shape[0]} indices",
+                found=f"{len(idx)} indices",
+            )
+        first = next(iter(self.prior.modalities))
+        prefixed = IMAGE_PREFIX + first in images  # answer in the caller's key style
+        ref = images[IMAGE_PREFIX + first] if prefixed else images[first]
+        b, k = x0.shape[0], self.views
+        param = next(self.prior.parameters())
+        device, dtype = param.device, param.dtype
+
+        # B·K trajectories in one batch, ordered sample-major: row i·K + j is view j of sample i.
+        gens = [torch.Generator().manual_seed(view_seed(self.seed, i, j)) for i in idx for j in range(k)]
+        x0 = x0.to(device=device, dtype=dtype).repeat_interleave(k, dim=0)
+        shape = tuple(x0.shape[1:])
+        alphas = self.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+        final = float(self.scheduler.final_alpha_cumprod)
+
+        t0 = self.timesteps[0]
+        noise = self._noise(gens, shape).to(device=device, dtype=dtype)
+        x = self.prior.add_noise(x0, noise, torch.full((x0.shape[0],), t0, device=device, dtype=torch.long))
+
+        was_training = self.prior.training
+        self.prior.eval()
+        try:
+            for n, t in enumerate(self.timesteps):
+                prev = self.timesteps[n + 1] if n + 1 < len(self.timesteps) else -1
+                a_t = alphas[t]
+                a_prev = alphas[prev] if prev >= 0 else torch.tensor(final, device=device)
+                eps = self.prior(x, torch.full((x.shape[0],), t, device=device, dtype=torch.long)).float()
+                x32 = x.float()
+                x0_pred = (x32 - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+                # DDIM (Song et al. 2021, eq. 12); identical to DDIMScheduler.step for evenly spaced steps.
+                sigma = self.eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
+                x32 = a_prev.sqrt() * x0_pred + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+                if self.eta > 0 and prev >= 0:
+                    x32 = x32 + sigma * self._noise(gens, shape).to(device)
+                x = x32.to(dtype)
+        finally:
+            self.prior.train(was_training)
+
+        x = x.to(device=ref.device, dtype=ref.dtype).view(b, k, *shape)
+        return [self.prior.unstack(x[:, j], prefixed=prefixed) for j in range(k)]

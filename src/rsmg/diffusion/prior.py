@@ -1,0 +1,579 @@
+"""The diffusion prior of DTAug: a small DDPM over stacked, normalised multimodal source patches.
+
+FVMGN (Zhang et al., AAAI-26, arXiv 2511.10774, component 1, "DTAug") augments training and test inputs by
+passing them through a diffusion model that "reconstructs multimodal land-cover distributions" of the *source*
+domains. The paper does not publish the architecture; following ``docs/papers.md`` (open choices, "DTAug
+diffusion model") rsmg uses a small :class:`diffusers.UNet2DModel` trained with the DDPM noise-prediction
+objective on every modality stacked along the channel axis, and DDIM for sampling (see
+:mod:`rsmg.diffusion.augment`).
+
+Choices made where the paper is silent (all configurable):
+
+* **Joint prior over all modalities.** Modalities are stacked in *sorted* modality-name order (the order of
+  :meth:`rsmg.models.base.RsmgModel.images`), so one denoiser models the joint HSI + LiDAR (+ ...) patch
+  distribution and a reconstructed view keeps the modalities consistent with each other.
+* **Inputs are already normalised.** The datamodule owns the normalisation statistics; the prior sees exactly
+  the tensors the classifier sees, so its views can replace the inputs one for one.
+* **Padding for odd patches.** Patches are small and odd (11×11 by default), but each down block of the UNet
+  halves the resolution. Inside :meth:`DiffusionPrior.forward` the noisy patch is reflect-padded up to the
+  next multiple of ``2 ** (len(block_out_channels) - 1)`` and the prediction is cropped back, so noise, loss
+  and views all live on the original ``patch_size × patch_size`` grid (replicate padding is used when a patch
+  is too small to reflect).
+* **Epsilon prediction, linear betas, no clipping.** Normalised remote-sensing values are not confined to
+  ``[-1, 1]``, so ``clip_sample`` is forced off.
+* **Unconditional.** The prior gets neither labels nor domains, so it cannot leak label information into
+  views.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsmg.data.spec import IMAGE_PREFIX, DataSpec, image_key
+from rsmg.errors import ConfigError, DataError
+
+FORMAT = "rsmg.diffusion_prior"
+FORMAT_VERSION = 1
+
+#: Default UNet: three resolutions (11×11 → padded 12×12 → 6×6 → 3×3), attention only at the coarsest.
+DEFAULT_UNET: dict[str, Any] = {
+    "block_out_channels": (64, 128, 128),
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "attention_head_dim": 8,
+    "dropout": 0.0,
+}
+
+#: Default noise schedule (DDPM, Ho et al. 2020). ``clip_sample`` is always False (see module docstring).
+DEFAULT_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "linear",
+    "beta_start": 1e-4,
+    "beta_end": 0.02,
+    "prediction_type": "epsilon",
+}
+
+# UNet2DModel arguments the prior derives from the data (or forbids), never taken from the config.
+_DERIVED_UNET_KEYS = ("in_channels", "out_channels", "sample_size")
+_FORBIDDEN_UNET_KEYS = ("class_embed_type", "num_class_embeds", "num_train_timesteps")
+
+
+def _import_diffusers() -> Any:
+    """Import diffusers lazily so that ``import rsmg`` stays light (house rule)."""
+    try:
+        import diffusers
+    except ImportError as exc:  # pragma: no cover - diffusers is a hard dependency of rsmg
+        raise ConfigError(
+            "the DTAug diffusion prior needs the 'diffusers' package",
+            field="diffusers",
+            expected="an installed diffusers",
+            found="ImportError",
+            fix="pip install diffusers",
+        ) from exc
+    return diffusers
+
+
+def _positive_int(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"{field} must be a positive integer",
+            field=field,
+            expected="int >= 1",
+            found=repr(value),
+        )
+    return value
+
+
+def resolve_unet_config(unet: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge a user UNet config with :data:`DEFAULT_UNET` and check it before any weight is built.
+
+    Block types are derived from ``block_out_channels`` when not given (plain blocks, attention at the
+    coarsest resolution), so a config that only shrinks ``block_out_channels`` stays valid.
+
+    Args:
+        unet: ``UNet2DModel`` keyword arguments; ``in_channels``, ``out_channels`` and ``sample_size`` are
+            derived from the data and must not be given.
+
+    Returns:
+        A JSON-serialisable dict (tuples as lists) of ``UNet2DModel`` keyword arguments.
+
+    Raises:
+        ConfigError: an unknown or derived key, inconsistent block lists, or group norm that does not divide
+            the channel widths; the message names the offending ``unet.<key>``.
+    """
+    diffusers = _import_diffusers()
+    user = dict(unet or {})
+    valid = set(inspect.signature(diffusers.UNet2DModel.__init__).parameters) - {"self"}
+    for key in user:
+        if key in _DERIVED_UNET_KEYS:
+            raise ConfigError(
+                f"unet.{key} is derived from the data and cannot be set",
+                field=f"unet.{key}",
+                expected="not given (channels = sum of the modalities' channels; size = padded patch size)",
+                found=repr(user[key]),
+                fix=f"remove unet.{key}",
+            )
+        if key in _FORBIDDEN_UNET_KEYS:
+            raise ConfigError(
+                f"unet.{key} is not supported: the DTAug prior is unconditional",
+                field=f"unet.{key}",
+                expected="not given",
+                found=repr(user[key]),
+                fix=f"remove unet.{key} (num_train_timesteps belongs to the scheduler config)",
+            )
+        if key not in valid:
+            raise ConfigError(
+                f"unknown UNet2DModel argument {key!r}",
+                field=f"unet.{key}",
+                expected=f"one of {sorted(valid - set(_DERIVED_UNET_KEYS) - set(_FORBIDDEN_UNET_KEYS))}",
+                found=repr(key),
+            )
+    cfg = {**DEFAULT_UNET, **user}
+    boc = cfg["block_out_channels"]
+    if (
+        isinstance(boc, (str, bytes))
+        or not isinstance(boc, Sequence)
+        or not boc
+        or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in boc)
+    ):
+        raise ConfigError(
+            "unet.block_out_channels must be a non-empty list of positive integers",
+            field="unet.block_out_channels",
+            expected="e.g. [64, 128, 128]",
+            found=repr(boc),
+        )
+    n = len(boc)
+    cfg["block_out_channels"] = [int(c) for c in boc]
+    if cfg.get("down_block_types") is None:
+        cfg["down_block_types"] = ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D"]
+    if cfg.get("up_block_types") is None:
+        cfg["up_block_types"] = ["AttnUpBlock2D"] + ["UpBlock2D"] * (n - 1)
+    for key in ("down_block_types", "up_block_types"):
+        types = list(cfg[key])
+        if len(types) != n:
+            raise ConfigError(
+                f"unet.{key} must have one entry per block_out_channels entry",
+                field=f"unet.{key}",
+                expected=f"{n} block types",
+                found=f"{len(types)}: {types}",
+            )
+        cfg[key] = [str(t) for t in types]
+    _positive_int(cfg["layers_per_block"], "unet.layers_per_block")
+    groups = _positive_int(cfg["norm_num_groups"], "unet.norm_num_groups")
+    bad = [c for c in cfg["block_out_channels"] if c % groups]
+    if bad:
+        raise ConfigError(
+            "unet.norm_num_groups must divide every entry of unet.block_out_channels",
+            field="unet.norm_num_groups",
+            expected=f"a divisor of {cfg['block_out_channels']}",
+            found=f"{groups} (does not divide {bad})",
+            fix="lower norm_num_groups or use multiples of it as channel widths",
+        )
+    return json.loads(json.dumps(cfg))  # tuples → lists, a deep copy, proof that it is JSON-serialisable
+
+
+def resolve_scheduler_config(
+    scheduler: Mapping[str, Any] | None, num_train_timesteps: int | None = None
+) -> dict[str, Any]:
+    """Merge a noise-schedule config with :data:`DEFAULT_SCHEDULER` and check it.
+
+    Args:
+        scheduler: ``DDPMScheduler`` keyword arguments among ``num_train_timesteps``, ``beta_schedule``,
+            ``beta_start``, ``beta_end``, ``prediction_type``.
+        num_train_timesteps: shortcut that overrides ``scheduler["num_train_timesteps"]``.
+
+    Returns:
+        The resolved config, with ``clip_sample=False`` (normalised data are not in ``[-1, 1]``).
+
+    Raises:
+        ConfigError: unknown key, non-positive ``num_train_timesteps``, or a prediction type other than
+            ``"epsilon"`` (the only one DTAug's loss and sampler implement here).
+    """
+    user = dict(scheduler or {})
+    for key in user:
+        if key not in DEFAULT_SCHEDULER and key != "clip_sample":
+            raise ConfigError(
+                f"unknown scheduler argument {key!r}",
+                field=f"scheduler.{key}",
+                expected=f"one of {sorted(DEFAULT_SCHEDULER)}",
+                found=repr(key),
+            )
+    if user.get("clip_sample"):
+        raise ConfigError(
+            "scheduler.clip_sample must be False: normalised patches are not confined to [-1, 1]",
+            field="scheduler.clip_sample",
+            expected="False",
+            found=repr(user["clip_sample"]),
+        )
+    user.pop("clip_sample", None)
+    cfg = {**DEFAULT_SCHEDULER, **user}
+    if num_train_timesteps is not None:
+        cfg["num_train_timesteps"] = num_train_timesteps
+    _positive_int(cfg["num_train_timesteps"], "num_train_timesteps")
+    if cfg["prediction_type"] != "epsilon":
+        raise ConfigError(
+            "only epsilon prediction is implemented for the DTAug prior",
+            field="scheduler.prediction_type",
+            expected="'epsilon'",
+            found=repr(cfg["prediction_type"]),
+        )
+    cfg["clip_sample"] = False
+    return cfg
+
+
+class DiffusionPrior(nn.Module):
+    """DDPM noise predictor over stacked multimodal patches (DTAug's reconstruction model).
+
+    The prior records which data it models (modalities with channel counts, patch size, band names) so that a
+    prior trained on one dataset cannot silently augment another one (:meth:`check_compatible`).
+
+    Args:
+        modalities: modality name → channels; stored in sorted name order, which is the stacking order.
+        patch_size: side of the square patches (H = W); any size, odd included (padded internally).
+        band_names: modality → band names in channel order, checked against the classifier's data.
+        unet: ``UNet2DModel`` keyword arguments merged over :data:`DEFAULT_UNET`.
+        scheduler: ``DDPMScheduler`` keyword arguments merged over :data:`DEFAULT_SCHEDULER`.
+        num_train_timesteps: shortcut for ``scheduler["num_train_timesteps"]``.
+
+    Raises:
+        ConfigError: bad modalities, patch size, UNet or scheduler config (the message names the field).
+    """
+
+    alphas_cumprod: torch.Tensor
+
+    def __init__(
+        self,
+        modalities: Mapping[str, int],
+        patch_size: int,
+        band_names: Mapping[str, Sequence[str]] | None = None,
+        unet: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        num_train_timesteps: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(modalities, Mapping) or not modalities:
+            raise ConfigError(
+                "the diffusion prior needs at least one modality",
+                field="modalities",
+                expected="e.g. {'hsi': 63, 'lidar': 2}",
+                found=repr(modalities),
+            )
+        self.modalities: dict[str, int] = {
+            str(m): _positive_int(modalities[m], f"modalities.{m}") for m in sorted(modalities)
+        }
+        self.patch_size: int = _positive_int(patch_size, "patch_size")
+        self.band_names: dict[str, tuple[str, ...]] = {
+            str(m): tuple(str(b) for b in names) for m, names in sorted((band_names or {}).items())
+        }
+        for m, names in self.band_names.items():
+            if m not in self.modalities or len(names) != self.modalities[m]:
+                raise ConfigError(
+                    f"band_names of modality {m!r} do not match its channel count",
+                    field=f"band_names.{m}",
+                    expected=f"{self.modalities.get(m, 'a known modality')} names",
+                    found=f"{len(names)} names",
+                )
+        self.unet_config = resolve_unet_config(unet)
+        self.scheduler_config = resolve_scheduler_config(scheduler, num_train_timesteps)
+
+        diffusers = _import_diffusers()
+        self.num_channels = sum(self.modalities.values())
+        self.multiple = 2 ** (len(self.unet_config["block_out_channels"]) - 1)
+        self.padded_size = -(-self.patch_size // self.multiple) * self.multiple
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in self.unet_config.items()}
+        self.unet = diffusers.UNet2DModel(
+            sample_size=self.padded_size,
+            in_channels=self.num_channels,
+            out_channels=self.num_channels,
+            **kwargs,
+        )
+        ddpm = diffusers.DDPMScheduler(**self.scheduler_config)
+        # A buffer (not persistent: it is a function of the config) so it follows .to(device).
+        self.register_buffer("alphas_cumprod", ddpm.alphas_cumprod.clone().float(), persistent=False)
+
+    # ------------------------------------------------------------------ construction / config
+    @classmethod
+    def from_spec(
+        cls,
+        spec: DataSpec,
+        unet: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        num_train_timesteps: int | None = None,
+    ) -> DiffusionPrior:
+        """Build a prior for the data described by ``spec`` (modalities, patch size, band names)."""
+        return cls(
+            modalities=spec.modalities,
+            patch_size=spec.patch_size,
+            band_names=spec.band_names,
+            unet=unet,
+            scheduler=scheduler,
+            num_train_timesteps=num_train_timesteps,
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this prior (JSON-serialisable); weights excluded."""
+        return {
+            "modalities": dict(self.modalities),
+            "patch_size": self.patch_size,
+            "band_names": {m: list(b) for m, b in self.band_names.items()},
+            "unet": copy.deepcopy(self.unet_config),
+            "scheduler": dict(self.scheduler_config),
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DiffusionPrior:
+        """Inverse of :attr:`config` (fresh weights)."""
+        return cls(
+            modalities=config["modalities"],
+            patch_size=config["patch_size"],
+            band_names=config.get("band_names"),
+            unet=config.get("unet"),
+            scheduler=config.get("scheduler"),
+        )
+
+    @property
+    def num_train_timesteps(self) -> int:
+        """Number of DDPM training timesteps ``T``."""
+        return int(self.scheduler_config["num_train_timesteps"])
+
+    def checksum(self) -> str:
+        """SHA-256 of config and weights: identifies the prior a view bank was built with."""
+        h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    # ------------------------------------------------------------------ data checks
+    def check_compatible(self, spec: DataSpec) -> None:
+        """Check that this prior models the data of ``spec`` (the classifier's data).
+
+        A prior trained on other bands, another channel count or another patch size would feed the classifier
+        views from a different distribution, so every difference is reported in one error.
+
+        Band names are compared only for modalities where both the prior and the spec record them.
+
+        Raises:
+            DataError: naming both sides ("prior" vs "classifier data") for each difference.
+        """
+        problems: list[str] = []
+        if set(self.modalities) != set(spec.modalities):
+            problems.append(
+                f"modalities: prior {sorted(self.modalities)} vs classifier data {sorted(spec.modalities)}"
+            )
+        for m in sorted(set(self.modalities) & set(spec.modalities)):
+            if self.modalities[m] != spec.modalities[m]:
+                problems.append(
+                    f"channels of {m!r}: prior {self.modalities[m]} vs classifier data {spec.modalities[m]}"
+                )
+            mine, theirs = self.band_names.get(m), spec.band_names.get(m)
+            if mine and theirs and tuple(mine) != tuple(theirs):
+                diff = [i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b][:3]
+                problems.append(
+                    f"bands of {m!r}: prior {list(mine)[:5]}... vs classifier data {list(theirs)[:5]}... "
+                    f"(first differing channels {diff})"
+                )
+        if self.patch_size != spec.patch_size:
+            problems.append(f"patch_size: prior {self.patch_size} vs classifier data {spec.patch_size}")
+        if problems:
+            raise DataError(
+                "the diffusion prior was trained on different data than the classifier uses",
+                field="; ".join(problems),
+                expected="prior and classifier data with the same modalities, channels, bands and patch size",
+                found="the differences listed in 'field'",
+                fix="train (rsmg.tasks.diffusion_prior) or load a prior for this data configuration",
+            )
+
+    def stack(self, images: Mapping[str, Any]) -> torch.Tensor:
+        """Concatenate the modalities of a batch along channels, in sorted modality order.
+
+        Args:
+            images: a batch dict with ``image_<modality>`` keys (other keys are ignored), or a dict keyed by
+                bare modality names; each tensor ``B×C×H×W``.
+
+        Returns:
+            ``B×sum(C)×H×W`` float tensor.
+
+        Raises:
+            DataError: a missing modality, or a tensor of the wrong shape.
+        """
+        parts: list[torch.Tensor] = []
+        batch: int | None = None
+        for m, c in self.modalities.items():
+            key = image_key(m)
+            if key in images:
+                t = images[key]
+            elif m in images:
+                t = images[m]
+            else:
+                raise DataError(
+                    f"modality {m!r} is missing from the batch given to the diffusion prior",
+                    field=key,
+                    expected=f"keys {[image_key(k) for k in self.modalities]}",
+                    found=sorted(k for k in images if isinstance(k, str)),
+                )
+            expected = (c, self.patch_size, self.patch_size)
+            if not isinstance(t, torch.Tensor) or t.ndim != 4 or tuple(t.shape[1:]) != expected:
+                raise DataError(
+                    f"modality {m!r} has the wrong shape for the diffusion prior",
+                    field=key,
+                    expected=f"B×{c}×{self.patch_size}×{self.patch_size}",
+                    found=tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__,
+                    fix="pass batched tensors (add a batch dimension to single samples)",
+                )
+            if batch is not None and t.shape[0] != batch:
+                raise DataError(
+                    "modalities of one batch have different batch sizes",
+                    field=key,
+                    expected=batch,
+                    found=t.shape[0],
+                )
+            batch = t.shape[0]
+            parts.append(t.float())
+        return torch.cat(parts, dim=1)
+
+    def unstack(self, x: torch.Tensor, prefixed: bool = True) -> dict[str, torch.Tensor]:
+        """Split a stacked ``B×sum(C)×H×W`` tensor back into modalities (inverse of :meth:`stack`).
+
+        Args:
+            x: stacked tensor.
+            prefixed: key the result ``image_<modality>`` (sample contract) rather than by bare modality name.
+        """
+        if x.ndim != 4 or x.shape[1] != self.num_channels:
+            raise DataError(
+                "stacked tensor has the wrong shape",
+                field="x",
+                expected=f"B×{self.num_channels}×H×W",
+                found=tuple(x.shape),
+            )
+        chunks = torch.split(x, list(self.modalities.values()), dim=1)
+        prefix = IMAGE_PREFIX if prefixed else ""
+        return {prefix + m: chunk for m, chunk in zip(self.modalities, chunks, strict=True)}
+
+    # ------------------------------------------------------------------ model
+    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Predict the noise in ``sample`` at ``timesteps``.
+
+        The patch is reflect-padded to a multiple of ``2 ** (num_blocks - 1)`` (see module docstring) and the
+        prediction cropped back to ``patch_size``.
+
+        Args:
+            sample: noisy stacked patches ``B×C×patch×patch``.
+            timesteps: ``B`` integer timesteps in ``[0, T)`` (or a scalar, shared by the batch).
+
+        Returns:
+            Predicted noise, same shape as ``sample``.
+        """
+        p = self.patch_size
+        total = self.padded_size - p
+        lo, hi = total // 2, total - total // 2
+        x = sample
+        if total:
+            mode = "reflect" if hi < p else "replicate"
+            x = F.pad(x, (lo, hi, lo, hi), mode=mode)
+        if timesteps.ndim == 0:
+            timesteps = timesteps.expand(sample.shape[0])
+        out = self.unet(x, timesteps.to(sample.device)).sample
+        return out[..., lo : lo + p, lo : lo + p]
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """DDPM forward process ``q(x_t | x_0) = sqrt(ᾱ_t)·x_0 + sqrt(1-ᾱ_t)·ε`` (per-sample timesteps)."""
+        a = self.alphas_cumprod.to(x0.device)[timesteps.to(x0.device).long()].view(-1, 1, 1, 1)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def loss(
+        self,
+        x0: torch.Tensor,
+        timesteps: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """DDPM "simple" loss: MSE between the true and predicted noise at random timesteps.
+
+        Args:
+            x0: clean stacked patches ``B×C×H×W``.
+            timesteps: ``B`` timesteps; uniform on ``[0, T)`` from the global RNG when omitted.
+            noise: the noise ``ε``; standard normal from the global RNG when omitted.
+        """
+        if timesteps is None:
+            timesteps = torch.randint(0, self.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        if noise is None:
+            noise = torch.randn_like(x0)
+        pred = self(self.add_noise(x0, noise, timesteps), timesteps)
+        return F.mse_loss(pred.float(), noise.float())
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Save config + weights to one file, atomically (temp file in the same folder, then rename).
+
+        A crash mid-write therefore never leaves a truncated prior that a later run would load.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": self.config,
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DiffusionPrior:
+        """Load a prior written by :meth:`save` (or ``DiffusionPriorTask.export_prior``).
+
+        Raises:
+            DataError: the file is missing or is not an rsmg diffusion prior.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(
+                "diffusion prior file not found",
+                file=path,
+                fix="train one with rsmg.tasks.diffusion_prior and export it with export_prior(path)",
+            )
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise DataError(
+                "file is not an rsmg diffusion prior",
+                file=path,
+                field="format",
+                expected=FORMAT,
+                found=payload.get("format") if isinstance(payload, dict) else type(payload).__name__,
+                fix="a Lightning checkpoint must be exported first: DiffusionPriorTask.export_prior(path)",
+            )
+        if payload.get("format_version", 0) > FORMAT_VERSION:
+            raise DataError(
+                "diffusion prior file was written by a newer rsmg",
+                file=path,
+                field="format_version",
+                expected=f"<= {FORMAT_VERSION}",
+                found=payload.get("format_version"),
+                fix="upgrade rsmg",
+            )
+        prior = cls.from_config(payload["config"])
+        prior.load_state_dict(payload["state_dict"])
+        return prior
