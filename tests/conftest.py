@@ -14,3 +14,13 @@ except ImportError:  # pragma: no cover - layout with tests/__init__.py
 def fixture_dir(tmp_path_factory):
     """Every tiny fixture file (see tests/data/fixtures.py), written once per session: name → path."""
     return fixtures.make_all(tmp_path_factory.mktemp("fixtures"))
+
+
+def pytest_sessionstart(session):
+    """In CI the shared data pack must be there: real-data tests may skip on a laptop, never silently in CI."""
+    import os
+
+    from _paths import SHARED_DATA
+
+    if os.environ.get("CI") and not SHARED_DATA.exists():
+        raise pytest.UsageError(f"CI=true but the shared data pack is missing at {SHARED_DATA} (set RSMG_DATA_ROOT)")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsmg.data.spec import DataSpec
+from rsmg.diffusion.train_views import TrainingViews
 from rsmg.errors import ConfigError, DataError
 from rsmg.metrics import DomainMetrics
 from rsmg.models.base import ModelOutput
@@ -47,6 +48,7 @@ class ClassificationTask(pl.LightningModule):
         warmup_epochs: linear warm-up epochs before the cosine decay.
         loss_weights: weight of each auxiliary loss the model returns (missing names weigh 0 and are logged).
         label_smoothing: cross-entropy label smoothing.
+        train_views: optional training-time DTAug (diffusion views mixed into source batches).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class ClassificationTask(pl.LightningModule):
         warmup_epochs: int = 0,
         loss_weights: dict[str, float] | None = None,
         label_smoothing: float = 0.0,
+        train_views: TrainingViews | None = None,
     ) -> None:
         super().__init__()
         if spec is None:
@@ -67,7 +70,8 @@ class ClassificationTask(pl.LightningModule):
                 expected="a DataSpec (linked from data.spec by `rsmg`)", found=None,
                 fix="run through the rsmg CLI with a data section, or pass spec=datamodule.spec",
             )
-        self.save_hyperparameters(ignore=["net", "spec"])
+        self.save_hyperparameters(ignore=["net", "spec", "train_views"])
+        self.train_views = train_views
         self.spec = spec
         self.net = (net or _default_net)(spec)
         self.loss_weights = dict(loss_weights or {})
@@ -101,7 +105,9 @@ class ClassificationTask(pl.LightningModule):
         return total
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """Cross-entropy plus weighted auxiliary losses on source samples."""
+        """Cross-entropy plus weighted auxiliary losses on source samples (optionally with DTAug views)."""
+        if self.train_views is not None:
+            batch = self.train_views(batch, epoch=self.current_epoch, spec=self.spec)
         out = self(batch)
         loss = self._loss(out, batch["label"], "train")
         acc = (out.logits.argmax(1) == batch["label"]).float().mean()
@@ -130,10 +136,12 @@ class ClassificationTask(pl.LightningModule):
         """Fresh per-domain confusion matrices."""
         self.test_metrics.reset()
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Accumulate the confusion matrix of the batch's domain."""
-        probs = self.predict_probs(batch)
-        self.update_test_metrics(batch, probs)
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        """Accumulate the confusion matrix of the batch's domain; return logits for callbacks (TTA, figures)."""
+        with torch.no_grad():
+            out = self(batch)
+        self.update_test_metrics(batch, out.logits.float().softmax(dim=-1))
+        return {"logits": out.logits, "embeddings": out.embeddings}  # type: ignore[dict-item]
 
     def update_test_metrics(self, batch: dict[str, Any], probs: torch.Tensor) -> None:
         """Add a batch's predictions to its domain's metrics (one domain per batch, as the loaders are built)."""

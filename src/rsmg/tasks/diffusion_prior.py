@@ -49,7 +49,7 @@ class DiffusionPriorTask(pl.LightningModule):
 
     def __init__(
         self,
-        spec: DataSpec | Mapping[str, Any],
+        spec: DataSpec | Mapping[str, Any] | None = None,
         unet: dict[str, Any] | None = None,
         num_train_timesteps: int = 1000,
         lr: float = 2e-4,
@@ -58,6 +58,12 @@ class DiffusionPriorTask(pl.LightningModule):
         val_seed: int = 0,
     ) -> None:
         super().__init__()
+        if spec is None:  # the CLI links data.spec here at instantiation; None is only the parse-time placeholder
+            raise ConfigError(
+                "DiffusionPriorTask needs a data spec", field="model.init_args.spec",
+                expected="a DataSpec (linked from data.spec by `rsmg`)", found=None,
+                fix="run through the rsmg CLI with a data section, or pass spec=datamodule.spec",
+            )
         if isinstance(spec, Mapping):
             spec = DataSpec.from_dict(dict(spec))
         n_src = len(spec.source_domains)

@@ -1,0 +1,161 @@
+"""MSFFA: multiscale spatial-frequency feature alignment (FVMGN, Zhang et al. AAAI-26, component 5).
+
+FVMGN aligns text features and vision features of several scales, in the spatial and in the frequency domain,
+in one semantic space. The loss and head are not public; rsmg's reading (``docs/papers.md``, "MSFFA"):
+
+* **Projections** — every pooled SFIE feature (modality *m*, scale *s*, kind spatial/frequency) has its own
+  linear projection to the joint space of size ``embed_dim``; class texts (frozen tower features) share one
+  trained linear projection. Separate image projections because each (m, s, kind) lives in its own feature
+  space; one text projection because all texts come from the same encoder.
+* **Targets** — for modality *m* the class-text targets are the *shared* class texts and the *proprietary*
+  texts of *m* (``texts="both"``: the loss is the mean of the two; ``"shared"`` / ``"proprietary"``: one
+  of them — the ablations of the paper's text types).
+* **Loss** — symmetric InfoNCE against the K class-text embeddings, CLIP-style: image→text is cross-entropy
+  over the K classes; text→image treats every image of the class as a positive (SupCon-style mean of
+  log-softmax over the batch, since a batch holds several images per class); the two are averaged. The
+  alignment loss is the mean over all (m, s, kind, text group) terms (``multiscale=False``: last scale only).
+* **Temperature** — one learnable ``logit_scale`` (log of the inverse temperature, initialised at
+  ``1/temperature_init``), exponentiated and clamped to ``max_logit_scale`` = 100 as in CLIP, shared by the
+  alignment loss and the classifier so both see the same sharpness.
+* **Classifier** — logits = ``logit_scale · cos(fused image embedding, class prototype)``, where the prototype
+  of a class is the normalised sum of its projected shared text and the mean of its projected proprietary
+  texts (``"both"``), or one of the two. The fused (all-modality) embedding has its own projection.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsmg.errors import ConfigError
+from rsmg.models.sfie import SFIEOutput
+from rsmg.text.class_texts import ClassTextEmbeddings
+
+TextsKind = Literal["both", "shared", "proprietary"]
+
+
+def symmetric_class_infonce(
+    image: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE between images and class-text embeddings.
+
+    Args:
+        image: ``B×E`` L2-normalised image embeddings.
+        text: ``K×E`` L2-normalised class-text embeddings.
+        labels: ``B`` class indices.
+        scale: the (positive) logit scale.
+
+    Returns:
+        Scalar ``(image→text + text→image) / 2``. Image→text: cross-entropy over classes. Text→image: for each
+        class present in the batch, the mean over its images of the log-softmax across the batch's images.
+    """
+    sim = scale * image @ text.t()  # B×K
+    i2t = F.cross_entropy(sim, labels)
+    present = torch.unique(labels)
+    t_sim = sim.t()[present]  # U×B: each present class against every image of the batch
+    pos = (labels[None, :] == present[:, None]).to(sim.dtype)  # U×B
+    logp = t_sim.log_softmax(dim=1)
+    t2i = -((logp * pos).sum(1) / pos.sum(1)).mean()
+    return 0.5 * (i2t + t2i)
+
+
+class MSFFA(nn.Module):
+    """Multiscale spatial-frequency feature alignment and the text-prototype classifier.
+
+    Args:
+        modalities: vision modalities (SFIE branches).
+        feature_dims: SFIE feature width per scale (finest first).
+        fused_dim: width of SFIE's fused embedding.
+        text_dim: width of the text tower.
+        embed_dim: size of the joint image-text space.
+        use_frequency: align the frequency features too (False: spatial only).
+        multiscale: align every scale (False: only the last, coarsest one).
+        texts: which class texts are targets and prototypes.
+        temperature_init: initial temperature (CLIP: 0.07).
+        max_logit_scale: clamp of the exponentiated logit scale (CLIP: 100).
+    """
+
+    def __init__(
+        self,
+        modalities: list[str],
+        feature_dims: list[int],
+        fused_dim: int,
+        text_dim: int,
+        *,
+        embed_dim: int = 256,
+        use_frequency: bool = True,
+        multiscale: bool = True,
+        texts: TextsKind = "both",
+        temperature_init: float = 0.07,
+        max_logit_scale: float = 100.0,
+    ) -> None:
+        super().__init__()
+        if texts not in ("both", "shared", "proprietary"):
+            raise ConfigError(
+                "unknown texts option for MSFFA", field="texts",
+                expected="'both', 'shared' or 'proprietary'", found=texts, fix="use 'both'",
+            )  # fmt: skip
+        if not 0 < temperature_init < 1:
+            raise ConfigError(
+                "temperature_init out of range", field="temperature_init", expected="(0, 1)",
+                found=temperature_init, fix="use 0.07 (CLIP's value)",
+            )  # fmt: skip
+        self.modalities = list(modalities)
+        self.use_frequency = use_frequency
+        self.texts = texts
+        self.scales = list(range(len(feature_dims))) if multiscale else [len(feature_dims) - 1]
+        kinds = ["spatial", "frequency"] if use_frequency else ["spatial"]
+        self.keys = [(m, s, k) for m in self.modalities for s in self.scales for k in kinds]
+        self.image_proj = nn.ModuleDict(
+            {f"{m}__s{s}__{k}": nn.Linear(feature_dims[s], embed_dim) for m, s, k in self.keys}
+        )
+        self.fused_proj = nn.Linear(fused_dim, embed_dim)
+        self.text_proj = nn.Linear(text_dim, embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)))
+        self.max_logit_scale = float(max_logit_scale)
+
+    def scale(self) -> torch.Tensor:
+        """The exponentiated, clamped logit scale (inverse temperature)."""
+        return self.logit_scale.exp().clamp(max=self.max_logit_scale)
+
+    def text_targets(self, emb: ClassTextEmbeddings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Project and normalise class-text embeddings: ``(shared K×E, {modality: K×E})``."""
+        shared = F.normalize(self.text_proj(emb.shared), dim=-1)
+        prop = {m: F.normalize(self.text_proj(emb.proprietary[m]), dim=-1) for m in self.modalities}
+        return shared, prop
+
+    def prototypes(self, shared: torch.Tensor, prop: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Class prototypes ``K×E`` for the classifier (see the module docstring)."""
+        p_mean = torch.stack([prop[m] for m in self.modalities]).mean(0)
+        if self.texts == "shared":
+            return shared
+        if self.texts == "proprietary":
+            return F.normalize(p_mean, dim=-1)
+        return F.normalize(shared + p_mean, dim=-1)
+
+    def embed_fused(self, fused: torch.Tensor) -> torch.Tensor:
+        """Normalised projection of SFIE's fused embedding into the joint space."""
+        return F.normalize(self.fused_proj(fused), dim=-1)
+
+    def logits(self, fused: torch.Tensor, emb: ClassTextEmbeddings) -> torch.Tensor:
+        """Class logits ``B×K``: scaled cosine between the fused image embedding and the class prototypes."""
+        shared, prop = self.text_targets(emb)
+        return self.scale() * self.embed_fused(fused) @ self.prototypes(shared, prop).t()
+
+    def loss(self, out: SFIEOutput, labels: torch.Tensor, emb: ClassTextEmbeddings) -> torch.Tensor:
+        """Alignment loss: mean symmetric InfoNCE over modalities, scales, spatial/frequency, text groups."""
+        shared, prop = self.text_targets(emb)
+        scale = self.scale()
+        terms = []
+        for m, s, k in self.keys:
+            feat = out.spatial[m][s] if k == "spatial" else out.frequency[m][s]
+            v = F.normalize(self.image_proj[f"{m}__s{s}__{k}"](feat), dim=-1)
+            if self.texts in ("both", "shared"):
+                terms.append(symmetric_class_infonce(v, shared, labels, scale))
+            if self.texts in ("both", "proprietary"):
+                terms.append(symmetric_class_infonce(v, prop[m], labels, scale))
+        return torch.stack(terms).mean()

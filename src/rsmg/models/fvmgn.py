@@ -1,0 +1,264 @@
+"""FVMGN: frequency-aware vision-language multimodality generalisation network (Zhang et al., AAAI-26).
+
+The model of arXiv 2511.10774 for RSMG (train on labelled multimodal source scenes, test on unseen target
+scenes), minus DTAug, which is a data-side augmentation (``rsmg.diffusion``). Data flow in training:
+
+1. **MWDis** (:mod:`rsmg.models.wavelet`) — each modality's wavelet LL statistics are swapped with those of a
+   sample from another source domain and its detail bands rescaled (identity in eval).
+2. **SFIE** (:mod:`rsmg.models.sfie`) — per-modality stems, spatial (local conv + global attention) and
+   frequency (wavelet / FFT) pathways over 1–3 scales, late-fused embedding.
+3. **Class texts** (:mod:`rsmg.text.class_texts`) — shared + proprietary class texts, encoded once by a frozen
+   text tower (default: pretrained all-MiniLM-L6-v2 via open_clip), stored as buffers.
+4. **MSFFA** (:mod:`rsmg.models.alignment`) — projections of every scale's spatial and frequency features into
+   the text space, symmetric InfoNCE against the class texts, and the text-prototype classifier.
+
+Outputs (:class:`~rsmg.models.base.ModelOutput`): ``logits`` (B×K); in training ``aux_losses`` with
+``"align"`` (MSFFA, when texts are used and labels are in the batch) and ``"invariance"`` (when MWDis is on),
+both unweighted (recommended weights: CE 1.0, align 0.5, invariance 0.1); ``embeddings`` ``"fused"`` and
+one per modality. A term that does not apply to a configuration is absent, not zero, so a log never shows a
+loss that was not computed.
+
+Readings of what the paper leaves open (each is an argument):
+
+* **Two views in training** — with MWDis on, the original and the resampled batch go through SFIE together
+  (one 2B batch). ``logits`` are those of the *resampled* view (the classifier is trained on simulated domain
+  shifts, as in MixStyle); ``align`` is averaged over both views; ``invariance`` is the mean cosine distance
+  between the two views' fused embeddings in the joint space (papers.md: "consistency loss between features of
+  original and resampled inputs"). Cost: SFIE runs on 2B samples per step; eval is one view.
+* **Frozen text features are cached** — with ``freeze_text=True`` the class-text embeddings are computed once
+  at construction and saved as (persistent) buffers, and the tower itself is not kept: checkpoints stay small
+  and a checkpoint restores exactly the text features it was trained with (also for a random ``clip-bpe``
+  tower). With ``freeze_text=False`` the tower is a submodule and the texts are re-encoded every step.
+* **Ablations** — ``use_mwdis=False`` (no resampling, no invariance term), ``use_frequency=False`` (no
+  frequency pathway, spatial-only alignment), ``texts="shared"|"proprietary"`` (one text type),
+  ``multiscale_alignment=False`` (last scale only), ``texts="none"`` (image-only: linear head, no tower, no
+  alignment).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsmg.data.spec import DataSpec
+from rsmg.errors import ConfigError
+from rsmg.models.alignment import MSFFA
+from rsmg.models.base import ModelOutput, RsmgModel
+from rsmg.models.registry import register_model
+from rsmg.models.sfie import SFIE, NormKind
+from rsmg.models.wavelet import MWDis, check_wavelet
+from rsmg.text.class_texts import ClassTextEmbeddings, ClassTexts, encode_class_texts, load_class_texts
+
+
+def scale_sizes(patch_size: int, scales: int) -> list[int]:
+    """Spatial side of SFIE's maps at each scale (stride-2, padding-1 convs: ``ceil(n/2)``)."""
+    sizes = [int(patch_size)]
+    for _ in range(scales - 1):
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+@register_model("fvmgn")
+class FVMGN(RsmgModel):
+    """FVMGN (see the module docstring).
+
+    Args:
+        spec: the data (classes, modalities and channels, domains, patch size).
+        class_set: class-text set for the spec's classes (``"shared"`` for the cross-scene set, or a scene).
+        text_tower: ``"minilm"`` (pretrained, default) or ``"clip-bpe"``.
+        text_pretrained: load the tower's pretrained weights (MiniLM).
+        freeze_text: freeze the tower and cache the class-text features (the paper trains projections).
+        text_tower_kwargs: extra arguments of :func:`rsmg.text.towers.create_text_tower` (e.g. ``checkpoint``,
+            ``width``/``layers``/``heads`` of a ``clip-bpe`` tower).
+        width: SFIE width at the first scale.
+        scales: number of SFIE scales (1–3).
+        embed_dim: size of the joint image-text space.
+        use_mwdis: MWDis resampling in training (+ invariance loss).
+        use_frequency: SFIE frequency pathway and frequency alignment.
+        frequency: kind of frequency pathway, ``"wavelet"`` or ``"fft"``.
+        texts: ``"both"``, ``"shared"``, ``"proprietary"`` or ``"none"`` (image-only ablation).
+        multiscale_alignment: align every scale (False: the last only).
+        wavelet: wavelet of MWDis and of the SFIE wavelet pathway.
+        wavelet_levels: MWDis decomposition levels.
+        mwdis_p: probability that a source sample is resampled.
+        mwdis_ll_mix: weight of the donor's LL statistics (1 = replace).
+        mwdis_high_jitter: half-width of the detail-band rescaling.
+        mwdis_same_domain_fallback: allow same-domain donors when no other source domain is in the batch.
+        temperature_init: initial temperature of MSFFA's logit scale.
+        attn_heads: heads of SFIE's global blocks.
+        norm: SFIE normalisation (``"batch"`` or ``"group"``).
+    """
+
+    text_shared: torch.Tensor
+    text_proprietary: torch.Tensor
+
+    def __init__(
+        self,
+        spec: DataSpec,
+        *,
+        class_set: str = "shared",
+        text_tower: Literal["minilm", "clip-bpe"] = "minilm",
+        text_pretrained: bool = True,
+        freeze_text: bool = True,
+        text_tower_kwargs: dict[str, Any] | None = None,
+        width: int = 64,
+        scales: int = 2,
+        embed_dim: int = 256,
+        use_mwdis: bool = True,
+        use_frequency: bool = True,
+        frequency: Literal["wavelet", "fft"] = "wavelet",
+        texts: Literal["both", "shared", "proprietary", "none"] = "both",
+        multiscale_alignment: bool = True,
+        wavelet: str = "haar",
+        wavelet_levels: int = 1,
+        mwdis_p: float = 0.5,
+        mwdis_ll_mix: float = 1.0,
+        mwdis_high_jitter: float = 0.5,
+        mwdis_same_domain_fallback: bool = False,
+        temperature_init: float = 0.07,
+        attn_heads: int = 4,
+        norm: NormKind = "batch",
+    ) -> None:
+        super().__init__(spec)
+        if texts not in ("both", "shared", "proprietary", "none"):
+            from rsmg.errors import unknown_name_error
+
+            raise unknown_name_error(
+                "texts option", str(texts), ["both", "shared", "proprietary", "none"], field="texts"
+            )
+        if frequency not in ("wavelet", "fft"):
+            from rsmg.errors import unknown_name_error
+
+            raise unknown_name_error(
+                "frequency pathway", str(frequency), ["wavelet", "fft"], field="frequency"
+            )
+        sizes = scale_sizes(spec.patch_size, scales)
+        if use_mwdis:
+            check_wavelet(wavelet, wavelet_levels, spec.patch_size, field="wavelet_levels")
+        if use_frequency and frequency == "wavelet" and sizes[-1] < 2:
+            raise ConfigError(
+                f"patches of {spec.patch_size} px are too small for the wavelet pathway at {scales} scales",
+                field="scales",
+                expected="a last-scale map of at least 2×2 pixels",
+                found=f"map sides {sizes}",
+                fix="use fewer scales, larger patches, frequency='fft' or use_frequency=False",
+            )
+        self.texts = texts
+        self.use_mwdis = use_mwdis
+        self.use_frequency = use_frequency
+        modalities = dict(spec.modalities)
+        self.mwdis = (
+            MWDis(
+                wavelet=wavelet,
+                levels=wavelet_levels,
+                p=mwdis_p,
+                ll_mix=mwdis_ll_mix,
+                high_jitter=mwdis_high_jitter,
+                num_source_domains=max(1, len(spec.source_domains)),
+                same_domain_fallback=mwdis_same_domain_fallback,
+                patch_size=spec.patch_size,
+            )
+            if use_mwdis
+            else None
+        )
+        self.encoder = SFIE(
+            modalities,
+            width=width,
+            scales=scales,
+            frequency=frequency if use_frequency else "none",
+            wavelet=wavelet,
+            attn_heads=attn_heads,
+            norm=norm,
+        )
+        self.text_tower: nn.Module | None = None
+        self.align: MSFFA | None = None
+        self.head: nn.Linear | None = None
+        self._text_tokens: dict[str, torch.Tensor] | None = None
+        self._class_texts: ClassTexts | None = None
+        if texts == "none":
+            self.head = nn.Linear(self.encoder.out_dim, spec.num_classes)
+            return
+
+        from rsmg.text.towers import create_text_tower
+
+        tower = create_text_tower(
+            text_tower, pretrained=text_pretrained, frozen=freeze_text, **(text_tower_kwargs or {})
+        )
+        ct = load_class_texts(class_set, list(spec.classes), list(modalities))
+        self._class_texts = ct
+        self.align = MSFFA(
+            list(modalities),
+            self.encoder.dims,
+            self.encoder.out_dim,
+            tower.width,
+            embed_dim=embed_dim,
+            use_frequency=use_frequency,
+            multiscale=multiscale_alignment,
+            texts=texts,
+            temperature_init=temperature_init,
+        )
+        if freeze_text:
+            emb = encode_class_texts(tower, ct)
+            self.register_buffer("text_shared", emb.shared.detach().clone())
+            self.register_buffer(
+                "text_proprietary", torch.stack([emb.proprietary[m] for m in modalities]).clone()
+            )
+        else:
+            self.text_tower = tower
+
+    # -- text ----------------------------------------------------------------------------------------
+    def class_text_embeddings(self) -> ClassTextEmbeddings:
+        """Class-text features (cached buffers when frozen; re-encoded, with gradients, when trainable)."""
+        mods = list(self.spec.modalities)
+        if self.text_tower is None:
+            return ClassTextEmbeddings(
+                shared=self.text_shared, proprietary={m: self.text_proprietary[i] for i, m in enumerate(mods)}
+            )
+        assert self._class_texts is not None
+        return encode_class_texts(self.text_tower, self._class_texts)
+
+    # -- forward -------------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, object]) -> ModelOutput:
+        """Classify a batch (see the module docstring for the training-time terms)."""
+        images = self.images(batch)
+        self.encoder.check(images)
+        b = next(iter(images.values())).shape[0]
+        labels = batch.get("label")
+        domain = batch.get("domain")
+        two_views = self.training and self.mwdis is not None
+        if two_views:
+            assert self.mwdis is not None
+            res = self.mwdis(images, domain if isinstance(domain, torch.Tensor) else None)
+            enc = self.encoder({m: torch.cat([images[m], res[m]]) for m in images})
+        else:
+            enc = self.encoder(images)
+        assert enc.fused is not None
+
+        aux: dict[str, torch.Tensor] = {}
+        if self.align is None:
+            assert self.head is not None
+            z_all = enc.fused
+            logits_all = self.head(enc.fused)
+        else:
+            emb = self.class_text_embeddings()
+            z_all = self.align.embed_fused(enc.fused)
+            logits_all = self.align.logits(enc.fused, emb)
+            if self.training and isinstance(labels, torch.Tensor):
+                y = labels.long().reshape(-1)
+                aux["align"] = self.align.loss(enc, torch.cat([y, y]) if two_views else y, emb)
+
+        if two_views:
+            z0, z1 = z_all[:b], z_all[b:]
+            aux["invariance"] = (1 - F.cosine_similarity(z0, z1, dim=-1)).mean()
+            sl = slice(b, 2 * b)  # the resampled view
+        else:
+            sl = slice(0, b)
+        embeddings = {"fused": enc.fused[sl]}
+        for m, v in enc.modality.items():
+            embeddings[m] = v[sl]
+        return ModelOutput(
+            logits=logits_all[sl], aux_losses=aux if self.training else {}, embeddings=embeddings
+        )

@@ -1,0 +1,314 @@
+"""SFIE: spatial-frequency-aware image encoder (FVMGN, Zhang et al. AAAI-26, component 4).
+
+The paper describes SFIE as "local-global feature reconstruction and representation" with a spatial and a
+frequency pathway, producing features at several scales that MSFFA aligns with text. The layer-level design is
+not public; rsmg's reading (``docs/papers.md``, "SFIE"), every choice an argument:
+
+* **Stems** — one per modality (``1×1`` conv to ``width`` then ``3×3`` conv), so any channel count works (HSI
+  with 63/64/144 bands, a 1- or 2-raster LiDAR, SAR, MSI, RGB). A batch modality without a stem, or a stem
+  without its modality, is a :class:`~rsmg.errors.DataError` naming the key.
+* **Spatial pathway, per scale** — a residual ``3×3`` conv block (local; stride 2 from the second scale on)
+  and a light transformer block over the ``h·w`` spatial tokens (global: one multi-head self-attention + MLP,
+  with a depthwise-conv positional encoding so any patch size works without a position table).
+* **Frequency pathway, per scale** — ``frequency="wavelet"``: one-level DWT of the scale's feature map, the
+  four sub-bands LL/LH/HL/HH stacked on channels; ``"fft"``: log-amplitude of the 2-D real FFT; then ``1×1``
+  and ``3×3`` convs. Its pooled output is the scale's *frequency feature*; the map is resized back and added
+  to the spatial map (the "reconstruction": frequency evidence re-enters the spatial features that the next
+  scale sees). ``"none"`` drops the pathway (the ablation of the frequency domain).
+* **Scales** — 1 to 3; widths ``width·2^s``; spatial sizes e.g. 11 → 6 → 3 for 11×11 patches.
+* **Fused embedding** — per modality, the last scale's map is average-pooled; the modality vectors are
+  concatenated and projected (Linear + LayerNorm) to ``out_dim``: late fusion, so the per-modality features
+  that MSFFA aligns with *proprietary* texts stay modality specific.
+
+Pooling is a global average over the patch (the label belongs to the centre pixel, but neighbours share it
+in most land-cover maps, and the average is robust to a misregistered centre).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsmg.data.spec import image_key
+from rsmg.errors import ConfigError, DataError
+
+FrequencyKind = Literal["wavelet", "fft", "none"]
+NormKind = Literal["batch", "group"]
+
+
+def _norm(kind: NormKind, ch: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    return nn.GroupNorm(min(8, ch), ch)
+
+
+class LocalBlock(nn.Module):
+    """Residual block of two ``3×3`` convs (the *local* part of SFIE's spatial pathway).
+
+    Args:
+        cin: input channels.
+        cout: output channels.
+        stride: 1, or 2 to halve the spatial size (next scale).
+        norm: normalisation layer kind.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, norm: NormKind = "batch") -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.n1 = _norm(norm, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.n2 = _norm(norm, cout)
+        self.short: nn.Module = (
+            nn.Identity()
+            if cin == cout and stride == 1
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), _norm(norm, cout))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block."""
+        y = F.gelu(self.n1(self.conv1(x)))
+        return F.gelu(self.n2(self.conv2(y)) + self.short(x))
+
+
+class GlobalBlock(nn.Module):
+    """Light transformer block over spatial tokens (the *global* part of SFIE's spatial pathway).
+
+    Args:
+        ch: channels (token width).
+        heads: attention heads (``ch`` must be divisible by it).
+        mlp_ratio: hidden size of the MLP relative to ``ch``.
+    """
+
+    def __init__(self, ch: int, heads: int = 4, mlp_ratio: float = 2.0) -> None:
+        super().__init__()
+        if ch % heads:
+            raise ConfigError(
+                "encoder width is not divisible by the number of attention heads",
+                field="attn_heads",
+                expected=f"a divisor of {ch}",
+                found=heads,
+                fix="choose width as a multiple of attn_heads",
+            )
+        self.pos = nn.Conv2d(ch, ch, 3, padding=1, groups=ch)
+        self.ln1 = nn.LayerNorm(ch)
+        self.attn = nn.MultiheadAttention(ch, heads, batch_first=True)
+        self.ln2 = nn.LayerNorm(ch)
+        hidden = int(ch * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(ch, hidden), nn.GELU(), nn.Linear(hidden, ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block to a ``B×C×H×W`` map."""
+        b, c, h, w = x.shape
+        x = x + self.pos(x)
+        t = x.flatten(2).transpose(1, 2)  # B×HW×C
+        q = self.ln1(t)
+        t = t + self.attn(q, q, q, need_weights=False)[0]
+        t = t + self.mlp(self.ln2(t))
+        return t.transpose(1, 2).reshape(b, c, h, w)
+
+
+class FrequencyBlock(nn.Module):
+    """SFIE's frequency pathway at one scale: wavelet sub-bands or FFT log-amplitude → convs.
+
+    Args:
+        ch: channels of the scale's feature map.
+        kind: ``"wavelet"`` or ``"fft"``.
+        wavelet: wavelet name for ``kind="wavelet"``.
+        norm: normalisation layer kind.
+    """
+
+    def __init__(
+        self, ch: int, kind: Literal["wavelet", "fft"], wavelet: str = "haar", norm: NormKind = "batch"
+    ) -> None:
+        super().__init__()
+        from rsmg.models.wavelet import MWDis
+
+        self.kind = kind
+        self.dwt = MWDis(wavelet=wavelet, levels=1, p=0.0)  # used only for its transform
+        cin = 4 * ch if kind == "wavelet" else ch
+        self.mix = nn.Sequential(
+            nn.Conv2d(cin, ch, 1, bias=False), _norm(norm, ch), nn.GELU(),
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False), _norm(norm, ch), nn.GELU(),
+        )  # fmt: skip
+        self.back = nn.Conv2d(ch, ch, 1)
+        nn.init.zeros_(self.back.weight)  # starts as the pure spatial encoder, frequency learns to contribute
+        nn.init.zeros_(self.back.bias)  # type: ignore[arg-type]
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Frequency representation of a ``B×C×H×W`` map (``B×4C×h×w`` sub-bands or ``B×C×H×(W//2+1)``)."""
+        if self.kind == "wavelet":
+            ll, highs = self.dwt.decompose(x, levels=1)
+            return torch.cat([ll, *highs[0]], dim=1)
+        return torch.log1p(torch.fft.rfft2(x.float(), norm="ortho").abs()).to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(z, x_fused)``: the frequency map and the spatial map with frequency evidence added."""
+        z = self.mix(self.transform(x))
+        up = F.interpolate(z, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return z, x + self.back(up)
+
+
+@dataclass
+class SFIEOutput:
+    """What :class:`SFIE` returns.
+
+    Attributes:
+        spatial: modality → per-scale pooled spatial features (``B×dims[s]``), finest scale first.
+        frequency: modality → per-scale pooled frequency features (empty lists when ``frequency="none"``).
+        maps: modality → per-scale fused feature maps (``B×dims[s]×h_s×w_s``).
+        modality: modality → pooled last-scale feature (``B×dims[-1]``).
+        fused: ``B×out_dim`` embedding of all modalities.
+    """
+
+    spatial: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    frequency: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    maps: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    modality: dict[str, torch.Tensor] = field(default_factory=dict)
+    fused: torch.Tensor | None = None
+
+
+class ModalityBranch(nn.Module):
+    """Stem + spatial and frequency pathways of one modality."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        dims: list[int],
+        *,
+        frequency: FrequencyKind,
+        wavelet: str,
+        attn_heads: int,
+        norm: NormKind,
+    ) -> None:
+        super().__init__()
+        w0 = dims[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_ch, w0, 1, bias=False), _norm(norm, w0), nn.GELU(),
+            nn.Conv2d(w0, w0, 3, padding=1, bias=False), _norm(norm, w0), nn.GELU(),
+        )  # fmt: skip
+        self.local = nn.ModuleList(
+            LocalBlock(dims[max(s - 1, 0)], d, stride=1 if s == 0 else 2, norm=norm)
+            for s, d in enumerate(dims)
+        )
+        self.glob = nn.ModuleList(GlobalBlock(d, attn_heads) for d in dims)
+        self.freq = nn.ModuleList(
+            FrequencyBlock(d, frequency, wavelet, norm) for d in dims
+        ) if frequency != "none" else None  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """Return per-scale (pooled spatial, pooled frequency, fused maps)."""
+        h = self.stem(x)
+        sp, fr, maps = [], [], []
+        for s in range(len(self.local)):
+            h = self.glob[s](self.local[s](h))
+            sp.append(h.mean(dim=(-2, -1)))
+            if self.freq is not None:
+                z, h = self.freq[s](h)
+                fr.append(z.mean(dim=(-2, -1)))
+            maps.append(h)
+        return sp, fr, maps
+
+
+class SFIE(nn.Module):
+    """Spatial-frequency-aware image encoder (see the module docstring).
+
+    Args:
+        modalities: modality → input channels (``DataSpec.modalities``).
+        width: channels of the first scale; scale ``s`` has ``width·2^s``.
+        scales: number of scales, 1–3.
+        frequency: ``"wavelet"``, ``"fft"`` or ``"none"``.
+        wavelet: wavelet of the frequency pathway.
+        attn_heads: heads of the global blocks.
+        out_dim: size of the fused embedding (default: last scale's width).
+        norm: ``"batch"`` (default, as in most HSI/LiDAR CNNs) or ``"group"`` (batch-size independent).
+    """
+
+    def __init__(
+        self,
+        modalities: dict[str, int],
+        *,
+        width: int = 64,
+        scales: int = 2,
+        frequency: FrequencyKind = "wavelet",
+        wavelet: str = "haar",
+        attn_heads: int = 4,
+        out_dim: int | None = None,
+        norm: NormKind = "batch",
+    ) -> None:
+        super().__init__()
+        if not modalities:
+            raise ConfigError("SFIE needs at least one modality", field="spec.modalities", found="{}")
+        if not 1 <= scales <= 3:
+            raise ConfigError(
+                "scales out of range", field="scales", expected="1, 2 or 3", found=scales, fix="use 2"
+            )
+        if frequency not in ("wavelet", "fft", "none"):
+            from rsmg.errors import unknown_name_error
+
+            raise unknown_name_error(
+                "frequency pathway", str(frequency), ["wavelet", "fft", "none"], field="frequency"
+            )
+        self.modalities = dict(modalities)
+        self.frequency = frequency
+        self.dims = [width * 2**s for s in range(scales)]
+        self.out_dim = out_dim or self.dims[-1]
+        self.branches = nn.ModuleDict(
+            {
+                m: ModalityBranch(
+                    c, self.dims, frequency=frequency, wavelet=wavelet, attn_heads=attn_heads, norm=norm
+                )
+                for m, c in self.modalities.items()
+            }
+        )
+        self.fuse = nn.Sequential(
+            nn.Linear(len(self.modalities) * self.dims[-1], self.out_dim), nn.LayerNorm(self.out_dim)
+        )
+
+    def check(self, images: dict[str, torch.Tensor]) -> None:
+        """Check that the batch has exactly this encoder's modalities with the right channel counts.
+
+        Raises:
+            DataError: a missing or unknown modality, or a channel count that differs from the spec.
+        """
+        extra = sorted(set(images) - set(self.modalities))
+        missing = sorted(set(self.modalities) - set(images))
+        if extra:
+            raise DataError(
+                f"the batch has a modality the encoder has no stem for: {extra}",
+                field=", ".join(image_key(m) for m in extra),
+                expected=f"modalities {sorted(self.modalities)}",
+                found=sorted(images),
+                fix="build the model from the datamodule's spec (it lists every modality the data yields)",
+            )
+        if missing:
+            raise DataError(
+                f"the batch lacks modality {missing}",
+                field=", ".join(image_key(m) for m in missing),
+                expected=f"modalities {sorted(self.modalities)}",
+                found=sorted(images),
+                fix="feed every modality the model was built with (check the datamodule's modalities)",
+            )
+        for m, x in images.items():
+            if x.ndim != 4 or x.shape[1] != self.modalities[m]:
+                raise DataError(
+                    f"wrong shape for modality {m!r}",
+                    field=image_key(m),
+                    expected=f"B×{self.modalities[m]}×H×W",
+                    found=tuple(x.shape),
+                    fix="check band selection / resampling against the spec the model was built with",
+                )
+
+    def forward(self, images: dict[str, torch.Tensor]) -> SFIEOutput:
+        """Encode a dict ``modality → B×C×H×W``."""
+        self.check(images)
+        out = SFIEOutput()
+        for m in self.modalities:  # fixed order: the fused embedding must not depend on dict order
+            sp, fr, maps = self.branches[m](images[m])
+            out.spatial[m], out.frequency[m], out.maps[m] = sp, fr, maps
+            out.modality[m] = maps[-1].mean(dim=(-2, -1))
+        out.fused = self.fuse(torch.cat([out.modality[m] for m in self.modalities], dim=1))
+        return out

@@ -1,0 +1,222 @@
+"""FVMGN and its parts: contract, batch independence, gradients into every stem, each ablation switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rsmg.data.spec import DataSpec
+from rsmg.errors import ConfigError, DataError
+from rsmg.models.base import ModelOutput
+from rsmg.models.fvmgn import FVMGN
+from rsmg.models.sfie import SFIE, FrequencyBlock
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is faster than contending for shared cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+CLASSES = ("trees", "grass", "ground", "road", "buildings", "water")
+SPEC = DataSpec(
+    classes=CLASSES,
+    modalities={"hsi": 7, "lidar": 2},
+    domains=("trento", "muufl", "houston2013"),
+    source_domains=("trento", "muufl"),
+    patch_size=11,
+)
+TINY = {
+    "text_tower": "clip-bpe",
+    "text_tower_kwargs": {"width": 16, "layers": 1, "heads": 2},
+    "width": 8,
+    "embed_dim": 16,
+    "attn_heads": 2,
+}
+
+
+def make(**kw) -> FVMGN:
+    torch.manual_seed(0)
+    return FVMGN(SPEC, **{**TINY, **kw})
+
+
+def batch(b: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "image_hsi": torch.randn(b, 7, 11, 11, generator=g),
+        "image_lidar": torch.randn(b, 2, 11, 11, generator=g) * 3 + 1,
+        "label": torch.arange(b) % len(CLASSES),
+        "domain": torch.arange(b) % 2,
+    }
+
+
+@pytest.fixture(scope="module")
+def model() -> FVMGN:
+    return make(mwdis_p=1.0)
+
+
+def test_contract_training(model):
+    model.train()
+    out = model(batch())
+    assert isinstance(out, ModelOutput)
+    assert out.logits.shape == (6, len(CLASSES))
+    assert set(out.aux_losses) == {"align", "invariance"}
+    assert all(v.ndim == 0 and v.isfinite() for v in out.aux_losses.values())
+    assert set(out.embeddings) == {"fused", "hsi", "lidar"}
+    assert all(v.shape[0] == 6 for v in out.embeddings.values())
+
+
+def test_eval_has_no_aux_and_is_batch_independent(model):
+    model.eval()
+    b = batch(5)
+    full = model(b)
+    assert full.aux_losses == {}
+    for i in (0, 3):
+        alone = model({k: v[i : i + 1] for k, v in b.items()})
+        torch.testing.assert_close(alone.logits, full.logits[i : i + 1], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            alone.embeddings["fused"], full.embeddings["fused"][i : i + 1], atol=1e-5, rtol=0
+        )
+
+
+def test_gradients_flow_through_mwdis_into_every_stem(model):
+    model.train()
+    b = batch()
+    b["image_hsi"].requires_grad_(True)
+    model.zero_grad()
+    out = model(b)
+    loss = torch.nn.functional.cross_entropy(out.logits, b["label"]) + sum(out.aux_losses.values())
+    loss.backward()
+    for m in SPEC.modalities:
+        stem = model.encoder.branches[m].stem
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in stem.parameters()), m
+    assert b["image_hsi"].grad is not None and b["image_hsi"].grad.abs().sum() > 0  # through MWDis
+    assert model.align.logit_scale.grad is not None and model.align.text_proj.weight.grad is not None
+
+
+def _encoder_inputs(m: FVMGN, b: dict) -> dict[str, torch.Tensor]:
+    seen: dict[str, torch.Tensor] = {}
+    h = m.encoder.register_forward_pre_hook(lambda mod, args: seen.update(args[0]))
+    try:
+        m(b)
+    finally:
+        h.remove()
+    return seen
+
+
+def test_switch_use_mwdis():
+    b = batch()
+    on, off = make(mwdis_p=1.0).train(), make(use_mwdis=False).train()
+    x_on, x_off = _encoder_inputs(on, b), _encoder_inputs(off, b)
+    assert x_on["hsi"].shape[0] == 12 and x_off["hsi"].shape[0] == 6
+    torch.testing.assert_close(x_on["hsi"][:6], b["image_hsi"])
+    assert not torch.allclose(x_on["hsi"][6:], b["image_hsi"])  # resampled view
+    assert torch.equal(x_off["hsi"], b["image_hsi"])
+    assert "invariance" in on(b).aux_losses and "invariance" not in off(b).aux_losses
+
+
+def test_switch_use_frequency():
+    b = batch()
+    on, off = make(use_mwdis=False).train(), make(use_mwdis=False, use_frequency=False).train()
+    assert any(isinstance(x, FrequencyBlock) for x in on.modules())
+    assert not any(isinstance(x, FrequencyBlock) for x in off.modules())
+    assert not any(k == "frequency" for _, _, k in off.align.keys)
+    # the frequency pathway takes part in the alignment loss: perturbing it changes "align"
+    a0 = on(b).aux_losses["align"].item()
+    with torch.no_grad():
+        for blk in on.modules():
+            if isinstance(blk, FrequencyBlock):
+                blk.mix[0].weight.mul_(-1.5)
+    assert on(b).aux_losses["align"].item() != pytest.approx(a0, abs=1e-6)
+
+
+def test_switch_frequency_kind():
+    x = torch.randn(2, 4, 11, 11)
+    wav, fft = FrequencyBlock(4, "wavelet"), FrequencyBlock(4, "fft")
+    assert wav.transform(x).shape == (2, 16, 6, 6)
+    assert fft.transform(x).shape == (2, 4, 11, 6)
+
+
+def test_switch_texts_changes_prototypes_and_loss():
+    b = batch()
+    ref = make(texts="both", use_mwdis=False)
+    sd = ref.state_dict()
+    outs = {}
+    for kind in ("both", "shared", "proprietary"):
+        m = make(texts=kind, use_mwdis=False)
+        m.load_state_dict(sd)  # identical weights and text features: only the switch differs
+        m.train()
+        outs[kind] = m(b)
+    for a, c in (("both", "shared"), ("both", "proprietary"), ("shared", "proprietary")):
+        assert not torch.allclose(outs[a].logits, outs[c].logits)
+        assert outs[a].aux_losses["align"].item() != pytest.approx(
+            outs[c].aux_losses["align"].item(), abs=1e-6
+        )
+
+
+def test_switch_multiscale_alignment():
+    b = batch()
+    ms, last = make(use_mwdis=False).train(), make(use_mwdis=False, multiscale_alignment=False).train()
+    assert {s for _, s, _ in ms.align.keys} == {0, 1} and {s for _, s, _ in last.align.keys} == {1}
+    missing, unexpected = last.load_state_dict(ms.state_dict(), strict=False)
+    assert not missing and all("__s0__" in k for k in unexpected)
+    o_ms, o_last = ms(b), last(b)
+    torch.testing.assert_close(o_ms.logits, o_last.logits)  # same classifier
+    assert o_ms.aux_losses["align"].item() != pytest.approx(o_last.aux_losses["align"].item(), abs=1e-6)
+
+
+def test_texts_none_is_image_only():
+    m = make(texts="none").train()
+    assert m.align is None and m.text_tower is None and isinstance(m.head, torch.nn.Linear)
+    out = m(batch())
+    assert set(out.aux_losses) == {"invariance"}
+    assert out.logits.shape == (6, len(CLASSES))
+
+
+def test_trainable_text_tower_gets_gradients():
+    m = make(freeze_text=False, use_mwdis=False).train()
+    out = m(batch())
+    out.aux_losses["align"].backward()
+    emb = m.text_tower.model.token_embedding.weight
+    assert emb.grad is not None and emb.grad.abs().sum() > 0
+
+
+def test_frozen_text_features_are_restored_from_checkpoint():
+    a = make()
+    torch.manual_seed(123)  # a different random clip-bpe tower → different text features
+    b = FVMGN(SPEC, **TINY)
+    assert not torch.allclose(a.text_shared, b.text_shared)
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(a.text_shared, b.text_shared)
+
+
+def test_bad_inputs():
+    m = make().eval()
+    b = batch()
+    with pytest.raises(DataError, match="image_sar"):
+        m({**b, "image_sar": torch.randn(6, 2, 11, 11)})
+    with pytest.raises(DataError, match="image_lidar"):
+        m({k: v for k, v in b.items() if k != "image_lidar"})
+    with pytest.raises(DataError, match="image_hsi"):
+        m({**b, "image_hsi": torch.randn(6, 5, 11, 11)})
+    with pytest.raises(ConfigError, match="texts"):
+        make(texts="captions")
+    tiny = DataSpec(classes=CLASSES, modalities={"hsi": 3}, patch_size=1)
+    with pytest.raises(ConfigError, match="wavelet_levels"):
+        FVMGN(tiny, **TINY)
+    with pytest.raises(ConfigError, match="scales"):
+        FVMGN(tiny, **TINY, use_mwdis=False)
+    FVMGN(tiny, **TINY, use_mwdis=False, use_frequency=False, scales=1)(
+        {"image_hsi": torch.randn(2, 3, 1, 1)}
+    )  # 1×1 vectors work without the wavelet parts
+
+
+def test_sfie_any_channel_count_and_scales():
+    enc = SFIE({"hsi": 144, "sar": 4}, width=8, scales=3, attn_heads=2, frequency="fft").eval()
+    out = enc({"hsi": torch.randn(2, 144, 13, 13), "sar": torch.randn(2, 4, 13, 13)})
+    assert [t.shape[-1] for t in out.maps["hsi"]] == [13, 7, 4]
+    assert [t.shape[1] for t in out.spatial["sar"]] == [8, 16, 32]
+    assert len(out.frequency["sar"]) == 3 and out.fused.shape == (2, 32)

@@ -1,0 +1,126 @@
+"""MWDis: exact round trip, source-domain-only resampling, eval identity, differentiability, size errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rsmg.errors import ConfigError, DataError
+from rsmg.models.wavelet import MWDis
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is faster than contending for shared cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _stats(m: MWDis, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    ll, _ = m.decompose(x)
+    return ll.mean(dim=(-2, -1)), ll.std(dim=(-2, -1), unbiased=False)
+
+
+@pytest.mark.parametrize(
+    ("wavelet", "levels", "size"),
+    [("haar", 1, 11), ("haar", 2, 11), ("haar", 1, 7), ("db2", 1, 13), ("haar", 1, 12)],
+)
+def test_perfect_reconstruction(wavelet, levels, size):
+    torch.manual_seed(0)
+    m = MWDis(wavelet=wavelet, levels=levels, patch_size=size)
+    x = torch.randn(3, 5, size, size) * 4 + 2
+    ll, highs = m.decompose(x)
+    assert len(highs) == levels and all(len(h) == 3 for h in highs)
+    torch.testing.assert_close(m.reconstruct(ll, highs, (size, size)), x, atol=1e-5, rtol=0)
+
+
+def test_resampling_off_reconstructs_input():
+    """p=1 but nothing changed (ll_mix=0, high_jitter=0): the transform path alone must be exact."""
+    torch.manual_seed(0)
+    m = MWDis(p=1.0, ll_mix=0.0, high_jitter=0.0, num_source_domains=2).train()
+    x = {"hsi": torch.randn(4, 6, 11, 11), "lidar": torch.randn(4, 1, 11, 11)}
+    out = m.resample(x, torch.tensor([0, 0, 1, 1]))
+    assert (out.donor >= 0).all()
+    for k in x:
+        torch.testing.assert_close(out.images[k], x[k], atol=1e-5, rtol=0)
+
+
+def test_eval_and_p0_are_identity():
+    x = {"hsi": torch.randn(4, 3, 11, 11)}
+    dom = torch.tensor([0, 0, 1, 1])
+    m = MWDis(p=1.0, num_source_domains=2).eval()
+    assert m(x, dom)["hsi"] is x["hsi"]
+    assert MWDis(p=0.0, num_source_domains=2).train()(x, dom)["hsi"] is x["hsi"]
+
+
+def test_resampling_mixes_only_other_source_domains():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    m = MWDis(p=1.0, high_jitter=0.0, num_source_domains=2).train()
+    dom = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])  # domain 2 is a target domain
+    x = {
+        "hsi": torch.randn(8, 4, 12, 12) * torch.arange(1, 9).view(8, 1, 1, 1)
+        + torch.arange(8).view(8, 1, 1, 1)
+    }
+    out = m.resample(x, dom, generator=g)
+    donor = out.donor
+    assert (donor[:6] >= 0).all(), "p=1: every source sample is resampled"
+    assert (dom[donor[:6]] != dom[:6]).all(), "donor from a different domain"
+    assert (dom[donor[:6]] < 2).all(), "donor from a source domain"
+    assert (donor[6:] == -1).all() and torch.equal(out.images["hsi"][6:], x["hsi"][6:]), "targets untouched"
+    mu, sd = _stats(m, out.images["hsi"])
+    mu0, sd0 = _stats(m, x["hsi"])
+    torch.testing.assert_close(mu[:6], mu0[donor[:6]], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(sd[:6], sd0[donor[:6]], atol=1e-4, rtol=1e-5)
+
+
+def test_same_donor_for_all_modalities_and_high_bands_rescaled():
+    torch.manual_seed(0)
+    m = MWDis(p=1.0, ll_mix=0.0, high_jitter=0.5, num_source_domains=2).train()
+    x = {"hsi": torch.randn(4, 3, 12, 12), "lidar": torch.randn(4, 1, 12, 12)}
+    out = m.resample(x, torch.tensor([0, 0, 1, 1]))
+    for k in x:
+        ll0, h0 = m.decompose(x[k])
+        ll1, h1 = m.decompose(out.images[k])
+        torch.testing.assert_close(ll1, ll0, atol=1e-5, rtol=0)  # ll_mix=0 keeps LL
+        assert not torch.allclose(h1[0][0], h0[0][0])  # detail bands rescaled
+
+
+def test_single_source_domain_needs_fallback():
+    x = {"hsi": torch.randn(4, 3, 11, 11)}
+    dom = torch.zeros(4, dtype=torch.long)
+    assert (MWDis(p=1.0).train().resample(x, dom).donor == -1).all()
+    donor = MWDis(p=1.0, same_domain_fallback=True).train().resample(x, dom).donor
+    assert (donor >= 0).all() and (donor != torch.arange(4)).all()
+
+
+def test_differentiable():
+    m = MWDis(p=1.0, num_source_domains=2).train()
+    x = torch.randn(4, 3, 11, 11, requires_grad=True)
+    m({"hsi": x}, torch.tensor([0, 1, 0, 1]))["hsi"].square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0 and x.grad.isfinite().all()
+
+
+def test_size_errors():
+    with pytest.raises(ConfigError, match="wavelet_levels"):
+        MWDis(levels=3, patch_size=7)
+    with pytest.raises(ConfigError, match="wavelet"):
+        MWDis(wavelet="nope")
+    with pytest.raises(DataError, match="too small"):
+        MWDis(levels=2).decompose(torch.randn(1, 1, 3, 3))
+
+
+def test_half_precision_and_autocast():
+    """ptwt only takes float32/64: bfloat16 inputs and AMP regions must still work and keep their dtype."""
+    m = MWDis()
+    x = torch.randn(2, 3, 11, 11)
+    ll, highs = m.decompose(x.bfloat16())
+    assert ll.dtype == torch.bfloat16
+    rec = m.reconstruct(ll, highs, (11, 11))
+    assert rec.dtype == torch.bfloat16
+    torch.testing.assert_close(rec.float(), x, atol=0.1, rtol=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ll, highs = m.decompose(x)
+        torch.testing.assert_close(m.reconstruct(ll, highs, (11, 11)), x, atol=1e-5, rtol=0)
