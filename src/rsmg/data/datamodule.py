@@ -24,6 +24,7 @@ from rsmg.data.augment import augment_batch
 from rsmg.data.bands import get_sensor
 from rsmg.data.catalog import class_mapping, class_set_names, dataset_info, load_scene
 from rsmg.data.normalization import Stats, band_statistics, stats_from_state, stats_to_state
+from rsmg.data.sampling import EvalShardSampler, ResumableDataLoader, ResumableSampler
 from rsmg.data.scene import PadMode, Scene, SceneDataset, collate_samples
 from rsmg.data.spec import DataSpec
 from rsmg.data.spectral import SpectralMode, common_grid, resample_cube
@@ -67,6 +68,11 @@ class CrossDomainDataModule(pl.LightningDataModule):
         num_workers: DataLoader workers.
         augment: random flips / rotations (identical across modalities of a sample) during training.
         seed: seed of every split and of the augmentation hash.
+        ndsm_bands: LiDAR bands converted from surface elevation to height above ground (see
+            :func:`rsmg.data.lidar.ndsm`), e.g. ``["dsm"]``; label-free, same for every scene.
+        ndsm_window: opening window (px) of the terrain estimate.
+        scene_standardize: bands z-scored with their own scene's statistics, per modality, e.g.
+            ``{"lidar": ["intensity"]}`` for uncalibrated intensities; label-free, same for every scene.
     """
 
     def __init__(
@@ -90,6 +96,9 @@ class CrossDomainDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         augment: bool = True,
         seed: int = 42,
+        ndsm_bands: list[str] | None = None,
+        ndsm_window: int = 41,
+        scene_standardize: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__()
         if not sources:
@@ -114,6 +123,9 @@ class CrossDomainDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.augment = augment
         self.seed = seed
+        self.ndsm_bands = list(ndsm_bands or [])
+        self.ndsm_window = ndsm_window
+        self.scene_standardize = dict(scene_standardize or {})
         if patch_size < 1 or patch_size % 2 == 0:
             raise ConfigError("patch size must be a positive odd number", field="data.patch_size",
                               expected="1, 3, 5, …", found=patch_size, fix="use e.g. 11")
@@ -132,6 +144,7 @@ class CrossDomainDataModule(pl.LightningDataModule):
         self.stats: Stats | None = None
         self._prepared: dict[str, _Prepared] = {}
         self.excluded: dict[str, dict[str, int]] = {}
+        self._train_sampler: ResumableSampler | None = None
 
     # ----------------------------------------------------------------- static planning (no file read)
     @property
@@ -204,7 +217,26 @@ class CrossDomainDataModule(pl.LightningDataModule):
                 scene.modalities[mod] = resample_cube(scene.modalities[mod], sensor.wavelengths, self._hsi_grid,
                                                       self.spectral_grid)
             scene.band_names[mod] = self._band_names[mod]
+        self._preprocess(scene)
         return scene
+
+    def _preprocess(self, scene: Scene) -> None:
+        from rsmg.data.lidar import ndsm, scene_standardize
+
+        names = scene.band_names
+        for band in self.ndsm_bands:
+            if "lidar" not in names or band not in names["lidar"]:
+                raise ConfigError("ndsm band not among the loaded LiDAR bands", field="data.ndsm_bands",
+                                  expected=list(names.get("lidar", ())), found=band, fix="name a loaded LiDAR band")
+            i = names["lidar"].index(band)
+            scene.modalities["lidar"][i] = ndsm(scene.modalities["lidar"][i], self.ndsm_window)
+        for mod, bands in self.scene_standardize.items():
+            for band in bands:
+                if mod not in names or band not in names[mod]:
+                    raise ConfigError("scene_standardize band not loaded", field=f"data.scene_standardize.{mod}",
+                                      expected=list(names.get(mod, ())), found=band, fix="name a loaded band")
+                i = names[mod].index(band)
+                scene.modalities[mod][i] = scene_standardize(scene.modalities[mod][i])
 
     def _class_map(self, name: str) -> np.ndarray:
         mapping = class_mapping(self.class_set, name)
@@ -295,15 +327,32 @@ class CrossDomainDataModule(pl.LightningDataModule):
         sets = [self._dataset(s, part) for s in self.sources]
         return sets[0] if len(sets) == 1 else torch.utils.data.ConcatDataset(sets)
 
+    def _world(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached trainer; (1, 0) without one."""
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
     def _loader(self, ds: torch.utils.data.Dataset[Any], *, train: bool) -> DataLoader[Any]:
+        # Samplers are rsmg's own (rsmg.data.sampling): training order = f(seed, epoch), resumable mid-epoch;
+        # evaluation shards are disjoint and unpadded under DDP. Both subclass DistributedSampler, so
+        # Lightning keeps them. The generator seeds the loader's base seed (iter() draws no global RNG).
+        world, rank = self._world()
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            ds, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train, generator=g,
-            num_workers=self.num_workers, drop_last=False, collate_fn=collate_samples, persistent_workers=self.num_workers > 0,
-        )
+        common: dict[str, Any] = {
+            "generator": g, "num_workers": self.num_workers, "drop_last": False,
+            "collate_fn": collate_samples, "persistent_workers": self.num_workers > 0,
+        }
+        if train:
+            sampler = ResumableSampler(ds, seed=self.seed, shuffle=True, num_replicas=world, rank=rank)  # type: ignore[arg-type]
+            self._train_sampler = sampler
+            return ResumableDataLoader(ds, batch_size=self.batch_size, sampler=sampler, **common)
+        shard = EvalShardSampler(ds, num_replicas=world, rank=rank)  # type: ignore[arg-type]
+        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=shard, **common)
 
     def train_dataloader(self) -> DataLoader[Any]:
-        """Source training pixels, shuffled with a seeded generator."""
+        """Source training pixels in a seeded per-epoch order that a resumed run continues mid-epoch."""
         return self._loader(self._concat("train"), train=True)
 
     def val_dataloader(self) -> DataLoader[Any]:
@@ -328,9 +377,16 @@ class CrossDomainDataModule(pl.LightningDataModule):
         return self._dataset(name, "test")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Joint flips/rotations on the device during training only."""
-        if self.augment and self.trainer is not None and self.trainer.training:
-            batch = augment_batch(batch, seed=self.seed, epoch=self.trainer.current_epoch)
+        """Count the training batch for resumption, then joint flips/rotations (training only)."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return batch
+        sampler = self._train_sampler
+        if sampler is not None and isinstance(batch, dict) and "index" in batch:
+            last = sampler.batches_consumed + 1 >= trainer.num_training_batches
+            sampler.advance(len(batch["index"]), end_of_epoch=last)
+        if self.augment:
+            batch = augment_batch(batch, seed=self.seed, epoch=trainer.current_epoch)
         return batch
 
     # ----------------------------------------------------------------- checkpoint state

@@ -1,0 +1,39 @@
+"""Helpers shared by the benchmark scripts: machine description, peak memory, atomic result files."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "src"))
+
+from rsmg.io import atomic_write_text  # noqa: E402
+
+
+def machine() -> str:
+    """One line describing where the numbers were measured (CPU count, load, torch threads, GPU if any)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads, {gpu}, 1-min load average at start {load:.2f}")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_result(name: str, text: str) -> Path:
+    """Write ``benchmarks/results/<name>`` atomically and echo it."""
+    path = RESULTS / name
+    atomic_write_text(path, text)
+    print(text)
+    print(f"written to {path}")
+    return path
