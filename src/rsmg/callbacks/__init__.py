@@ -1,5 +1,7 @@
-"""Logger-agnostic callbacks: per-domain result tables (and, in their modules, TTA, embeddings, figures)."""
+"""Logger-agnostic callbacks: per-domain result tables, figures, embedding export, diffusion TTA, zero-shot."""
 
+from rsmg.callbacks.embeddings import EmbeddingExport
+from rsmg.callbacks.figures import FigureCallback
 from rsmg.callbacks.results import PerDomainResults
 
-__all__ = ["PerDomainResults"]
+__all__ = ["EmbeddingExport", "FigureCallback", "PerDomainResults"]

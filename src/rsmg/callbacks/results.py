@@ -83,10 +83,12 @@ class PerDomainResults(pl.Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Gather the task's per-domain results and write them."""
         results: dict[str, dict[str, Any]] = getattr(pl_module, "test_results", {})
-        if not self.enabled or not results or not trainer.is_global_zero:
+        if not self.enabled:
+            return
+        out = run_dir(trainer)  # trainer.log_dir broadcasts under DDP: every rank must ask
+        if not results or not trainer.is_global_zero:
             return
         classes = list(getattr(pl_module, "spec").classes)
-        out = run_dir(trainer)
         title = self.title or str(out)
         blocks = {"test": results, **self.extra}
         payload = {"classes": classes, "domains": list(results), "results": blocks}

@@ -7,6 +7,7 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from rsmg.callbacks.figures import FigureCallback
 from rsmg.callbacks.results import PerDomainResults
 
 
@@ -36,6 +37,7 @@ class RsmgCLI(LightningCLI):
         """Link ``data.spec`` → ``model.init_args.spec`` and add the results callback and options."""
         parser.link_arguments("data.spec", "model.init_args.spec", apply_on="instantiate")
         parser.add_lightning_class_args(PerDomainResults, "results")
+        parser.add_lightning_class_args(FigureCallback, "figures")  # --figures.every '[confusion,map,tsne]'
         parser.add_argument(
             "--test_after_fit", type=bool, default=False,
             help="after `fit`, test the best (or last) checkpoint on every target domain and print the table",

@@ -1,0 +1,673 @@
+"""``rsmg report``: aggregate finished runs into mean ± std tables per method and target domain, and a figure.
+
+A cross-scene result is only worth a row in a paper table when it is averaged over seeds, and a table is
+only trustworthy when it says which runs it is made of. This command reads every run directory it is given
+(or finds them below the given directories), and:
+
+* takes the method name from the run's ``config.yaml`` (short class name of ``model.init_args.net``), the
+  experiment name from the logger's ``name`` (else the parent directory), the seed from ``seed_everything``;
+* takes OA / AA / Kappa (and per-class accuracy) of every target domain from ``metrics.json``;
+* groups the runs by method (or by experiment) and reports mean ± sample std over the seeds, one column
+  group per target domain, the best mean of each column in bold;
+* lists every run it could **not** use — no ``metrics.json`` (unfinished or crashed), unreadable files, a
+  path that does not exist, a run superseded by a newer run of the same experiment and seed — in the table
+  file itself, never silently dropping one;
+* writes ``report.md``, ``report.csv`` (aggregated), ``runs.csv`` (one line per run and domain),
+  ``report.json`` (everything) and ``comparison.png`` atomically to ``--out``.
+
+Example::
+
+    rsmg report outputs/baseline_trento_to_muufl outputs/fvmgn_trento_to_muufl --out outputs/report
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rsmg.errors import ConfigError
+from rsmg.io import atomic_write_text
+
+__all__ = ["METRICS", "Report", "Run", "aggregate", "build_report", "find_runs", "main", "read_run"]
+
+METRICS = ("oa", "aa", "kappa")
+_METRIC_NAMES = {"oa": "OA", "aa": "AA", "kappa": "Kappa"}
+_SKIP_DIRS = {"checkpoints", "figures", "wandb", "report", "__pycache__", ".ipynb_checkpoints"}
+_MAX_DEPTH = 4
+
+Status = Literal["finished", "unfinished", "unreadable", "missing", "superseded"]
+
+
+@dataclass
+class Run:
+    """One run directory and what could be read from it.
+
+    Attributes:
+        path: the run directory (or the path given, when it does not exist).
+        status: ``finished`` (metrics read), or why it is not counted.
+        reason: human-readable reason for a status other than ``finished``.
+        experiment: experiment name (logger name, else the parent directory's name).
+        method: short class name of the network (``model.init_args.net``), else of the model.
+        seed: ``seed_everything`` of the run (``None`` when unknown).
+        results: target domain → metrics (``oa``, ``aa``, ``kappa``, ``per_class``, ``n``, …).
+        classes: class names from ``metrics.json``.
+        mtime: modification time of ``metrics.json`` (newest run wins among duplicates).
+        config: the parsed ``config.yaml`` (empty when absent).
+    """
+
+    path: Path
+    status: Status
+    reason: str = ""
+    experiment: str = "?"
+    method: str = "?"
+    seed: int | None = None
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    mtime: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def _is_run_dir(p: Path) -> bool:
+    return (
+        (p / "metrics.json").is_file()
+        or (p / "config.yaml").is_file()
+        or (p / "hparams.yaml").is_file()
+        or (p / "checkpoints").is_dir()
+    )
+
+
+def find_runs(paths: Sequence[str | Path]) -> tuple[list[Path], list[Run]]:
+    """Run directories given or found below ``paths`` (depth ≤ 4), and the paths that hold none.
+
+    A run directory is one with ``metrics.json``, ``config.yaml``, ``hparams.yaml`` or ``checkpoints/`` — so a
+    run that crashed before testing is still found (and then reported as unfinished).
+
+    Returns:
+        ``(run directories in order, without duplicates; Run entries with status "missing")``.
+    """
+    found: list[Path] = []
+    missing: list[Run] = []
+
+    def walk(p: Path, depth: int) -> list[Path]:
+        if _is_run_dir(p):
+            return [p]
+        if depth >= _MAX_DEPTH:
+            return []
+        out: list[Path] = []
+        for child in sorted(c for c in p.iterdir() if c.is_dir() and c.name not in _SKIP_DIRS):
+            out += walk(child, depth + 1)
+        return out
+
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            missing.append(Run(p, "missing", "path does not exist"))
+            continue
+        if not p.is_dir():
+            missing.append(Run(p, "missing", "not a directory (give a run directory or a folder of runs)"))
+            continue
+        runs = walk(p, 0)
+        if not runs:
+            missing.append(
+                Run(
+                    p,
+                    "missing",
+                    "no run directory below (none has metrics.json, config.yaml or checkpoints/)",
+                )
+            )
+        for r in runs:
+            if r.resolve() not in {f.resolve() for f in found}:
+                found.append(r)
+    return found, missing
+
+
+def _short(class_path: object) -> str | None:
+    if isinstance(class_path, str) and class_path:
+        return class_path.rsplit(".", 1)[-1]
+    return None
+
+
+def _method_from_config(cfg: dict[str, Any]) -> str:
+    model = cfg.get("model") or {}
+    if isinstance(model, str):
+        return _short(model) or "?"
+    init = model.get("init_args") or {}
+    net = init.get("net") if isinstance(init, dict) else None
+    if isinstance(net, dict) and _short(net.get("class_path")):
+        return _short(net.get("class_path")) or "?"
+    if isinstance(net, str) and _short(net):
+        return _short(net) or "?"
+    name = _short(model.get("class_path")) or "?"
+    return f"{name} (default net)" if net is None and name == "ClassificationTask" else name
+
+
+def _experiment_from_config(cfg: dict[str, Any], run: Path) -> str:
+    logger = (cfg.get("trainer") or {}).get("logger")
+    loggers = logger if isinstance(logger, list) else [logger]
+    for lg in loggers:
+        if isinstance(lg, dict):
+            name = (lg.get("init_args") or {}).get("name")
+            if isinstance(name, str) and name:
+                return name
+    # outputs/<experiment>/version_N → <experiment>; a bare run directory → its own name
+    return run.parent.name if run.name.startswith("version_") else run.name
+
+
+def read_run(path: Path, block: str = "test") -> Run:
+    """Read one run directory: config (method, experiment, seed) and metrics (results of ``block``)."""
+    import yaml
+
+    run = Run(path, "finished")
+    cfg: dict[str, Any] = {}
+    cfg_file = path / "config.yaml"
+    if cfg_file.is_file():
+        try:
+            cfg = yaml.safe_load(cfg_file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            run.reason = f"config.yaml unreadable ({e.__class__.__name__}); method/seed unknown"
+    run.config = cfg if isinstance(cfg, dict) else {}
+    run.method = _method_from_config(cfg) if cfg else "?"
+    run.experiment = _experiment_from_config(cfg, path)
+    seed = cfg.get("seed_everything")
+    run.seed = int(seed) if isinstance(seed, int | float) and not isinstance(seed, bool) else None
+    metrics = path / "metrics.json"
+    if not metrics.is_file():
+        run.status = "unfinished"
+        run.reason = "no metrics.json (training or testing did not finish, or --test_after_fit was not set)"
+        return run
+    try:
+        payload = json.loads(metrics.read_text())
+        blocks = payload["results"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        run.status = "unreadable"
+        run.reason = f"metrics.json unreadable: {e.__class__.__name__}: {e}"
+        return run
+    if block not in blocks:  # e.g. --block tta for "test with DTAug TTA (K=4, …)"
+        matches = [b for b in blocks if block.lower() in b.lower()]
+        if len(matches) != 1:
+            run.status = "unreadable"
+            which = "several result blocks match" if matches else "no result block matches"
+            run.reason = f"metrics.json: {which} {block!r} (blocks: {sorted(blocks)})"
+            return run
+        block = matches[0]
+    run.results = {d: r for d, r in blocks[block].items() if r.get("n", 1) != 0}  # n = 0: domain not tested
+    run.classes = list(payload.get("classes", []))
+    run.mtime = metrics.stat().st_mtime
+    if not run.results:
+        run.status = "unreadable"
+        run.reason = f"metrics.json block {block!r} holds no domain"
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- aggregating
+@dataclass
+class Cell:
+    """Mean, sample std and count of one (row, domain, metric)."""
+
+    mean: float
+    std: float
+    n: int
+
+
+@dataclass
+class Report:
+    """Aggregated results.
+
+    Attributes:
+        rows: row names (methods or experiments) in order of first appearance.
+        domains: target domains in order of first appearance.
+        metrics: metric keys.
+        cells: row → domain → metric → :class:`Cell`.
+        per_class: row → domain → per-class mean accuracy (NaN where absent).
+        classes: class names (from the first finished run).
+        runs: every run, counted or not (``status`` says which).
+        group_by: ``method`` or ``experiment``.
+        best: (domain, metric) → rows holding the best mean.
+    """
+
+    rows: list[str]
+    domains: list[str]
+    metrics: list[str]
+    cells: dict[str, dict[str, dict[str, Cell]]]
+    per_class: dict[str, dict[str, list[float]]]
+    classes: list[str]
+    runs: list[Run]
+    group_by: str
+    best: dict[tuple[str, str], list[str]]
+
+    def counted(self, row: str | None = None) -> list[Run]:
+        """Finished runs counted in the table (of one row)."""
+        return [r for r in self.runs if r.status == "finished" and (row is None or self.key(r) == row)]
+
+    def not_counted(self) -> list[Run]:
+        """Every run or path that is not in the table, with its reason."""
+        return [r for r in self.runs if r.status != "finished"]
+
+    def key(self, run: Run) -> str:
+        """Row name of a run."""
+        return run.method if self.group_by == "method" else run.experiment
+
+
+def _mean_std(values: list[float]) -> Cell:
+    vals = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    if not vals:
+        return Cell(float("nan"), float("nan"), 0)
+    std = statistics.stdev(vals) if len(vals) > 1 else float("nan")
+    return Cell(statistics.fmean(vals), std, len(vals))
+
+
+_PATH_KEYS = ("save_dir", "default_root_dir", "root", "ckpt_path", "dirpath", "config")
+
+
+def _flatten(d: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(d, dict):
+        out: dict[str, object] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): d}
+
+
+def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between two run configs (paths ignored): why a superseded run is not equal."""
+    fa, fb = _flatten(a), _flatten(b)
+    keys = sorted(set(fa) | set(fb))
+    return [k for k in keys if fa.get(k) != fb.get(k) and k.rsplit(".", 1)[-1] not in _PATH_KEYS]
+
+
+def _mark_superseded(runs: list[Run], group_by: str) -> None:
+    """Keep the newest finished run per (row, experiment, seed); mark the older ones ``superseded``."""
+    newest: dict[tuple[str, str, int | None], Run] = {}
+    for r in runs:
+        if r.status != "finished" or r.seed is None:
+            continue
+        k = (r.method if group_by == "method" else r.experiment, r.experiment, r.seed)
+        if k in newest:
+            old, new = sorted([newest[k], r], key=lambda x: x.mtime)
+            old.status = "superseded"
+            diff = _config_diff(old.config, new.config)
+            old.reason = f"same experiment and seed as the newer {new.path}" + (
+                f" (configs differ in {', '.join(diff[:5])}{', …' if len(diff) > 5 else ''})" if diff else ""
+            )
+            newest[k] = new
+        else:
+            newest[k] = r
+
+
+def aggregate(runs: list[Run], metrics: Sequence[str] = METRICS, group_by: str = "method") -> Report:
+    """Group finished runs into rows and compute mean ± std per target domain and metric.
+
+    Args:
+        runs: every run (any status); only ``finished`` ones enter the numbers.
+        metrics: metric keys present in ``metrics.json`` per domain.
+        group_by: ``method`` (network class) or ``experiment`` (logger name).
+
+    Returns:
+        The :class:`Report`.
+    """
+    _mark_superseded(runs, group_by)
+    finished = [r for r in runs if r.status == "finished"]
+    report = Report([], [], list(metrics), {}, {}, [], runs, group_by, {})
+    for r in finished:
+        row = report.key(r)
+        if row not in report.rows:
+            report.rows.append(row)
+        for d in r.results:
+            if d not in report.domains:
+                report.domains.append(d)
+        if not report.classes and r.classes:
+            report.classes = list(r.classes)
+    for row in report.rows:
+        members = report.counted(row)
+        report.cells[row] = {}
+        report.per_class[row] = {}
+        for d in report.domains:
+            with_d = [r.results[d] for r in members if d in r.results]
+            report.cells[row][d] = {
+                m: _mean_std([float(x.get(m, float("nan"))) for x in with_d]) for m in metrics
+            }
+            pcs: list[list[float]] = [x["per_class"] for x in with_d if isinstance(x.get("per_class"), list)]
+            if pcs and len({len(p) for p in pcs}) == 1:
+                report.per_class[row][d] = [
+                    _mean_std([float(p[k]) for p in pcs]).mean for k in range(len(pcs[0]))
+                ]
+    for d in report.domains:
+        for m in metrics:
+            means = {row: report.cells[row][d][m].mean for row in report.rows}
+            finite = [v for v in means.values() if math.isfinite(v)]
+            if finite:
+                top = max(finite)
+                report.best[(d, m)] = [
+                    row for row, v in means.items() if math.isfinite(v) and v >= top - 1e-12
+                ]
+    return report
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def _fmt(c: Cell, bold: bool, of: int) -> str:
+    if c.n == 0:
+        return "–"
+    s = f"{100 * c.mean:.2f}" + (f" ± {100 * c.std:.2f}" if math.isfinite(c.std) else "")
+    if bold:
+        s = f"**{s}**"
+    if c.n < of:
+        s += f" ({c.n}/{of} runs)"
+    return s
+
+
+def _seeds(runs: list[Run]) -> str:
+    return ", ".join(
+        str(r.seed) if r.seed is not None else "?"
+        for r in sorted(runs, key=lambda r: (r.seed is None, r.seed or 0))
+    )
+
+
+def to_markdown(report: Report, title: str = "Cross-domain results") -> str:
+    """The report as markdown: main table, per-class tables, then every run not counted and why."""
+    row_head = report.group_by
+    other = "experiments" if report.group_by == "method" else "methods"
+    head = [row_head, "runs", "seeds", other]
+    for d in report.domains:
+        head += [f"{d} · {_METRIC_NAMES.get(m, m)}" for m in report.metrics]
+    lines = [
+        f"# {title}",
+        "",
+        f"Mean ± sample std over seeds, in %, one row per {report.group_by}, one column group per target "
+        "domain; "
+        "**bold** = best mean of the column. A cell counted over fewer runs than its row says so.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * 2 + ["---"] + ["---:"] * (len(head) - 4)) + "|",
+    ]
+    for row in report.rows:
+        members = report.counted(row)
+        others = sorted({(r.experiment if report.group_by == "method" else r.method) for r in members})
+        cells = [row, str(len(members)), _seeds(members), ", ".join(others)]
+        for d in report.domains:
+            for m in report.metrics:
+                cells.append(_fmt(report.cells[row][d][m], row in report.best.get((d, m), []), len(members)))
+        lines.append("| " + " | ".join(cells) + " |")
+    if report.classes and any(report.per_class.values()):
+        for d in report.domains:
+            rows = [row for row in report.rows if d in report.per_class[row]]
+            if not rows:
+                continue
+            lines += [
+                "",
+                f"## Per-class accuracy on {d} (mean over seeds, %)",
+                "",
+                "| " + " | ".join([report.group_by, *report.classes]) + " |",
+                "|" + "|".join(["---"] + ["---:"] * len(report.classes)) + "|",
+            ]
+            for row in rows:
+                vals = ["–" if not math.isfinite(v) else f"{100 * v:.2f}" for v in report.per_class[row][d]]
+                lines.append("| " + " | ".join([row, *vals]) + " |")
+    lines += ["", "## Runs not counted", ""]
+    skipped = report.not_counted()
+    if skipped:
+        lines += ["| path | status | reason |", "|---|---|---|"]
+        lines += [f"| {r.path} | {r.status} | {r.reason} |" for r in skipped]
+    else:
+        lines.append("None: every run given has results and is counted above.")
+    lines += ["", "## Runs counted", "", "| path | experiment | method | seed |", "|---|---|---|---:|"]
+    lines += [
+        f"| {r.path} | {r.experiment} | {r.method} | {r.seed if r.seed is not None else '?'} |"
+        for r in report.counted()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(report: Report) -> str:
+    """Aggregated table as CSV (fractions, not %): ``<domain>/<metric>/{mean,std,n,best}`` columns."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    head = [report.group_by, "runs", "seeds"]
+    for d in report.domains:
+        for m in report.metrics:
+            head += [f"{d}/{m}/mean", f"{d}/{m}/std", f"{d}/{m}/n", f"{d}/{m}/best"]
+    w.writerow(head)
+    for row in report.rows:
+        members = report.counted(row)
+        line: list[object] = [row, len(members), _seeds(members)]
+        for d in report.domains:
+            for m in report.metrics:
+                c = report.cells[row][d][m]
+                line += [c.mean, c.std, c.n, row in report.best.get((d, m), [])]
+        w.writerow(line)
+    return buf.getvalue()
+
+
+def runs_csv(report: Report) -> str:
+    """One line per run and target domain (plus one per run not counted), for notebooks and spreadsheets."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    cls = [f"acc_{c}" for c in report.classes]
+    w.writerow(["path", "status", "reason", "experiment", "method", "seed", "domain", "n", *METRICS, *cls])
+    for r in report.runs:
+        if not r.results:
+            w.writerow(
+                [
+                    r.path,
+                    r.status,
+                    r.reason,
+                    r.experiment,
+                    r.method,
+                    r.seed,
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    *[""] * len(cls),
+                ]
+            )
+        for d, res in r.results.items():
+            pc = res.get("per_class", []) if len(res.get("per_class", [])) == len(cls) else [""] * len(cls)
+            w.writerow(
+                [
+                    r.path,
+                    r.status,
+                    r.reason,
+                    r.experiment,
+                    r.method,
+                    r.seed,
+                    d,
+                    res.get("n", ""),
+                    *[res.get(m, "") for m in METRICS],
+                    *pc,
+                ]
+            )
+    return buf.getvalue()
+
+
+def to_json(report: Report) -> str:
+    """Everything in the report as JSON (NaN written as null)."""
+
+    def clean(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    payload = {
+        "group_by": report.group_by,
+        "metrics": report.metrics,
+        "domains": report.domains,
+        "classes": report.classes,
+        "rows": {
+            row: {
+                "runs": [str(r.path) for r in report.counted(row)],
+                "seeds": [r.seed for r in report.counted(row)],
+                "domains": {
+                    d: {
+                        m: {
+                            "mean": clean(c.mean),
+                            "std": clean(c.std),
+                            "n": c.n,
+                            "best": row in report.best.get((d, m), []),
+                        }
+                        for m, c in report.cells[row][d].items()
+                    }
+                    for d in report.domains
+                },
+                "per_class": {d: [clean(v) for v in pc] for d, pc in report.per_class[row].items()},
+            }
+            for row in report.rows
+        },
+        "not_counted": [
+            {"path": str(r.path), "status": r.status, "reason": r.reason} for r in report.not_counted()
+        ],
+    }
+    return json.dumps(payload, indent=2)
+
+
+def build_report(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    group_by: str = "method",
+    metrics: Sequence[str] = METRICS,
+    block: str = "test",
+    title: str = "Cross-domain results",
+    figure: bool = True,
+) -> Report:
+    """Find, read and aggregate runs, then write every report file into ``out`` (atomically).
+
+    Args:
+        paths: run directories or folders holding runs.
+        out: output directory.
+        group_by: ``method`` or ``experiment``.
+        metrics: subset of ``oa``, ``aa``, ``kappa``.
+        block: result block of ``metrics.json`` (``test``, or an extra block such as a TTA variant).
+        title: title of the markdown report and figure.
+        figure: also draw ``comparison.png``.
+
+    Returns:
+        The :class:`Report`.
+
+    Raises:
+        ConfigError: an unknown metric or grouping.
+    """
+    bad = [m for m in metrics if m not in METRICS]
+    if bad or not metrics:
+        raise ConfigError(
+            "unknown metric",
+            field="--metric",
+            expected=f"comma-separated subset of {list(METRICS)}",
+            found=",".join(bad) or "(empty)",
+            fix="e.g. --metric oa,aa,kappa",
+        )
+    if group_by not in {"method", "experiment"}:
+        raise ConfigError(
+            "unknown grouping",
+            field="--group-by",
+            expected="method or experiment",
+            found=group_by,
+            fix="use --group-by method or --group-by experiment",
+        )
+    found, missing = find_runs(paths)
+    runs = [read_run(p, block) for p in found] + missing
+    report = aggregate(runs, list(metrics), group_by)
+    out = Path(out)
+    atomic_write_text(out / "report.md", to_markdown(report, title))
+    atomic_write_text(out / "report.csv", to_csv(report))
+    atomic_write_text(out / "runs.csv", runs_csv(report))
+    atomic_write_text(out / "report.json", to_json(report))
+    if figure and report.rows:
+        from rsmg import plotting
+
+        means = {
+            row: {d: {m: c.mean for m, c in report.cells[row][d].items()} for d in report.domains}
+            for row in report.rows
+        }
+        stds = {
+            row: {d: {m: c.std for m, c in report.cells[row][d].items()} for d in report.domains}
+            for row in report.rows
+        }
+        counts = {row: len(report.counted(row)) for row in report.rows}
+        fig = plotting.plot_method_comparison(
+            means,
+            stds,
+            list(metrics),
+            row_label=group_by,
+            counts=counts,
+            title=f"{title}: mean ± std over seeds (best value in bold)",
+        )
+        plotting.save_figure(fig, out / "comparison.png")
+    return report
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rsmg report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Aggregate finished runs (metrics.json + config.yaml) into mean ± std tables per method "
+        "and "
+        "target domain, list every run that is not counted and why, and draw a comparison figure.",
+        epilog="example: rsmg report outputs/baseline_trento_to_muufl outputs/fvmgn_trento_to_muufl "
+        "--out outputs/report",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders searched for runs")
+    p.add_argument("--out", default="report", help="output directory (default: ./report)")
+    p.add_argument(
+        "--group-by",
+        choices=["method", "experiment"],
+        default="method",
+        help="one row per network class (method) or per experiment name (default: method)",
+    )
+    p.add_argument("--metric", default="oa,aa,kappa", help="comma-separated metrics (default: oa,aa,kappa)")
+    p.add_argument(
+        "--block",
+        default="test",
+        help="result block of metrics.json (default: test); a unique part of a name works, e.g. tta",
+    )
+    p.add_argument("--title", default="Cross-domain results", help="title of the report")
+    p.add_argument("--no-figure", action="store_true", help="do not draw comparison.png")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 when any run is not counted")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``rsmg report``; see ``rsmg report --help``.
+
+    Args:
+        argv: arguments after ``report`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 when at least one run was counted (and, with ``--strict``, none was left out); 1 otherwise.
+    """
+    args = _parser().parse_args(argv)
+    metrics = [m.strip().lower() for m in args.metric.split(",") if m.strip()]
+    try:
+        report = build_report(
+            args.runs,
+            args.out,
+            group_by=args.group_by,
+            metrics=metrics,
+            block=args.block,
+            title=args.title,
+            figure=not args.no_figure,
+        )
+    except ConfigError as e:
+        print(f"rsmg report: error: {e}", file=sys.stderr)
+        return 1
+    print(to_markdown(report, args.title))
+    skipped = report.not_counted()
+    for r in skipped:
+        print(f"rsmg report: not counted: {r.path} ({r.status}: {r.reason})", file=sys.stderr)
+    if not report.rows:
+        print("rsmg report: error: no finished run (no metrics.json) among the paths given", file=sys.stderr)
+        return 1
+    print(
+        f"report written to {Path(args.out)}/report.md, report.csv, runs.csv, report.json"
+        + ("" if args.no_figure else ", comparison.png")
+    )
+    return 1 if args.strict and skipped else 0

@@ -1,0 +1,161 @@
+"""``rsmg report``: seeds into mean ± std, best per column, every run not counted listed, files written."""
+
+import csv
+import json
+import math
+import os
+import statistics
+
+import pytest
+import yaml
+
+from rsmg import report
+from rsmg.cli.main import main as rsmg_main
+
+CLASSES = ["trees", "ground", "road", "buildings"]
+
+
+def make_run(root, experiment, version, net, seed, results=None, mtime=None):
+    """A run directory as `rsmg fit --test_after_fit true` leaves it (results=None: an unfinished run)."""
+    run = root / experiment / f"version_{version}"
+    (run / "checkpoints").mkdir(parents=True)
+    cfg = {
+        "seed_everything": seed,
+        "trainer": {
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": "outputs", "name": experiment},
+            }
+        },
+        "model": {
+            "class_path": "rsmg.tasks.ClassificationTask",
+            "init_args": {"net": {"class_path": f"rsmg.models.{net}", "init_args": {}}},
+        },
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    if results is not None:
+        blocks = {
+            d: {"oa": oa, "aa": aa, "kappa": k, "per_class": [oa] * 4, "n": 100}
+            for d, (oa, aa, k) in results.items()
+        }
+        (run / "metrics.json").write_text(
+            json.dumps({"classes": CLASSES, "domains": list(results), "results": {"test": blocks}})
+        )
+        if mtime is not None:
+            os.utime(run / "metrics.json", (mtime, mtime))
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    out = tmp_path / "outputs"
+    # baseline: 3 seeds on two targets; fvmgn: 2 seeds, one also missing a target; plus an unfinished run
+    for i, (seed, oa) in enumerate([(1, 0.50), (2, 0.60), (3, 0.70)]):
+        make_run(
+            out,
+            "baseline_t2m",
+            i,
+            "baseline.ConcatCNN",
+            seed,
+            {"muufl": (oa, oa - 0.1, oa - 0.2), "houston": (0.3, 0.3, 0.1)},
+        )
+    make_run(out, "fvmgn_t2m", 0, "FVMGN", 1, {"muufl": (0.80, 0.40, 0.55), "houston": (0.2, 0.25, 0.05)})
+    make_run(out, "fvmgn_t2m", 1, "FVMGN", 2, {"muufl": (0.90, 0.50, 0.65)})
+    make_run(out, "fvmgn_t2m", 2, "FVMGN", 3)  # crashed: no metrics.json
+    return out
+
+
+def test_mean_std_best_and_not_counted(runs, tmp_path):
+    rep = report.build_report([runs, tmp_path / "nope"], tmp_path / "rep")
+    assert rep.rows == ["ConcatCNN", "FVMGN"]
+    assert rep.domains == ["muufl", "houston"]
+    c = rep.cells["ConcatCNN"]["muufl"]["oa"]
+    assert (
+        c.n == 3
+        and c.mean == pytest.approx(0.6)
+        and c.std == pytest.approx(statistics.stdev([0.5, 0.6, 0.7]))
+    )
+    f = rep.cells["FVMGN"]["houston"]["oa"]
+    assert f.n == 1 and math.isnan(f.std)  # one value: no std invented
+    assert rep.best[("muufl", "oa")] == ["FVMGN"] and rep.best[("muufl", "aa")] == ["ConcatCNN"]
+    assert rep.best[("houston", "oa")] == ["ConcatCNN"]
+    skipped = {(r.path.name if r.status != "missing" else "nope", r.status) for r in rep.not_counted()}
+    assert skipped == {("version_2", "unfinished"), ("nope", "missing")}
+
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| method | runs | seeds | experiments | muufl · OA |" in md
+    assert "**85.00 ± 7.07**" in md  # FVMGN muufl OA, best of its column, in bold
+    assert "60.00 ± 10.00" in md and "**60.00 ± 10.00**" not in md.split("muufl · OA")[1].split("\n")[2]
+    assert "(1/2 runs)" in md  # FVMGN houston: counted over fewer runs than the row
+    assert "fvmgn_t2m/version_2 | unfinished | no metrics.json" in md
+    assert "nope | missing | path does not exist" in md
+    rows = list(csv.DictReader((tmp_path / "rep" / "report.csv").open()))
+    assert [r["method"] for r in rows] == ["ConcatCNN", "FVMGN"]
+    assert float(rows[1]["muufl/oa/mean"]) == pytest.approx(0.85) and rows[1]["muufl/oa/best"] == "True"
+    assert rows[0]["seeds"] == "1, 2, 3"
+    payload = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert payload["rows"]["FVMGN"]["domains"]["houston"]["oa"]["std"] is None
+    assert {d["status"] for d in payload["not_counted"]} == {"unfinished", "missing"}
+    per_run = list(csv.DictReader((tmp_path / "rep" / "runs.csv").open()))
+    assert (
+        len(per_run) == 6 + 3 + 1 + 1
+    )  # one per (run, domain), then the unfinished run and the missing path
+    assert (tmp_path / "rep" / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_group_by_experiment_and_metric_subset(runs, tmp_path):
+    rep = report.build_report([runs], tmp_path / "rep", group_by="experiment", metrics=["kappa"])
+    assert rep.rows == ["baseline_t2m", "fvmgn_t2m"] and rep.metrics == ["kappa"]
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| experiment | runs | seeds | methods | muufl · Kappa | houston · Kappa |" in md
+
+
+def test_rerun_of_same_seed_supersedes_older_run(tmp_path):
+    out = tmp_path / "outputs"
+    make_run(out, "exp", 0, "A", 7, {"m": (0.1, 0.1, 0.1)}, mtime=1_000_000)
+    make_run(out, "exp", 1, "A", 7, {"m": (0.9, 0.9, 0.9)}, mtime=2_000_000)
+    rep = report.build_report([out], tmp_path / "rep")
+    assert rep.cells["A"]["m"]["oa"].n == 1 and rep.cells["A"]["m"]["oa"].mean == pytest.approx(0.9)
+    (old,) = rep.not_counted()
+    assert old.status == "superseded" and old.path.name == "version_0" and "version_1" in old.reason
+
+
+def test_cli_exit_codes_and_errors(runs, tmp_path, capsys):
+    assert report.main([str(runs), "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr()
+    assert "| ConcatCNN |" in out.out and "not counted" in out.err and "version_2" in out.err
+    assert report.main([str(runs), "--out", str(tmp_path / "b"), "--strict"]) == 1
+    assert report.main([str(runs), "--out", str(tmp_path / "c"), "--metric", "oa,f1"]) == 1
+    assert "unknown metric" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert report.main([str(empty), "--out", str(tmp_path / "d")]) == 1
+    assert "no finished run" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # the `rsmg report` verb routes to report.main
+        rsmg_main(["report", str(runs), "--out", str(tmp_path / "e"), "--no-figure"])
+    assert e.value.code == 0 and (tmp_path / "e" / "report.md").exists()
+    assert not (tmp_path / "e" / "comparison.png").exists()
+
+
+def test_unreadable_metrics_is_listed(tmp_path):
+    run = make_run(tmp_path, "exp", 0, "A", 1, {"m": (0.5, 0.5, 0.5)})
+    (run / "metrics.json").write_text("{truncated")
+    rep = report.build_report([tmp_path], tmp_path / "rep", figure=False)
+    assert rep.rows == [] and rep.not_counted()[0].status == "unreadable"
+    assert "metrics.json unreadable" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_block_selected_by_unique_part_of_its_name(tmp_path):
+    run = make_run(tmp_path, "exp", 0, "A", 1, {"m": (0.5, 0.5, 0.5)})
+    payload = json.loads((run / "metrics.json").read_text())
+    tta = {"m": {"oa": 0.7, "aa": 0.6, "kappa": 0.5, "per_class": [0.7] * 4, "n": 100}}
+    payload["results"]["test with DTAug TTA (K=4, strength=0.4, steps=5, mean_prob)"] = tta
+    nan = float("nan")  # a source domain no rank tested comes back with n = 0 under DDP: not a target column
+    payload["results"]["test"]["src"] = {"oa": nan, "aa": nan, "kappa": nan, "per_class": [nan] * 4, "n": 0}
+    (run / "metrics.json").write_text(json.dumps(payload))
+    rep = report.build_report([tmp_path], tmp_path / "rep", figure=False)
+    assert rep.domains == ["m"]
+    rep = report.build_report([tmp_path], tmp_path / "rep", block="tta", figure=False)
+    assert rep.cells["A"]["m"]["oa"].mean == pytest.approx(0.7)
+    rep = report.build_report([tmp_path], tmp_path / "rep", block="nothing", figure=False)
+    assert rep.rows == [] and "no result block matches 'nothing'" in rep.not_counted()[0].reason
