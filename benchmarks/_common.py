@@ -21,8 +21,10 @@ def machine() -> str:
     """One line describing where the numbers were measured (CPU count, load, torch threads, GPU if any)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads, {gpu}, 1-min load average at start {load:.2f}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, {gpu}, 1-min load average at start {load:.2f}"
+    )
 
 
 def peak_rss_mib() -> float:

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 import torch
-from _common import machine, peak_rss_mib, write_result
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from _common import machine, peak_rss_mib, write_result
 from rsmg.data.datamodule import CrossDomainDataModule
 from rsmg.data.scene import collate_samples
 
@@ -35,8 +35,15 @@ class PerSample(Dataset):
 
 
 def measure(ds, batch_size: int, workers: int, collate, seconds: float) -> float:
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(0), persistent_workers=False)
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+        persistent_workers=False,
+    )
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for b in loader:
@@ -51,7 +58,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--patch", type=int, default=11)
     args = ap.parse_args()
-    dm = CrossDomainDataModule(sources=["trento"], targets=["muufl"], modalities=["lidar"], patch_size=args.patch)
+    dm = CrossDomainDataModule(
+        sources=["trento"], targets=["muufl"], modalities=["lidar"], patch_size=args.patch
+    )
     dm.setup("fit")
     ds = dm.test_dataset("muufl")
     rows = []
@@ -65,10 +74,11 @@ def main() -> None:
     lines = [
         "# Data pipeline throughput (real data: MUUFL LiDAR raster, 2 bands)",
         "",
-        f"Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/data_throughput.py`  ",
+        "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/data_throughput.py`  ",
         f"Machine: {machine()}  ",
         f"Dataset: {len(ds):,} labelled MUUFL pixels, {args.patch}×{args.patch} patches, 2 LiDAR bands, normalised.  ",
-        f"Peak RSS of the process: {peak_rss_mib():.0f} MiB (one padded float32 copy of each raster, no per-sample copies).",
+        f"Peak RSS of the process: {peak_rss_mib():.0f} MiB "
+        "(one padded float32 copy of each raster, no per-sample copies).",
         "",
         "| workers | batch | batched gather (patches/s) | per-sample + default_collate (patches/s) | speed-up |",
         "|---:|---:|---:|---:|---:|",

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from _common import ROOT, machine, write_result
 
 FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
@@ -43,8 +44,14 @@ SHORT = {"baseline (concat CNN)": "baseline", "fvmgn": "fvmgn"}
 # protocol -> data overrides (LiDAR rasters of both scenes are real; HSI cubes need `rsmg download`)
 PROTOCOLS: dict[str, list[str]] = {
     "trento_to_muufl": ["--data.init_args.sources", "[trento]", "--data.init_args.targets", "[muufl]"],
-    "muufl_to_trento": ["--data.init_args.sources", "[muufl]", "--data.init_args.targets", "[trento]",
-                        "--data.init_args.source_split", "per_class:100"],
+    "muufl_to_trento": [
+        "--data.init_args.sources",
+        "[muufl]",
+        "--data.init_args.targets",
+        "[trento]",
+        "--data.init_args.source_split",
+        "per_class:100",
+    ],
 }
 
 # The paper's tables could not be retrieved (papers.md); when they are, they go here, labelled as other data.
@@ -60,11 +67,32 @@ def run(protocol: str, method: str, seed: int, epochs: int, out: Path) -> Path |
     run_dir = out / protocol / slug(method) / f"seed{seed}"
     if (run_dir / "metrics.json").exists():
         return run_dir
-    cmd = [sys.executable, "-m", "rsmg", "fit", "--config", str(ROOT / cfg), *PROTOCOLS[protocol], *extra,
-           "--seed_everything", str(seed), "--data.init_args.seed", str(seed), "--trainer.max_epochs", str(epochs),
-           "--trainer.logger.init_args.save_dir", str(out / protocol), "--trainer.logger.init_args.name",
-           slug(method), "--trainer.logger.init_args.version", f"seed{seed}", "--trainer.enable_progress_bar",
-           "false", "--test_after_fit", "true"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rsmg",
+        "fit",
+        "--config",
+        str(ROOT / cfg),
+        *PROTOCOLS[protocol],
+        *extra,
+        "--seed_everything",
+        str(seed),
+        "--data.init_args.seed",
+        str(seed),
+        "--trainer.max_epochs",
+        str(epochs),
+        "--trainer.logger.init_args.save_dir",
+        str(out / protocol),
+        "--trainer.logger.init_args.name",
+        slug(method),
+        "--trainer.logger.init_args.version",
+        f"seed{seed}",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--test_after_fit",
+        "true",
+    ]
     print(f"[{protocol}] {method} seed {seed}: running", flush=True)
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if p.returncode != 0:
@@ -75,8 +103,12 @@ def run(protocol: str, method: str, seed: int, epochs: int, out: Path) -> Path |
 
 def table(results: dict, protocol: str, seeds: list[int]) -> list[str]:
     target = PROTOCOLS[protocol][3].strip("[]")
-    lines = [f"## {protocol.replace('_', ' ')} (target: {target})", "",
-             "| method | OA % | AA % | Kappa % | seeds |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"## {protocol.replace('_', ' ')} (target: {target})",
+        "",
+        "| method | OA % | AA % | Kappa % | seeds |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for method, runs in results.items():
         vals = {k: [r[k] * 100 for r in runs] for k in ("oa", "aa", "kappa")}
         if not runs:
@@ -84,28 +116,34 @@ def table(results: dict, protocol: str, seeds: list[int]) -> list[str]:
             continue
         cells = [f"{np.mean(v):.2f} ± {np.std(v):.2f}" for v in vals.values()]
         lines.append(f"| {method} | {' | '.join(cells)} | {len(runs)} |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), help=f"subset of {list(SHORT.values())} or full names")
+    ap.add_argument(
+        "--methods", nargs="+", default=list(METHODS), help=f"subset of {list(SHORT.values())} or full names"
+    )
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS))
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_fvmgn")
     args = ap.parse_args()
     inverse = {v: k for k, v in SHORT.items()}
     methods = [inverse.get(m, m) for m in args.methods]
-    lines = ["# FVMGN accuracy: cross-scene protocols on the real LiDAR rasters of the shared data pack", "",
-             f"Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_accuracy.py "
-             f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs}`  ",
-             f"Machine: {machine()}  ",
-             "Data: LiDAR height (converted to height above ground) + intensity (per-scene standardised), "
-             "shared class set; the HSI cubes are not in the data pack, so these are LiDAR-only numbers and "
-             "**not comparable to the paper's HSI+LiDAR tables** (which could not be retrieved: papers.md).  ",
-             "OA / AA / Kappa on the whole unseen target scene, mean ± std over seeds; model selection on source "
-             "validation pixels only.", ""]
+    lines = [
+        "# FVMGN accuracy: cross-scene protocols on the real LiDAR rasters of the shared data pack",
+        "",
+        f"Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_accuracy.py "
+        f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs}`  ",
+        f"Machine: {machine()}  ",
+        "Data: LiDAR height (converted to height above ground) + intensity (per-scene standardised), "
+        "shared class set; the HSI cubes are not in the data pack, so these are LiDAR-only numbers and "
+        "**not comparable to the paper's HSI+LiDAR tables** (which could not be retrieved: papers.md).  ",
+        "OA / AA / Kappa on the whole unseen target scene, mean ± std over seeds; model selection on source "
+        "validation pixels only.",
+        "",
+    ]
     for protocol in args.protocols:
         results: dict[str, list[dict]] = {}
         for method in methods:

@@ -23,4 +23,23 @@ def pytest_sessionstart(session):
     from _paths import SHARED_DATA
 
     if os.environ.get("CI") and not SHARED_DATA.exists():
-        raise pytest.UsageError(f"CI=true but the shared data pack is missing at {SHARED_DATA} (set RSMG_DATA_ROOT)")
+        raise pytest.UsageError(
+            f"CI=true but the shared data pack is missing at {SHARED_DATA} (set RSMG_DATA_ROOT)"
+        )
+
+
+@pytest.fixture(autouse=True)
+def _network_off_except_loopback():
+    """Every test runs offline: ``socket.connect`` reaches loopback (and Unix sockets) only.
+
+    Uses pytest-socket's guard; a connection anywhere else raises ``SocketConnectBlockedError`` naming the
+    host. Subprocesses started by tests are not covered (they are separate interpreters).
+    """
+    import socket
+
+    from pytest_socket import socket_allow_hosts
+
+    original = socket.socket.connect
+    socket_allow_hosts(["127.0.0.1", "::1", "localhost"], allow_unix_socket=True)
+    yield
+    socket.socket.connect = original  # type: ignore[method-assign]

@@ -2,13 +2,15 @@
 
 import pytest
 import torch
-from _paths import SHARED_DATA
 
+from _paths import SHARED_DATA
 from rsmg.data.bigearthnet import BigEarthNetS1S2, nomenclature_19
 from rsmg.data.captioned import CaptionedSceneDataModule, scan_aid_layout
 from rsmg.errors import ConfigError, DataError
 
-pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"shared data pack not found at {SHARED_DATA}")
+pytestmark = pytest.mark.skipif(
+    not SHARED_DATA.exists(), reason=f"shared data pack not found at {SHARED_DATA}"
+)
 
 
 def test_ucm_official_split_and_captions():
@@ -55,6 +57,8 @@ def test_bigearthnet_pairs_resampled_and_multilabel():
     assert len(ds.classes) == 19 and len(nomenclature_19()) == 19
     names = {tuple(ds.label_names(i)) for i in range(len(ds))}
     assert ("Pastures",) in names
-    ds43 = BigEarthNetS1S2(SHARED_DATA / "bigearthnet_s1s2_examples", nomenclature="43", s2_bands=["B04", "B03", "B02"])
+    ds43 = BigEarthNetS1S2(
+        SHARED_DATA / "bigearthnet_s1s2_examples", nomenclature="43", s2_bands=["B04", "B03", "B02"]
+    )
     assert ds43[0]["image_msi"].shape == (3, 120, 120)
     assert "Peatbogs" in ds43.classes

@@ -2,12 +2,14 @@
 
 import numpy as np
 import pytest
-from _paths import SHARED_DATA
 
+from _paths import SHARED_DATA
 from rsmg.data.catalog import class_mapping, dataset_info, list_datasets, load_scene
 from rsmg.errors import ConfigError, MissingDatasetError
 
-pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"shared data pack not found at {SHARED_DATA}")
+pytestmark = pytest.mark.skipif(
+    not SHARED_DATA.exists(), reason=f"shared data pack not found at {SHARED_DATA}"
+)
 
 
 def _counts(scene):

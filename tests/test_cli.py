@@ -6,16 +6,25 @@ import subprocess
 import sys
 
 import pytest
+
 from _paths import REPO, SHARED_DATA
 
 ENV = {**os.environ, "RSMG_DATA_ROOT": str(SHARED_DATA), "PYTHONWARNINGS": "ignore"}
 
 
 def rsmg(*args, cwd=None, check=True):
-    p = subprocess.run([sys.executable, "-m", "rsmg", *args], capture_output=True, text=True, env=ENV,
-                       cwd=cwd or REPO, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "rsmg", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd or REPO,
+        timeout=600,
+    )
     if check and p.returncode != 0:
-        raise AssertionError(f"rsmg {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        raise AssertionError(
+            f"rsmg {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        )
     return p
 
 
@@ -29,10 +38,26 @@ def test_help_lists_every_command():
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
 def test_fit_then_test_writes_results(tmp_path):
     cfg = REPO / "experiments/baseline/trento_to_muufl.yaml"
-    rsmg("fit", "--config", str(cfg), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
-         "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "3",
-         "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.default_root_dir", str(tmp_path),
-         "--test_after_fit", "true", cwd=tmp_path)
+    rsmg(
+        "fit",
+        "--config",
+        str(cfg),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "3",
+        "--trainer.limit_val_batches",
+        "2",
+        "--trainer.limit_test_batches",
+        "3",
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path),
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--test_after_fit",
+        "true",
+        cwd=tmp_path,
+    )
     runs = list(tmp_path.glob("*/version_0"))
     assert len(runs) == 1, list(tmp_path.rglob("*"))
     run = runs[0]
@@ -46,14 +71,28 @@ def test_fit_then_test_writes_results(tmp_path):
 
 
 def test_misspelled_config_key_is_an_error(tmp_path):
-    p = rsmg("fit", "--config", str(REPO / "experiments/baseline/trento_to_muufl.yaml"), "--data.init_args.patchsize",
-             "9", check=False, cwd=tmp_path)
+    p = rsmg(
+        "fit",
+        "--config",
+        str(REPO / "experiments/baseline/trento_to_muufl.yaml"),
+        "--data.init_args.patchsize",
+        "9",
+        check=False,
+        cwd=tmp_path,
+    )
     assert p.returncode != 0
     assert "patchsize" in p.stderr
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):
-    p = rsmg("fit", "--config", str(REPO / "experiments/baseline/trento_to_muufl.yaml"),
-             "--data.init_args.targets", "[mufl]", check=False, cwd=tmp_path)
+    p = rsmg(
+        "fit",
+        "--config",
+        str(REPO / "experiments/baseline/trento_to_muufl.yaml"),
+        "--data.init_args.targets",
+        "[mufl]",
+        check=False,
+        cwd=tmp_path,
+    )
     assert p.returncode != 0
     assert "unknown dataset 'mufl'" in p.stderr and "muufl" in p.stderr

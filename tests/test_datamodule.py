@@ -3,25 +3,30 @@
 import numpy as np
 import pytest
 import torch
-from _paths import SHARED_DATA
 
+from _paths import SHARED_DATA
 from rsmg.data.augment import apply_dihedral, dihedral_codes
 from rsmg.data.datamodule import CrossDomainDataModule
 from rsmg.errors import ConfigError, DataError
 
-pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"shared data pack not found at {SHARED_DATA}")
+pytestmark = pytest.mark.skipif(
+    not SHARED_DATA.exists(), reason=f"shared data pack not found at {SHARED_DATA}"
+)
 
 
 @pytest.fixture(scope="module")
 def dm():
-    d = CrossDomainDataModule(sources=["trento"], targets=["muufl"], modalities=["lidar"], root=str(SHARED_DATA),
-                              batch_size=32)
+    d = CrossDomainDataModule(
+        sources=["trento"], targets=["muufl"], modalities=["lidar"], root=str(SHARED_DATA), batch_size=32
+    )
     d.setup("fit")
     return d
 
 
 def test_spec_is_known_before_reading_files():
-    d = CrossDomainDataModule(sources=["trento"], targets=["muufl"], modalities=["lidar"], root="/nonexistent")
+    d = CrossDomainDataModule(
+        sources=["trento"], targets=["muufl"], modalities=["lidar"], root="/nonexistent"
+    )
     assert d.spec.classes == ("trees", "ground", "road", "buildings")
     assert d.spec.modalities == {"lidar": 2}
     assert d.spec.domains == ("trento", "muufl")
@@ -45,7 +50,9 @@ def test_stats_from_training_pixels_only(dm):
     lidar = p.scene.modalities["lidar"].reshape(2, -1)[:, p.train]
     np.testing.assert_allclose(dm.stats["lidar"][0], lidar.mean(1), rtol=1e-5)
     state = dm.state_dict()
-    d2 = CrossDomainDataModule(sources=["trento"], targets=["muufl"], modalities=["lidar"], root=str(SHARED_DATA))
+    d2 = CrossDomainDataModule(
+        sources=["trento"], targets=["muufl"], modalities=["lidar"], root=str(SHARED_DATA)
+    )
     d2.load_state_dict(state)
     np.testing.assert_array_equal(d2.stats["lidar"][1], dm.stats["lidar"][1])
 
@@ -56,7 +63,9 @@ def test_patches_are_centred_and_normalised(dm):
     r, c = ds.pixel_rows_cols()
     raw = dm._prepared["muufl"].scene.modalities["lidar"][:, r[5], c[5]]
     mean, std = dm.stats["lidar"]
-    np.testing.assert_allclose(sample["image_lidar"][:, 5, 5].numpy(), (raw - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        sample["image_lidar"][:, 5, 5].numpy(), (raw - mean) / std, rtol=1e-5, atol=1e-5
+    )
     assert sample["image_lidar"].shape == (2, 11, 11)
     batch = ds.__getitems__([5, 6])
     torch.testing.assert_close(batch["image_lidar"][0], sample["image_lidar"])
@@ -87,12 +96,18 @@ def test_bad_inputs_are_clear():
         CrossDomainDataModule(sources=["trento"], targets=["muufl"], bands={"lidar": ["height"]})
     with pytest.raises(ConfigError, match="different bands"):
         CrossDomainDataModule(sources=["trento"], targets=["houston2013_vectors"], modalities=["lidar"])
-    d = CrossDomainDataModule(sources=["muufl"], targets=["trento"], modalities=["lidar"], root=str(SHARED_DATA),
-                              source_split="standard")
+    d = CrossDomainDataModule(
+        sources=["muufl"],
+        targets=["trento"],
+        modalities=["lidar"],
+        root=str(SHARED_DATA),
+        source_split="standard",
+    )
     with pytest.raises(ConfigError, match="per_class"):
         d.setup("fit")
-    d = CrossDomainDataModule(sources=["trento"], targets=["muufl"], modalities=["lidar"], root=str(SHARED_DATA),
-                              patch_size=201)
+    d = CrossDomainDataModule(
+        sources=["trento"], targets=["muufl"], modalities=["lidar"], root=str(SHARED_DATA), patch_size=201
+    )
     d.setup("fit")
     with pytest.raises(DataError, match="patch size larger than scene"):
         d.train_dataloader()

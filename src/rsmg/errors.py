@@ -100,7 +100,9 @@ class MissingDatasetError(DataError):
     """A dataset's files are not where the catalog expects them; the message says how to get them."""
 
 
-def unknown_name_error(kind: str, name: str, valid: list[str] | tuple[str, ...], *, field: str) -> ConfigError:
+def unknown_name_error(
+    kind: str, name: str, valid: list[str] | tuple[str, ...], *, field: str
+) -> ConfigError:
     """Build the error for an unknown dataset / band / class / model name, listing the valid names.
 
     Args:

@@ -27,13 +27,18 @@ def metrics_from_confusion(cm: torch.Tensor) -> dict[str, float | list[float]]:
         nan = float("nan")
         return {"oa": nan, "aa": nan, "kappa": nan, "per_class": [nan] * cm.shape[0], "n": 0}
     oa = correct.sum() / n
-    per_class = torch.where(support > 0, correct / support.clamp(min=1), torch.full_like(support, float("nan")))
+    per_class = torch.where(
+        support > 0, correct / support.clamp(min=1), torch.full_like(support, float("nan"))
+    )
     aa = per_class[support > 0].mean()
     pe = (support * cm.sum(dim=0)).sum() / (n * n)
     kappa = (oa - pe) / (1 - pe) if pe < 1 else torch.tensor(1.0, dtype=torch.float64)
     return {
-        "oa": float(oa), "aa": float(aa), "kappa": float(kappa),
-        "per_class": [float(x) for x in per_class], "n": int(n),
+        "oa": float(oa),
+        "aa": float(aa),
+        "kappa": float(kappa),
+        "per_class": [float(x) for x in per_class],
+        "n": int(n),
     }
 
 
@@ -49,12 +54,13 @@ class DomainMetrics(nn.Module):
         """Add predicted class indices (or scores) of a batch of one domain."""
         if preds.ndim == 2:
             preds = preds.argmax(dim=1)
-        self.cms[domain_idx].update(preds, target)
+        self._cm(domain_idx).update(preds, target)
 
     def compute(self) -> dict[str, dict[str, object]]:
         """Metrics of every domain that received samples (synchronised across ranks)."""
         out: dict[str, dict[str, object]] = {}
-        for name, m in zip(self.domains, self.cms, strict=True):
+        for i, name in enumerate(self.domains):
+            m = self._cm(i)
             if m.update_count == 0 and not torch.distributed.is_initialized():
                 continue
             cm = m.compute()
@@ -65,5 +71,10 @@ class DomainMetrics(nn.Module):
 
     def reset(self) -> None:
         """Clear every domain."""
-        for m in self.cms:
-            m.reset()
+        for i in range(len(self.domains)):
+            self._cm(i).reset()
+
+    def _cm(self, i: int) -> MulticlassConfusionMatrix:
+        m = self.cms[i]
+        assert isinstance(m, MulticlassConfusionMatrix)
+        return m

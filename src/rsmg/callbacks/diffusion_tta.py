@@ -19,6 +19,7 @@ import lightning.pytorch as pl
 import torch
 
 from rsmg.callbacks.results import PerDomainResults
+from rsmg.data.spec import module_spec
 from rsmg.errors import ConfigError
 from rsmg.metrics import DomainMetrics
 
@@ -62,19 +63,45 @@ class DiffusionTTA(pl.Callback):
         aggregate: Aggregate = "mean_prob",
     ) -> None:
         if not 0 < strength <= 1:
-            raise ConfigError("TTA strength out of range", field="DiffusionTTA.strength", expected="0 < strength <= 1",
-                              found=strength, fix="use e.g. 0.4")
+            raise ConfigError(
+                "TTA strength out of range",
+                field="DiffusionTTA.strength",
+                expected="0 < strength <= 1",
+                found=strength,
+                fix="use e.g. 0.4",
+            )
         if steps < 1:
-            raise ConfigError("TTA needs at least one denoising step", field="DiffusionTTA.steps", expected=">= 1",
-                              found=steps, fix="use e.g. 5")
+            raise ConfigError(
+                "TTA needs at least one denoising step",
+                field="DiffusionTTA.steps",
+                expected=">= 1",
+                found=steps,
+                fix="use e.g. 5",
+            )
         if views < 0:
-            raise ConfigError("number of TTA views must be >= 0", field="DiffusionTTA.views", expected=">= 0",
-                              found=views, fix="use 0 (off) or e.g. 4")
+            raise ConfigError(
+                "number of TTA views must be >= 0",
+                field="DiffusionTTA.views",
+                expected=">= 0",
+                found=views,
+                fix="use 0 (off) or e.g. 4",
+            )
         if aggregate not in ("mean_prob", "mean_logit", "vote"):
-            raise ConfigError("unknown aggregation", field="DiffusionTTA.aggregate",
-                              expected="mean_prob, mean_logit or vote", found=aggregate, fix="pick one of those")
+            raise ConfigError(
+                "unknown aggregation",
+                field="DiffusionTTA.aggregate",
+                expected="mean_prob, mean_logit or vote",
+                found=aggregate,
+                fix="pick one of those",
+            )
         self.prior_path = prior_path
-        self.strength, self.steps, self.views, self.seed, self.aggregate = strength, steps, views, seed, aggregate
+        self.strength, self.steps, self.views, self.seed, self.aggregate = (
+            strength,
+            steps,
+            views,
+            seed,
+            aggregate,
+        )
         self.augmenter: Any = None
         self.metrics: DomainMetrics | None = None
 
@@ -86,10 +113,15 @@ class DiffusionTTA(pl.Callback):
         from rsmg.diffusion.loading import load_prior
 
         prior = load_prior(self.prior_path, map_location=pl_module.device)
-        spec = getattr(pl_module, "spec")
+        spec = module_spec(pl_module)
         prior.check_compatible(spec)
-        self.augmenter = DiffusionAugmenter(prior.to(pl_module.device), strength=self.strength, steps=self.steps,
-                                            views=self.views, seed=self.seed)
+        self.augmenter = DiffusionAugmenter(
+            prior.to(pl_module.device),
+            strength=self.strength,
+            steps=self.steps,
+            views=self.views,
+            seed=self.seed,
+        )
         self.metrics = DomainMetrics(spec.domains, spec.num_classes).to(pl_module.device)
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -98,7 +130,9 @@ class DiffusionTTA(pl.Callback):
         self.metrics.reset()
 
     @torch.no_grad()
-    def tta_probs(self, pl_module: pl.LightningModule, batch: dict[str, Any], logits: torch.Tensor | None = None) -> torch.Tensor:
+    def tta_probs(
+        self, pl_module: pl.LightningModule, batch: dict[str, Any], logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Aggregated probabilities of the original and its views for one batch."""
         if logits is None:
             logits = pl_module(batch).logits
@@ -107,8 +141,15 @@ class DiffusionTTA(pl.Callback):
             all_logits.append(pl_module({**batch, **view}).logits)
         return aggregate_views(torch.stack(all_logits), self.aggregate)
 
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         """Add the batch's TTA predictions to its domain's metrics."""
         assert self.metrics is not None
         logits = outputs.get("logits") if isinstance(outputs, dict) else None
@@ -123,7 +164,12 @@ class DiffusionTTA(pl.Callback):
         results = self.metrics.compute()
         for dom, res in results.items():
             for key in ("oa", "aa", "kappa"):
-                pl_module.log(f"test_tta/{dom}/{key}", float(res[key]), add_dataloader_idx=False, rank_zero_only=True)
+                pl_module.log(
+                    f"test_tta/{dom}/{key}",
+                    float(res[key]),  # type: ignore[arg-type]
+                    add_dataloader_idx=False,
+                    rank_zero_only=True,
+                )
         self.results = results
         name = f"test with DTAug TTA (K={self.views}, strength={self.strength}, steps={self.steps}, {self.aggregate})"
         for cb in trainer.callbacks:  # type: ignore[attr-defined]

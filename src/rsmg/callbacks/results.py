@@ -18,6 +18,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from rsmg.data.spec import module_spec
 from rsmg.io import atomic_write_text
 
 
@@ -61,8 +62,14 @@ def print_results(results: dict[str, dict[str, Any]], classes: list[str], title:
     for col in ["domain", "n", "OA %", "AA %", "Kappa %", *classes]:
         table.add_column(col, justify="left" if col == "domain" else "right")
     for dom, r in results.items():
-        table.add_row(dom, str(r.get("n", "")), _pct(r["oa"]), _pct(r["aa"]), _pct(r["kappa"]),
-                      *[_pct(v) for v in r.get("per_class", [])])
+        table.add_row(
+            dom,
+            str(r.get("n", "")),
+            _pct(r["oa"]),
+            _pct(r["aa"]),
+            _pct(r["kappa"]),
+            *[_pct(v) for v in r.get("per_class", [])],
+        )
     Console(width=200).print(table)
 
 
@@ -88,7 +95,7 @@ class PerDomainResults(pl.Callback):
         out = run_dir(trainer)  # trainer.log_dir broadcasts under DDP: every rank must ask
         if not results or not trainer.is_global_zero:
             return
-        classes = list(getattr(pl_module, "spec").classes)
+        classes = list(module_spec(pl_module).classes)
         title = self.title or str(out)
         blocks = {"test": results, **self.extra}
         payload = {"classes": classes, "domains": list(results), "results": blocks}

@@ -39,7 +39,9 @@ class RsmgCLI(LightningCLI):
         parser.add_lightning_class_args(PerDomainResults, "results")
         parser.add_lightning_class_args(FigureCallback, "figures")  # --figures.every '[confusion,map,tsne]'
         parser.add_argument(
-            "--test_after_fit", type=bool, default=False,
+            "--test_after_fit",
+            type=bool,
+            default=False,
             help="after `fit`, test the best (or last) checkpoint on every target domain and print the table",
         )
 
@@ -48,7 +50,6 @@ class RsmgCLI(LightningCLI):
         cfg = self.config.get(self.subcommand, self.config)
         if not cfg.get("test_after_fit"):
             return
-        ckpt = "best" if self.trainer.checkpoint_callback and getattr(
-            self.trainer.checkpoint_callback, "best_model_path", ""
-        ) else None
+        cb = self.trainer.checkpoint_callback
+        ckpt = "best" if cb is not None and getattr(cb, "best_model_path", None) else None
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)

@@ -43,6 +43,11 @@ def augment_batch(batch: dict[str, object], *, seed: int, epoch: int) -> dict[st
     assert isinstance(index, torch.Tensor)
     codes = dihedral_codes(index, seed=seed, epoch=epoch).to(index.device)
     for k, v in list(batch.items()):
-        if k.startswith(IMAGE_PREFIX) and isinstance(v, torch.Tensor) and v.ndim == 4 and v.shape[-1] == v.shape[-2]:
+        if (
+            k.startswith(IMAGE_PREFIX)
+            and isinstance(v, torch.Tensor)
+            and v.ndim == 4
+            and v.shape[-1] == v.shape[-2]
+        ):
             batch[k] = apply_dihedral(v, codes)
     return batch

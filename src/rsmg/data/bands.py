@@ -85,7 +85,9 @@ _SENSORS: dict[str, Sensor] = {}
 def register_sensor(sensor: Sensor) -> Sensor:
     """Add (or replace) a sensor in the registry and return it."""
     if sensor.modality not in MODALITIES:
-        raise unknown_name_error("modality", sensor.modality, MODALITIES, field=f"sensor {sensor.name}.modality")
+        raise unknown_name_error(
+            "modality", sensor.modality, MODALITIES, field=f"sensor {sensor.name}.modality"
+        )
     _SENSORS[sensor.name] = sensor
     return sensor
 
@@ -112,7 +114,9 @@ def _uniform_hsi(name: str, n: int, lo: float, hi: float, description: str) -> S
     return Sensor(name, "hsi", bands, description)
 
 
-def _plain(name: str, modality: str, names: list[str], description: str, nodata: float | None = None) -> Sensor:
+def _plain(
+    name: str, modality: str, names: list[str], description: str, nodata: float | None = None
+) -> Sensor:
     return Sensor(name, modality, tuple(Band(n, None, nodata) for n in names), description)
 
 
@@ -121,9 +125,7 @@ def _aviris_salinas() -> Sensor:
     # bands [108-112], [154-167] and 224 (1-based), leaving 204.
     wl = np.linspace(400.0, 2500.0, 224)
     dropped = set(range(107, 112)) | set(range(153, 167)) | {223}
-    bands = tuple(
-        Band(f"b{i + 1:03d}", float(round(w, 2))) for i, w in enumerate(wl) if i not in dropped
-    )
+    bands = tuple(Band(f"b{i + 1:03d}", float(round(w, 2))) for i, w in enumerate(wl) if i not in dropped)
     return Sensor("aviris_salinas", "hsi", bands, "AVIRIS (Salinas, corrected: 204 of 224 bands)")
 
 
@@ -136,8 +138,18 @@ def _casi_muufl64() -> Sensor:
 
 
 _S2 = [
-    ("B01", 443), ("B02", 490), ("B03", 560), ("B04", 665), ("B05", 705), ("B06", 740),
-    ("B07", 783), ("B08", 842), ("B8A", 865), ("B09", 945), ("B11", 1610), ("B12", 2190),
+    ("B01", 443),
+    ("B02", 490),
+    ("B03", 560),
+    ("B04", 665),
+    ("B05", 705),
+    ("B06", 740),
+    ("B07", 783),
+    ("B08", 842),
+    ("B8A", 865),
+    ("B09", 945),
+    ("B11", 1610),
+    ("B12", 2190),
 ]
 
 for _s in (
@@ -151,12 +163,18 @@ for _s in (
     _plain("lidar_dsm", "lidar", ["dsm"], "LiDAR digital surface model (one raster)"),
     _plain("lidar_dsm_intensity", "lidar", ["dsm", "intensity"], "LiDAR: surface height + return intensity"),
     _plain(
-        "lidar_houston_features", "lidar", [f"f{i:02d}" for i in range(1, 22)],
+        "lidar_houston_features",
+        "lidar",
+        [f"f{i:02d}" for i in range(1, 22)],
         "21 LiDAR-derived features per pixel (MDL-RS Houston 2013 release)",
     ),
     _plain("s1", "sar", ["VV", "VH"], "Sentinel-1 GRD backscatter in dB"),
-    _plain("augsburg_sar", "sar", ["VV", "VH", "C12_real", "C12_imag"], "Sentinel-1 dual-pol features (Augsburg)"),
-    Sensor("s2", "msi", tuple(Band(n, float(w), 0.0) for n, w in _S2), "Sentinel-2 L2A, 12 bands (B10 absent)"),
+    _plain(
+        "augsburg_sar", "sar", ["VV", "VH", "C12_real", "C12_imag"], "Sentinel-1 dual-pol features (Augsburg)"
+    ),
+    Sensor(
+        "s2", "msi", tuple(Band(n, float(w), 0.0) for n, w in _S2), "Sentinel-2 L2A, 12 bands (B10 absent)"
+    ),
     Sensor("rgb", "rgb", (Band("red", 665.0), Band("green", 560.0), Band("blue", 490.0)), "8-bit RGB"),
 ):
     register_sensor(_s)

@@ -29,7 +29,9 @@ Nomenclature = Literal["19", "43"]
 
 def nomenclature_19() -> dict[str, list[str]]:
     """19-class name → CORINE names it merges."""
-    text = resources.files("rsmg.data").joinpath("resources", "bigearthnet_19.yaml").read_text(encoding="utf-8")
+    text = (
+        resources.files("rsmg.data").joinpath("resources", "bigearthnet_19.yaml").read_text(encoding="utf-8")
+    )
     return dict(yaml.safe_load(text))
 
 
@@ -67,8 +69,11 @@ class BigEarthNetS1S2(Dataset[dict[str, Any]]):
         s1_meta = sorted(self.root.rglob("S1*_labels_metadata.json"))
         if not s1_meta:
             raise MissingDatasetError(
-                "no BigEarthNet-S1 patch folders found", file=self.root, expected="S1*/…_labels_metadata.json",
-                found="nothing", fix="run `rsmg download bigearthnet_s1s2 --root DIR` and point root at it",
+                "no BigEarthNet-S1 patch folders found",
+                file=self.root,
+                expected="S1*/…_labels_metadata.json",
+                found="nothing",
+                fix="run `rsmg download bigearthnet_s1s2 --root DIR` and point root at it",
             )
         s2_dirs = {p.name: p for p in self.root.rglob("S2*") if p.is_dir()}
         self.pairs: list[tuple[Path, Path, list[str]]] = []
@@ -76,9 +81,14 @@ class BigEarthNetS1S2(Dataset[dict[str, Any]]):
             info = json.loads(meta.read_text(encoding="utf-8"))
             partner = info.get("corresponding_s2_patch")
             if partner is None or partner not in s2_dirs:
-                raise DataError("S1 patch without its S2 partner", file=meta, field="corresponding_s2_patch",
-                                expected="an S2 folder of that name under root", found=partner,
-                                fix="download both BigEarthNet-S1 and BigEarthNet-S2")
+                raise DataError(
+                    "S1 patch without its S2 partner",
+                    file=meta,
+                    field="corresponding_s2_patch",
+                    expected="an S2 folder of that name under root",
+                    found=partner,
+                    fix="download both BigEarthNet-S1 and BigEarthNet-S2",
+                )
             if patches is None or partner in patches:
                 self.pairs.append((meta.parent, s2_dirs[partner], list(info["labels"])))
         if nomenclature == "19":
@@ -99,7 +109,9 @@ class BigEarthNetS1S2(Dataset[dict[str, Any]]):
         x = torch.from_numpy(r.array)[None]
         if x.shape[-1] != self.size:
             mode = self.resample
-            x = F.interpolate(x, size=(self.size, self.size), mode=mode, align_corners=False if mode == "bilinear" else None)
+            x = F.interpolate(
+                x, size=(self.size, self.size), mode=mode, align_corners=False if mode == "bilinear" else None
+            )
         return x[0, 0]
 
     def __getitem__(self, i: int) -> dict[str, Any]:

@@ -53,7 +53,10 @@ def _dataset_dir(root: Path, name: str) -> Path:
         if (root / d).is_dir():
             return root / d
     raise MissingDatasetError(
-        f"dataset {name!r}: folder not found", file=root / entry["dir"][0], expected="a folder", found="nothing",
+        f"dataset {name!r}: folder not found",
+        file=root / entry["dir"][0],
+        expected="a folder",
+        found="nothing",
         fix=f"run `rsmg download {name} --root {root}` or point RSMG_DATA_ROOT at the shared data pack",
     )
 
@@ -68,14 +71,26 @@ def scan_aid_layout(folder: Path, classes: tuple[str, ...]) -> list[CaptionedIte
     for label, cls in enumerate(classes):
         img_dir = folder / "image" / cls
         if not img_dir.is_dir():
-            raise DataError(f"class folder missing for {cls!r}", file=img_dir, field="classes",
-                            expected=f"image/{cls}/", found="nothing", fix="check the dataset folder and class names")
-        for img in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".tif", ".tiff"}):
+            raise DataError(
+                f"class folder missing for {cls!r}",
+                file=img_dir,
+                field="classes",
+                expected=f"image/{cls}/",
+                found="nothing",
+                fix="check the dataset folder and class names",
+            )
+        for img in sorted(
+            p for p in img_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+        ):
             txt = folder / "text" / cls / (img.stem + ".txt")
             if not txt.exists():
                 raise DataError(
-                    "missing caption for an image", file=img, field="caption",
-                    expected=str(txt), found="no file", fix="write the caption file (e.g. with `rsmg caption`) or remove the image",
+                    "missing caption for an image",
+                    file=img,
+                    field="caption",
+                    expected=str(txt),
+                    found="no file",
+                    fix="write the caption file (e.g. with `rsmg caption`) or remove the image",
                 )
             items.append(CaptionedItem(img, (read_caption_txt(txt),), label))
     return items
@@ -90,11 +105,17 @@ def scan_ucm_layout(folder: Path, classes: tuple[str, ...], captions_file: str) 
         if not img_dir.is_dir():
             continue
         for img in sorted(img_dir.glob("*.tif")):
-            number = int(img.stem[len(cls):])
+            number = int(img.stem[len(cls) :])
             key = f"{label * 100 + number + 1}.tif"
             if key not in records:
-                raise DataError("no captions for an image", file=img, field="filename", expected=f"{key} in {captions_file}",
-                                found="absent", fix="use the UCM-captions dataset.json that matches these images")
+                raise DataError(
+                    "no captions for an image",
+                    file=img,
+                    field="filename",
+                    expected=f"{key} in {captions_file}",
+                    found="absent",
+                    fix="use the UCM-captions dataset.json that matches these images",
+                )
             rec = records[key]
             items.append(CaptionedItem(img, tuple(rec.captions), label, rec.split))
     return items
@@ -105,8 +126,14 @@ def _load_rgb(path: Path, size: int) -> np.ndarray:
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     if arr.shape[-1] != 3:
-        raise DataError("expected an RGB image", file=path, field="bands", expected=3, found=arr.shape[-1],
-                        fix="convert the image to 3-band RGB")
+        raise DataError(
+            "expected an RGB image",
+            file=path,
+            field="bands",
+            expected=3,
+            found=arr.shape[-1],
+            fix="convert the image to 3-band RGB",
+        )
     if arr.dtype != np.uint8:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     img = Image.fromarray(arr).resize((size, size), Image.Resampling.BILINEAR)
@@ -154,8 +181,12 @@ class CaptionedImageDataset(Dataset[dict[str, Any]]):
         self.index_offset = index_offset
         self.epoch = 0
         cache = cache if cache is not None else {}
-        self.images = [cache.setdefault(it.image, _load_rgb(it.image, image_size)) if it.image not in cache
-                       else cache[it.image] for it in items]
+        self.images = [
+            cache.setdefault(it.image, _load_rgb(it.image, image_size))
+            if it.image not in cache
+            else cache[it.image]
+            for it in items
+        ]
 
     def set_epoch(self, epoch: int) -> None:
         """Select the caption of multi-caption images for ``caption="cycle"``."""
@@ -223,8 +254,13 @@ class CaptionedSceneDataModule(pl.LightningDataModule):
         super().__init__()
         info = dataset_info(dataset)
         if info.kind != "captioned":
-            raise ConfigError("not an image+caption dataset", field="data.dataset", expected="aid_minitest or ucm_captions",
-                              found=dataset, fix="use CrossDomainDataModule for pixel-level scenes")
+            raise ConfigError(
+                "not an image+caption dataset",
+                field="data.dataset",
+                expected="aid_minitest or ucm_captions",
+                found=dataset,
+                fix="use CrossDomainDataModule for pixel-level scenes",
+            )
         self.dataset = dataset
         self.root = root
         self.split = split
@@ -232,7 +268,9 @@ class CaptionedSceneDataModule(pl.LightningDataModule):
         self.held_out = list(held_out_classes or [])
         for c in self.held_out:
             if c not in info.classes:
-                raise unknown_name_error(f"class of {dataset!r}", c, info.classes, field="data.held_out_classes")
+                raise unknown_name_error(
+                    f"class of {dataset!r}", c, info.classes, field="data.held_out_classes"
+                )
         self.all_classes = info.classes
         self.image_size = image_size
         self.caption = caption
@@ -244,11 +282,19 @@ class CaptionedSceneDataModule(pl.LightningDataModule):
         seen = tuple(c for c in info.classes if c not in self.held_out)
         # seen classes first: the classifier head covers them; unseen ones are read by zero-shot prompts
         self.classes = seen + tuple(self.held_out)
-        self.spec = DataSpec(classes=self.classes, modalities={"rgb": 3}, domains=(dataset,), source_domains=(dataset,),
-                             patch_size=image_size, band_names={"rgb": ("red", "green", "blue")}, has_text=True)
+        self.spec = DataSpec(
+            classes=self.classes,
+            modalities={"rgb": 3},
+            domains=(dataset,),
+            source_domains=(dataset,),
+            patch_size=image_size,
+            band_names={"rgb": ("red", "green", "blue")},
+            has_text=True,
+        )
         self.seen_classes = seen
         self.splits: dict[str, list[CaptionedItem]] = {}
-        self.mean = self.std = None
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
         self._cache: dict[Path, np.ndarray] = {}
 
     @property
@@ -279,17 +325,32 @@ class CaptionedSceneDataModule(pl.LightningDataModule):
             rest, train = train_val_split(labels, f, seed=self.seed)  # train_val_split returns (keep, carved)
             rest_labels = labels[rest]
             test_pos, val_pos = train_val_split(rest_labels, self.val_fraction, seed=self.seed + 1)
-            parts = {"train": [seen_items[i] for i in train], "val": [seen_items[rest[i]] for i in val_pos],
-                     "test": [seen_items[rest[i]] for i in test_pos]}
+            parts = {
+                "train": [seen_items[i] for i in train],
+                "val": [seen_items[rest[i]] for i in val_pos],
+                "test": [seen_items[rest[i]] for i in test_pos],
+            }
         else:
-            raise ConfigError("unknown split", field="data.split", expected="'fraction:F' or 'official'",
-                              found=self.split, fix="e.g. split: fraction:0.5")
+            raise ConfigError(
+                "unknown split",
+                field="data.split",
+                expected="'fraction:F' or 'official'",
+                found=self.split,
+                fix="e.g. split: fraction:0.5",
+            )
         parts["test"] = parts["test"] + held
         for name in ("train", "val", "test"):
-            require_nonempty(np.arange(len(parts[name])), what=f"{name} split of {self.dataset}", fix="check split / held_out_classes")
+            require_nonempty(
+                np.arange(len(parts[name])),
+                what=f"{name} split of {self.dataset}",
+                fix="check split / held_out_classes",
+            )
         self.splits = parts
         if self.mean is None:
-            imgs = np.stack([_load_rgb(it.image, self.image_size) for it in parts["train"]]).astype(np.float64) / 255.0
+            imgs = (
+                np.stack([_load_rgb(it.image, self.image_size) for it in parts["train"]]).astype(np.float64)
+                / 255.0
+            )
             self.mean = imgs.mean(axis=(0, 2, 3))
             self.std = imgs.std(axis=(0, 2, 3)) + 1e-6
 
@@ -304,14 +365,25 @@ class CaptionedSceneDataModule(pl.LightningDataModule):
         label_map = {self.all_classes.index(c): i for i, c in enumerate(self.classes)}
         assert self.mean is not None and self.std is not None
         return CaptionedImageDataset(
-            self.splits[part], image_size=self.image_size, label_map=label_map, mean=self.mean, std=self.std,
-            caption=self.caption, text_transform=self._transform(), index_offset={"train": 0, "val": 1 << 30, "test": 2 << 30}[part],
+            self.splits[part],
+            image_size=self.image_size,
+            label_map=label_map,
+            mean=self.mean,
+            std=self.std,
+            caption=self.caption,
+            text_transform=self._transform(),
+            index_offset={"train": 0, "val": 1 << 30, "test": 2 << 30}[part],
             cache=self._cache,
         )
 
     def _loader(self, part: str, train: bool) -> DataLoader[Any]:
-        return DataLoader(self._dataset(part), batch_size=self.batch_size if train else self.eval_batch_size,
-                          shuffle=train, generator=torch.Generator().manual_seed(self.seed), num_workers=self.num_workers)
+        return DataLoader(
+            self._dataset(part),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            generator=torch.Generator().manual_seed(self.seed),
+            num_workers=self.num_workers,
+        )
 
     def train_dataloader(self) -> DataLoader[Any]:
         """Training images of the seen classes."""
@@ -327,7 +399,12 @@ class CaptionedSceneDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Image statistics and spec, saved in checkpoints."""
-        return {"mean": list(map(float, self.mean)), "std": list(map(float, self.std)), "spec": self.spec.to_dict()}  # type: ignore[arg-type]
+        assert self.mean is not None and self.std is not None, "setup() must run before saving"
+        return {
+            "mean": [float(x) for x in self.mean],
+            "std": [float(x) for x in self.std],
+            "spec": self.spec.to_dict(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore image statistics from a checkpoint."""

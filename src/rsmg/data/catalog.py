@@ -97,12 +97,17 @@ def _file(root: Path, rel: str | list[str], dataset: str, *, download: bool) -> 
     else:
         how = f"point the data root at the shared data pack (root: or ${ENV_ROOT}; now {root.resolve()})"
     raise MissingDatasetError(
-        f"dataset {dataset!r}: file not found", file=path,
-        expected=" or ".join(str(root / o) for o in options), found="nothing", fix=how,
+        f"dataset {dataset!r}: file not found",
+        file=path,
+        expected=" or ".join(str(root / o) for o in options),
+        found="nothing",
+        fix=how,
     )
 
 
-def _load_mat(root: Path, ref: dict[str, Any], dataset: str, *, download: bool = False) -> tuple[np.ndarray, Path]:
+def _load_mat(
+    root: Path, ref: dict[str, Any], dataset: str, *, download: bool = False
+) -> tuple[np.ndarray, Path]:
     path = _file(root, ref["file"], dataset, download=download or bool(ref.get("download")))
     arr = read_mat(path, key=ref.get("key"), candidates=tuple(ref.get("candidates", ())))
     return np.asarray(arr), path
@@ -114,15 +119,21 @@ def _to_chw(arr: np.ndarray, layout: str, path: Path, modality: str) -> np.ndarr
             arr = arr[:, :, None]
         if arr.ndim != 3:
             raise DataError(
-                f"{modality} raster must be H×W×C", file=path, field=modality, expected="3-D array",
-                found=arr.shape, fix="check the file and the catalog key",
+                f"{modality} raster must be H×W×C",
+                file=path,
+                field=modality,
+                expected="3-D array",
+                found=arr.shape,
+                fix="check the file and the catalog key",
             )
         return np.ascontiguousarray(np.moveaxis(arr, -1, 0), dtype=np.float32)
     if layout == "NC":  # vectors: N×C -> C×1×N
         if arr.ndim == 1:
             arr = arr[:, None]
         return np.ascontiguousarray(arr.T[:, None, :], dtype=np.float32)
-    raise DataError("unknown layout", file=path, field="layout", expected="HWC or NC", found=layout, fix="fix the catalog")
+    raise DataError(
+        "unknown layout", file=path, field="layout", expected="HWC or NC", found=layout, fix="fix the catalog"
+    )
 
 
 def load_scene(
@@ -153,15 +164,20 @@ def load_scene(
     band_names: dict[str, tuple[str, ...]] = {}
     for mod in modalities:
         if mod not in entry["modalities"]:
-            raise unknown_name_error(f"modality of dataset {name!r}", mod, list(entry["modalities"]), field="data.modalities")
+            raise unknown_name_error(
+                f"modality of dataset {name!r}", mod, list(entry["modalities"]), field="data.modalities"
+            )
         ref = entry["modalities"][mod]
         raw, path = _load_mat(base, ref, name)
         arr = _to_chw(raw, ref["layout"], path, mod)
         sensor = get_sensor(ref["sensor"])
         if arr.shape[0] != len(sensor.bands):
             raise DataError(
-                f"wrong band count for {name}/{mod}", file=path, field="bands",
-                expected=f"{len(sensor.bands)} bands of sensor {sensor.name!r}", found=arr.shape[0],
+                f"wrong band count for {name}/{mod}",
+                file=path,
+                field="bands",
+                expected=f"{len(sensor.bands)} bands of sensor {sensor.name!r}",
+                found=arr.shape[0],
                 fix="use the benchmark file from `rsmg download`, or register a sensor that matches this file",
             )
         arrays[mod], files[mod], band_names[mod] = arr, str(path), sensor.band_names
@@ -194,21 +210,32 @@ def load_scene(
         labels = lut[labels]
     if labels.max() > len(info.classes) or labels.min() < 0:
         raise DataError(
-            f"label map of {name!r} has ids outside its class list", file=files["labels"], field="labels",
-            expected=f"0..{len(info.classes)}", found=f"{labels.min()}..{labels.max()}", fix="check the label file",
+            f"label map of {name!r} has ids outside its class list",
+            file=files["labels"],
+            field="labels",
+            expected=f"0..{len(info.classes)}",
+            found=f"{labels.min()}..{labels.max()}",
+            fix="check the label file",
         )
 
     valid = None
     if nonfinite == "mask":
         valid = np.ones(labels.shape, dtype=bool)
-        for mod, arr in arrays.items():
+        for arr in arrays.values():
             bad = ~np.isfinite(arr)
             if bad.any():
                 valid &= ~bad.any(axis=0)
                 arr[bad] = 0.0
     return Scene(
-        name=name, modalities=arrays, labels=labels, class_names=info.classes, band_names=band_names,
-        sensors={m: info.modalities[m] for m in arrays}, split_maps=split_maps, files=files, valid=valid,
+        name=name,
+        modalities=arrays,
+        labels=labels,
+        class_names=info.classes,
+        band_names=band_names,
+        sensors={m: info.modalities[m] for m in arrays},
+        split_maps=split_maps,
+        files=files,
+        valid=valid,
     )
 
 
@@ -237,8 +264,10 @@ def class_mapping(class_set: str, dataset: str) -> dict[str, str | None]:
     if key not in scenes:
         raise DataError(
             f"class set {class_set!r} has no mapping for dataset {dataset!r}",
-            file="rsmg/data/resources/class_sets.yaml", field=f"{class_set}.scenes",
-            expected=f"one of {sorted(scenes)}", found=dataset,
+            file="rsmg/data/resources/class_sets.yaml",
+            field=f"{class_set}.scenes",
+            expected=f"one of {sorted(scenes)}",
+            found=dataset,
             fix=f"add a mapping for {dataset!r} or use class_set: native",
         )
     table = scenes[key]
@@ -246,8 +275,11 @@ def class_mapping(class_set: str, dataset: str) -> dict[str, str | None]:
     if missing:
         raise DataError(
             f"class set {class_set!r} does not cover every class of {dataset!r}",
-            file="rsmg/data/resources/class_sets.yaml", field=f"{class_set}.scenes.{key}",
-            expected=list(info.classes), found=f"missing {missing}", fix="map each missing class (or to null)",
+            file="rsmg/data/resources/class_sets.yaml",
+            field=f"{class_set}.scenes.{key}",
+            expected=list(info.classes),
+            found=f"missing {missing}",
+            fix="map each missing class (or to null)",
         )
     names = set(sets[class_set]["classes"])
     out: dict[str, str | None] = {}
@@ -255,8 +287,12 @@ def class_mapping(class_set: str, dataset: str) -> dict[str, str | None]:
         to = table[c]["to"]
         if to is not None and to not in names:
             raise DataError(
-                "class set maps onto a name it does not define", file="rsmg/data/resources/class_sets.yaml",
-                field=f"{class_set}.scenes.{key}.{c}", expected=sorted(names), found=to, fix="fix the YAML",
+                "class set maps onto a name it does not define",
+                file="rsmg/data/resources/class_sets.yaml",
+                field=f"{class_set}.scenes.{key}.{c}",
+                expected=sorted(names),
+                found=to,
+                fix="fix the YAML",
             )
         out[c] = to
     return out

@@ -102,8 +102,13 @@ class CrossDomainDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if not sources:
-            raise ConfigError("no source domain", field="data.sources", expected=">= 1 dataset name", found=sources,
-                              fix="list the training scenes, e.g. [trento]")
+            raise ConfigError(
+                "no source domain",
+                field="data.sources",
+                expected=">= 1 dataset name",
+                found=sources,
+                fix="list the training scenes, e.g. [trento]",
+            )
         self.sources = list(sources)
         self.targets = list(targets)
         self.modalities = sorted(modalities or ["lidar"])
@@ -127,8 +132,13 @@ class CrossDomainDataModule(pl.LightningDataModule):
         self.ndsm_window = ndsm_window
         self.scene_standardize = dict(scene_standardize or {})
         if patch_size < 1 or patch_size % 2 == 0:
-            raise ConfigError("patch size must be a positive odd number", field="data.patch_size",
-                              expected="1, 3, 5, …", found=patch_size, fix="use e.g. 11")
+            raise ConfigError(
+                "patch size must be a positive odd number",
+                field="data.patch_size",
+                expected="1, 3, 5, …",
+                found=patch_size,
+                fix="use e.g. 11",
+            )
         self._infos = {n: dataset_info(n) for n in dict.fromkeys(self.sources + self.targets)}
         self.domains = tuple(dict.fromkeys(self.sources + self.targets))
         self.classes = self._classes()
@@ -159,7 +169,9 @@ class CrossDomainDataModule(pl.LightningDataModule):
                 if info.classes != first:
                     raise ConfigError(
                         "class_set 'native' needs scenes with identical class lists",
-                        field="data.class_set", expected=list(first), found={n: list(info.classes)},
+                        field="data.class_set",
+                        expected=list(first),
+                        found={n: list(info.classes)},
                         fix="use class_set: shared to map the scenes onto common names",
                     )
             return first
@@ -169,8 +181,13 @@ class CrossDomainDataModule(pl.LightningDataModule):
             present &= {t for t in class_mapping(self.class_set, s).values() if t}
         classes = tuple(c for c in names if c in present)
         if not classes:
-            raise ConfigError("the sources share no class of the class set", field="data.sources",
-                              expected="scenes with common classes", found=self.sources, fix="choose other sources")
+            raise ConfigError(
+                "the sources share no class of the class set",
+                field="data.sources",
+                expected="scenes with common classes",
+                found=self.sources,
+                fix="choose other sources",
+            )
         return classes
 
     def _plan_bands(self) -> tuple[dict[str, tuple[str, ...]], np.ndarray | None]:
@@ -181,8 +198,10 @@ class CrossDomainDataModule(pl.LightningDataModule):
             for n, info in self._infos.items():
                 if mod not in info.modalities:
                     raise ConfigError(
-                        f"dataset {n!r} has no modality {mod!r}", field="data.modalities",
-                        expected=f"modalities of {n}: {sorted(info.modalities)}", found=mod,
+                        f"dataset {n!r} has no modality {mod!r}",
+                        field="data.modalities",
+                        expected=f"modalities of {n}: {sorted(info.modalities)}",
+                        found=mod,
                         fix="drop the modality or the dataset",
                     )
                 sensors[n] = get_sensor(info.modalities[mod])
@@ -199,8 +218,10 @@ class CrossDomainDataModule(pl.LightningDataModule):
                 counts = {n: s.band_names for n, s in sensors.items()}
                 if len({len(v) for v in counts.values()}) != 1 or len(set(counts.values())) != 1:
                     raise ConfigError(
-                        f"modality {mod!r} has different bands in different scenes", field=f"data.bands.{mod}",
-                        expected="one band list for every scene", found={n: list(v) for n, v in counts.items()},
+                        f"modality {mod!r} has different bands in different scenes",
+                        field=f"data.bands.{mod}",
+                        expected="one band list for every scene",
+                        found={n: list(v) for n, v in counts.items()},
                         fix=f"choose common bands by name, e.g. bands: {{{mod}: [{next(iter(counts.values()))[0]}]}}",
                     )
                 names[mod] = next(iter(counts.values()))
@@ -214,8 +235,9 @@ class CrossDomainDataModule(pl.LightningDataModule):
                 idx = sensor.band_indices(self.bands[mod], field=f"data.bands.{mod}")
                 scene.modalities[mod] = scene.modalities[mod][idx]
             elif mod == "hsi" and self._hsi_grid is not None:
-                scene.modalities[mod] = resample_cube(scene.modalities[mod], sensor.wavelengths, self._hsi_grid,
-                                                      self.spectral_grid)
+                scene.modalities[mod] = resample_cube(
+                    scene.modalities[mod], sensor.wavelengths, self._hsi_grid, self.spectral_grid
+                )
             scene.band_names[mod] = self._band_names[mod]
         self._preprocess(scene)
         return scene
@@ -226,15 +248,25 @@ class CrossDomainDataModule(pl.LightningDataModule):
         names = scene.band_names
         for band in self.ndsm_bands:
             if "lidar" not in names or band not in names["lidar"]:
-                raise ConfigError("ndsm band not among the loaded LiDAR bands", field="data.ndsm_bands",
-                                  expected=list(names.get("lidar", ())), found=band, fix="name a loaded LiDAR band")
+                raise ConfigError(
+                    "ndsm band not among the loaded LiDAR bands",
+                    field="data.ndsm_bands",
+                    expected=list(names.get("lidar", ())),
+                    found=band,
+                    fix="name a loaded LiDAR band",
+                )
             i = names["lidar"].index(band)
             scene.modalities["lidar"][i] = ndsm(scene.modalities["lidar"][i], self.ndsm_window)
         for mod, bands in self.scene_standardize.items():
             for band in bands:
                 if mod not in names or band not in names[mod]:
-                    raise ConfigError("scene_standardize band not loaded", field=f"data.scene_standardize.{mod}",
-                                      expected=list(names.get(mod, ())), found=band, fix="name a loaded band")
+                    raise ConfigError(
+                        "scene_standardize band not loaded",
+                        field=f"data.scene_standardize.{mod}",
+                        expected=list(names.get(mod, ())),
+                        found=band,
+                        fix="name a loaded band",
+                    )
                 i = names[mod].index(band)
                 scene.modalities[mod][i] = scene_standardize(scene.modalities[mod][i])
 
@@ -258,8 +290,10 @@ class CrossDomainDataModule(pl.LightningDataModule):
         else:
             shipped = sorted({k.split("/")[0] for k in scene.split_maps})
             raise ConfigError(
-                f"dataset {scene.name!r} has no split {rule!r}", field=f"data.{'source' if part == 'train' else 'target'}_split",
-                expected=f"a shipped split {shipped} or 'all' / 'per_class:N' / 'fraction:F'", found=rule,
+                f"dataset {scene.name!r} has no split {rule!r}",
+                field=f"data.{'source' if part == 'train' else 'target'}_split",
+                expected=f"a shipped split {shipped} or 'all' / 'per_class:N' / 'fraction:F'",
+                found=rule,
                 fix="choose a sampling rule, e.g. per_class:100",
             )
         pos = pos[lut[scene.labels.ravel()[pos]] >= 0]
@@ -273,15 +307,23 @@ class CrossDomainDataModule(pl.LightningDataModule):
         if self._prepared:
             return
         for i, name in enumerate(self.domains):
-            scene = self._reconcile(load_scene(name, self.modalities, root=self.root, nonfinite=self.nonfinite))
+            scene = self._reconcile(
+                load_scene(name, self.modalities, root=self.root, nonfinite=self.nonfinite)
+            )
             lut = self._class_map(name)
             train = val = np.arange(0)
             if name in self.sources:
                 pool = self._positions(scene, self.source_split, lut, part="train", seed=self.seed + i)
-                tr, va = train_val_split(lut[scene.labels.ravel()[pool]], self.val_fraction, seed=self.seed + i)
+                tr, va = train_val_split(
+                    lut[scene.labels.ravel()[pool]], self.val_fraction, seed=self.seed + i
+                )
                 train, val = pool[tr], pool[va]
-                require_nonempty(train, what=f"training pixels of source {name!r}", file=scene.files.get("labels"),
-                                 fix="check data.source_split and the class set")
+                require_nonempty(
+                    train,
+                    what=f"training pixels of source {name!r}",
+                    file=scene.files.get("labels"),
+                    fix="check data.source_split and the class set",
+                )
             test = np.arange(0)
             if name in self.targets:
                 if name in self.sources:
@@ -289,8 +331,12 @@ class CrossDomainDataModule(pl.LightningDataModule):
                     test = np.setdiff1d(all_pos, np.concatenate([train, val]))
                 else:
                     test = self._positions(scene, self.target_split, lut, part="test", seed=self.seed + i)
-                require_nonempty(test, what=f"test pixels of target {name!r}", file=scene.files.get("labels"),
-                                 fix="check data.target_split and the class set")
+                require_nonempty(
+                    test,
+                    what=f"test pixels of target {name!r}",
+                    file=scene.files.get("labels"),
+                    fix="check data.target_split and the class set",
+                )
                 self.excluded[name] = self._excluded_report(scene, lut)
             self._prepared[name] = _Prepared(scene, lut, train, val, test)
         if self.stats is None:
@@ -303,7 +349,9 @@ class CrossDomainDataModule(pl.LightningDataModule):
             }
         for name, counts in self.excluded.items():
             if counts:
-                log.warning("target %s: pixels of classes without a source counterpart excluded: %s", name, counts)
+                log.warning(
+                    "target %s: pixels of classes without a source counterpart excluded: %s", name, counts
+                )
 
     def _excluded_report(self, scene: Scene, lut: np.ndarray) -> dict[str, int]:
         out = {}
@@ -319,8 +367,14 @@ class CrossDomainDataModule(pl.LightningDataModule):
         positions = getattr(p, part)
         offset = (self.domains.index(name) << 40) | {"train": 0, "val": 1 << 36, "test": 2 << 36}[part]
         return SceneDataset(
-            p.scene, positions, patch_size=self.patch_size, class_map=p.class_map, domain=self.domains.index(name),
-            normalize=self.stats, pad_mode=self.pad_mode, index_offset=offset,
+            p.scene,
+            positions,
+            patch_size=self.patch_size,
+            class_map=p.class_map,
+            domain=self.domains.index(name),
+            normalize=self.stats,
+            pad_mode=self.pad_mode,
+            index_offset=offset,
         )
 
     def _concat(self, part: str) -> torch.utils.data.Dataset[Any]:
@@ -341,8 +395,11 @@ class CrossDomainDataModule(pl.LightningDataModule):
         world, rank = self._world()
         g = torch.Generator().manual_seed(self.seed)
         common: dict[str, Any] = {
-            "generator": g, "num_workers": self.num_workers, "drop_last": False,
-            "collate_fn": collate_samples, "persistent_workers": self.num_workers > 0,
+            "generator": g,
+            "num_workers": self.num_workers,
+            "drop_last": False,
+            "collate_fn": collate_samples,
+            "persistent_workers": self.num_workers > 0,
         }
         if train:
             sampler = ResumableSampler(ds, seed=self.seed, shuffle=True, num_replicas=world, rank=rank)  # type: ignore[arg-type]
@@ -401,4 +458,7 @@ class CrossDomainDataModule(pl.LightningDataModule):
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Number of samples per domain and split (after setup)."""
-        return {n: {"train": len(p.train), "val": len(p.val), "test": len(p.test)} for n, p in self._prepared.items()}
+        return {
+            n: {"train": len(p.train), "val": len(p.val), "test": len(p.test)}
+            for n, p in self._prepared.items()
+        }

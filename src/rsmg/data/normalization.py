@@ -15,7 +15,9 @@ from rsmg.errors import DataError
 Stats = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def band_statistics(arrays: list[np.ndarray], positions: list[np.ndarray], *, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+def band_statistics(
+    arrays: list[np.ndarray], positions: list[np.ndarray], *, eps: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std per band over the given pixels of several ``C×H×W`` arrays.
 
     Args:
@@ -26,12 +28,17 @@ def band_statistics(arrays: list[np.ndarray], positions: list[np.ndarray], *, ep
     Raises:
         DataError: no training pixel at all.
     """
-    cols = [a.reshape(a.shape[0], -1)[:, p].astype(np.float64) for a, p in zip(arrays, positions, strict=True)]
+    cols = [
+        a.reshape(a.shape[0], -1)[:, p].astype(np.float64) for a, p in zip(arrays, positions, strict=True)
+    ]
     values = np.concatenate(cols, axis=1) if cols else np.zeros((0, 0))
     if values.size == 0:
         raise DataError(
-            "cannot compute normalisation statistics: the training split is empty", field="source_split",
-            expected=">= 1 training pixel", found=0, fix="check data.sources and data.source_split",
+            "cannot compute normalisation statistics: the training split is empty",
+            field="source_split",
+            expected=">= 1 training pixel",
+            found=0,
+            fix="check data.sources and data.source_split",
         )
     mean = values.mean(axis=1)
     std = np.maximum(values.std(axis=1), eps)
@@ -58,8 +65,10 @@ def stats_from_state(state: dict[str, object], band_names: dict[str, tuple[str, 
         bands = tuple(s.get("bands", ()))
         if m in band_names and bands and bands != tuple(band_names[m]):
             raise DataError(
-                f"checkpoint normalisation statistics for {m!r} were computed on other bands", field=f"bands.{m}",
-                expected=f"{len(band_names[m])} bands {list(band_names[m])[:4]}…", found=f"{len(bands)} bands {list(bands)[:4]}…",
+                f"checkpoint normalisation statistics for {m!r} were computed on other bands",
+                field=f"bands.{m}",
+                expected=f"{len(band_names[m])} bands {list(band_names[m])[:4]}…",
+                found=f"{len(bands)} bands {list(bands)[:4]}…",
                 fix="test with the band selection the model was trained on",
             )
         out[m] = (np.asarray(s["mean"], dtype=np.float32), np.asarray(s["std"], dtype=np.float32))

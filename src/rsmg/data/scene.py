@@ -25,7 +25,7 @@ from rsmg.errors import DataError
 PadMode = Literal["reflect", "constant", "edge"]
 
 
-class BatchedSamples(dict):  # type: ignore[type-arg]
+class BatchedSamples(dict[str, Any]):
     """A batch that a dataset already collated (marker type recognised by :func:`collate_samples`)."""
 
 
@@ -78,15 +78,20 @@ class Scene:
         """
         if self.labels.ndim != 2:
             raise DataError(
-                "label map must be 2-D (H×W)", file=self.files.get("labels"), field="labels",
-                expected="H×W", found=self.labels.shape, fix="pass the class map, not a one-hot cube",
+                "label map must be 2-D (H×W)",
+                file=self.files.get("labels"),
+                field="labels",
+                expected="H×W",
+                found=self.labels.shape,
+                fix="pass the class map, not a one-hot cube",
             )
         h, w = self.shape
         for mod, arr in self.modalities.items():
             if arr.ndim != 3 or arr.shape[1:] != (h, w):
                 raise DataError(
                     f"modality {mod!r} is not co-registered with the label map of scene {self.name!r}",
-                    file=self.files.get(mod), field=f"{mod} height × width",
+                    file=self.files.get(mod),
+                    field=f"{mod} height × width",
                     expected=f"C×{h}×{w} (label map {self.files.get('labels', '')})",
                     found="×".join(map(str, arr.shape)),
                     fix="resample/crop the rasters to the same grid before loading",
@@ -94,22 +99,32 @@ class Scene:
             names = self.band_names.get(mod)
             if names is not None and len(names) != arr.shape[0]:
                 raise DataError(
-                    f"wrong band count for modality {mod!r}", file=self.files.get(mod), field="bands",
-                    expected=f"{len(names)} bands ({self.sensors.get(mod, '?')})", found=arr.shape[0],
+                    f"wrong band count for modality {mod!r}",
+                    file=self.files.get(mod),
+                    field="bands",
+                    expected=f"{len(names)} bands ({self.sensors.get(mod, '?')})",
+                    found=arr.shape[0],
                     fix="select the bands by name or use the matching sensor",
                 )
             if not np.isfinite(arr).all():
                 bad = int((~np.isfinite(arr)).sum())
                 raise DataError(
                     f"{bad} NaN/inf values in modality {mod!r} of scene {self.name!r}",
-                    file=self.files.get(mod), field=mod, expected="finite values", found=f"{bad} non-finite",
+                    file=self.files.get(mod),
+                    field=mod,
+                    expected="finite values",
+                    found=f"{bad} non-finite",
                     fix="load with nonfinite='mask' to drop the affected pixels, or clean the file",
                 )
         for name, m in self.split_maps.items():
             if m.shape != (h, w):
                 raise DataError(
-                    f"split map {name!r} has another shape than the label map", file=self.files.get(name),
-                    field=name, expected=(h, w), found=m.shape, fix="use the split map of this scene",
+                    f"split map {name!r} has another shape than the label map",
+                    file=self.files.get(name),
+                    field=name,
+                    expected=(h, w),
+                    found=m.shape,
+                    fix="use the split map of this scene",
                 )
 
     def labelled_positions(self, split: str | None = None) -> np.ndarray:
@@ -118,9 +133,11 @@ class Scene:
         if split is not None:
             if split not in self.split_maps:
                 raise DataError(
-                    f"scene {self.name!r} has no split {split!r}", field="split",
+                    f"scene {self.name!r} has no split {split!r}",
+                    field="split",
                     expected=f"one of {sorted(self.split_maps)} or a sampling rule",
-                    found=split, fix="use 'per_class:N', 'fraction:F' or 'all' for seeded sampling",
+                    found=split,
+                    fix="use 'per_class:N', 'fraction:F' or 'all' for seeded sampling",
                 )
             m &= self.split_maps[split] > 0
         if self.valid is not None:
@@ -157,14 +174,20 @@ class SceneDataset(Dataset[dict[str, object]]):
     ) -> None:
         if patch_size < 1 or patch_size % 2 == 0:
             raise DataError(
-                "patch size must be a positive odd number", field="patch_size", expected="1, 3, 5, …",
-                found=patch_size, fix="use an odd patch size such as 11",
+                "patch size must be a positive odd number",
+                field="patch_size",
+                expected="1, 3, 5, …",
+                found=patch_size,
+                fix="use an odd patch size such as 11",
             )
         h, w = scene.shape
         if patch_size > 1 and (patch_size > h or patch_size > w):
             raise DataError(
-                f"patch size larger than scene {scene.name!r}", field="patch_size",
-                expected=f"<= min(H, W) = {min(h, w)}", found=patch_size, fix="use a smaller patch_size",
+                f"patch size larger than scene {scene.name!r}",
+                field="patch_size",
+                expected=f"<= min(H, W) = {min(h, w)}",
+                found=patch_size,
+                fix="use a smaller patch_size",
             )
         self.scene_name = scene.name
         self.patch_size = patch_size
@@ -176,8 +199,10 @@ class SceneDataset(Dataset[dict[str, object]]):
         self.labels = np.asarray(class_map, dtype=np.int64)[labels_flat]
         if (self.labels < 0).any():
             raise DataError(
-                "positions include pixels of excluded classes", field="class_map",
-                expected="only mapped classes", found=int((self.labels < 0).sum()),
+                "positions include pixels of excluded classes",
+                field="class_map",
+                expected="only mapped classes",
+                found=int((self.labels < 0).sum()),
                 fix="filter positions with the class map first (CrossDomainDataModule does this)",
             )
         r = patch_size // 2

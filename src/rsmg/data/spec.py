@@ -30,6 +30,14 @@ def image_key(modality: str) -> str:
     return IMAGE_PREFIX + modality
 
 
+def module_spec(module: object) -> DataSpec:
+    """The :class:`DataSpec` of a task (``module.spec``), typed, with a clear error if it has none."""
+    spec = getattr(module, "spec", None)
+    if not isinstance(spec, DataSpec):
+        raise TypeError(f"{type(module).__name__} has no DataSpec in .spec (found {type(spec).__name__})")
+    return spec
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """Shape of the data a model is built for.

@@ -38,7 +38,9 @@ def common_grid(sensors: list[Sensor], num_bands: int | None = None) -> np.ndarr
             "the HSI sensors have no common wavelength range",
             field="data.spectral_grid",
             expected="overlapping ranges",
-            found={s.name: (float(np.nanmin(s.wavelengths)), float(np.nanmax(s.wavelengths))) for s in sensors},
+            found={
+                s.name: (float(np.nanmin(s.wavelengths)), float(np.nanmax(s.wavelengths))) for s in sensors
+            },
             fix="use sensors that overlap or choose bands by name",
         )
     if num_bands is None:
@@ -46,7 +48,9 @@ def common_grid(sensors: list[Sensor], num_bands: int | None = None) -> np.ndarr
     return np.linspace(lo, hi, max(num_bands, 1))
 
 
-def resampling_matrix(src_nm: np.ndarray, dst_nm: np.ndarray, mode: SpectralMode = "interpolate") -> np.ndarray:
+def resampling_matrix(
+    src_nm: np.ndarray, dst_nm: np.ndarray, mode: SpectralMode = "interpolate"
+) -> np.ndarray:
     """Matrix ``W`` (dst × src) such that ``W @ spectrum`` resamples one spectrum.
 
     A matrix (rather than per-pixel ``np.interp``) resamples a whole cube in one matmul.
@@ -68,7 +72,9 @@ def resampling_matrix(src_nm: np.ndarray, dst_nm: np.ndarray, mode: SpectralMode
     return w
 
 
-def resample_cube(cube: np.ndarray, src_nm: np.ndarray, dst_nm: np.ndarray, mode: SpectralMode = "interpolate") -> np.ndarray:
+def resample_cube(
+    cube: np.ndarray, src_nm: np.ndarray, dst_nm: np.ndarray, mode: SpectralMode = "interpolate"
+) -> np.ndarray:
     """Resample a ``C×H×W`` cube to ``len(dst_nm)×H×W``."""
     w = resampling_matrix(src_nm, dst_nm, mode)
     c, h, wd = cube.shape

@@ -77,7 +77,10 @@ def train_val_split(
     """
     if not 0 <= val_fraction < 1:
         raise ConfigError(
-            "validation fraction out of range", field=field, expected="0 <= f < 1", found=val_fraction,
+            "validation fraction out of range",
+            field=field,
+            expected="0 <= f < 1",
+            found=val_fraction,
             fix="use e.g. 0.2",
         )
     if val_fraction == 0:
@@ -98,4 +101,6 @@ def train_val_split(
 def require_nonempty(indices: np.ndarray, *, what: str, file: str | None = None, fix: str) -> None:
     """Raise a :class:`DataError` if a split came out empty (rather than failing later in a DataLoader)."""
     if len(indices) == 0:
-        raise DataError(f"empty split: {what}", file=file, field="split", expected=">= 1 sample", found=0, fix=fix)
+        raise DataError(
+            f"empty split: {what}", file=file, field="split", expected=">= 1 sample", found=0, fix=fix
+        )

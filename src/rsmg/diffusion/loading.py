@@ -22,8 +22,14 @@ def load_prior(path: str | Path, map_location: str | torch.device = "cpu") -> Di
     """
     p = Path(path)
     if not p.is_file():
-        raise DataError("diffusion prior not found", file=p, field="prior_path", expected="an existing file",
-                        found="nothing", fix="train the prior first (experiments/dtaug/prior_*.yaml) and give its checkpoint")
+        raise DataError(
+            "diffusion prior not found",
+            file=p,
+            field="prior_path",
+            expected="an existing file",
+            found="nothing",
+            fix="train the prior first (experiments/dtaug/prior_*.yaml) and give its checkpoint",
+        )
     head = torch.load(p, map_location="cpu", weights_only=False)
     if isinstance(head, dict) and "state_dict" in head and "hyper_parameters" in head:
         from rsmg.tasks.diffusion_prior import DiffusionPriorTask

@@ -28,13 +28,25 @@ class TrainingViews:
         seed: seed of the choices and the views.
     """
 
-    def __init__(self, prior_path: str, p: float = 0.5, strength: float = 0.3, steps: int = 5, seed: int = 0) -> None:
+    def __init__(
+        self, prior_path: str, p: float = 0.5, strength: float = 0.3, steps: int = 5, seed: int = 0
+    ) -> None:
         if not 0 <= p <= 1:
-            raise ConfigError("view probability out of range", field="train_views.p", expected="0 <= p <= 1", found=p,
-                              fix="use e.g. 0.5")
+            raise ConfigError(
+                "view probability out of range",
+                field="train_views.p",
+                expected="0 <= p <= 1",
+                found=p,
+                fix="use e.g. 0.5",
+            )
         if not 0 < strength <= 1 or steps < 1:
-            raise ConfigError("bad DTAug settings", field="train_views.strength/steps",
-                              expected="0 < strength <= 1 and steps >= 1", found=(strength, steps), fix="e.g. 0.3 and 5")
+            raise ConfigError(
+                "bad DTAug settings",
+                field="train_views.strength/steps",
+                expected="0 < strength <= 1 and steps >= 1",
+                found=(strength, steps),
+                fix="e.g. 0.3 and 5",
+            )
         self.prior_path, self.p, self.strength, self.steps, self.seed = prior_path, p, strength, steps, seed
         self._prior: Any = None
 
@@ -48,7 +60,9 @@ class TrainingViews:
 
     def selected(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
         """Boolean mask of the samples replaced in this epoch."""
-        u = torch.tensor([view_seed(self.seed, int(i), 10_000 + epoch) % 1_000_003 / 1_000_003 for i in index.tolist()])
+        u = torch.tensor(
+            [view_seed(self.seed, int(i), 10_000 + epoch) % 1_000_003 / 1_000_003 for i in index.tolist()]
+        )
         return (u < self.p).to(index.device)
 
     @torch.no_grad()
@@ -63,7 +77,9 @@ class TrainingViews:
 
         device = batch["index"].device
         prior = self._load(device, spec)
-        aug = DiffusionAugmenter(prior, strength=self.strength, steps=self.steps, views=1, seed=self.seed * 7919 + epoch)
+        aug = DiffusionAugmenter(
+            prior, strength=self.strength, steps=self.steps, views=1, seed=self.seed * 7919 + epoch
+        )
         sub = {k: v[sel] for k, v in batch.items() if isinstance(v, torch.Tensor) and k.startswith("image_")}
         view = aug(sub, batch["index"][sel])[0]
         out = dict(batch)

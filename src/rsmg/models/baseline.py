@@ -39,7 +39,9 @@ class ConcatCNN(RsmgModel):
 
     def __init__(self, spec: DataSpec, width: int = 32, depth: int = 2, dropout: float = 0.1) -> None:
         super().__init__(spec)
-        self.encoders = nn.ModuleDict({m: conv_encoder(c, width, depth) for m, c in sorted(spec.modalities.items())})
+        self.encoders = nn.ModuleDict(
+            {m: conv_encoder(c, width, depth) for m, c in sorted(spec.modalities.items())}
+        )
         feat = 2 * width if depth > 1 else width
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feat * len(self.encoders), spec.num_classes))
 

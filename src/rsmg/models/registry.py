@@ -35,7 +35,9 @@ def _populate() -> None:
     for mod in ("rsmg.models.baseline", "rsmg.models.fvmgn", "rsmg.models.caption_models"):
         try:
             importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a module of the package not written yet is fine, a dependency is not
+        except (
+            ModuleNotFoundError
+        ) as e:  # a module of the package not written yet is fine, a dependency is not
             if not (e.name or "").startswith("rsmg."):
                 raise
 

@@ -66,8 +66,10 @@ class ClassificationTask(pl.LightningModule):
         super().__init__()
         if spec is None:
             raise ConfigError(
-                "ClassificationTask needs a data spec", field="model.init_args.spec",
-                expected="a DataSpec (linked from data.spec by `rsmg`)", found=None,
+                "ClassificationTask needs a data spec",
+                field="model.init_args.spec",
+                expected="a DataSpec (linked from data.spec by `rsmg`)",
+                found=None,
                 fix="run through the rsmg CLI with a data section, or pass spec=datamodule.spec",
             )
         self.save_hyperparameters(ignore=["net", "spec", "train_views"])
@@ -83,7 +85,9 @@ class ClassificationTask(pl.LightningModule):
     # ------------------------------------------------------------------ forward
     def forward(self, batch: dict[str, Any]) -> ModelOutput:
         """Run the network on a batch dict."""
-        return self.net(batch)  # type: ignore[no-any-return]
+        out = self.net(batch)
+        assert isinstance(out, ModelOutput), f"{type(self.net).__name__}.forward must return a ModelOutput"
+        return out
 
     @torch.no_grad()
     def predict_probs(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -129,19 +133,24 @@ class ClassificationTask(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         """Log source-validation OA (summed over ranks)."""
         t = torch.tensor([self._val_correct, self._val_total], dtype=torch.float64, device=self.device)
-        t = self.all_gather(t).reshape(-1, 2).sum(0) if self.trainer.world_size > 1 else t
+        if self.trainer.world_size > 1:
+            gathered = self.all_gather(t)
+            assert isinstance(gathered, torch.Tensor)
+            t = gathered.reshape(-1, 2).sum(0)
         self.log("val/oa", float(t[0] / t[1].clamp(min=1)), prog_bar=True, rank_zero_only=False)
 
     def on_test_epoch_start(self) -> None:
         """Fresh per-domain confusion matrices."""
         self.test_metrics.reset()
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+    def test_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, torch.Tensor]:
         """Accumulate the confusion matrix of the batch's domain; return logits for callbacks (TTA, figures)."""
         with torch.no_grad():
             out = self(batch)
         self.update_test_metrics(batch, out.logits.float().softmax(dim=-1))
-        return {"logits": out.logits, "embeddings": out.embeddings}  # type: ignore[dict-item]
+        return {"logits": out.logits, "embeddings": out.embeddings}
 
     def update_test_metrics(self, batch: dict[str, Any], probs: torch.Tensor) -> None:
         """Add a batch's predictions to its domain's metrics (one domain per batch, as the loaders are built)."""
@@ -157,7 +166,9 @@ class ClassificationTask(pl.LightningModule):
             for key in ("oa", "aa", "kappa"):
                 self.log(f"test/{dom}/{key}", float(res[key]), add_dataloader_idx=False, rank_zero_only=True)  # type: ignore[arg-type]
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, torch.Tensor]:
         """Probabilities with labels, domains and sample indices (for maps and exports)."""
         probs = self.predict_probs(batch)
         return {"probs": probs, "label": batch["label"], "domain": batch["domain"], "index": batch["index"]}
@@ -197,7 +208,9 @@ class ClassificationTask(pl.LightningModule):
             a, b = getattr(old, field), getattr(self.spec, field)
             if a != b:
                 raise DataError(
-                    f"checkpoint does not match the data: {field} differ", field=f"data.{field}",
-                    expected=f"checkpoint: {a}", found=f"data config: {b}",
+                    f"checkpoint does not match the data: {field} differ",
+                    field=f"data.{field}",
+                    expected=f"checkpoint: {a}",
+                    found=f"data config: {b}",
                     fix="test with the data configuration the checkpoint was trained with",
                 )

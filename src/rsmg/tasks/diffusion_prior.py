@@ -58,10 +58,14 @@ class DiffusionPriorTask(pl.LightningModule):
         val_seed: int = 0,
     ) -> None:
         super().__init__()
-        if spec is None:  # the CLI links data.spec here at instantiation; None is only the parse-time placeholder
+        if (
+            spec is None
+        ):  # the CLI links data.spec here at instantiation; None is only the parse-time placeholder
             raise ConfigError(
-                "DiffusionPriorTask needs a data spec", field="model.init_args.spec",
-                expected="a DataSpec (linked from data.spec by `rsmg`)", found=None,
+                "DiffusionPriorTask needs a data spec",
+                field="model.init_args.spec",
+                expected="a DataSpec (linked from data.spec by `rsmg`)",
+                found=None,
                 fix="run through the rsmg CLI with a data section, or pass spec=datamodule.spec",
             )
         if isinstance(spec, Mapping):
