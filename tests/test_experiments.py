@@ -1,0 +1,51 @@
+"""Every experiment YAML parses against the current code (a renamed argument breaks this test, not a user)."""
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+from _paths import REPO
+
+from rsmg.cli.main import build_cli
+
+FULL = sorted(
+    p
+    for p in (REPO / "experiments").rglob("*.yaml")
+    if "model:" in p.read_text() and "data:" in p.read_text() and "class_path: rsmg" in p.read_text()
+)
+OVERLAYS = {
+    "experiments/dtaug/tta.yaml": "experiments/fvmgn/trento_to_muufl_lidar.yaml",
+    "experiments/dtaug/train_views.yaml": "experiments/fvmgn/trento_to_muufl_lidar.yaml",
+    "experiments/captions/zero_shot_aid.yaml": "experiments/captions/aid_minitest.yaml",
+}
+
+
+def parse(*configs: Path) -> str:
+    args = ["fit"]
+    for c in configs:
+        args += ["--config", str(c)]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as e:
+        build_cli([*args, "--print_config"])
+    assert e.value.code in (0, None), buf.getvalue()[-2000:]
+    return buf.getvalue()
+
+
+def test_there_are_experiments():
+    assert len(FULL) >= 10
+
+
+@pytest.mark.parametrize("cfg", FULL, ids=lambda p: str(p.relative_to(REPO)))
+def test_full_config_parses(cfg):
+    out = parse(cfg)
+    assert "class_path: rsmg" in out
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_overlay_parses_on_its_base(overlay):
+    out = parse(REPO / OVERLAYS[overlay], REPO / overlay)
+    key = {"tta": "DiffusionTTA", "train_views": "TrainingViews", "zero_shot_aid": "ZeroShotEval"}[
+        Path(overlay).stem
+    ]
+    assert key in out
