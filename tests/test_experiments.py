@@ -5,8 +5,8 @@ import io
 from pathlib import Path
 
 import pytest
-from _paths import REPO
 
+from _paths import REPO
 from rsmg.cli.main import build_cli
 
 FULL = sorted(
