@@ -108,6 +108,5 @@ def test_bad_inputs_are_clear():
     d = CrossDomainDataModule(
         sources=["trento"], targets=["muufl"], modalities=["lidar"], root=str(SHARED_DATA), patch_size=201
     )
-    d.setup("fit")
     with pytest.raises(DataError, match="patch size larger than scene"):
-        d.train_dataloader()
+        d.setup("fit")  # checked when the scenes are read, before any loader or run directory exists

@@ -96,6 +96,26 @@ class ConfigError(RsmgError, ValueError):
         super().__init__(_format(what, file=file, field=field, expected=expected, found=found, fix=fix))
 
 
+class OutputError(RsmgError, OSError):
+    """An output (metrics, tables, figures, embeddings) cannot be written where it was asked to go.
+
+    Also an ``OSError``, so code that already catches ``OSError`` keeps working.
+
+    Args:
+        what: one sentence saying what is wrong.
+        file: the file or directory involved.
+        found: the operating-system error.
+        fix: what the user should do.
+    """
+
+    def __init__(
+        self, what: str, *, file: str | Path | None = None, found: object = None, fix: str | None = None
+    ) -> None:
+        self.file = file
+        self.fix = fix
+        super().__init__(_format(what, file=file, found=found, fix=fix))
+
+
 class MissingDatasetError(DataError):
     """A dataset's files are not where the catalog expects them; the message says how to get them."""
 

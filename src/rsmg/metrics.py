@@ -63,7 +63,9 @@ class DomainMetrics(nn.Module):
             m = self._cm(i)
             if m.update_count == 0 and not torch.distributed.is_initialized():
                 continue
-            cm = m.compute()
+            cm = m.compute()  # a collective under DDP: every rank computes every domain, in the same order
+            if int(cm.sum()) == 0:  # no sample of this domain on any rank (e.g. a source domain at test time)
+                continue
             res: dict[str, object] = dict(metrics_from_confusion(cm))
             res["confusion"] = cm.cpu().tolist()
             out[name] = res

@@ -82,10 +82,29 @@ def main(argv: list[str] | None = None) -> None:
         print(f"rsmg: unknown command {verb!r}\n", file=sys.stderr)
         print(_usage(), file=sys.stderr)
         raise SystemExit(2)
-    from rsmg.errors import RsmgError
-
     try:
         build_cli(None if from_sys else argv)
-    except RsmgError as e:  # bad input: one clear message, no traceback
-        print(f"rsmg {verb}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        err = _rsmg_error(e)
+        if err is None:
+            raise
+        print(f"rsmg {verb}: error: {err}", file=sys.stderr)  # bad input: one clear message, no traceback
         raise SystemExit(1) from None
+
+
+def _rsmg_error(exc: BaseException) -> BaseException | None:
+    """The :class:`~rsmg.errors.RsmgError` behind ``exc``, if any.
+
+    jsonargparse re-raises an error of a class constructor (e.g. a ``ConfigError`` of the datamodule) as a
+    ``ValueError`` that lists every union subtype, chained ``from`` the original error.
+    """
+    from rsmg.errors import RsmgError
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, RsmgError):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None

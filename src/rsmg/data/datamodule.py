@@ -29,7 +29,7 @@ from rsmg.data.scene import PadMode, Scene, SceneDataset, collate_samples
 from rsmg.data.spec import DataSpec
 from rsmg.data.spectral import SpectralMode, common_grid, resample_cube
 from rsmg.data.splits import require_nonempty, stratified_sample, train_val_split
-from rsmg.errors import ConfigError
+from rsmg.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,23 @@ class CrossDomainDataModule(pl.LightningDataModule):
                 expected="1, 3, 5, …",
                 found=patch_size,
                 fix="use e.g. 11",
+            )
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(
+                    f"{key} must be a positive integer",
+                    field=f"data.{key}",
+                    expected=">= 1",
+                    found=value,
+                    fix=f"set data.init_args.{key} to e.g. 64",
+                )
+        if num_workers < 0:
+            raise ConfigError(
+                "num_workers cannot be negative",
+                field="data.num_workers",
+                expected=">= 0",
+                found=num_workers,
+                fix="use 0 (load in the main process) or the number of CPU cores",
             )
         self._infos = {n: dataset_info(n) for n in dict.fromkeys(self.sources + self.targets)}
         self.domains = tuple(dict.fromkeys(self.sources + self.targets))
@@ -347,6 +364,17 @@ class CrossDomainDataModule(pl.LightningDataModule):
                 )
                 for m in self.modalities
             }
+        for name, prep in self._prepared.items():
+            h, w = prep.scene.shape
+            if self.patch_size > 1 and self.patch_size > min(h, w):
+                raise DataError(
+                    f"patch size larger than scene {name!r}",
+                    file=prep.scene.files.get("labels"),
+                    field="data.patch_size",
+                    expected=f"<= min(H, W) = {min(h, w)} ({h}×{w} px)",
+                    found=self.patch_size,
+                    fix="use a smaller odd patch_size, e.g. 11",
+                )
         for name, counts in self.excluded.items():
             if counts:
                 log.warning(

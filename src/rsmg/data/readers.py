@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rsmg.errors import DataError
+from rsmg.errors import DataError, OutputError
 
 __all__ = [
     "CaptionRecord",
@@ -937,8 +937,17 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         The target path.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(
+            "cannot write the output file",
+            file=target,
+            found=f"{exc.strerror}: {exc.filename or target.parent}",
+            fix="write to a directory you can create files in (trainer.default_root_dir / the logger's "
+            "save_dir), or fix the permissions of this one",
+        ) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -1,0 +1,274 @@
+"""Resume after SIGKILL: a killed-and-resumed ``rsmg fit`` ends exactly where an uninterrupted one does.
+
+The end-to-end test runs the real Trento → MUUFL configuration (tiny network, 2 epochs) three times as
+``python -m rsmg fit`` subprocesses: uninterrupted; killed with SIGKILL in the middle of epoch 0 right after
+its first step checkpoint; resumed from that checkpoint with ``--ckpt_path last``. The resumed run must end
+with bit-identical weights (and optimiser state) and an identical ``metrics.json``. That needs the training
+order and position (``rsmg.data.sampling.ResumableSampler``) and the dropout RNG restored mid-epoch; the unit
+tests below pin those pieces down without a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from _paths import REPO, SHARED_DATA
+from rsmg.data.sampling import (
+    EvalShardSampler,
+    ResumableDataLoader,
+    ResumableSampler,
+    capture_rng_states,
+    epoch_permutation,
+    restore_rng_states,
+)
+from rsmg.errors import ConfigError
+
+CONFIG = REPO / "experiments/baseline/trento_to_muufl.yaml"
+STEPS_PER_CKPT = 4
+
+THROTTLE = '''
+"""Test helper: sleep after every training batch so a SIGKILL lands mid-epoch (changes no number)."""
+import time
+
+import lightning.pytorch as pl
+
+
+class Throttle(pl.Callback):
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args, **kwargs) -> None:
+        time.sleep(self.seconds)
+'''
+
+
+# ---------------------------------------------------------------------------------------------- unit tests
+def _drain(sampler: ResumableSampler, n: int | None = None, bs: int = 1) -> list[int]:
+    """Iterate like a training loop: take indices and report each batch as consumed."""
+    out: list[int] = []
+    it = iter(sampler)
+    for i in it:
+        out.append(i)
+        if len(out) % bs == 0:
+            sampler.advance(bs)
+        if n is not None and len(out) >= n:
+            break
+    return out
+
+
+def test_permutation_is_a_function_of_seed_and_epoch():
+    a = epoch_permutation(100, seed=3, epoch=0)
+    assert a == epoch_permutation(100, seed=3, epoch=0) and sorted(a) == list(range(100))
+    assert a != epoch_permutation(100, seed=3, epoch=1)
+    assert epoch_permutation(100, seed=1, epoch=0) != epoch_permutation(100, seed=0, epoch=1)
+    s = ResumableSampler(range(100), seed=3)
+    s.set_epoch(1)
+    assert list(s) == epoch_permutation(100, seed=3, epoch=1)
+
+
+def test_sampler_resumes_mid_epoch_and_rolls_over_at_epoch_end():
+    ref = ResumableSampler(range(50), seed=7)
+    ref.set_epoch(2)
+    full = list(ref)
+    s = ResumableSampler(range(50), seed=7)
+    s.set_epoch(2)
+    head = _drain(s, n=20, bs=5)  # prefetching past this point must not matter: only advance() counts
+    state = s.state_dict()
+    assert state["epoch"] == 2 and state["samples_consumed"] == 20 and not state["epoch_complete"]
+    fresh = ResumableSampler(range(50), seed=7)
+    fresh.load_state_dict(state)
+    assert head + list(fresh) == full
+    # a checkpoint at the end of an epoch (or after limit_train_batches) resumes at the next epoch
+    s.advance(5, end_of_epoch=True)
+    nxt = ResumableSampler(range(50), seed=7)
+    nxt.load_state_dict(s.state_dict())
+    assert nxt.epoch == 3 and list(nxt) == epoch_permutation(50, seed=7, epoch=3)
+
+
+def test_sampler_refuses_a_state_from_other_data():
+    s = ResumableSampler(range(50), seed=7)
+    with pytest.raises(ConfigError, match=r"(?s)dataset_length.*data"):
+        ResumableSampler(range(49), seed=7).load_state_dict(s.state_dict())
+    with pytest.raises(ConfigError, match=r"(?s)seed.*data.seed"):
+        ResumableSampler(range(50), seed=8).load_state_dict(s.state_dict())
+
+
+def test_distributed_shards_train_padded_eval_exact():
+    n, world = 103, 4
+    train = [ResumableSampler(range(n), seed=1, num_replicas=world, rank=r) for r in range(world)]
+    shards = [list(t) for t in train]
+    assert len({len(x) for x in shards}) == 1  # equal steps on every rank
+    assert set().union(*map(set, shards)) == set(range(n))
+    ev = [list(EvalShardSampler(range(n), num_replicas=world, rank=r)) for r in range(world)]
+    assert [i for shard in ev for i in shard] == list(range(n))  # disjoint, no padding, dataset order
+    assert list(EvalShardSampler(range(n))) == list(range(n))
+    with pytest.raises(ConfigError, match="rank"):
+        EvalShardSampler(range(n), num_replicas=2, rank=2)
+
+
+def test_loader_state_restores_rng():
+    ds = list(range(10))
+    loader = ResumableDataLoader(ds, batch_size=2, sampler=ResumableSampler(ds, seed=0))
+    state = loader.state_dict()
+    expected = torch.rand(3)
+    torch.rand(5)
+    loader.load_state_dict(state)
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
+    rng = capture_rng_states()
+    restore_rng_states(torch.load(_roundtrip(rng), weights_only=True))  # checkpoint-safe types only
+
+
+def _roundtrip(obj: object) -> object:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+def _write_run_config(tmp: Path, name: str, ckpt_dir: Path, throttle: float) -> Path:
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(
+        textwrap.dedent(f"""\
+        trainer:
+          max_epochs: 2
+          limit_val_batches: 2
+          limit_test_batches: 4
+          log_every_n_steps: 1
+          enable_progress_bar: false
+          num_sanity_val_steps: 0
+          logger:
+            class_path: lightning.pytorch.loggers.CSVLogger
+            init_args: {{save_dir: {tmp / (name + "_logs")}, name: resume}}
+          callbacks:
+            - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+              init_args:
+                dirpath: {ckpt_dir}
+                every_n_train_steps: {STEPS_PER_CKPT}
+                save_top_k: -1
+                save_last: true
+                filename: "{{step}}"
+            - class_path: rsmg_test_throttle.Throttle
+              init_args: {{seconds: {throttle}}}
+        model:
+          init_args:
+            net:
+              init_args: {{width: 8, depth: 2, dropout: 0.2}}
+        data:
+          init_args:
+            batch_size: 32
+            eval_batch_size: 512
+        """)
+    )
+    return cfg
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    pythonpath = os.pathsep.join([str(tmp), os.environ.get("PYTHONPATH", "")])
+    return {
+        **os.environ,
+        "RSMG_DATA_ROOT": str(SHARED_DATA),
+        "PYTHONWARNINGS": "ignore",
+        "PYTHONPATH": pythonpath,
+    }
+
+
+def _fit(tmp: Path, cfg: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rsmg",
+            "fit",
+            "--config",
+            str(CONFIG),
+            "--config",
+            str(cfg),
+            "--trainer.default_root_dir",
+            str(tmp),
+            "--test_after_fit",
+            "true",
+            *extra,
+        ],
+        cwd=tmp,
+        env=_env(tmp),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(p: subprocess.Popen[str], what: str) -> str:
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, f"{what} failed ({p.returncode}):\n{out[-4000:]}"
+    return out
+
+
+def _metrics(log_root: Path) -> dict[str, object]:
+    files = sorted(log_root.glob("resume/version_*/metrics.json"))
+    assert files, f"no metrics.json under {log_root}"
+    return json.loads(files[-1].read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
+    (tmp_path / "rsmg_test_throttle.py").write_text(THROTTLE)
+    ref_ckpt, run_ckpt = tmp_path / "ref_ckpt", tmp_path / "run_ckpt"
+    ref_cfg = _write_run_config(tmp_path, "ref", ref_ckpt, throttle=0.0)
+    run_cfg = _write_run_config(tmp_path, "run", run_ckpt, throttle=0.3)
+    resume_cfg = _write_run_config(tmp_path, "run", run_ckpt, throttle=0.0)  # same logs, same checkpoint dir
+    t0 = time.monotonic()
+    ref = _fit(tmp_path, ref_cfg)  # the uninterrupted run works alongside the one we kill
+    victim = _fit(tmp_path, run_cfg)
+    first = run_ckpt / f"step={STEPS_PER_CKPT}.ckpt"
+    last = run_ckpt / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not (first.exists() and last.exists()) and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert victim.poll() is None, f"run ended before it could be killed:\n{victim.communicate()[0][-3000:]}"
+    assert last.exists(), "no checkpoint within the time limit"
+    time.sleep(0.15)  # let the checkpoint write finish (steps are ≥ 0.3 s apart)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=60)
+    assert victim.returncode == -signal.SIGKILL
+    saved = sorted(p.name for p in run_ckpt.glob("*.ckpt"))
+    killed_at = torch.load(last, map_location="cpu", weights_only=False)
+    step, epoch = killed_at["global_step"], killed_at["epoch"]
+    loader_state = killed_at["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["sampler"]
+    assert epoch == 0 and 0 < step < 16, (step, epoch, saved)  # mid-epoch: 16 batches per epoch
+    assert loader_state["samples_consumed"] == 32 * step and not loader_state["epoch_complete"]
+
+    resumed = _fit(tmp_path, resume_cfg, "--ckpt_path", "last")
+    out = _finish(resumed, "resumed fit")
+    _finish(ref, "uninterrupted fit")
+    assert "Restoring states from the checkpoint" in out
+
+    final = "step=32.ckpt"  # 2 epochs × 16 batches
+    a = torch.load(ref_ckpt / final, map_location="cpu", weights_only=False)
+    b = torch.load(run_ckpt / final, map_location="cpu", weights_only=False)
+    assert a["global_step"] == b["global_step"] == 32
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), f"weight {k} differs after resume"
+    for sa, sb in zip(
+        a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values(), strict=True
+    ):
+        for k in sa:
+            assert torch.equal(torch.as_tensor(sa[k]), torch.as_tensor(sb[k])), f"optimiser {k} differs"
+    ma, mb = _metrics(tmp_path / "ref_logs"), _metrics(tmp_path / "run_logs")
+    assert ma["results"] == mb["results"], (ma, mb)
+    assert ma["results"]["test"]["muufl"]["n"] == 4 * 512
+    print(f"kill-and-resume at step {step}: {time.monotonic() - t0:.1f} s")
