@@ -18,5 +18,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 .venv/bin/python -m pip install -q -e ".[dev]"
+versions=$(.venv/bin/python -c 'import torch, rsmg; print("torch", torch.__version__, "rsmg", rsmg.__version__)') || {
+  echo "setup.sh: the install finished but .venv cannot import torch and rsmg; see the pip output above" >&2; exit 1; }
 echo "$want" > "$stamp"
-echo "setup.sh: .venv ready ($(.venv/bin/python -c 'import torch, rsmg; print("torch", torch.__version__, "rsmg", rsmg.__version__)'))"
+echo "setup.sh: .venv ready ($versions)"

@@ -63,7 +63,7 @@ def test_contract_training(model):
     out = model(batch())
     assert isinstance(out, ModelOutput)
     assert out.logits.shape == (6, len(CLASSES))
-    assert set(out.aux_losses) == {"align", "invariance"}
+    assert set(out.aux_losses) == {"align", "invariance", "ce_resampled"}
     assert all(v.ndim == 0 and v.isfinite() for v in out.aux_losses.values())
     assert set(out.embeddings) == {"fused", "hsi", "lidar"}
     assert all(v.shape[0] == 6 for v in out.embeddings.values())
@@ -172,7 +172,7 @@ def test_texts_none_is_image_only():
     m = make(texts="none").train()
     assert m.align is None and m.text_tower is None and isinstance(m.head, torch.nn.Linear)
     out = m(batch())
-    assert set(out.aux_losses) == {"invariance"}
+    assert set(out.aux_losses) == {"invariance", "ce_resampled"}
     assert out.logits.shape == (6, len(CLASSES))
 
 
