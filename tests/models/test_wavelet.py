@@ -124,3 +124,25 @@ def test_half_precision_and_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ll, highs = m.decompose(x)
         torch.testing.assert_close(m.reconstruct(ll, highs, (11, 11)), x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "zero", "symmetric", "periodic", "constant"])
+@pytest.mark.parametrize("size", [(11, 11), (12, 12), (7, 10)])
+@pytest.mark.parametrize("levels", [1, 2])
+def test_fast_haar_equals_ptwt(mode, size, levels):
+    from rsmg.models.wavelet import MWDis
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, *size, dtype=torch.float64, requires_grad=True)
+    fast, ref = MWDis(levels=levels, mode=mode), MWDis(levels=levels, mode=mode, fast_haar=False)
+    (ll_f, hi_f), (ll_r, hi_r) = fast.decompose(x), ref.decompose(x)
+    torch.testing.assert_close(ll_f, ll_r, atol=1e-10, rtol=0)
+    for a, b in zip(hi_f, hi_r, strict=True):
+        for u, v in zip(a, b, strict=True):
+            torch.testing.assert_close(u, v, atol=1e-10, rtol=0)
+    y_f, y_r = fast.reconstruct(ll_f, hi_f, size), ref.reconstruct(ll_r, hi_r, size)
+    torch.testing.assert_close(y_f, y_r, atol=1e-10, rtol=0)
+    torch.testing.assert_close(y_f, x, atol=1e-10, rtol=0)  # perfect reconstruction
+    (g_f,) = torch.autograd.grad(y_f.square().sum() + ll_f.sum(), x)
+    (g_r,) = torch.autograd.grad(y_r.square().sum() + ll_r.sum(), x)
+    torch.testing.assert_close(g_f, g_r, atol=1e-10, rtol=0)

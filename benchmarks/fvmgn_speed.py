@@ -1,0 +1,691 @@
+"""FVMGN training speed: samples/s, peak memory, MWDis share of a step, DWT throughput, MFU.
+
+Two configurations, one process, one run:
+
+* **real** — the data of ``experiments/fvmgn/trento_to_muufl_lidar.yaml``: real Trento LiDAR patches (11×11,
+  height above ground + scene-standardised intensity) from ``CrossDomainDataModule``; FVMGN built from its
+  ``spec`` with the pretrained frozen MiniLM text tower and the experiment's sizes (width 32, embed 128, 2
+  scales, MWDis with same-domain donors because there is one source scene).
+* **generated** — a synthetic HSI + LiDAR spec (63 + 2 channels, two source domains so MWDis draws donors from
+  the other domain); random normal patches: *generated data, throughput only*.
+
+A training step is forward (two views when MWDis is on) + loss (CE + 0.5·align + 0.1·invariance) + backward +
+AdamW. Reported per configuration:
+
+* samples/s (source samples per step / median step time; SFIE sees 2× as many because of the two views);
+* peak memory (CUDA ``max_memory_allocated``, or sampled process RSS on CPU);
+* MWDis share of a step, two ways: (a) forward hooks timing ``model.mwdis`` inside the real steps;
+  (b) step time with MWDis replaced by the identity (the two-view step kept), interleaved with normal steps.
+  Also shown: ``use_mwdis=False`` (one view, no invariance term), the cost of the whole MWDis *feature*;
+* MFU: FLOPs of one real step counted with ``FlopCounterMode`` (forward + backward) / step time / the
+  matmul peak measured in this run (at start and end; the higher is used, so MFU is not flattered).
+
+DWT: rsmg's wavelet path (``MWDis.decompose`` / ``reconstruct``, used by MWDis and SFIE's frequency pathway)
+against ``ptwt.wavedec2`` / ``waverec2`` alone on the same tensors, and a one-level Haar DWT written here as one
+grouped stride-2 convolution (inverse: transposed convolution), validated against ptwt to 1e-5.
+
+Usage: ``RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_speed.py [--batch 64 --steps 8]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import itertools
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from _common import machine, peak_rss_mib, write_result
+from _flops import (
+    PeakMemory,
+    count_flops,
+    fmt_flops,
+    load1,
+    matmul_peak_flops,
+    mfu,
+    model_flops,
+    pick_threads,
+    sync,
+    time_call,
+)
+from rsmg.data.datamodule import CrossDomainDataModule
+from rsmg.data.spec import DataSpec
+from rsmg.models.fvmgn import FVMGN
+from rsmg.models.wavelet import MWDis
+
+LOSS_WEIGHTS = {"align": 0.5, "invariance": 0.1}
+CLASSES = ("trees", "ground", "road", "buildings")
+Batch = dict[str, Any]
+
+
+# ----------------------------------------------------------------------------------------- Haar fast path
+def _haar_filters(ref: torch.Tensor) -> torch.Tensor:
+    """The four 2×2 analysis filters (LL, LH, HL, HH in ptwt's order), orthonormal."""
+    f = torch.tensor(
+        [[[1, 1], [1, 1]], [[1, 1], [-1, -1]], [[1, -1], [1, -1]], [[1, -1], [-1, 1]]], dtype=ref.dtype
+    )
+    return (f / 2).unsqueeze(1).to(ref.device)  # 4×1×2×2
+
+
+def haar_dwt2(x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One-level 2-D Haar DWT of ``B×C×H×W`` as one stride-2 convolution (ptwt's ``reflect`` padding of odd sides).
+
+    Returns ``(LL, (LH, HL, HH))``, each ``B×C×ceil(H/2)×ceil(W/2)``, in ptwt / pywt order and sign convention.
+    """
+    b, c, h, w = x.shape
+    if h % 2 or w % 2:
+        x = F.pad(x, (0, w % 2, 0, h % 2), mode="reflect")
+    y = F.conv2d(x.reshape(b * c, 1, x.shape[-2], x.shape[-1]), _haar_filters(x), stride=2)
+    y = y.reshape(b, c, 4, y.shape[-2], y.shape[-1])
+    return y[:, :, 0], (y[:, :, 1], y[:, :, 2], y[:, :, 3])
+
+
+def haar_idwt2(ll: torch.Tensor, highs: tuple[torch.Tensor, ...], size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`haar_dwt2` (one transposed convolution), cropped to ``size``."""
+    b, c, h2, w2 = ll.shape
+    y = torch.stack([ll, *highs], dim=2).reshape(b * c, 4, h2, w2)
+    x = F.conv_transpose2d(y, _haar_filters(ll), stride=2)
+    return x.reshape(b, c, 2 * h2, 2 * w2)[..., : size[0], : size[1]]
+
+
+def haar_dwt2_butterfly(
+    x: torch.Tensor,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The same transform as :func:`haar_dwt2` with strided slices and adds (no convolution): memory-bound."""
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        x = F.pad(x, (0, w % 2, 0, h % 2), mode="reflect")
+    a, b, c, d = x[..., 0::2, 0::2], x[..., 0::2, 1::2], x[..., 1::2, 0::2], x[..., 1::2, 1::2]
+    s1, s2, d1, d2 = a + b, c + d, a - b, c - d
+    return (s1 + s2) * 0.5, ((s1 - s2) * 0.5, (d1 + d2) * 0.5, (d1 - d2) * 0.5)
+
+
+def haar_idwt2_butterfly(
+    ll: torch.Tensor, highs: tuple[torch.Tensor, ...], size: tuple[int, int]
+) -> torch.Tensor:
+    """Inverse of :func:`haar_dwt2_butterfly` (adds, then an interleave by stack + reshape), cropped to ``size``."""
+    lh, hl, hh = highs
+    b, c, h2, w2 = ll.shape
+    s1, s2, d1, d2 = ll + lh, ll - lh, hl + hh, hl - hh
+    row0 = torch.stack([(s1 + d1) * 0.5, (s1 - d1) * 0.5], dim=-1).reshape(b, c, h2, 2 * w2)
+    row1 = torch.stack([(s2 + d2) * 0.5, (s2 - d2) * 0.5], dim=-1).reshape(b, c, h2, 2 * w2)
+    return torch.stack([row0, row1], dim=-2).reshape(b, c, 2 * h2, 2 * w2)[..., : size[0], : size[1]]
+
+
+FAST = {"Haar conv": (haar_dwt2, haar_idwt2), "Haar butterfly": (haar_dwt2_butterfly, haar_idwt2_butterfly)}
+
+
+@contextlib.contextmanager
+def haar_fast_path() -> Iterator[None]:
+    """Temporarily route one-level Haar ``MWDis.decompose`` / ``reconstruct`` through the butterfly.
+
+    The same change as the library diff proposed in the report (computed in float32, cast back), so that a
+    training step can be timed with it; other wavelets, modes and levels keep the ptwt path.
+    """
+    orig_dec, orig_rec = MWDis.decompose, MWDis.reconstruct
+
+    def dec(self: MWDis, x: torch.Tensor, *, levels: int | None = None) -> tuple[torch.Tensor, Any]:
+        if (
+            self.wavelet != "haar"
+            or self.mode != "reflect"
+            or (self.levels if levels is None else levels) != 1
+        ):
+            return orig_dec(self, x, levels=levels)
+        ll, hs = haar_dwt2_butterfly(x.float())
+        return ll.to(x.dtype), [tuple(h.to(x.dtype) for h in hs)]
+
+    def rec(self: MWDis, ll: torch.Tensor, highs: Any, size: tuple[int, int]) -> torch.Tensor:
+        if self.wavelet != "haar" or len(highs) != 1:
+            return orig_rec(self, ll, highs, size)
+        return haar_idwt2_butterfly(ll.float(), tuple(h.float() for h in highs[0]), size).to(ll.dtype)
+
+    MWDis.decompose, MWDis.reconstruct = dec, rec  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        MWDis.decompose, MWDis.reconstruct = orig_dec, orig_rec  # type: ignore[method-assign]
+
+
+def validate_haar(device: torch.device) -> float:
+    """Max |difference| of the Haar fast paths vs ptwt (forward bands and inverse), odd and even sizes, fp32."""
+    import ptwt
+
+    g = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for shape in ((4, 3, 11, 11), (4, 3, 12, 12), (2, 5, 7, 10), (2, 2, 6, 3)):
+        x = torch.randn(shape, generator=g).to(device)
+        ref = ptwt.wavedec2(x, "haar", level=1, mode="reflect")
+        rec_ref = MWDis(wavelet="haar", levels=1).reconstruct(ref[0], [tuple(ref[1])], (shape[2], shape[3]))
+        for fwd, inv in FAST.values():
+            ll, hs = fwd(x)
+            worst = max(
+                worst,
+                (ll - ref[0]).abs().max().item(),
+                *[(a - r).abs().max().item() for a, r in zip(hs, ref[1], strict=True)],
+            )
+            rec = inv(ll, hs, (shape[2], shape[3]))
+            worst = max(worst, (rec - rec_ref).abs().max().item(), (rec - x).abs().max().item())
+    if worst > 1e-5:
+        raise AssertionError(f"a Haar fast path differs from ptwt by {worst:.2e} (> 1e-5)")
+    return worst
+
+
+# ----------------------------------------------------------------------------------------- helpers
+class Passthrough(nn.Module):
+    """MWDis replaced by the identity: the two-view step stays, only MWDis' own work is gone."""
+
+    def forward(
+        self, images: dict[str, torch.Tensor], domain: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Return the images unchanged (a new dict, as MWDis does)."""
+        return dict(images)
+
+
+class HookTimer:
+    """Wall time of a module's forwards (pre/post hooks, device-synchronised), accumulated in ``total``."""
+
+    def __init__(self, module: nn.Module, device: torch.device) -> None:
+        self.total = 0.0
+        self.device = device
+        self._t0 = 0.0
+        self._handles = [
+            module.register_forward_pre_hook(self._pre),
+            module.register_forward_hook(self._post),
+        ]
+
+    def _pre(self, *_: object) -> None:
+        sync(self.device)
+        self._t0 = time.perf_counter()
+
+    def _post(self, *_: object) -> None:
+        sync(self.device)
+        self.total += time.perf_counter() - self._t0
+
+    def remove(self) -> None:
+        """Detach the hooks."""
+        for h in self._handles:
+            h.remove()
+
+
+def make_step(
+    model: nn.Module, opt: torch.optim.Optimizer, amp: torch.dtype | None, device: torch.device
+) -> Callable[[Batch], None]:
+    def step(batch: Batch) -> None:
+        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+            out = model(batch)
+            loss = F.cross_entropy(out.logits.float(), batch["label"])
+            for name, w in LOSS_WEIGHTS.items():
+                if name in out.aux_losses:
+                    loss = loss + w * out.aux_losses[name].float()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def real_batches(batch: int, n_batches: int, device: torch.device) -> tuple[list[Batch], DataSpec, int]:
+    dm = CrossDomainDataModule(
+        sources=["trento"],
+        targets=["muufl"],
+        modalities=["lidar"],
+        ndsm_bands=["dsm"],
+        scene_standardize={"lidar": ["intensity"]},
+        batch_size=batch,
+    )
+    dm.setup("fit")
+    ds = dm.train_dataloader().dataset
+    n = len(ds)  # type: ignore[arg-type]
+    pool = dict(ds.__getitems__(list(range(n))))  # type: ignore[union-attr]
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(
+        n_batches
+    ):  # batches drawn from the real training pixels (with replacement across batches)
+        idx = (
+            torch.randperm(n, generator=g)[:batch]
+            if batch <= n
+            else torch.randint(0, n, (batch,), generator=g)
+        )
+        out.append({k: v[idx].to(device) for k, v in pool.items() if isinstance(v, torch.Tensor)})
+    return out, dm.spec, n
+
+
+def generated_batches(batch: int, n_batches: int, device: torch.device) -> tuple[list[Batch], DataSpec]:
+    spec = DataSpec(
+        classes=CLASSES,
+        modalities={"hsi": 63, "lidar": 2},
+        domains=("gen_a", "gen_b", "gen_target"),
+        source_domains=("gen_a", "gen_b"),
+        patch_size=11,
+    )
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for i in range(n_batches):
+        out.append(
+            {
+                "image_hsi": torch.randn(batch, 63, 11, 11, generator=g).to(device),
+                "image_lidar": torch.randn(batch, 2, 11, 11, generator=g).to(device),
+                "label": torch.randint(0, len(CLASSES), (batch,), generator=g).to(device),
+                "domain": torch.randint(0, 2, (batch,), generator=g).to(device),
+                "index": torch.arange(i * batch, (i + 1) * batch).to(device),
+            }
+        )
+    return out, spec
+
+
+def build(spec: DataSpec, args: argparse.Namespace, device: torch.device) -> FVMGN:
+    torch.manual_seed(0)
+    return FVMGN(
+        spec,
+        class_set="shared",
+        text_tower="minilm",
+        text_pretrained=True,
+        freeze_text=True,
+        width=args.width,
+        scales=2,
+        embed_dim=args.embed_dim,
+        use_mwdis=True,
+        use_frequency=True,
+        wavelet="haar",
+        wavelet_levels=1,
+        mwdis_p=0.5,
+        mwdis_same_domain_fallback=len(spec.source_domains) == 1,
+    ).to(device)
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def iqr(xs: list[float]) -> float:
+    if len(xs) < 2:
+        return float("nan")
+    q = statistics.quantiles(xs, n=4)
+    return q[2] - q[0]
+
+
+# ----------------------------------------------------------------------------------------- measurements
+def bench_config(
+    name: str,
+    spec: DataSpec,
+    batches: list[Batch],
+    args: argparse.Namespace,
+    device: torch.device,
+    amp: torch.dtype | None,
+) -> dict[str, Any]:
+    model = build(spec, args, device).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=1e-4)
+    step = make_step(model, opt, amp, device)
+    it = itertools.cycle(batches)
+    for _ in range(args.warmup):
+        step(next(it))
+    b0 = batches[0]
+    with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+        fwd_flops = model_flops(model, b0)  # train mode: SFIE on both views
+    step_flops = count_flops(lambda: step(b0))
+
+    mwdis = model.mwdis
+    assert mwdis is not None
+    # peak memory over separate, untimed steps: on CPU the RSS sampler thread competes for the GIL
+    with PeakMemory(device) as mem:
+        for _ in range(args.mem_steps):
+            step(next(it))
+    timer = HookTimer(mwdis, device)
+    times, shares, loads = [], [], []
+    for _ in range(args.steps):
+        timer.total = 0.0
+        t = time_call(lambda: step(next(it)), device)
+        times.append(t)
+        shares.append(timer.total / t)
+        loads.append(load1())
+        print(
+            f"[{name}] step {t * 1e3:7.1f} ms  MWDis (hooks) {timer.total * 1e3:6.1f} ms "
+            f"({100 * timer.total / t:4.1f} %)  load {loads[-1]:.2f}",
+            flush=True,
+        )
+    timer.remove()
+
+    # swap method, interleaved so that load changes hit every variant alike; "fast" = MWDis on, with the
+    # Haar butterfly patched into MWDis.decompose/reconstruct (MWDis and SFIE's wavelet pathway)
+    variants: dict[str, nn.Module | None] = {
+        "on": mwdis,
+        "identity": Passthrough(),
+        "off": None,
+        "fast": mwdis,
+    }
+    swap: dict[str, list[float]] = {k: [] for k in variants}
+    fast_shares: list[float] = []
+    keys = list(variants)
+    for rnd in range(args.rounds):
+        for key in keys[rnd % len(keys) :] + keys[: rnd % len(keys)]:  # rotate the order every round
+            model.mwdis = variants[key]
+            with haar_fast_path() if key == "fast" else contextlib.nullcontext():
+                step(next(it))  # untimed: the first step after a switch pays for new shapes / allocations
+                for _ in range(args.swap_steps):
+                    timer = HookTimer(mwdis, device)
+                    t = time_call(lambda: step(next(it)), device)
+                    timer.remove()
+                    swap[key].append(t)
+                    if key == "fast":
+                        fast_shares.append(timer.total / t)
+    model.mwdis = mwdis
+    swap_load = load1()
+    t_on, t_id, t_off, t_fast = (med(swap[k]) for k in ("on", "identity", "off", "fast"))
+    print(
+        f"[{name}] swap: on {t_on * 1e3:.1f} ms, MWDis→identity {t_id * 1e3:.1f} ms, use_mwdis=False "
+        f"{t_off * 1e3:.1f} ms, Haar fast path {t_fast * 1e3:.1f} ms (MWDis share {100 * med(fast_shares):.1f} %)"
+        f"  load {swap_load:.2f}",
+        flush=True,
+    )
+    step_t = med(times)
+    bsz = int(b0["label"].shape[0])
+    return {
+        "name": name,
+        "batch": bsz,
+        "step": step_t,
+        "sps": bsz / step_t,
+        "step_min": min(times),
+        "fwd_flops": fwd_flops,
+        "step_flops": step_flops,
+        "mem": mem,
+        "load": med(loads),
+        "hook_share": med(shares),
+        "hook_ms": med([s * t for s, t in zip(shares, times, strict=True)]) * 1e3,
+        "t_on": t_on,
+        "t_id": t_id,
+        "t_fast": t_fast,
+        "swap_iqr": max(iqr(swap["on"]), iqr(swap["identity"])) / t_on,
+        "fast_share": med(fast_shares),
+        "t_off": t_off,
+        "swap_load": swap_load,
+        "swap_share": (t_on - t_id) / t_on,
+        "feature_share": (t_on - t_off) / t_on,
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def bench_fn(fn: Callable[[], Any], device: torch.device, reps: int) -> float:
+    for _ in range(3):
+        fn()
+    return med([time_call(fn, device) for _ in range(reps)])
+
+
+def bench_tensor(label: str, x: torch.Tensor, device: torch.device, reps: int) -> dict[str, Any]:
+    """Forward and inverse DWT of one tensor: ptwt, rsmg's MWDis path, and the two Haar fast paths."""
+    import ptwt
+
+    mw = MWDis(wavelet="haar", levels=1)
+    size = (x.shape[-2], x.shape[-1])
+    coeffs = ptwt.wavedec2(x, "haar", level=1, mode="reflect")
+    ll, highs = mw.decompose(x)
+    fwd: dict[str, float] = {
+        "ptwt": bench_fn(lambda: ptwt.wavedec2(x, "haar", level=1, mode="reflect"), device, reps),
+        "rsmg": bench_fn(lambda: mw.decompose(x), device, reps),
+    }
+    inv: dict[str, float] = {
+        "ptwt": bench_fn(lambda: ptwt.waverec2(coeffs, "haar"), device, reps),
+        "rsmg": bench_fn(lambda: mw.reconstruct(ll, highs, size), device, reps),
+    }
+    err = 0.0
+    for name, (f, fi) in FAST.items():
+        fll, fh = f(x)
+        err = max(
+            err,
+            (fll - coeffs[0]).abs().max().item(),
+            *[(a - r).abs().max().item() for a, r in zip(fh, coeffs[1], strict=True)],
+            (fi(fll, fh, size) - mw.reconstruct(ll, highs, size)).abs().max().item(),
+        )
+        fwd[name] = bench_fn(functools.partial(f, x), device, reps)
+        inv[name] = bench_fn(functools.partial(fi, fll, fh, size), device, reps)
+    row = {
+        "tensor": label,
+        "shape": "×".join(map(str, x.shape)),
+        "b": x.shape[0],
+        "err": err,
+        "fwd": fwd,
+        "inv": inv,
+        "load": load1(),
+    }
+    print(
+        f"[dwt {label}] forward "
+        + ", ".join(f"{k} {v * 1e6:.0f} µs" for k, v in fwd.items())
+        + " | inverse "
+        + ", ".join(f"{k} {v * 1e6:.0f} µs" for k, v in inv.items())
+        + f"  load {row['load']:.2f}",
+        flush=True,
+    )
+    return row
+
+
+# ----------------------------------------------------------------------------------------- report
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=64, help="source samples per training step (experiment: 64)")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per configuration (hook method)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--mem-steps", type=int, default=2, help="untimed steps over which peak memory is taken")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the swap method")
+    ap.add_argument("--swap-steps", type=int, default=2, help="steps per variant per round")
+    ap.add_argument("--width", type=int, default=32, help="SFIE width (experiment: 32)")
+    ap.add_argument("--embed-dim", type=int, default=128, help="joint space (experiment: 128)")
+    ap.add_argument("--dwt-reps", type=int, default=30)
+    ap.add_argument("--peak-seconds", type=float, default=2.0)
+    ap.add_argument(
+        "--amp",
+        choices=["auto", "none", "bf16"],
+        default="auto",
+        help="autocast dtype (auto: bf16 on CUDA, none on CPU)",
+    )
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: auto, see _flops.pick_threads)")
+    ap.add_argument("--skip-generated", action="store_true")
+    args = ap.parse_args()
+    threads = pick_threads(args.threads)
+
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
+    amp = {"none": None, "bf16": torch.bfloat16}.get(
+        args.amp, torch.bfloat16 if device.type == "cuda" else None
+    )
+    dtype = amp or torch.float32
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    mach = machine()
+    print(f"device {dev_name}, compute dtype {dtype}; {threads}; {mach}", flush=True)
+
+    peak0 = matmul_peak_flops(device, dtype, 2048, args.peak_seconds)
+    peak0_load = load1()
+    print(f"matmul peak (start): {peak0 / 1e9:.1f} GFLOP/s  load {peak0_load:.2f}", flush=True)
+
+    n_batches = max(4, args.warmup + 1)
+    real, real_spec, n_real = real_batches(args.batch, n_batches, device)
+    results = [bench_config("real", real_spec, real, args, device, amp)]
+    gen_spec = None
+    if not args.skip_generated:
+        gen, gen_spec = generated_batches(args.batch, n_batches, device)
+        results.append(bench_config("generated", gen_spec, gen, args, device, amp))
+
+    haar_err = validate_haar(device)
+    print(f"Haar conv path vs ptwt: max |diff| {haar_err:.2e}", flush=True)
+    tensors = {"real LiDAR batch": real[0]["image_lidar"]}
+    if gen_spec is not None:
+        tensors["generated HSI+LiDAR batch (65 ch)"] = torch.cat(
+            [gen[0]["image_hsi"], gen[0]["image_lidar"]], 1
+        )
+    tensors["SFIE scale-1 feature map (2 views)"] = torch.randn(
+        2 * args.batch, args.width, 11, 11, device=device
+    )
+    dwt = [bench_tensor(label, x, device, args.dwt_reps) for label, x in tensors.items()]
+
+    peak1 = matmul_peak_flops(device, dtype, 2048, args.peak_seconds)
+    peak1_load = load1()
+    print(f"matmul peak (end): {peak1 / 1e9:.1f} GFLOP/s  load {peak1_load:.2f}", flush=True)
+    peak = max(peak0, peak1)
+
+    data_label = {
+        "real": f"real: Trento LiDAR training patches ({n_real} pixels, 2×11×11)",
+        "generated": "generated data, throughput only: random HSI 63 + LiDAR 2 channels, 11×11, 2 source domains",
+    }
+    mem_kind = results[0]["mem"].kind
+    lines = [
+        "# FVMGN training speed",
+        "",
+        "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_speed.py"
+        + "".join(" " + a for a in map(shlex.quote, sys.argv[1:]))
+        + f"` (batch {args.batch}, {args.steps} timed steps, "
+        f"{args.rounds}×{args.swap_steps} swap steps per variant)  ",
+        f"Machine: {mach}  ",
+        f"Device: {dev_name}; compute dtype {str(dtype).replace('torch.', '')}"
+        f"{' (autocast)' if amp else ''}; timings are medians; the load average is the 1-min value when measured.  ",
+        f"Threads: {threads}.  ",
+        f"Model: FVMGN width {args.width}, 2 scales, embed {args.embed_dim}, Haar MWDis (p = 0.5), wavelet "
+        "frequency pathway, pretrained frozen MiniLM class texts (cached), AdamW; loss CE + 0.5·align + "
+        "0.1·invariance.  ",
+        f"Matmul peak measured in this run (2048² {str(dtype).replace('torch.', '')} matmuls): "
+        f"{peak0 / 1e9:,.1f} GFLOP/s at start (load {peak0_load:.2f}), {peak1 / 1e9:,.1f} GFLOP/s at end "
+        f"(load {peak1_load:.2f}); MFU uses the higher.",
+        "",
+        "## Training step",
+        "",
+        f"| data | trainable params | batch | step (ms) | samples/s | FLOPs/step (counted fwd+bwd) | 3 × fwd FLOPs "
+        f"| MFU | peak memory ({mem_kind}) | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        m = r["mem"]
+        lines.append(
+            f"| {data_label[r['name']]} | {r['params']:,} | {r['batch']} | {r['step'] * 1e3:.1f} | {r['sps']:,.0f} | "
+            f"{fmt_flops(r['step_flops'])} | {fmt_flops(3 * r['fwd_flops'])} | "
+            f"{pct(mfu(r['step_flops'], r['step'], peak))} | {m.peak_mib:,.0f} MiB (+{m.delta_mib:,.0f} MiB during "
+            f"the steps) | {r['load']:.2f} |"
+        )
+    real_r = results[0]
+    lines += [
+        "",
+        "Samples/s counts source samples; with MWDis on, SFIE encodes each twice (original + resampled view). "
+        f"Peak memory is taken over {args.mem_steps} separate untimed steps (on CPU the RSS sampler thread would "
+        "slow the timed ones); on CPU it is the whole process (data module rasters, the text tower loaded while "
+        "building the model, ...) and the second row includes what the first left allocated; the value in "
+        "parentheses is the rise during those steps.",
+        f"MFU (real data): {pct(mfu(real_r['step_flops'], real_r['step'], peak))} against the ≥ 40 % target — "
+        + (
+            "met."
+            if mfu(real_r["step_flops"], real_r["step"], peak) >= 0.4
+            else "NOT met. The model is tiny for the hardware: 11×11 patches with 32–128 channels give matmuls and "
+            "convolutions of a few MFLOP each, so per-op overhead (dispatch, autograd bookkeeping, "
+            "BatchNorm / GELU / LayerNorm / softmax that FlopCounterMode does not count, the DWT's "
+            "padding and filter set-up, MWDis' per-sample donor loop) dominates, and small GEMMs never reach "
+            "the large-matmul peak. Larger batches (`--batch`) raise it on a GPU."
+        ),
+        "",
+        "## MWDis share of a training step",
+        "",
+        "| data | (a) hooks: MWDis forward (ms) | (a) share of step | (b) step with MWDis (ms) | (b) MWDis → "
+        "identity (ms) | (b) share = 1 − identity/with | use_mwdis=False, one view (ms) | whole MWDis feature "
+        "(2nd view + invariance) | step with Haar butterfly (ms) | its MWDis share (hooks) | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['name']} | {r['hook_ms']:.1f} | {pct(r['hook_share'])} | {r['t_on'] * 1e3:.1f} | "
+            f"{r['t_id'] * 1e3:.1f} | {pct(r['swap_share'])} (IQR ±{pct(r['swap_iqr'])}) | "
+            f"{r['t_off'] * 1e3:.1f} | {pct(r['feature_share'])} | "
+            f"{r['t_fast'] * 1e3:.1f} | {pct(r['fast_share'])} | {r['swap_load']:.2f} |"
+        )
+    lines += [
+        "",
+        "(a) times `model.mwdis` with forward hooks inside the timed steps (MWDis has no parameters and its "
+        "inputs need no gradient, so it adds nothing to backward). (b) is a difference of two noisy medians "
+        "(interleaved rounds, variant order rotated every round, one untimed step after each switch); the IQR "
+        "in parentheses is the spread of single step times relative to the step, "
+        "so on a loaded shared CPU (b) is within noise unless it clearly exceeds it; (a) is the direct "
+        "measurement. Target ≤ 10 % of a step: "
+        + ("met (hooks)." if real_r["hook_share"] <= 0.10 else "NOT met (hooks)."),
+        "The use_mwdis=False columns are not MWDis' own cost: switching MWDis off also drops the second SFIE "
+        "view and the invariance term. The Haar-butterfly columns time the same step with the butterfly below "
+        "patched into `MWDis.decompose` / `reconstruct` (MWDis and SFIE's wavelet pathway; the library change "
+        "proposed with this benchmark), interleaved with the other variants.",
+        "",
+        "## DWT throughput (one level, Haar, `reflect`)",
+        "",
+        "Two Haar fast paths written in this script: a grouped stride-2 convolution (inverse: transposed "
+        "convolution) and a butterfly of strided slices and adds (inverse: adds + interleave); both validated "
+        f"against ptwt on odd and even sizes: max |diff| {haar_err:.1e} (≤ 1e-5 required). Cells: samples/s "
+        "(µs per call).",
+        "",
+        "| tensor | shape | direction | ptwt | rsmg MWDis path | Haar conv | Haar butterfly | best fast / ptwt | "
+        "max abs diff vs ptwt | load |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d in dwt:
+        b = d["b"]
+        for direction, key in (
+            ("forward (wavedec2 / decompose)", "fwd"),
+            ("inverse (waverec2 / reconstruct)", "inv"),
+        ):
+            t = d[key]
+            cells = " | ".join(f"{b / t[k]:,.0f} ({t[k] * 1e6:,.0f} µs)" for k in ("ptwt", "rsmg", *FAST))
+            best = min(t[k] for k in FAST)
+            lines.append(
+                f"| {d['tensor']} | {d['shape']} | {direction} | {cells} | {t['ptwt'] / best:.1f}× | "
+                f"{d['err']:.1e} | {d['load']:.2f} |"
+            )
+    gen_r = results[1] if len(results) > 1 else None
+    lines += [
+        "",
+        "Samples/s = batch / median call time; the first tensor is the real LiDAR batch of the step above, the "
+        "others are generated. rsmg's path is ptwt plus a level check, an autocast guard and dtype casts.",
+        "",
+        "## Key numbers",
+        "",
+        f"- device: {dev_name}",
+        f"- matmul peak: {peak / 1e9:,.1f} GFLOP/s ({str(dtype).replace('torch.', '')})",
+        f"- train samples/s (real Trento LiDAR, batch {args.batch}): {real_r['sps']:,.0f} (load {real_r['load']:.2f})",
+    ]
+    if gen_r is not None:
+        lines.append(
+            f"- train samples/s (generated HSI+LiDAR 63+2 ch): {gen_r['sps']:,.0f} (load {gen_r['load']:.2f})"
+        )
+    lines += [
+        f"- MFU (real): {pct(mfu(real_r['step_flops'], real_r['step'], peak))} (target ≥ 40 %)",
+        f"- MWDis share (real, hooks / swap): {pct(real_r['hook_share'])} / {pct(real_r['swap_share'])} "
+        "(target ≤ 10 %)",
+    ]
+    if gen_r is not None:
+        lines += [
+            f"- MFU (generated): {pct(mfu(gen_r['step_flops'], gen_r['step'], peak))}",
+            f"- MWDis share (generated, hooks / swap): {pct(gen_r['hook_share'])} / {pct(gen_r['swap_share'])}",
+        ]
+    lines += [
+        f"- step with Haar butterfly path (real): {real_r['t_fast'] * 1e3:.0f} ms vs {real_r['t_on'] * 1e3:.0f} ms "
+        f"(ptwt path), MWDis share {pct(real_r['fast_share'])}",
+        f"- peak memory (real): {real_r['mem'].peak_mib:,.0f} MiB ({mem_kind})",
+        f"- DWT forward (real batch): ptwt {dwt[0]['fwd']['ptwt'] * 1e6:,.0f} µs, rsmg "
+        f"{dwt[0]['fwd']['rsmg'] * 1e6:,.0f} µs, Haar conv {dwt[0]['fwd']['Haar conv'] * 1e6:,.0f} µs, Haar butterfly "
+        f"{dwt[0]['fwd']['Haar butterfly'] * 1e6:,.0f} µs (max |diff| vs ptwt {haar_err:.1e})",
+        f"- DWT inverse (real batch): ptwt {dwt[0]['inv']['ptwt'] * 1e6:,.0f} µs, Haar butterfly "
+        f"{dwt[0]['inv']['Haar butterfly'] * 1e6:,.0f} µs",
+        f"- process peak RSS: {peak_rss_mib():,.0f} MiB",
+        "",
+    ]
+    write_result("fvmgn_speed.md", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
