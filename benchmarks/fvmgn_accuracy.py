@@ -33,6 +33,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "baseline (concat CNN)": (BASE, []),
     "fvmgn": (FVMGN, []),
     "fvmgn image-only (no text)": (FVMGN, [NET + "texts", "none"]),
+    "fvmgn, CE on original view": (FVMGN, [NET + "mwdis_logits", "original"]),
     "fvmgn w/o MWDis": (FVMGN, [NET + "use_mwdis", "false"]),
     "fvmgn w/o frequency branch": (FVMGN, [NET + "use_frequency", "false"]),
     "fvmgn shared texts only": (FVMGN, [NET + "texts", "shared"]),

@@ -40,6 +40,7 @@ def test_short_fvmgn_fit_beats_chance_on_salinas_a(tmp_path):
             scales=2,
             embed_dim=64,
             mwdis_same_domain_fallback=True,
+            mwdis_logits="original",  # in-scene: the spectrum is the class signal (see FVMGN docstring)
         )
 
     task = ClassificationTask(spec=dm.spec, net=net, lr=3e-3, loss_weights={"align": 0.5, "invariance": 0.1})
