@@ -136,7 +136,8 @@ def main() -> None:
         "# FVMGN accuracy: cross-scene protocols on the real LiDAR rasters of the shared data pack",
         "",
         f"Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_accuracy.py "
-        f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} --methods {' '.join(repr(m) for m in args.methods)} --protocols {' '.join(args.protocols)}`  ",
+        f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} "
+        f"--methods {' '.join(repr(m) for m in args.methods)} --protocols {' '.join(args.protocols)}`  ",
         f"Machine: {machine()}  ",
         "Data: LiDAR height (converted to height above ground) + intensity (per-scene standardised), "
         "shared class set; the HSI cubes are not in the data pack, so these are LiDAR-only numbers and "
