@@ -145,3 +145,24 @@ def unknown_name_error(
         found=repr(name),
         fix=f"{hint}use one of the names listed above",
     )
+
+
+def require_file(
+    path: str | Path,
+    *,
+    what: str,
+    field: str,
+    fix: str,
+    error: type[ConfigError] | type[DataError] = ConfigError,
+    expected: object = None,
+    found: object = None,
+) -> Path:
+    """Return ``path`` as a :class:`Path` if it is an existing file, else raise ``error`` naming it.
+
+    One place for the "a file named in the config does not exist" check (synonym lists, prompt templates,
+    local weights, diffusion priors), so every such message names the file, the config field and the fix.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise error(what, file=p, field=field, expected=expected, found=found, fix=fix)
+    return p

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from rsmg.diffusion.prior import DiffusionPrior
-from rsmg.errors import DataError
+from rsmg.errors import DataError, require_file
 
 
 def load_prior(path: str | Path, map_location: str | torch.device = "cpu") -> DiffusionPrior:
@@ -20,16 +20,15 @@ def load_prior(path: str | Path, map_location: str | torch.device = "cpu") -> Di
     Raises:
         DataError: the file does not exist or holds neither format.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(
-            "diffusion prior not found",
-            file=p,
-            field="prior_path",
-            expected="an existing file",
-            found="nothing",
-            fix="train the prior first (experiments/dtaug/prior_*.yaml) and give its checkpoint",
-        )
+    p = require_file(
+        path,
+        what="diffusion prior not found",
+        field="prior_path",
+        expected="an existing file",
+        found="nothing",
+        fix="train the prior first (experiments/dtaug/prior_*.yaml) and give its checkpoint",
+        error=DataError,
+    )
     head = torch.load(p, map_location="cpu", weights_only=False)
     if isinstance(head, dict) and "state_dict" in head and "hyper_parameters" in head:
         from rsmg.tasks.diffusion_prior import DiffusionPriorTask

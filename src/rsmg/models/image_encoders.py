@@ -27,7 +27,7 @@ import timm
 import torch
 from torch import nn
 
-from rsmg.errors import ConfigError, unknown_name_error
+from rsmg.errors import ConfigError, require_file, unknown_name_error
 
 __all__ = [
     "IMAGE_ENCODERS",
@@ -170,14 +170,12 @@ def load_image_checkpoint(encoder: ImageTokenEncoder, path: str | Path) -> None:
     Raises:
         ConfigError: the file is missing, unreadable, or its keys do not match the architecture.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            "image encoder checkpoint not found",
-            file=path,
-            field="image_pretrained_path",
-            fix="give the path of a local weights file (rsmg never downloads weights at run time)",
-        )
+    path = require_file(
+        path,
+        what="image encoder checkpoint not found",
+        field="image_pretrained_path",
+        fix="give the path of a local weights file (rsmg never downloads weights at run time)",
+    )
     backbone = encoder.backbone
     if path.suffix == ".npz":
         if not hasattr(backbone, "load_pretrained"):

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from rsmg.errors import ConfigError, DataError
+from rsmg.errors import ConfigError, DataError, require_file
 
 __all__ = [
     "Compose",
@@ -93,14 +93,12 @@ def _load_table(path: str | None) -> SynonymTable:
         )
         source = f"rsmg/text/resources/{DEFAULT_SYNONYMS_FILE}"
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(
-                "synonyms file not found",
-                file=p,
-                field="synonyms_file",
-                fix="give the path of a YAML file laid out like rsmg/text/resources/synonyms.yaml, or None",
-            )
+        p = require_file(
+            path,
+            what="synonyms file not found",
+            field="synonyms_file",
+            fix="give the path of a YAML file laid out like rsmg/text/resources/synonyms.yaml, or None",
+        )
         text = p.read_text(encoding="utf-8")
         source = str(p)
     data = yaml.safe_load(text) or {}

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from rsmg.errors import ConfigError
+from rsmg.errors import ConfigError, require_file
 from rsmg.text.leakage import class_display_name, normalise_class_name
 
 __all__ = [
@@ -67,14 +67,12 @@ def load_prompt_templates(name: str | None = None, file: str | Path | None = Non
         )
         source: str | Path = "rsmg/text/resources/prompt_templates.yaml"
     else:
-        source = Path(file)
-        if not source.is_file():
-            raise ConfigError(
-                "prompt template file not found",
-                file=source,
-                field="templates_file",
-                fix="give a YAML file laid out like rsmg/text/resources/prompt_templates.yaml, or None",
-            )
+        source = require_file(
+            file,
+            what="prompt template file not found",
+            field="templates_file",
+            fix="give a YAML file laid out like rsmg/text/resources/prompt_templates.yaml, or None",
+        )
         text = source.read_text(encoding="utf-8")
     data = yaml.safe_load(text) or {}
     sets = data.get("sets") if isinstance(data, dict) else None
