@@ -262,6 +262,14 @@ def test_outputs_embeddings_and_attention(tower):
     assert out.embeddings["fused"].shape == (3, 64 + 32)
     att = out.attention["text_to_image"]
     assert att.shape[:2] == (3, 2) and att.shape[-1] == 5  # 2×2 patches + CLS at 32 px
+    # the figure's map: mean over the *real* caption tokens only (padded query rows excluded)
+    pooled = out.attention["text_to_image_pooled"]
+    mask = model.text_tower.tokenize(CAPTIONS[:3])["attention_mask"]
+    assert not mask.all()  # the captions differ in length, so some rows are padding
+    for i in range(3):
+        expected = att[i][:, mask[i]].mean(dim=1)
+        torch.testing.assert_close(pooled[i], expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pooled.sum(-1), torch.ones(3, 2), atol=1e-5, rtol=0)
     image_only = make_model("image", tower)
     assert image_only.text_tower is None  # no text tower built, no text needed
     with torch.no_grad():

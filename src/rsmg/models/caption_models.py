@@ -278,7 +278,9 @@ class CaptionClassifier(RsmgModel):
         Returns:
             ``logits`` (``B×C``); ``embeddings``: ``"image"`` / ``"text"`` (pooled unimodal features, for the
             modes that compute them) and ``"fused"`` (what the head reads; for ``"vote"`` the two unimodal
-            vectors concatenated); ``attention["text_to_image"]`` when ``return_attention``.
+            vectors concatenated); ``attention["text_to_image"]`` (``B×levels×L×N``) and
+            ``attention["text_to_image_pooled"]`` (``B×levels×N``, mean over the real caption tokens) when
+            ``return_attention``.
         """
         emb: dict[str, torch.Tensor] = {}
         attention: dict[str, torch.Tensor] = {}
@@ -339,5 +341,9 @@ class CaptionClassifier(RsmgModel):
             logits = self.head(self.drop(fused))
             if out.attention is not None:
                 attention["text_to_image"] = out.attention
+                # what an attention-map figure shows: per level, the mean over the caption's real tokens
+                # (padded query rows are excluded, they carry no word)
+                m = feats.mask[:, None, :, None].to(out.attention.dtype)
+                attention["text_to_image_pooled"] = (out.attention * m).sum(2) / m.sum(2).clamp_min(1.0)
         emb["fused"] = fused
         return ModelOutput(logits=logits, aux_losses=aux, embeddings=emb, attention=attention)
