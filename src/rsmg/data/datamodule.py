@@ -457,6 +457,10 @@ class CrossDomainDataModule(pl.LightningDataModule):
         """Same as the test loaders."""
         return self.test_dataloader()
 
+    def train_dataset(self) -> torch.utils.data.Dataset[Any]:
+        """The source training pixels (all sources concatenated), un-augmented: e.g. to build a DTAug view bank."""
+        return self._concat("train")
+
     def test_dataset(self, name: str) -> SceneDataset:
         """The test dataset of one target (for maps and figures)."""
         return self._dataset(name, "test")

@@ -108,6 +108,11 @@ class ClassificationTask(pl.LightningModule):
         self.log(f"{stage}/loss", total, batch_size=bs, prog_bar=True, sync_dist=stage != "train")
         return total
 
+    def on_fit_start(self) -> None:
+        """Build or open the DTAug view bank before the first epoch (when ``train_views`` uses one)."""
+        if self.train_views is not None:
+            self.train_views.prepare(self.trainer, self.spec, self.device)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Cross-entropy plus weighted auxiliary losses on source samples (optionally with DTAug views)."""
         if self.train_views is not None:
