@@ -5,16 +5,40 @@
 # To keep the job under ~10 minutes on 2 CPU cores it trains 15 epochs and tests on a seeded, stratified 25 %
 # sample of MUUFL's labelled pixels (11,566 px); benchmarks/fvmgn_accuracy.py runs the full scene and 3 seeds.
 # EPOCHS=30 TARGET_SPLIT=all bash scripts/main_job.sh for the full protocol.
+# DTAUG=1 switches DTAug test-time augmentation on (experiments/dtaug/tta.yaml): the source diffusion prior is
+# trained first (Trento patches only, PRIOR_EPOCHS=40; an existing prior checkpoint is reused), every run's table
+# then shows plain and TTA metrics side by side, and a second comparison table is made from the TTA block.
+# TTA costs 4 views x 5 DDIM steps of the prior's UNet per test pixel, so DTAUG=1 tests on 5 % of MUUFL's
+# labelled pixels unless TARGET_SPLIT is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RSMG_DATA_ROOT="${RSMG_DATA_ROOT:-../shared/data}"
 export HF_HUB_OFFLINE=1 PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
 OUT=outputs/main_job
-common=(--trainer.max_epochs "${EPOCHS:-15}" --data.init_args.target_split "${TARGET_SPLIT:-fraction:0.25}"
+DTAUG="${DTAUG:-0}"
+if [[ "$DTAUG" == 1 ]]; then default_split=fraction:0.05; else default_split=fraction:0.25; fi
+common=(--trainer.max_epochs "${EPOCHS:-15}" --data.init_args.target_split "${TARGET_SPLIT:-$default_split}"
         --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.version seed42 --test_after_fit true)
-echo "== 1/3 baseline (concat CNN): Trento -> MUUFL"
+n=3
+if [[ "$DTAUG" == 1 ]]; then
+  n=4
+  prior=outputs/dtaug_prior_trento_lidar/seed42/checkpoints/last.ckpt   # the path experiments/dtaug/tta.yaml reads
+  if [[ -f "$prior" ]]; then
+    echo "== 0/$n DTAug prior: reusing $prior (delete it to train a new one)"
+  else
+    echo "== 0/$n DTAug prior: diffusion model of the Trento source patches"
+    .venv/bin/rsmg fit --config experiments/dtaug/prior_trento_lidar.yaml --trainer.max_epochs "${PRIOR_EPOCHS:-40}"
+  fi
+  common+=(--config experiments/dtaug/tta.yaml)
+fi
+echo "== 1/$n baseline (concat CNN): Trento -> MUUFL"
 .venv/bin/rsmg fit --config experiments/baseline/trento_to_muufl.yaml "${common[@]}" --trainer.logger.init_args.name baseline
-echo "== 2/3 FVMGN: Trento -> MUUFL"
+echo "== 2/$n FVMGN: Trento -> MUUFL"
 .venv/bin/rsmg fit --config experiments/fvmgn/trento_to_muufl_lidar.yaml "${common[@]}" --trainer.logger.init_args.name fvmgn
-echo "== 3/3 comparison table"
+echo "== 3/$n comparison table"
 .venv/bin/rsmg report "$OUT/baseline/seed42" "$OUT/fvmgn/seed42" --out "$OUT/report" --title "Trento -> MUUFL (unseen), LiDAR"
+if [[ "$DTAUG" == 1 ]]; then
+  echo "== 4/$n comparison table with DTAug TTA"
+  .venv/bin/rsmg report "$OUT/baseline/seed42" "$OUT/fvmgn/seed42" --block tta --out "$OUT/report_tta" \
+    --title "Trento -> MUUFL (unseen), LiDAR, with DTAug TTA"
+fi
