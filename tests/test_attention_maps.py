@@ -19,6 +19,7 @@ import torch
 from _paths import SHARED_DATA
 from rsmg import plotting
 from rsmg.callbacks.attention_maps import AttentionMapFigures, patch_grid
+from rsmg.callbacks.figures import FigureCallback
 from rsmg.data.captioned import CaptionedSceneDataModule
 from rsmg.errors import ConfigError
 from rsmg.models.caption_models import CaptionClassifier
@@ -38,14 +39,14 @@ def _task(spec, fusion: str) -> ClassificationTask:
     return ClassificationTask(spec=spec, net=net)
 
 
-def _test(tmp_path, fusion: str, batch_size: int, num_samples: int = 8) -> AttentionMapFigures:
+def _test(tmp_path, fusion: str, batch_size: int, num_samples: int = 8, extra=()) -> AttentionMapFigures:
     dm = CaptionedSceneDataModule("aid_minitest", root=str(SHARED_DATA), image_size=32, batch_size=batch_size)
     dm.setup("test")
     cb = AttentionMapFigures(num_samples=num_samples)
     trainer = pl.Trainer(
         default_root_dir=tmp_path,
         logger=False,
-        callbacks=[cb],
+        callbacks=[cb, *extra],
         enable_progress_bar=False,
         enable_model_summary=False,
         accelerator="cpu",
@@ -72,6 +73,13 @@ def test_attention_map_figure_on_real_aid(tmp_path, capsys):
     for a, b in zip(chosen, other, strict=True):
         np.testing.assert_allclose(a["map"], b["map"], atol=1e-5)
     assert "attention maps written" in capsys.readouterr().out
+
+
+def test_tsne_of_image_text_and_fused_embeddings(tmp_path, caplog):
+    figs = FigureCallback(every=["tsne"], tsne_embedding=["image", "text", "fused", "nope"], tsne_points=60)
+    _test(tmp_path, "cross_attention", batch_size=32, extra=[figs])
+    assert sorted(p.name for p in figs.written) == ["tsne_fused.png", "tsne_image.png", "tsne_text.png"]
+    assert "no 'nope' embedding" in caplog.text
 
 
 def test_fusion_without_attention_is_skipped_with_reason(tmp_path, capsys):

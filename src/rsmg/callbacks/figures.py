@@ -117,7 +117,9 @@ class FigureCallback(pl.Callback):
         every: which figures to draw, any of ``confusion``, ``per_class``, ``map``, ``tsne``.
         max_map_pixels: scenes with more pixels are drawn with a stride (maps stay readable and small).
         tsne_points: at most this many points in the t-SNE (seeded subsample; t-SNE is quadratic-ish).
-        tsne_embedding: the :attr:`ModelOutput.embeddings` entry to embed (``fused``; else the first one).
+        tsne_embedding: the :attr:`ModelOutput.embeddings` entry to embed, or a list of entries (one t-SNE
+            each, e.g. ``[image, text, fused]`` for caption models); names the model does not return are
+            skipped with a warning; if it returns none of them, its first embedding (sorted by name) is used.
         tsne_include_source: add source-validation samples to the t-SNE so domains can be compared.
         dirname: sub-directory of the run directory.
         dpi: PNG resolution.
@@ -130,7 +132,7 @@ class FigureCallback(pl.Callback):
         every: Sequence[str] = DEFAULT_FIGURES,
         max_map_pixels: int = 4_000_000,
         tsne_points: int = 3000,
-        tsne_embedding: str = "fused",
+        tsne_embedding: str | Sequence[str] = "fused",
         tsne_include_source: bool = True,
         dirname: str = "figures",
         dpi: int = 130,
@@ -143,7 +145,7 @@ class FigureCallback(pl.Callback):
                 raise unknown_name_error("figure kind", kind, FIGURE_KINDS, field="FigureCallback.every")
         self.max_map_pixels = max_map_pixels
         self.tsne_points = tsne_points
-        self.tsne_embedding = tsne_embedding
+        self.tsne_embeddings = [tsne_embedding] if isinstance(tsne_embedding, str) else list(tsne_embedding)
         self.tsne_include_source = tsne_include_source
         self.dirname = dirname
         self.dpi = dpi
@@ -152,7 +154,7 @@ class FigureCallback(pl.Callback):
         self.needs_embeddings = "tsne" in self.every
         self._preds = SampleBuffer(None, seed)
         self._emb = SampleBuffer(tsne_points, seed)
-        self._tsne_name: str | None = None
+        self._tsne_names: list[str] | None = None
         self.written: list[Path] = []
 
     # ------------------------------------------------------------------ collection
@@ -160,7 +162,7 @@ class FigureCallback(pl.Callback):
         """Start fresh buffers for this test run."""
         self._preds.reset()
         self._emb.reset()
-        self._tsne_name = None
+        self._tsne_names = None
 
     def on_test_batch_end(
         self,
@@ -175,18 +177,22 @@ class FigureCallback(pl.Callback):
         if "map" not in self.every and "tsne" not in self.every:
             return
         res = batch_outputs(pl_module, batch, outputs)
-        if self.needs_embeddings and self._tsne_name is None:
-            self._tsne_name = self._tsne_key(res["embeddings"])
-        cols = sample_columns(res, batch, [self._tsne_name] if self._tsne_name else [])
+        if self.needs_embeddings and self._tsne_names is None:
+            self._tsne_names = self._tsne_keys(res["embeddings"])
+        cols = sample_columns(res, batch, self._tsne_names or [])
         if "map" in self.every:
             self._preds.add({k: cols[k] for k in ("index", "domain", "pred")})
         if self.needs_embeddings:
             self._emb.add(cols)
 
-    def _tsne_key(self, embeddings: dict[str, Any]) -> str:
-        if self.tsne_embedding in embeddings or not embeddings:
-            return self.tsne_embedding
-        return sorted(embeddings)[0]
+    def _tsne_keys(self, embeddings: dict[str, Any]) -> list[str]:
+        if not embeddings:
+            return list(self.tsne_embeddings)  # reported as missing when drawing
+        found = [n for n in self.tsne_embeddings if n in embeddings]
+        for n in self.tsne_embeddings:
+            if n not in embeddings:
+                log.warning("FigureCallback: the model returns no %r embedding; no t-SNE of it", n)
+        return found or [sorted(embeddings)[0]]
 
     # ------------------------------------------------------------------ drawing
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -195,7 +201,7 @@ class FigureCallback(pl.Callback):
         out_dir = run_dir(trainer) / self.dirname  # a collective under DDP: every rank asks
         source: dict[int, dict[str, np.ndarray]] = {}
         if self.needs_embeddings and self.tsne_include_source:  # each rank embeds its shard of the source
-            names = [self._tsne_name] if self._tsne_name else None
+            names = self._tsne_names or None
             source = collect_source_samples(trainer, pl_module, self.tsne_points, self.seed, names)
         states = gather_objects(trainer, (self._preds.state(), self._emb.state(), source))
         if not trainer.is_global_zero:
@@ -226,7 +232,8 @@ class FigureCallback(pl.Callback):
                 if d < len(domains):
                     self._draw_map(trainer, domains[d], cols, classes, out_dir)
         if "tsne" in self.every:
-            self._draw_tsne(trainer, pl_module, emb, classes, domains, out_dir)
+            for name in self._tsne_names or []:
+                self._draw_tsne(trainer, pl_module, emb, classes, domains, out_dir, name)
         if self.written:
             print(f"{len(self.written)} figures written to {out_dir}")
 
@@ -253,11 +260,12 @@ class FigureCallback(pl.Callback):
         classes: list[str],
         domains: list[str],
         out_dir: Path,
+        name: str,
     ) -> None:
-        key = f"emb_{self._tsne_name}"
+        key = f"emb_{name}"
         parts = [c for c in emb.values() if key in c]
         if not parts:
-            log.warning("FigureCallback: the model returns no %r embedding; no t-SNE drawn", self._tsne_name)
+            log.warning("FigureCallback: the model returns no %r embedding; no t-SNE drawn", name)
             return
         x = np.concatenate([c[key] for c in parts])
         if len(x) < 4:
@@ -274,9 +282,9 @@ class FigureCallback(pl.Callback):
             max_points=self.tsne_points,
             seed=self.seed,
             source_domains=sources,
-            title=f"t-SNE of the {self._tsne_name} embeddings (source: val pixels, targets: test pixels)",
+            title=f"t-SNE of the {name} embeddings (source: val pixels, targets: test pixels)",
         )
-        self._emit(trainer, fig, out_dir, f"tsne_{self._tsne_name}")
+        self._emit(trainer, fig, out_dir, f"tsne_{name}")
 
     def _emit(self, trainer: pl.Trainer, fig: Figure, out_dir: Path, name: str) -> None:
         path = plotting.save_figure(fig, out_dir / f"{_safe(name)}.png", dpi=self.dpi)
