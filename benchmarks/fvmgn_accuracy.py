@@ -1,4 +1,4 @@
-"""FVMGN, its ablations and the concat baseline on every cross-scene protocol runnable with the shared data.
+"""FVMGN, its ablations and the concat baseline on every protocol runnable with the shared data.
 
 Each (protocol, method, seed) is one ``rsmg fit ... --test_after_fit true`` run (same data, same protocol,
 model selection on source validation only); the per-domain metrics.json files are aggregated into mean ± std
@@ -18,6 +18,7 @@ import argparse
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,33 +27,89 @@ from _common import ROOT, machine, write_result
 
 FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
 BASE = "experiments/baseline/trento_to_muufl.yaml"
+HOUSTON = "experiments/fvmgn/houston2013_vectors.yaml"
+SALINAS = "experiments/fvmgn/salinas_a.yaml"
 NET = "--model.init_args.net.init_args."
+CONCAT_NET = ["--model.init_args.net", "{class_path: rsmg.models.baseline.ConcatCNN}"]
 
-# method -> (config, extra CLI arguments)
+# method -> (which model: the protocol's "fvmgn" config or its "baseline", extra CLI arguments)
 METHODS: dict[str, tuple[str, list[str]]] = {
-    "baseline (concat CNN)": (BASE, []),
-    "fvmgn": (FVMGN, []),
-    "fvmgn image-only (no text)": (FVMGN, [NET + "texts", "none"]),
-    "fvmgn, CE on original view": (FVMGN, [NET + "mwdis_logits", "original"]),
-    "fvmgn w/o MWDis": (FVMGN, [NET + "use_mwdis", "false"]),
-    "fvmgn w/o frequency branch": (FVMGN, [NET + "use_frequency", "false"]),
-    "fvmgn shared texts only": (FVMGN, [NET + "texts", "shared"]),
-    "fvmgn proprietary texts only": (FVMGN, [NET + "texts", "proprietary"]),
-    "fvmgn single-scale alignment": (FVMGN, [NET + "multiscale_alignment", "false"]),
+    "baseline (concat CNN)": ("baseline", []),
+    "fvmgn": ("fvmgn", []),
+    "fvmgn image-only (no text)": ("fvmgn", [NET + "texts", "none"]),
+    "fvmgn, CE on original view": ("fvmgn", [NET + "mwdis_logits", "original"]),
+    "fvmgn w/o MWDis": ("fvmgn", [NET + "use_mwdis", "false"]),
+    "fvmgn w/o frequency branch": ("fvmgn", [NET + "use_frequency", "false"]),
+    "fvmgn shared texts only": ("fvmgn", [NET + "texts", "shared"]),
+    "fvmgn proprietary texts only": ("fvmgn", [NET + "texts", "proprietary"]),
+    "fvmgn single-scale alignment": ("fvmgn", [NET + "multiscale_alignment", "false"]),
 }
 SHORT = {"baseline (concat CNN)": "baseline", "fvmgn": "fvmgn"}
+CROSS_SCENE_ONLY = {"fvmgn, CE on original view"}  # the in-scene configs already classify the original view
 
-# protocol -> data overrides (LiDAR rasters of both scenes are real; HSI cubes need `rsmg download`)
-PROTOCOLS: dict[str, list[str]] = {
-    "trento_to_muufl": ["--data.init_args.sources", "[trento]", "--data.init_args.targets", "[muufl]"],
-    "muufl_to_trento": [
-        "--data.init_args.sources",
-        "[muufl]",
-        "--data.init_args.targets",
-        "[trento]",
-        "--data.init_args.source_split",
-        "per_class:100",
-    ],
+
+@dataclass(frozen=True)
+class Protocol:
+    """One runnable protocol: the FVMGN config, how the baseline differs, data overrides, the test domain.
+
+    ``cross_scene`` protocols take ``--epochs`` and ``--target-split`` from the command line; in-scene ones keep
+    their configs' epochs and test on the held-out rest of the scene. ``skip`` lists ablations that are no-ops
+    in the protocol's config (e.g. w/o MWDis when the config has MWDis off), so no row duplicates another.
+    """
+
+    fvmgn: str
+    baseline: list[str]
+    data: list[str]
+    target: str
+    cross_scene: bool
+    description: str
+    skip: frozenset[str] = frozenset()
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "trento_to_muufl": Protocol(
+        FVMGN,
+        ["--config", str(ROOT / BASE)],
+        ["--data.init_args.sources", "[trento]", "--data.init_args.targets", "[muufl]"],
+        "muufl",
+        True,
+        "cross-scene: train on Trento (819 labelled training px), test on unseen MUUFL; LiDAR only",
+    ),
+    "muufl_to_trento": Protocol(
+        FVMGN,
+        ["--config", str(ROOT / BASE)],
+        [
+            "--data.init_args.sources",
+            "[muufl]",
+            "--data.init_args.targets",
+            "[trento]",
+            "--data.init_args.source_split",
+            "per_class:100",
+        ],
+        "trento",
+        True,
+        "cross-scene: train on MUUFL (100 px per shared class), test on unseen Trento; LiDAR only",
+    ),
+    "houston2013_vectors": Protocol(
+        HOUSTON,
+        ["--config", str(ROOT / HOUSTON), *CONCAT_NET],
+        [],
+        "houston2013_vectors",
+        False,
+        "in-scene: real Houston 2013 HSI spectra (144 bands) + 21 LiDAR features of the 2,832 standard "
+        "training px, seeded stratified 50 % train / 50 % test folds (fold = seed), 15 classes; 1×1 inputs, so "
+        "the config has MWDis, the frequency branch and multi-scale alignment off",
+        frozenset({"fvmgn w/o MWDis", "fvmgn w/o frequency branch", "fvmgn single-scale alignment"}),
+    ),
+    "salinas_a": Protocol(
+        SALINAS,
+        ["--config", str(ROOT / SALINAS), *CONCAT_NET],
+        [],
+        "salinas_a",
+        False,
+        "in-scene: real Salinas-A HSI (204 bands, 11×11 patches), 30 training px per class (seeded), test on "
+        "the rest of the scene, 6 classes",
+    ),
 }
 
 # The paper's tables could not be retrieved (papers.md); when they are, they go here, labelled as other data.
@@ -64,8 +121,11 @@ def slug(s: str) -> str:
 
 
 def run(protocol: str, method: str, seed: int, epochs: int, out: Path, target_split: str) -> Path | None:
-    cfg, extra = METHODS[method]
-    run_dir = out / slug(target_split) / protocol / slug(method) / f"seed{seed}"
+    proto = PROTOCOLS[protocol]
+    which, extra = METHODS[method]
+    config = ["--config", str(ROOT / proto.fvmgn)] if which == "fvmgn" else proto.baseline
+    split = target_split if proto.cross_scene else "config"
+    run_dir = out / slug(split) / protocol / slug(method) / f"seed{seed}"
     if (run_dir / "metrics.json").exists():
         return run_dir
     cmd = [
@@ -73,20 +133,19 @@ def run(protocol: str, method: str, seed: int, epochs: int, out: Path, target_sp
         "-m",
         "rsmg",
         "fit",
-        "--config",
-        str(ROOT / cfg),
-        *PROTOCOLS[protocol],
+        *config,
+        *proto.data,
         *extra,
         "--seed_everything",
         str(seed),
         "--data.init_args.seed",
         str(seed),
-        "--trainer.max_epochs",
-        str(epochs),
-        "--data.init_args.target_split",
-        target_split,
+    ]
+    if proto.cross_scene:
+        cmd += ["--trainer.max_epochs", str(epochs), "--data.init_args.target_split", target_split]
+    cmd += [
         "--trainer.logger.init_args.save_dir",
-        str(out / slug(target_split) / protocol),
+        str(out / slug(split) / protocol),
         "--trainer.logger.init_args.name",
         slug(method),
         "--trainer.logger.init_args.version",
@@ -105,9 +164,11 @@ def run(protocol: str, method: str, seed: int, epochs: int, out: Path, target_sp
 
 
 def table(results: dict, protocol: str, seeds: list[int]) -> list[str]:
-    target = PROTOCOLS[protocol][3].strip("[]")
+    proto = PROTOCOLS[protocol]
     lines = [
-        f"## {protocol.replace('_', ' ')} (target: {target})",
+        f"## {protocol.replace('_', ' ')} (test domain: {proto.target})",
+        "",
+        proto.description + ".",
         "",
         "| method | OA % | AA % | Kappa % | seeds |",
         "|---|---:|---:|---:|---:|",
@@ -145,23 +206,29 @@ def main() -> None:
     )
     methods = [inverse.get(m, m) for m in args.methods]
     lines = [
-        "# FVMGN accuracy: cross-scene protocols on the real LiDAR rasters of the shared data pack",
+        "# FVMGN accuracy: every protocol runnable with the shared data pack",
         "",
         f"Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_accuracy.py "
         f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} "
         f"--methods {' '.join(repr(m) for m in args.methods)} --protocols {' '.join(args.protocols)} "
         f"--target-split {args.target_split}`  ",
         f"Machine: {machine()}  ",
-        "Data: LiDAR height (converted to height above ground) + intensity (per-scene standardised), "
-        "shared class set; the HSI cubes are not in the data pack, so these are LiDAR-only numbers and "
-        "**not comparable to the paper's HSI+LiDAR tables** (which could not be retrieved: papers.md).  ",
-        f"OA / AA / Kappa on {target_desc} of the unseen target scene, mean ± std over seeds; model selection "
-        "on source validation pixels only.",
+        "Cross-scene protocols: LiDAR height (converted to height above ground) + intensity (per-scene "
+        f"standardised), shared class set, {args.epochs} epochs, OA / AA / Kappa on {target_desc} of the unseen "
+        "target scene. In-scene protocols (Houston 2013 vectors, Salinas-A): the configs' own epochs, split "
+        "and classes. Mean ± std (population) over seeds; model selection on source validation pixels only.  ",
+        "The HSI cubes of Trento / MUUFL / Houston 2013 are not in the data pack, so none of these settings is "
+        "the paper's HSI+LiDAR cross-scene protocol: **not comparable to the paper's tables** (which could not "
+        "be retrieved: papers.md).",
         "",
     ]
     for protocol in args.protocols:
         results: dict[str, list[dict]] = {}
         for method in methods:
+            if method in PROTOCOLS[protocol].skip or (
+                method in CROSS_SCENE_ONLY and not PROTOCOLS[protocol].cross_scene
+            ):
+                continue
             results[method] = []
             for seed in args.seeds:
                 d = run(protocol, method, seed, args.epochs, args.out, args.target_split)
