@@ -79,10 +79,15 @@ def random_batches(pool: Batch, batch: int, steps: int, seed: int) -> Any:
 
 
 def train_prior(
-    dm: CrossDomainDataModule, pool: Batch, steps: int, batch: int, device: torch.device
+    dm: CrossDomainDataModule,
+    pool: Batch,
+    steps: int,
+    batch: int,
+    device: torch.device,
+    unet: dict[str, Any] = TINY_UNET,
 ) -> tuple[DiffusionPrior, float]:
     torch.manual_seed(0)
-    prior = DiffusionPrior.from_spec(dm.spec, unet=TINY_UNET).to(device).train()
+    prior = DiffusionPrior.from_spec(dm.spec, unet=unet).to(device).train()
     opt = torch.optim.AdamW(prior.parameters(), lr=5e-4)
     losses = []
     for b in random_batches(pool, batch, steps, seed=1):
@@ -258,6 +263,16 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--prior-steps", type=int, default=150)
+    ap.add_argument(
+        "--unet-channels",
+        type=int,
+        nargs="+",
+        default=TINY_UNET["block_out_channels"],
+        help="block widths of the in-script prior's UNet (a cheaper prior: e.g. 16 32)",
+    )
+    ap.add_argument(
+        "--name", default="tta_cost", help="result files: benchmarks/results/<name>.md and <name>.png"
+    )
     ap.add_argument("--prior-batch", type=int, default=16)
     ap.add_argument("--cnn-epochs", type=int, default=10)
     ap.add_argument(
@@ -317,9 +332,11 @@ def main() -> None:
         prior_desc = f"loaded from `{args.prior}`"
     else:
         t0 = time.perf_counter()
-        prior, loss = train_prior(dm, pool, args.prior_steps, args.prior_batch, device)
+        unet = {**TINY_UNET, "block_out_channels": list(args.unet_channels)}
+        unet["norm_num_groups"] = min(8, *args.unet_channels)
+        prior, loss = train_prior(dm, pool, args.prior_steps, args.prior_batch, device, unet)
         prior_desc = (
-            f"**tiny prior trained inside this script** (UNet {TINY_UNET['block_out_channels']}, "
+            f"**tiny prior trained inside this script** (UNet {list(args.unet_channels)}, "
             f"{args.prior_steps} AdamW steps of {args.prior_batch} Trento source patches, final loss "
             f"{loss:.3f}, {time.perf_counter() - t0:.0f} s): far from converged, so accuracy numbers say "
             "little about DTAug itself; the cost numbers do not depend on training"
@@ -402,7 +419,7 @@ def main() -> None:
     # ---------------------------------------------------------------- report
     cfg = [r for r in rows if r["k"] == 4 and r["steps"] <= 10]
     met = [r for r in cfg if r["ratio"] <= 12]
-    png = RESULTS / "tta_cost.png"
+    png = RESULTS / f"{args.name}.png"
     title = (
         f"DTAug TTA on real MUUFL LiDAR ({len(idx)} test pixels), {dev_name}, strength {args.strength}; "
         f"classifier: {'checkpoint' if args.ckpt else 'concat CNN trained in-script'}, prior: "
@@ -478,7 +495,7 @@ def main() -> None:
         f"- target K=4, S ≤ 10, cost ≤ 12×: {'met' if met else 'NOT met'}",
         "",
     ]
-    write_result("tta_cost.md", "\n".join(lines))
+    write_result(f"{args.name}.md", "\n".join(lines))
     print(f"plot written to {png}")
 
 
