@@ -2,12 +2,13 @@ r"""Run every benchmark script and write ``benchmarks/results/SUMMARY.md`` with 
 
 Scripts run one after another as subprocesses (never in parallel: they time themselves), with their default
 (short) settings unless arguments are given with ``--args NAME='...'``; each one's output is shown live and
-kept in ``benchmarks/results/logs/<name>.log``. ``fvmgn_accuracy`` trains many models and runs only with
-``--with-accuracy``. The summary is then rebuilt from the results files (also those of scripts that were not
-run this time, marked with their own date), so ``--summary-only`` just refreshes it.
+kept in ``benchmarks/results/logs/<name>.log``. The accuracy grids (``fvmgn_accuracy``, ``dtaug_accuracy``,
+``caption_accuracy``) train many models and run only with ``--with-accuracy``. The summary is then rebuilt
+from the results files (also those of scripts that were not run this time, marked with their own date), so
+``--summary-only`` just refreshes it.
 
 Parsed per results file: the ``## Key numbers`` bullet list (fvmgn_speed, tta_cost, fusion_throughput), the
-``Best:`` line and table of data_throughput, the accuracy tables of fvmgn_accuracy, and each file's
+``Best:`` line and table of data_throughput, the tables of the accuracy grids, and each file's
 ``Machine:`` line.
 
 Usage::
@@ -43,7 +44,10 @@ SCRIPTS: dict[str, tuple[str, bool]] = {
     "tta_cost": ("tta_cost.md", True),
     "fusion_throughput": ("fusion_throughput.md", True),
     "fvmgn_accuracy": ("fvmgn_accuracy.md", False),
+    "dtaug_accuracy": ("dtaug_accuracy.md", False),
+    "caption_accuracy": ("caption_accuracy.md", False),
 }
+ACCURACY = {"fvmgn_accuracy", "dtaug_accuracy", "caption_accuracy"}  # train many models: --with-accuracy
 
 
 def load1() -> float:
@@ -115,7 +119,7 @@ def summarize(name: str, path: Path) -> list[str]:
         rows = [ln for ln in text.splitlines() if ln.startswith("|")]
         if rows:
             lines += ["", *rows]
-    elif name == "fvmgn_accuracy":
+    elif name in ACCURACY:
         for line in text.splitlines():
             if line.startswith("## "):
                 lines += ["", f"**{line[3:]}**", ""]
@@ -129,7 +133,9 @@ def summarize(name: str, path: Path) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--with-accuracy", action="store_true", help="also run fvmgn_accuracy (long)")
+    ap.add_argument(
+        "--with-accuracy", action="store_true", help=f"also run the accuracy grids {sorted(ACCURACY)} (long)"
+    )
     ap.add_argument("--only", nargs="+", choices=list(SCRIPTS), help="run only these scripts")
     ap.add_argument("--summary-only", action="store_true", help="run nothing, rebuild SUMMARY.md")
     ap.add_argument(
@@ -194,7 +200,7 @@ def main() -> None:
         if path.is_file():
             lines += summarize(name, path)
         else:
-            how = "run with `--with-accuracy`" if name == "fvmgn_accuracy" else "not run yet"
+            how = "run with `--with-accuracy`" if name in ACCURACY else "not run yet"
             lines += [f"## {name}", "", f"No results file (`benchmarks/results/{fname}`): {how}.", ""]
     write_result("SUMMARY.md", "\n".join(lines))
     failed = [n for n, r in runs.items() if r["rc"] != 0]
