@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 TINY_UNET = {"block_out_channels": [8, 16], "layers_per_block": 1, "norm_num_groups": 4}
 
 
-def _dm() -> CrossDomainDataModule:
+def _dm(seed: int = 42) -> CrossDomainDataModule:
     return CrossDomainDataModule(
         sources=["trento"],
         targets=["muufl"],
@@ -36,6 +36,7 @@ def _dm() -> CrossDomainDataModule:
         batch_size=32,
         ndsm_bands=["dsm"],
         scene_standardize={"lidar": ["intensity"]},
+        seed=seed,
     )
 
 
@@ -63,17 +64,18 @@ def fitted(tmp_path_factory):
 
 def test_bank_is_built_over_the_source_training_split(fitted):
     dm, tv, _, tmp = fitted
-    bank = ViewBank.open(tmp / "bank")
+    assert tv.bank_path is not None and tv.bank_path.parent == tmp / "bank"
+    bank = ViewBank.open(tv.bank_path)
     train = dm.train_dataset()
     assert len(bank) == len(train) and bank.num_views == 2
-    meta = json.loads((tmp / "bank" / "meta.json").read_text())
+    meta = json.loads((tv.bank_path / "meta.json").read_text())
     assert meta["complete"] and meta["steps"] == 2 and meta["strength"] == 0.5
     assert sorted(tv._rows) == sorted(int(train[i]["index"]) for i in range(len(train)))
 
 
 def test_bank_views_replace_inputs_with_the_epochs_dihedral_transform(fitted):
-    dm, tv, _, tmp = fitted
-    bank = ViewBank.open(tmp / "bank")
+    dm, tv, _, _ = fitted
+    bank = ViewBank.open(tv.bank_path)
     batch = next(iter(dm.train_dataloader()))
     epoch = 3
     batch = augment_batch(dict(batch), seed=dm.seed, epoch=epoch)  # what the training step receives
@@ -90,8 +92,8 @@ def test_bank_views_replace_inputs_with_the_epochs_dihedral_transform(fitted):
 
 
 def test_bank_is_reused_and_selection_follows_p(fitted):
-    dm, _, prior_path, tmp = fitted
-    stamp = (tmp / "bank" / "views.npy").stat().st_mtime_ns
+    dm, tv, prior_path, tmp = fitted
+    stamp = (tv.bank_path / "views.npy").stat().st_mtime_ns
     again = TrainingViews(prior_path, p=0.5, strength=0.5, steps=2, bank_dir=str(tmp / "bank"), bank_views=2)
     task = ClassificationTask(spec=dm.spec, net=lambda s: ConcatCNN(s, width=8), train_views=again)
     pl.Trainer(
@@ -102,7 +104,8 @@ def test_bank_is_reused_and_selection_follows_p(fitted):
         enable_progress_bar=False,
         default_root_dir=tmp / "again",
     ).fit(task, datamodule=_dm())
-    assert (tmp / "bank" / "views.npy").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert again.bank_path == tv.bank_path  # same split: same bank
+    assert (tv.bank_path / "views.npy").stat().st_mtime_ns == stamp  # reused, not rebuilt
     batch = next(iter(dm.train_dataloader()))
     out = again(dict(batch), epoch=0, spec=dm.spec)
     sel = again.selected(batch["index"], 0)
@@ -111,6 +114,27 @@ def test_bank_is_reused_and_selection_follows_p(fitted):
     assert torch.equal(same, ~sel)
     with pytest.raises(ConfigError, match="not in the DTAug view bank"):
         again({**batch, "index": batch["index"] + 10**9}, epoch=0, spec=dm.spec)
+
+
+def test_another_split_gets_its_own_bank(fitted):
+    _, tv, prior_path, tmp = fitted
+    other = TrainingViews(prior_path, p=1.0, strength=0.5, steps=2, bank_dir=str(tmp / "bank"), bank_views=2)
+    dm = _dm(seed=7)  # another data seed: another training split
+    task = ClassificationTask(spec=dm.spec, net=lambda s: ConcatCNN(s, width=8), train_views=other)
+    pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp / "other",
+    ).fit(task, datamodule=dm)
+    assert other.bank_path is not None and other.bank_path != tv.bank_path
+    assert sorted(p.name for p in (tmp / "bank").iterdir()) == sorted(
+        [tv.bank_path.name, other.bank_path.name]
+    )
 
 
 def test_on_the_fly_views_replace_only_selected_samples(fitted):

@@ -12,16 +12,23 @@ Two sources of views (``bank_dir``):
   flipped / rotated) training input, and the generator seed changes with the epoch, so every epoch sees new
   views;
 * **bank** (``bank_dir`` set): ``bank_views`` views per source training patch are computed once, before the
-  first epoch, into an on-disk :class:`rsmg.diffusion.ViewBank` (atomic, resumable, reused by every later run
-  and seed with the same prior, settings and data), and a selected sample reads view
+  first epoch, into an on-disk :class:`rsmg.diffusion.ViewBank` (atomic, resumable) in the sub-folder
+  ``bank_dir/<fingerprint of the training split>``, and a selected sample reads view
   ``hash(seed, index, epoch) mod bank_views`` from it. The bank holds views of the un-augmented patches, so
   the datamodule's per-sample dihedral transform of this epoch is applied to the view (the same transform
   the original input received). An epoch then costs no UNet pass; the price is a finite set of views.
   Under DDP only rank 0 builds the bank; the other ranks wait and open it.
+
+  Reuse: a bank belongs to one training split (sample indices are positions in the split), so runs that share
+  the split — another classifier, another ``seed_everything``, a resumed run — reuse it, while a run with
+  another ``data.seed`` (another split) builds its own sub-folder beside it instead of failing; a bank of
+  another prior or other settings in the same sub-folder is refused with a clear error.
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,8 +46,8 @@ class TrainingViews:
         strength: noise strength in (0, 1].
         steps: DDIM steps.
         seed: seed of the choices and the views.
-        bank_dir: folder of a precomputed view bank (built before the first epoch if absent); ``None``
-            generates views on the fly.
+        bank_dir: folder of the precomputed view banks, one sub-folder per training split (built before the
+            first epoch if absent); ``None`` generates views on the fly.
         bank_views: views per sample stored in the bank.
         bank_batch_size: samples per UNet call (and per resumable chunk) while building the bank.
     """
@@ -86,6 +93,7 @@ class TrainingViews:
         self._bank: Any = None
         self._rows: dict[int, int] = {}
         self._augment_seed: int | None = None
+        self.bank_path: Path | None = None
 
     def prepare(self, trainer: Any, spec: Any, device: torch.device) -> None:
         """Build (rank 0) or open the view bank over the source training split; no-op without ``bank_dir``.
@@ -97,6 +105,7 @@ class TrainingViews:
         if self.bank_dir is None or self.p == 0:
             return
         from rsmg.diffusion import DiffusionAugmenter, ViewBank
+        from rsmg.diffusion.bank import dataset_fingerprint
 
         datamodule = trainer.datamodule
         train_dataset = getattr(datamodule, "train_dataset", None)
@@ -109,14 +118,19 @@ class TrainingViews:
             )
         dataset = train_dataset()
         prior = self._load(device, spec)
+        fingerprint = dataset_fingerprint(dataset, list(prior.modalities))
+        self.bank_path = Path(self.bank_dir) / fingerprint.split(":", 1)[-1][:16]
         aug = DiffusionAugmenter(
             prior, strength=self.strength, steps=self.steps, views=self.bank_views, seed=self.seed
         )
+        build = functools.partial(
+            ViewBank.build, dataset, aug, self.bank_path, self.bank_batch_size, fingerprint=fingerprint
+        )
         if trainer.is_global_zero:
-            self._bank = ViewBank.build(dataset, aug, self.bank_dir, batch_size=self.bank_batch_size)
+            self._bank = build()
         trainer.strategy.barrier("rsmg-view-bank")
         if self._bank is None:
-            self._bank = ViewBank.build(dataset, aug, self.bank_dir, batch_size=self.bank_batch_size)
+            self._bank = build()
         self._rows = {int(dataset[i]["index"]): i for i in range(len(dataset))}
         self._augment_seed = int(datamodule.seed) if getattr(datamodule, "augment", False) else None
 
