@@ -192,6 +192,11 @@ def main() -> None:
     )
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS))
     ap.add_argument(
+        "--in-scene-methods",
+        nargs="+",
+        help="methods for the in-scene protocols (default: the same as --methods)",
+    )
+    ap.add_argument(
         "--target-split",
         default="all",
         help="target pixels to test on: 'all' (whole scene) or 'fraction:F' (seeded stratified sample, faster)",
@@ -205,13 +210,23 @@ def main() -> None:
         else f"a seeded stratified sample ({args.target_split}) of the labelled pixels"
     )
     methods = [inverse.get(m, m) for m in args.methods]
+    in_scene = [inverse.get(m, m) for m in args.in_scene_methods or []]
+    for m in [*methods, *in_scene]:
+        if m not in METHODS:
+            raise SystemExit(f"unknown method {m!r}; choose from {list(METHODS)}")
     lines = [
         "# FVMGN accuracy: every protocol runnable with the shared data pack",
         "",
         f"Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_accuracy.py "
         f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} "
         f"--methods {' '.join(repr(m) for m in args.methods)} --protocols {' '.join(args.protocols)} "
-        f"--target-split {args.target_split}`  ",
+        f"--target-split {args.target_split}"
+        + (
+            f" --in-scene-methods {' '.join(repr(m) for m in args.in_scene_methods)}"
+            if args.in_scene_methods
+            else ""
+        )
+        + "`  ",
         f"Machine: {machine()}  ",
         "Cross-scene protocols: LiDAR height (converted to height above ground) + intensity (per-scene "
         f"standardised), shared class set, {args.epochs} epochs, OA / AA / Kappa on {target_desc} of the unseen "
@@ -224,7 +239,8 @@ def main() -> None:
     ]
     for protocol in args.protocols:
         results: dict[str, list[dict]] = {}
-        for method in methods:
+        todo = methods if PROTOCOLS[protocol].cross_scene or not args.in_scene_methods else in_scene
+        for method in todo:
             if method in PROTOCOLS[protocol].skip or (
                 method in CROSS_SCENE_ONLY and not PROTOCOLS[protocol].cross_scene
             ):
