@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -39,3 +41,27 @@ def write_result(name: str, text: str) -> Path:
     print(text)
     print(f"written to {path}")
     return path
+
+
+def slug(s: str) -> str:
+    """A folder name for a method / protocol label (alphanumerics kept, everything else ``_``)."""
+    return "".join(c if c.isalnum() else "_" for c in s).strip("_")
+
+
+def rsmg_fit(args: list[str], label: str) -> bool:
+    """Run ``python -m rsmg fit ARGS`` from the repository root; print progress, and stderr's tail on failure.
+
+    The accuracy grids run every training as its own process, exactly as a user would (same CLI, same
+    configs), so a grid result is reproducible by copying the run's ``config.yaml``.
+
+    Returns:
+        Whether the run exited 0.
+    """
+    print(f"{label}: running", flush=True)
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "rsmg", "fit", *args], capture_output=True, text=True, cwd=ROOT)
+    if p.returncode != 0:
+        print(f"{label}: FAILED (exit {p.returncode})\n{p.stderr[-3000:]}", file=sys.stderr, flush=True)
+        return False
+    print(f"{label}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return True

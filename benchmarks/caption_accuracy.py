@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, machine, write_result
+from _common import ROOT, machine, rsmg_fit, write_result
 
 CONFIGS = {
     "aid_minitest": "experiments/captions/aid_minitest.yaml",
@@ -66,7 +64,7 @@ def run(
     done = run_dir / ("zero_shot.json" if zero_shot else "metrics.json")
     if done.exists():
         return run_dir
-    cmd = [sys.executable, "-m", "rsmg", "fit", "--config", str(ROOT / CONFIGS[dataset])]
+    cmd = ["--config", str(ROOT / CONFIGS[dataset])]
     if zero_shot:
         cmd += ["--config", str(ROOT / "experiments/captions/zero_shot_aid.yaml")]
     cmd += [
@@ -89,11 +87,8 @@ def run(
         "--test_after_fit",
         "true",
     ]
-    print(f"[{dataset}] {name} seed {seed}: running", flush=True)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if p.returncode != 0:
-        print(p.stderr[-2000:], file=sys.stderr)
+    if not rsmg_fit(cmd, f"[{dataset}] {name} seed {seed}"):
         return None
     (run_dir / "wall_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
     return run_dir

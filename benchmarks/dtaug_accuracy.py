@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, machine, write_result
+from _common import ROOT, machine, rsmg_fit, slug, write_result
 
 BASE = "experiments/baseline/trento_to_muufl.yaml"
 FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
@@ -39,21 +37,6 @@ METHODS: dict[str, tuple[str, bool]] = {  # name -> (classifier config, DTAug tr
     "fvmgn": (FVMGN, False),
     "fvmgn + DTAug training views": (FVMGN, True),
 }
-
-
-def slug(s: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in s).strip("_")
-
-
-def rsmg_fit(args: list[str], label: str) -> bool:
-    print(f"{label}: running", flush=True)
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "rsmg", "fit", *args], capture_output=True, text=True, cwd=ROOT)
-    if p.returncode != 0:
-        print(p.stderr[-3000:], file=sys.stderr)
-        return False
-    print(f"{label}: done in {time.perf_counter() - t0:.0f} s", flush=True)
-    return True
 
 
 def train_prior(out: Path, epochs: int) -> Path:

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, machine, write_result
+from _common import ROOT, machine, rsmg_fit, slug, write_result
 
 FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
 BASE = "experiments/baseline/trento_to_muufl.yaml"
@@ -116,10 +114,6 @@ PROTOCOLS: dict[str, Protocol] = {
 PAPER: dict[str, str] = {}
 
 
-def slug(s: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in s).strip("_")
-
-
 def run(protocol: str, method: str, seed: int, epochs: int, out: Path, target_split: str) -> Path | None:
     proto = PROTOCOLS[protocol]
     which, extra = METHODS[method]
@@ -129,10 +123,6 @@ def run(protocol: str, method: str, seed: int, epochs: int, out: Path, target_sp
     if (run_dir / "metrics.json").exists():
         return run_dir
     cmd = [
-        sys.executable,
-        "-m",
-        "rsmg",
-        "fit",
         *config,
         *proto.data,
         *extra,
@@ -155,10 +145,7 @@ def run(protocol: str, method: str, seed: int, epochs: int, out: Path, target_sp
         "--test_after_fit",
         "true",
     ]
-    print(f"[{protocol}] {method} seed {seed}: running", flush=True)
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if p.returncode != 0:
-        print(p.stderr[-2000:], file=sys.stderr)
+    if not rsmg_fit(cmd, f"[{protocol}] {method} seed {seed}"):
         return None
     return run_dir
 
