@@ -493,6 +493,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: auto, see _flops.pick_threads)")
     ap.add_argument("--skip-generated", action="store_true")
+    ap.add_argument("--name", default="fvmgn_speed", help="result file: benchmarks/results/<name>.md")
     args = ap.parse_args()
     threads = pick_threads(args.threads)
 
@@ -684,7 +685,7 @@ def main() -> None:
         f"- process peak RSS: {peak_rss_mib():,.0f} MiB",
         "",
     ]
-    write_result("fvmgn_speed.md", "\n".join(lines))
+    write_result(f"{args.name}.md", "\n".join(lines))
 
 
 if __name__ == "__main__":
