@@ -141,7 +141,9 @@ def zero_shot_table(seeds: list[int], out: Path) -> list[str]:
         "Dual cross-attention model; a test caption's pooled text embedding vs class-prompt embeddings "
         "(templates `remote_sensing`); generalised zero-shot (all 4 classes are candidates): seen / unseen "
         "accuracy and their harmonic mean H; conventional: unseen samples among unseen classes only "
-        "(trivially 100 % with one held-out class, so not shown).",
+        "(trivially 100 % with one held-out class, so not shown). The caption embedding comes from the frozen text "
+        "tower and every Beach image is a test image whatever the seed, so unseen accuracy does not vary with the "
+        "seed; seen accuracy does (the seen test split does).",
         "",
         "| captions | seen acc % | unseen acc % | H % | seeds |",
         "|---|---:|---:|---:|---:|",
@@ -170,7 +172,8 @@ def main() -> None:
         "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/caption_accuracy.py "
         f"--seeds {' '.join(map(str, args.seeds))} --datasets {' '.join(args.datasets)} "
         f"--methods {' '.join(args.methods)}{' --zero-shot' if args.zero_shot else ''}`  ",
-        f"Machine: {machine()}  ",
+        f"Machine: {machine()} (this invocation: finished runs are reused; each run's own wall time is in its "
+        "`wall_s.txt`)  ",
         "Setting: the YAMLs of `experiments/captions/` (ViT-Tiny image encoder at 112 px, random init — no "
         "pretrained image weights are available offline; frozen pretrained all-MiniLM-L6-v2 text tower; "
         "15 epochs; checkpoint chosen on validation OA; test split read once). Only the fusion, the caption "
