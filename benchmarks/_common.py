@@ -65,3 +65,26 @@ def rsmg_fit(args: list[str], label: str) -> bool:
         return False
     print(f"{label}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     return True
+
+
+def grid_run_args(save_dir: Path, name: str, seed: int) -> list[str]:
+    """The ``rsmg fit`` arguments every accuracy-grid run shares: seeds, run directory, no bar, test at the end.
+
+    The run lands in ``save_dir/name/seed<seed>/``, which is where the grids look for ``metrics.json`` to reuse it.
+    """
+    return [
+        "--seed_everything",
+        str(seed),
+        "--data.init_args.seed",
+        str(seed),
+        "--trainer.logger.init_args.save_dir",
+        str(save_dir),
+        "--trainer.logger.init_args.name",
+        name,
+        "--trainer.logger.init_args.version",
+        f"seed{seed}",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--test_after_fit",
+        "true",
+    ]

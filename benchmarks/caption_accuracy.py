@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, machine, rsmg_fit, write_result
+from _common import ROOT, grid_run_args, machine, rsmg_fit, write_result
 
 CONFIGS = {
     "aid_minitest": "experiments/captions/aid_minitest.yaml",
@@ -72,20 +72,7 @@ def run(
         method,
         "--data.init_args.text_transforms",
         CAPTIONS[captions],
-        "--seed_everything",
-        str(seed),
-        "--data.init_args.seed",
-        str(seed),
-        "--trainer.logger.init_args.save_dir",
-        str(out / dataset),
-        "--trainer.logger.init_args.name",
-        name,
-        "--trainer.logger.init_args.version",
-        f"seed{seed}",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--test_after_fit",
-        "true",
+        *grid_run_args(out / dataset, name, seed),
     ]
     t0 = time.perf_counter()
     if not rsmg_fit(cmd, f"[{dataset}] {name} seed {seed}"):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, machine, rsmg_fit, slug, write_result
+from _common import ROOT, grid_run_args, machine, rsmg_fit, slug, write_result
 
 BASE = "experiments/baseline/trento_to_muufl.yaml"
 FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
@@ -100,24 +100,11 @@ def run(method: str, seed: int, args: argparse.Namespace, tta: Path, views_yaml:
     cmd += [
         "--config",
         str(tta),
-        "--seed_everything",
-        str(seed),
-        "--data.init_args.seed",
-        str(seed),
         "--trainer.max_epochs",
         str(args.epochs),
         "--data.init_args.target_split",
         args.target_split,
-        "--trainer.logger.init_args.save_dir",
-        str(args.out / "classifiers"),
-        "--trainer.logger.init_args.name",
-        slug(method),
-        "--trainer.logger.init_args.version",
-        f"seed{seed}",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--test_after_fit",
-        "true",
+        *grid_run_args(args.out / "classifiers", slug(method), seed),
     ]
     return run_dir if rsmg_fit(cmd, f"{method} seed {seed}") else None
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, machine, rsmg_fit, slug, write_result
+from _common import ROOT, grid_run_args, machine, rsmg_fit, slug, write_result
 
 FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
 BASE = "experiments/baseline/trento_to_muufl.yaml"
@@ -122,29 +122,10 @@ def run(protocol: str, method: str, seed: int, epochs: int, out: Path, target_sp
     run_dir = out / slug(split) / protocol / slug(method) / f"seed{seed}"
     if (run_dir / "metrics.json").exists():
         return run_dir
-    cmd = [
-        *config,
-        *proto.data,
-        *extra,
-        "--seed_everything",
-        str(seed),
-        "--data.init_args.seed",
-        str(seed),
-    ]
+    cmd = [*config, *proto.data, *extra]
     if proto.cross_scene:
         cmd += ["--trainer.max_epochs", str(epochs), "--data.init_args.target_split", target_split]
-    cmd += [
-        "--trainer.logger.init_args.save_dir",
-        str(out / slug(split) / protocol),
-        "--trainer.logger.init_args.name",
-        slug(method),
-        "--trainer.logger.init_args.version",
-        f"seed{seed}",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--test_after_fit",
-        "true",
-    ]
+    cmd += grid_run_args(out / slug(split) / protocol, slug(method), seed)
     if not rsmg_fit(cmd, f"[{protocol}] {method} seed {seed}"):
         return None
     return run_dir
