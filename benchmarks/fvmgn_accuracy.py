@@ -38,6 +38,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fvmgn, CE on original view": ("fvmgn", [NET + "mwdis_logits", "original"]),
     "fvmgn w/o MWDis": ("fvmgn", [NET + "use_mwdis", "false"]),
     "fvmgn w/o frequency branch": ("fvmgn", [NET + "use_frequency", "false"]),
+    "fvmgn w/o global (attention) blocks": ("fvmgn", [NET + "global_blocks", "false"]),
     "fvmgn shared texts only": ("fvmgn", [NET + "texts", "shared"]),
     "fvmgn proprietary texts only": ("fvmgn", [NET + "texts", "proprietary"]),
     "fvmgn single-scale alignment": ("fvmgn", [NET + "multiscale_alignment", "false"]),
@@ -64,29 +65,53 @@ class Protocol:
     skip: frozenset[str] = frozenset()
 
 
+# LiDAR height only: the uncalibrated intensity of the two surveys (different sensors and gains) is dropped
+HEIGHT_ONLY = ["--data.init_args.bands", "{lidar: [dsm]}", "--data.init_args.scene_standardize", "{}"]
+TRENTO_TO_MUUFL = ["--data.init_args.sources", "[trento]", "--data.init_args.targets", "[muufl]"]
+MUUFL_TO_TRENTO = [
+    "--data.init_args.sources",
+    "[muufl]",
+    "--data.init_args.targets",
+    "[trento]",
+    "--data.init_args.source_split",
+    "per_class:100",
+]
+
 PROTOCOLS: dict[str, Protocol] = {
     "trento_to_muufl": Protocol(
         FVMGN,
         ["--config", str(ROOT / BASE)],
-        ["--data.init_args.sources", "[trento]", "--data.init_args.targets", "[muufl]"],
+        TRENTO_TO_MUUFL,
         "muufl",
         True,
-        "cross-scene: train on Trento (819 labelled training px), test on unseen MUUFL; LiDAR only",
+        "cross-scene: train on Trento (819 labelled training px), test on unseen MUUFL; LiDAR height + "
+        "intensity",
+    ),
+    "trento_to_muufl_height": Protocol(
+        FVMGN,
+        ["--config", str(ROOT / BASE)],
+        [*TRENTO_TO_MUUFL, *HEIGHT_ONLY],
+        "muufl",
+        True,
+        "cross-scene: train on Trento, test on unseen MUUFL; LiDAR height above ground only (intensity "
+        "dropped: the two surveys' intensities are uncalibrated, and per-scene standardisation does not make "
+        "them comparable, see the first table)",
     ),
     "muufl_to_trento": Protocol(
         FVMGN,
         ["--config", str(ROOT / BASE)],
-        [
-            "--data.init_args.sources",
-            "[muufl]",
-            "--data.init_args.targets",
-            "[trento]",
-            "--data.init_args.source_split",
-            "per_class:100",
-        ],
+        MUUFL_TO_TRENTO,
         "trento",
         True,
-        "cross-scene: train on MUUFL (100 px per shared class), test on unseen Trento; LiDAR only",
+        "cross-scene: train on MUUFL (100 px per shared class), test on unseen Trento; LiDAR height + intensity",
+    ),
+    "muufl_to_trento_height": Protocol(
+        FVMGN,
+        ["--config", str(ROOT / BASE)],
+        [*MUUFL_TO_TRENTO, *HEIGHT_ONLY],
+        "trento",
+        True,
+        "cross-scene: train on MUUFL (100 px per shared class), test on unseen Trento; LiDAR height only",
     ),
     "houston2013_vectors": Protocol(
         HOUSTON,
@@ -197,7 +222,8 @@ def main() -> None:
         + "`  ",
         f"Machine: {machine()}  ",
         "Cross-scene protocols: LiDAR height (converted to height above ground) + intensity (per-scene "
-        f"standardised), shared class set, {args.epochs} epochs, OA / AA / Kappa on {target_desc} of the unseen "
+        "standardised), or height only (`_height`), shared class set, "
+        f"{args.epochs} epochs, OA / AA / Kappa on {target_desc} of the unseen "
         "target scene. In-scene protocols (Houston 2013 vectors, Salinas-A): the configs' own epochs, split "
         "and classes. Mean ± std (population) over seeds; model selection on source validation pixels only.  ",
         "The HSI cubes of Trento / MUUFL / Houston 2013 are not in the data pack, so none of these settings is "

@@ -220,3 +220,28 @@ def test_sfie_any_channel_count_and_scales():
     assert [t.shape[-1] for t in out.maps["hsi"]] == [13, 7, 4]
     assert [t.shape[1] for t in out.spatial["sar"]] == [8, 16, 32]
     assert len(out.frequency["sar"]) == 3 and out.fused.shape == (2, 32)
+
+
+def test_switch_global_blocks_and_fuse_norm():
+    from rsmg.models.sfie import GlobalBlock
+
+    on = make(use_mwdis=False).eval()
+    off = make(use_mwdis=False, global_blocks=False, fuse_norm=False).eval()
+    assert any(isinstance(x, GlobalBlock) for x in on.modules())
+    assert not any(isinstance(x, GlobalBlock) for x in off.modules())
+    assert not any(isinstance(x, torch.nn.LayerNorm) for x in off.encoder.fuse)
+    # local-only SFIE still gives every output and passes gradients to the stems
+    off.train()
+    out = off(batch())
+    (out.logits.sum() + out.aux_losses["align"]).backward()
+    for m in ("hsi", "lidar"):
+        assert off.encoder.branches[m].stem[0].weight.grad.abs().sum() > 0
+    # with the LayerNorm (at init) every fused vector has mean 0 and std 1; without it, it keeps its own scale
+    x = torch.randn(3, 2, 11, 11, generator=torch.Generator().manual_seed(1)) * 5
+    fused = {}
+    for norm in (True, False):
+        torch.manual_seed(0)
+        enc = SFIE({"lidar": 2}, width=8, scales=1, attn_heads=2, fuse_norm=norm).eval()
+        fused[norm] = enc({"lidar": x}).fused
+    torch.testing.assert_close(fused[True].std(1, unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+    assert not torch.allclose(fused[False].std(1, unbiased=False), torch.ones(3), atol=0.05)

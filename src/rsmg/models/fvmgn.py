@@ -99,6 +99,8 @@ class FVMGN(RsmgModel):
         temperature_init: initial temperature of MSFFA's logit scale.
         attn_heads: heads of SFIE's global blocks.
         norm: SFIE normalisation (``"batch"`` or ``"group"``).
+        global_blocks: SFIE's self-attention blocks (False: the spatial pathway is local convs only).
+        fuse_norm: LayerNorm on SFIE's fused embedding.
     """
 
     text_shared: torch.Tensor
@@ -131,6 +133,8 @@ class FVMGN(RsmgModel):
         temperature_init: float = 0.07,
         attn_heads: int = 4,
         norm: NormKind = "batch",
+        global_blocks: bool = True,
+        fuse_norm: bool = True,
     ) -> None:
         super().__init__(spec)
         if texts not in ("both", "shared", "proprietary", "none"):
@@ -183,6 +187,8 @@ class FVMGN(RsmgModel):
             wavelet=wavelet,
             attn_heads=attn_heads,
             norm=norm,
+            global_blocks=global_blocks,
+            fuse_norm=fuse_norm,
         )
         self.text_tower: nn.Module | None = None
         self.align: MSFFA | None = None

@@ -188,6 +188,7 @@ class ModalityBranch(nn.Module):
         wavelet: str,
         attn_heads: int,
         norm: NormKind,
+        global_blocks: bool = True,
     ) -> None:
         super().__init__()
         w0 = dims[0]
@@ -199,7 +200,9 @@ class ModalityBranch(nn.Module):
             LocalBlock(dims[max(s - 1, 0)], d, stride=1 if s == 0 else 2, norm=norm)
             for s, d in enumerate(dims)
         )
-        self.glob = nn.ModuleList(GlobalBlock(d, attn_heads) for d in dims)
+        self.glob = nn.ModuleList(
+            GlobalBlock(d, attn_heads) if global_blocks else nn.Identity() for d in dims
+        )  # fmt: skip
         self.freq = nn.ModuleList(
             FrequencyBlock(d, frequency, wavelet, norm) for d in dims
         ) if frequency != "none" else None  # fmt: skip
@@ -230,6 +233,9 @@ class SFIE(nn.Module):
         attn_heads: heads of the global blocks.
         out_dim: size of the fused embedding (default: last scale's width).
         norm: ``"batch"`` (default, as in most HSI/LiDAR CNNs) or ``"group"`` (batch-size independent).
+        global_blocks: keep the self-attention blocks of the spatial pathway (False: local convs only, the
+            ablation of the *global* half of "local-global" representation).
+        fuse_norm: LayerNorm after the fusion projection.
     """
 
     def __init__(
@@ -243,6 +249,8 @@ class SFIE(nn.Module):
         attn_heads: int = 4,
         out_dim: int | None = None,
         norm: NormKind = "batch",
+        global_blocks: bool = True,
+        fuse_norm: bool = True,
     ) -> None:
         super().__init__()
         if not modalities:
@@ -264,13 +272,20 @@ class SFIE(nn.Module):
         self.branches = nn.ModuleDict(
             {
                 m: ModalityBranch(
-                    c, self.dims, frequency=frequency, wavelet=wavelet, attn_heads=attn_heads, norm=norm
+                    c,
+                    self.dims,
+                    frequency=frequency,
+                    wavelet=wavelet,
+                    attn_heads=attn_heads,
+                    norm=norm,
+                    global_blocks=global_blocks,
                 )
                 for m, c in self.modalities.items()
             }
         )
         self.fuse = nn.Sequential(
-            nn.Linear(len(self.modalities) * self.dims[-1], self.out_dim), nn.LayerNorm(self.out_dim)
+            nn.Linear(len(self.modalities) * self.dims[-1], self.out_dim),
+            nn.LayerNorm(self.out_dim) if fuse_norm else nn.Identity(),
         )
 
     def check(self, images: dict[str, torch.Tensor]) -> None:
