@@ -300,6 +300,8 @@ def build(spec: DataSpec, args: argparse.Namespace, device: torch.device) -> FVM
         wavelet_levels=1,
         mwdis_p=0.5,
         mwdis_same_domain_fallback=len(spec.source_domains) == 1,
+        attn_heads=args.attn_heads,
+        channels_last=args.channels_last,
     ).to(device)
 
 
@@ -482,6 +484,10 @@ def main() -> None:
     ap.add_argument("--swap-steps", type=int, default=2, help="steps per variant per round")
     ap.add_argument("--width", type=int, default=32, help="SFIE width (experiment: 32)")
     ap.add_argument("--embed-dim", type=int, default=128, help="joint space (experiment: 128)")
+    ap.add_argument("--attn-heads", type=int, default=4, help="SFIE attention heads (experiment: 4)")
+    ap.add_argument(
+        "--channels-last", action="store_true", help="FVMGN(channels_last=True): NHWC convolutions and inputs"
+    )
     ap.add_argument("--dwt-reps", type=int, default=30)
     ap.add_argument("--peak-seconds", type=float, default=2.0)
     ap.add_argument(
@@ -555,7 +561,8 @@ def main() -> None:
         f"Device: {dev_name}; compute dtype {str(dtype).replace('torch.', '')}"
         f"{' (autocast)' if amp else ''}; timings are medians; the load average is the 1-min value when measured.  ",
         f"Threads: {threads}.  ",
-        f"Model: FVMGN width {args.width}, 2 scales, embed {args.embed_dim}, Haar MWDis (p = 0.5), wavelet "
+        f"Model: FVMGN width {args.width}, 2 scales, embed {args.embed_dim}, {args.attn_heads} attention heads, "
+        f"{'channels_last' if args.channels_last else 'NCHW'} layout, Haar MWDis (p = 0.5), wavelet "
         "frequency pathway, pretrained frozen MiniLM class texts (cached), AdamW; loss CE + 0.5·align + "
         "0.1·invariance.  ",
         f"Matmul peak measured in this run (2048² {str(dtype).replace('torch.', '')} matmuls): "
