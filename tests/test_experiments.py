@@ -18,6 +18,7 @@ OVERLAYS = {
     "experiments/dtaug/tta.yaml": "experiments/fvmgn/trento_to_muufl_lidar.yaml",
     "experiments/dtaug/train_views.yaml": "experiments/fvmgn/trento_to_muufl_lidar.yaml",
     "experiments/captions/zero_shot_aid.yaml": "experiments/captions/aid_minitest.yaml",
+    "experiments/fvmgn/lidar_height_only.yaml": "experiments/fvmgn/trento_to_muufl_lidar.yaml",
 }
 
 
@@ -45,7 +46,10 @@ def test_full_config_parses(cfg):
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_overlay_parses_on_its_base(overlay):
     out = parse(REPO / OVERLAYS[overlay], REPO / overlay)
-    key = {"tta": "DiffusionTTA", "train_views": "TrainingViews", "zero_shot_aid": "ZeroShotEval"}[
-        Path(overlay).stem
-    ]
+    key = {
+        "tta": "DiffusionTTA",
+        "train_views": "TrainingViews",
+        "zero_shot_aid": "ZeroShotEval",
+        "lidar_height_only": "scene_standardize: {}",
+    }[Path(overlay).stem]
     assert key in out
