@@ -39,6 +39,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fvmgn w/o MWDis": ("fvmgn", [NET + "use_mwdis", "false"]),
     "fvmgn w/o frequency branch": ("fvmgn", [NET + "use_frequency", "false"]),
     "fvmgn w/o global (attention) blocks": ("fvmgn", [NET + "global_blocks", "false"]),
+    "fvmgn MWDis on stem features": ("fvmgn", [NET + "mwdis_at", "stem"]),
     "fvmgn shared texts only": ("fvmgn", [NET + "texts", "shared"]),
     "fvmgn proprietary texts only": ("fvmgn", [NET + "texts", "proprietary"]),
     "fvmgn single-scale alignment": ("fvmgn", [NET + "multiscale_alignment", "false"]),
@@ -122,7 +123,14 @@ PROTOCOLS: dict[str, Protocol] = {
         "in-scene: real Houston 2013 HSI spectra (144 bands) + 21 LiDAR features of the 2,832 standard "
         "training px, seeded stratified 50 % train / 50 % test folds (fold = seed), 15 classes; 1×1 inputs, so "
         "the config has MWDis, the frequency branch and multi-scale alignment off",
-        frozenset({"fvmgn w/o MWDis", "fvmgn w/o frequency branch", "fvmgn single-scale alignment"}),
+        frozenset(
+            {
+                "fvmgn w/o MWDis",
+                "fvmgn MWDis on stem features",
+                "fvmgn w/o frequency branch",
+                "fvmgn single-scale alignment",
+            }
+        ),
     ),
     "salinas_a": Protocol(
         SALINAS,

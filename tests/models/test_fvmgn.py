@@ -269,3 +269,34 @@ def test_channels_last_is_a_layout_switch_only():
         (out.logits.sum() + out.aux_losses["align"] + out.aux_losses["invariance"]).backward()
         grads[name] = m.encoder.branches["hsi"].stem[0].weight.grad
     torch.testing.assert_close(grads["fast"], grads["ref"], atol=1e-4, rtol=1e-4)
+
+
+def test_mwdis_at_stem_resamples_stem_features():
+    """``mwdis_at="stem"``: MWDis receives the stems' feature maps, gradients reach every stem, eval unchanged."""
+    ref = make(mwdis_p=1.0)
+    stem = make(mwdis_p=1.0, mwdis_at="stem")
+    stem.load_state_dict(ref.state_dict())
+    # eval: MWDis is the identity wherever it sits (checked before training steps move BatchNorm statistics)
+    with torch.no_grad():
+        torch.testing.assert_close(stem.eval()(batch()).logits, ref.eval()(batch()).logits)
+    seen: list[dict[str, tuple[int, ...]]] = []
+    stem.mwdis.register_forward_hook(
+        lambda mod, args, out: seen.append({m: tuple(v.shape) for m, v in out.items()})
+    )
+    stem.train()
+    out = stem(batch())
+    width = TINY["width"]
+    assert seen == [{"hsi": (6, width, 11, 11), "lidar": (6, width, 11, 11)}]  # features, not 7/2-band inputs
+    (out.logits.sum() + out.aux_losses["align"] + out.aux_losses["invariance"]).backward()
+    for m in ("hsi", "lidar"):
+        assert stem.encoder.branches[m].stem[0].weight.grad.abs().sum() > 0
+    # the two training views really differ (resampled stem features), and differ from input-level MWDis
+    assert out.aux_losses["invariance"] > 1e-4
+    with torch.no_grad():
+        torch.manual_seed(5)
+        a = stem(batch()).logits
+        torch.manual_seed(5)
+        b = ref.train()(batch()).logits
+    assert not torch.allclose(a, b, atol=1e-4)
+    with pytest.raises(Exception, match="mwdis_at"):
+        make(mwdis_at="logits")

@@ -96,6 +96,13 @@ class FVMGN(RsmgModel):
             (20 epochs) with ``"resampled"`` vs 0.76 (10 epochs) with ``"original"``, because resampling LL
             channel statistics at the input swaps the spectrum (the in-scene class signal) between samples.
             In-scene configs therefore set ``"original"``.
+        mwdis_at: where MWDis resamples. ``"input"`` (default): the input patches of every modality, the
+            reading of papers.md ("wavelet decomposition of each modality"); the encoder then runs on both views.
+            ``"stem"``: the feature maps of each modality's stem (1×1 + 3×3 conv, same size as the patch), the
+            reading of "features are reconstructed with the inverse transform" and MixStyle's habit of mixing
+            statistics of early *features*, whose channels are learned and comparable across sensors where raw
+            bands (uncalibrated intensity, absolute height) may not be; the stems then run once and only the
+            trunk runs on both views.
         temperature_init: initial temperature of MSFFA's logit scale.
         attn_heads: heads of SFIE's global blocks.
         norm: SFIE normalisation (``"batch"`` or ``"group"``).
@@ -135,6 +142,7 @@ class FVMGN(RsmgModel):
         mwdis_high_jitter: float = 0.5,
         mwdis_same_domain_fallback: bool = False,
         mwdis_logits: Literal["original", "resampled"] = "resampled",
+        mwdis_at: Literal["input", "stem"] = "input",
         temperature_init: float = 0.07,
         attn_heads: int = 4,
         norm: NormKind = "batch",
@@ -166,7 +174,12 @@ class FVMGN(RsmgModel):
                 found=f"map sides {sizes}",
                 fix="use fewer scales, larger patches, frequency='fft' or use_frequency=False",
             )
+        if mwdis_at not in ("input", "stem"):
+            from rsmg.errors import unknown_name_error
+
+            raise unknown_name_error("MWDis position", str(mwdis_at), ["input", "stem"], field="mwdis_at")
         self.texts = texts
+        self.mwdis_at = mwdis_at
         self.use_mwdis = use_mwdis
         self.use_frequency = use_frequency
         modalities = dict(spec.modalities)
@@ -264,8 +277,14 @@ class FVMGN(RsmgModel):
         two_views = self.training and self.mwdis is not None
         if two_views:
             assert self.mwdis is not None
-            res = self.mwdis(images, domain if isinstance(domain, torch.Tensor) else None)
-            enc = self.encoder(self._layout({m: torch.cat([images[m], res[m]]) for m in images}))
+            dom = domain if isinstance(domain, torch.Tensor) else None
+            if self.mwdis_at == "stem":
+                feats = self.encoder.stems(self._layout(images))
+                res = self.mwdis(feats, dom)
+                enc = self.encoder.forward_stems({m: torch.cat([feats[m], res[m]]) for m in feats})
+            else:
+                res = self.mwdis(images, dom)
+                enc = self.encoder(self._layout({m: torch.cat([images[m], res[m]]) for m in images}))
         else:
             enc = self.encoder(self._layout(images))
         assert enc.fused is not None

@@ -27,7 +27,7 @@ in most land-cover maps, and the average is robust to a misregistered centre).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -209,7 +209,10 @@ class ModalityBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """Return per-scale (pooled spatial, pooled frequency, fused maps)."""
-        h = self.stem(x)
+        return self.trunk(self.stem(x))
+
+    def trunk(self, h: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """Everything after the stem, from a ``B×dims[0]×H×W`` stem feature map."""
         sp, fr, maps = [], [], []
         for s in range(len(self.local)):
             h = self.glob[s](self.local[s](h))
@@ -324,10 +327,21 @@ class SFIE(nn.Module):
 
     def forward(self, images: dict[str, torch.Tensor]) -> SFIEOutput:
         """Encode a dict ``modality → B×C×H×W``."""
+        return self.forward_stems(self.stems(images))
+
+    def _branch(self, modality: str) -> ModalityBranch:
+        return cast(ModalityBranch, self.branches[modality])
+
+    def stems(self, images: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-modality stem feature maps (``B×width×H×W``): where feature-level MWDis resamples."""
         self.check(images)
+        return {m: self._branch(m).stem(images[m]) for m in self.modalities}
+
+    def forward_stems(self, feats: dict[str, torch.Tensor]) -> SFIEOutput:
+        """Encode from the stems' feature maps (see :meth:`stems`)."""
         out = SFIEOutput()
         for m in self.modalities:  # fixed order: the fused embedding must not depend on dict order
-            sp, fr, maps = self.branches[m](images[m])
+            sp, fr, maps = self._branch(m).trunk(feats[m])
             out.spatial[m], out.frequency[m], out.maps[m] = sp, fr, maps
             out.modality[m] = maps[-1].mean(dim=(-2, -1))
         out.fused = self.fuse(torch.cat([out.modality[m] for m in self.modalities], dim=1))
