@@ -102,17 +102,25 @@ class FVMGN(RsmgModel):
             reading of "features are reconstructed with the inverse transform" and MixStyle's habit of mixing
             statistics of early *features*, whose channels are learned and comparable across sensors where raw
             bands (uncalibrated intensity, absolute height) may not be; the stems then run once and only the
-            trunk runs on both views.
+            trunk runs on both views. Measured, 3 seeds, 15 epochs, 25 % target sample
+            (``benchmarks/results/fvmgn_accuracy.md``), OA input vs stem: Trento -> MUUFL 40.1 vs 27.7,
+            height only 64.9 vs 68.9; MUUFL -> Trento 35.0 vs 39.1, height only 19.8 vs 22.3. No reading wins
+            everywhere, so the default stays with papers.md.
         temperature_init: initial temperature of MSFFA's logit scale.
-        attn_heads: heads of SFIE's global blocks.
+        attn_heads: heads of SFIE's global blocks. A speed/accuracy trade-off at small widths: at width 32 and
+            4 heads (head dim 8) PyTorch's fused attention is ~3x slower than at 1 head for the same FLOPs; on one
+            CPU thread a batch-512 training step takes 2.1 s (4 heads) vs 1.5 s (1 head), MFU 30.9 vs 44.1 %
+            (``benchmarks/results/fvmgn_speed_batch512*.md``), but 1 head lost 1-5 OA points on all four
+            cross-scene LiDAR protocols (3 seeds, ``fvmgn_accuracy.md``), so the configs keep 4.
         norm: SFIE normalisation (``"batch"`` or ``"group"``).
         global_blocks: SFIE's self-attention blocks (False: the spatial pathway is local convs only).
         fuse_norm: LayerNorm on SFIE's fused embedding.
         channels_last: keep SFIE's convolution weights and the image batches in ``channels_last`` (NHWC) memory
             format. A speed switch only, the maths is unchanged (outputs equal the default layout to float
-            rounding). oneDNN's CPU convolutions and cuDNN's tensor-core kernels prefer NHWC; measured on this
-            workplace's CPU (1 thread, batch 512, real Trento LiDAR patches, profiled training step) the step
-            fell from 5.7 s to 3.7 s. Off by default because its benefit depends on the backend.
+            rounding). cuDNN's tensor-core kernels (bf16/fp16) prefer NHWC, as timm's ``--channels-last``
+            habit reflects. On this workplace's CPU it is within noise: 2,110 vs 2,070 ms per training step
+            (1 thread, batch 512, real Trento LiDAR patches, quiet machine;
+            ``benchmarks/results/fvmgn_speed_batch512{,_channels_last}.md``). Off by default for that reason.
     """
 
     text_shared: torch.Tensor
