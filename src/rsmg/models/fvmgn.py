@@ -4,7 +4,8 @@ The model of arXiv 2511.10774 for RSMG (train on labelled multimodal source scen
 scenes), minus DTAug, which is a data-side augmentation (``rsmg.diffusion``). Data flow in training:
 
 1. **MWDis** (:mod:`rsmg.models.wavelet`) — each modality's wavelet LL statistics are swapped with those of a
-   sample from another source domain and its detail bands rescaled (identity in eval).
+   sample from another source domain and its detail bands rescaled (identity in eval); on the input patches, or
+   on the stems' feature maps with ``mwdis_at="stem"``.
 2. **SFIE** (:mod:`rsmg.models.sfie`) — per-modality stems, spatial (local conv + global attention) and
    frequency (wavelet / FFT) pathways over 1–3 scales, late-fused embedding.
 3. **Class texts** (:mod:`rsmg.text.class_texts`) — shared + proprietary class texts, encoded once by a frozen
