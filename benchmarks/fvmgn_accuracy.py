@@ -40,6 +40,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fvmgn w/o frequency branch": ("fvmgn", [NET + "use_frequency", "false"]),
     "fvmgn w/o global (attention) blocks": ("fvmgn", [NET + "global_blocks", "false"]),
     "fvmgn MWDis on stem features": ("fvmgn", [NET + "mwdis_at", "stem"]),
+    "fvmgn MWDis detail-band swap": ("fvmgn", [NET + "mwdis_high_swap", "true"]),
     "fvmgn 1 attention head": ("fvmgn", [NET + "attn_heads", "1"]),
     "fvmgn shared texts only": ("fvmgn", [NET + "texts", "shared"]),
     "fvmgn proprietary texts only": ("fvmgn", [NET + "texts", "proprietary"]),

@@ -300,3 +300,8 @@ def test_mwdis_at_stem_resamples_stem_features():
     assert not torch.allclose(a, b, atol=1e-4)
     with pytest.raises(Exception, match="mwdis_at"):
         make(mwdis_at="logits")
+
+
+def test_mwdis_high_swap_and_donors_reach_mwdis():
+    assert make(mwdis_high_swap=True).mwdis.high_swap and not make().mwdis.high_swap
+    assert make(mwdis_donors="per_modality").mwdis.donors == "per_modality" and make().mwdis.donors == "shared"

@@ -88,6 +88,51 @@ def test_same_donor_for_all_modalities_and_high_bands_rescaled():
         assert not torch.allclose(h1[0][0], h0[0][0])  # detail bands rescaled
 
 
+def test_high_swap_takes_the_donors_detail_bands_and_keeps_own_layout():
+    """``high_swap``: detail coefficients come from the donor (a source sample of another domain), LL stays."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(2)
+    m = MWDis(p=1.0, ll_mix=0.0, high_jitter=0.0, high_swap=True, num_source_domains=2, levels=2).train()
+    dom = torch.tensor([0, 0, 1, 1, 2])  # domain 2 is a target: neither receives nor lends
+    x = {"hsi": torch.randn(5, 3, 12, 12), "lidar": torch.randn(5, 1, 12, 12)}
+    out = m.resample(x, dom, generator=g)
+    donor = out.donor
+    assert (donor[:4] >= 0).all() and (dom[donor[:4]] != dom[:4]).all() and donor[4] == -1
+    for k in x:
+        ll0, h0 = m.decompose(x[k])
+        ll1, h1 = m.decompose(out.images[k])
+        torch.testing.assert_close(ll1[:4], ll0[:4], atol=1e-5, rtol=0)  # own coarse layout
+        for lv in range(2):
+            for o in range(3):
+                torch.testing.assert_close(h1[lv][o][:4], h0[lv][o][donor[:4]], atol=1e-5, rtol=0)
+        assert torch.equal(out.images[k][4], x[k][4])  # the target sample is untouched
+    # off: the sample keeps its own detail bands (with jitter 0, the whole sample is unchanged)
+    m.high_swap = False
+    same = m.resample(x, dom, generator=torch.Generator().manual_seed(2)).images
+    torch.testing.assert_close(same["hsi"], x["hsi"], atol=1e-5, rtol=0)
+
+
+def test_per_modality_donors_are_drawn_independently():
+    torch.manual_seed(0)
+    dom = torch.tensor([0] * 8 + [1] * 8)
+    # even size: re-decomposing the output gives back exactly the new LL band (no boundary crop)
+    x = {name: torch.randn(16, c, 12, 12) for name, c in (("hsi", 3), ("lidar", 1), ("sar", 2))}
+    gen = torch.Generator().manual_seed(0)
+    shared = MWDis(p=1.0, num_source_domains=2).train().resample(x, dom, generator=gen)
+    assert all(torch.equal(d, shared.donor) for d in shared.donors.values())
+    m = MWDis(p=1.0, high_jitter=0.0, num_source_domains=2, donors="per_modality").train()
+    out = m.resample(x, dom, generator=torch.Generator().manual_seed(0))
+    d = out.donors
+    assert torch.equal(d["hsi"], out.donor) and not torch.equal(d["hsi"], d["lidar"])
+    # each modality carries the LL statistics of its own donor, always from the other domain
+    for name, x_m in x.items():
+        assert (d[name] >= 0).all() and (dom[d[name]] != dom).all()
+        mu, _ = _stats(m, out.images[name])
+        torch.testing.assert_close(mu, _stats(m, x_m)[0][d[name]], atol=1e-4, rtol=1e-5)
+    with pytest.raises(ConfigError, match="donors"):
+        MWDis(donors="random")
+
+
 def test_single_source_domain_needs_fallback():
     x = {"hsi": torch.randn(4, 3, 11, 11)}
     dom = torch.zeros(4, dtype=torch.long)

@@ -16,8 +16,15 @@ not public; rsmg implements the reading recommended in ``docs/papers.md`` and ma
   swapping them simulates an unseen domain while the spatial layout (and so the label) is kept.
 * **High frequency** — the detail bands of the selected samples are rescaled by random factors
   ``U(1−high_jitter, 1+high_jitter)`` per sample, level and orientation (shared over channels, so the texture
-  strength changes but not its spectral shape).
-* **Donors** — the donor is shared by all modalities of a sample (a scene shifts all its sensors at once).
+  strength changes but not its spectral shape). ``high_swap=True`` first replaces them by the *donor's*
+  detail coefficients (the "coefficient swapping" reading of papers.md: texture and edges from another
+  domain, coarse layout — and so the label — from the sample itself); the jitter then applies to the
+  swapped bands.
+* **Donors** — the donor is shared by all modalities of a sample (a scene shifts all its sensors at once;
+  ``donors="shared"``). ``donors="per_modality"`` draws a donor for each modality independently, so the
+  modalities of one sample take their statistics from different samples and domains (the "mixing across
+  modalities" reading: sensors of one scene flown on different campaigns shift independently; it also breaks
+  any shortcut through the co-occurrence of two sensors' styles). With one modality the two are the same.
   Only source-domain samples (``domain < num_source_domains``) are ever receivers or donors: a target sample,
   should one reach a training batch, is left untouched and never lends statistics. When no sample of another
   source domain is in the batch (e.g. one source domain), a sample is left unchanged, unless
@@ -35,7 +42,7 @@ forward, and a few percent of a training step, which runs SFIE forward and backw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -140,11 +147,14 @@ class MWDisOutput:
 
     Attributes:
         images: modality → resampled ``B×C×H×W`` tensor (same shapes as the input).
-        donor: ``B`` long tensor; index of the sample whose LL statistics were used, ``-1`` = unchanged.
+        donor: ``B`` long tensor; index of the sample whose LL statistics were used, ``-1`` = unchanged (with
+            ``donors="per_modality"``: the first modality's).
+        donors: modality → ``B`` donor indices (all equal to ``donor`` with ``donors="shared"``).
     """
 
     images: dict[str, torch.Tensor]
     donor: torch.Tensor
+    donors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class MWDis(nn.Module):
@@ -157,6 +167,8 @@ class MWDis(nn.Module):
         ll_mix: weight of the donor's LL statistics (1.0 = replace, the recommended reading; <1 = MixStyle
             interpolation).
         high_jitter: half-width of the uniform rescaling of detail bands (0 = keep them).
+        high_swap: take the donor's detail-band coefficients instead of the sample's own (before jitter).
+        donors: ``"shared"`` (one donor per sample for all modalities) or ``"per_modality"``.
         num_source_domains: domains ``0..num_source_domains-1`` are sources (``DataSpec`` ordering).
         same_domain_fallback: if no donor from another source domain is in the batch, take any other source
             sample instead of leaving the sample unchanged.
@@ -175,6 +187,8 @@ class MWDis(nn.Module):
         p: float = 0.5,
         ll_mix: float = 1.0,
         high_jitter: float = 0.5,
+        high_swap: bool = False,
+        donors: Literal["shared", "per_modality"] = "shared",
         num_source_domains: int = 1,
         same_domain_fallback: bool = False,
         mode: BoundaryMode = "reflect",
@@ -205,6 +219,14 @@ class MWDis(nn.Module):
         self.p = float(p)
         self.ll_mix = float(ll_mix)
         self.high_jitter = float(high_jitter)
+        self.high_swap = bool(high_swap)
+        if donors not in ("shared", "per_modality"):
+            from rsmg.errors import unknown_name_error
+
+            raise unknown_name_error(
+                "MWDis donor mode", str(donors), ["shared", "per_modality"], field="donors"
+            )
+        self.donors = donors
         self.num_source_domains = int(num_source_domains)
         self.same_domain_fallback = bool(same_domain_fallback)
         self.mode = mode
@@ -324,15 +346,24 @@ class MWDis(nn.Module):
         if domain is None:
             domain = torch.zeros(b, dtype=torch.long)
         if not self.training or self.p == 0.0:
-            return MWDisOutput(images=dict(images), donor=torch.full((b,), -1, dtype=torch.long))
+            none = torch.full((b,), -1, dtype=torch.long)
+            return MWDisOutput(images=dict(images), donor=none, donors=dict.fromkeys(images, none))
         donor = self.pick_donors(domain, generator=generator)
-        sel = donor >= 0
-        if not sel.any():
-            return MWDisOutput(images=dict(images), donor=donor)
+        donors = {
+            name: donor
+            if i == 0 or self.donors == "shared"
+            else self.pick_donors(domain, generator=generator)
+            for i, name in enumerate(images)
+        }
         out: dict[str, torch.Tensor] = {}
         for name, x in images.items():
+            sel = donors[name] >= 0
+            if not sel.any():
+                out[name] = x
+                continue
+            donor_m = donors[name]
             dev = x.device
-            src = torch.where(sel, donor, torch.arange(b)).to(dev)
+            src = torch.where(sel, donor_m, torch.arange(b)).to(dev)
             ll, highs = self.decompose(x)
             mu = ll.mean(dim=(-2, -1), keepdim=True)
             sd = (ll.var(dim=(-2, -1), keepdim=True, unbiased=False) + self.eps).sqrt()
@@ -342,6 +373,8 @@ class MWDis(nn.Module):
             ll_new = (ll - mu) / sd * sd_t + mu_t
             new_highs: Highs = []
             for band in highs:
+                if self.high_swap:  # src is the sample itself where no donor was drawn
+                    band = (band[0][src], band[1][src], band[2][src])
                 jit = 1 + self.high_jitter * (2 * torch.rand(b, 3, generator=generator) - 1)
                 jit = torch.where(sel[:, None], jit, torch.ones_like(jit)).to(dev, x.dtype)
                 scaled = tuple(t * jit[:, k, None, None, None] for k, t in enumerate(band))
@@ -349,7 +382,7 @@ class MWDis(nn.Module):
             rec = self.reconstruct(ll_new, new_highs, (x.shape[-2], x.shape[-1]))
             keep = sel.to(dev)[:, None, None, None]
             out[name] = torch.where(keep, rec, x)  # unselected samples: exactly the input
-        return MWDisOutput(images=out, donor=donor)
+        return MWDisOutput(images=out, donor=donor, donors=donors)
 
     def forward(
         self,
@@ -365,6 +398,7 @@ class MWDis(nn.Module):
         """Settings shown by ``print(module)``."""
         return (
             f"wavelet={self.wavelet!r}, levels={self.levels}, p={self.p}, ll_mix={self.ll_mix}, "
-            f"high_jitter={self.high_jitter}, num_source_domains={self.num_source_domains}, "
+            f"high_jitter={self.high_jitter}, high_swap={self.high_swap}, donors={self.donors!r}, "
+            f"num_source_domains={self.num_source_domains}, "
             f"same_domain_fallback={self.same_domain_fallback}, mode={self.mode!r}"
         )
