@@ -304,4 +304,6 @@ def test_mwdis_at_stem_resamples_stem_features():
 
 def test_mwdis_high_swap_and_donors_reach_mwdis():
     assert make(mwdis_high_swap=True).mwdis.high_swap and not make().mwdis.high_swap
-    assert make(mwdis_donors="per_modality").mwdis.donors == "per_modality" and make().mwdis.donors == "shared"
+    assert (
+        make(mwdis_donors="per_modality").mwdis.donors == "per_modality" and make().mwdis.donors == "shared"
+    )
