@@ -45,6 +45,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fvmgn shared texts only": ("fvmgn", [NET + "texts", "shared"]),
     "fvmgn proprietary texts only": ("fvmgn", [NET + "texts", "proprietary"]),
     "fvmgn single-scale alignment": ("fvmgn", [NET + "multiscale_alignment", "false"]),
+    "fvmgn KL text-similarity alignment": ("fvmgn", [NET + "align_loss", "kl"]),
 }
 SHORT = {"baseline (concat CNN)": "baseline", "fvmgn": "fvmgn"}
 CROSS_SCENE_ONLY = {"fvmgn, CE on original view"}  # the in-scene configs already classify the original view

@@ -307,3 +307,23 @@ def test_mwdis_high_swap_and_donors_reach_mwdis():
     assert (
         make(mwdis_donors="per_modality").mwdis.donors == "per_modality" and make().mwdis.donors == "shared"
     )
+
+
+def test_kl_alignment_targets_and_switch():
+    """``align_loss="kl"``: soft targets from frozen text similarity; the loss is minimal at the target."""
+    from rsmg.models.alignment import MSFFA
+
+    msffa = MSFFA(["lidar"], [8], 8, 4, embed_dim=4, loss="kl", kl_target_temperature=0.1)
+    text = torch.tensor([[1.0, 0, 0, 0], [0.9, 0.1, 0, 0], [0, 0, 1.0, 0]])
+    q = msffa.soft_targets(text)
+    torch.testing.assert_close(q.sum(1), torch.ones(3))
+    assert q[0, 1] > q[0, 2] and q[0, 0] == q[0].max()  # similar classes share mass, own class most
+    ref = make(use_mwdis=False)
+    kl = make(use_mwdis=False, align_loss="kl")
+    kl.load_state_dict(ref.state_dict())
+    a, b = ref.train()(batch()).aux_losses["align"], kl.train()(batch()).aux_losses["align"]
+    assert torch.isfinite(b) and b >= 0 and not torch.allclose(a, b)
+    b.backward()
+    assert kl.encoder.branches["hsi"].stem[0].weight.grad.abs().sum() > 0
+    with pytest.raises(Exception, match="align_loss"):
+        make(align_loss="cosine")

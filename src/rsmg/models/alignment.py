@@ -14,6 +14,12 @@ in one semantic space. The loss and head are not public; rsmg's reading (``docs/
   over the K classes; text→image treats every image of the class as a positive (SupCon-style mean of
   log-softmax over the batch, since a batch holds several images per class); the two are averaged. The
   alignment loss is the mean over all (m, s, kind, text group) terms (``multiscale=False``: last scale only).
+  ``loss="kl"`` is the alternative of papers.md ("KL to text-similarity distributions"): each image feature's
+  distribution over classes, ``softmax(scale·cos(v, texts))``, is pulled towards a soft target, the softmax
+  of the *frozen tower's* cosine similarities between the true class's text and every class text at
+  temperature ``kl_target_temperature``. Classes that language calls similar (trees / grass) then share
+  probability mass instead of being pushed apart as hard negatives; the target is detached, so it cannot
+  collapse.
 * **Temperature** — one learnable ``logit_scale`` (log of the inverse temperature, initialised at
   ``1/temperature_init``), exponentiated and clamped to ``max_logit_scale`` = 100 as in CLIP, shared by the
   alignment loss and the classifier so both see the same sharpness.
@@ -77,6 +83,8 @@ class MSFFA(nn.Module):
         texts: which class texts are targets and prototypes.
         temperature_init: initial temperature (CLIP: 0.07).
         max_logit_scale: clamp of the exponentiated logit scale (CLIP: 100).
+        loss: ``"infonce"`` (symmetric class InfoNCE) or ``"kl"`` (KL to text-similarity targets).
+        kl_target_temperature: temperature of the text-similarity targets of ``loss="kl"``.
     """
 
     def __init__(
@@ -92,6 +100,8 @@ class MSFFA(nn.Module):
         texts: TextsKind = "both",
         temperature_init: float = 0.07,
         max_logit_scale: float = 100.0,
+        loss: Literal["infonce", "kl"] = "infonce",
+        kl_target_temperature: float = 0.05,
     ) -> None:
         super().__init__()
         if texts not in ("both", "shared", "proprietary"):
@@ -104,6 +114,17 @@ class MSFFA(nn.Module):
                 "temperature_init out of range", field="temperature_init", expected="(0, 1)",
                 found=temperature_init, fix="use 0.07 (CLIP's value)",
             )  # fmt: skip
+        if loss not in ("infonce", "kl"):
+            from rsmg.errors import unknown_name_error
+
+            raise unknown_name_error("alignment loss", str(loss), ["infonce", "kl"], field="align_loss")
+        if not kl_target_temperature > 0:
+            raise ConfigError(
+                "kl_target_temperature must be positive", field="kl_target_temperature", expected="> 0",
+                found=kl_target_temperature, fix="use 0.05",
+            )  # fmt: skip
+        self.loss_kind = loss
+        self.kl_target_temperature = float(kl_target_temperature)
         self.modalities = list(modalities)
         self.use_frequency = use_frequency
         self.texts = texts
@@ -146,16 +167,30 @@ class MSFFA(nn.Module):
         shared, prop = self.text_targets(emb)
         return self.scale() * self.embed_fused(fused) @ self.prototypes(shared, prop).t()
 
+    def soft_targets(self, text: torch.Tensor) -> torch.Tensor:
+        """``K×K`` rows of class-similarity targets from frozen text features (``loss="kl"``), detached."""
+        t = F.normalize(text.detach().float(), dim=-1)
+        return (t @ t.t() / self.kl_target_temperature).softmax(dim=-1)
+
     def loss(self, out: SFIEOutput, labels: torch.Tensor, emb: ClassTextEmbeddings) -> torch.Tensor:
-        """Alignment loss: mean symmetric InfoNCE over modalities, scales, spatial/frequency, text groups."""
+        """Alignment loss: mean over modalities, scales, spatial/frequency and text groups (see ``loss``)."""
         shared, prop = self.text_targets(emb)
         scale = self.scale()
+        groups: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {m: [] for m in self.modalities}
+        for m in self.modalities:
+            if self.texts in ("both", "shared"):
+                groups[m].append((shared, emb.shared))
+            if self.texts in ("both", "proprietary"):
+                groups[m].append((prop[m], emb.proprietary[m]))
         terms = []
         for m, s, k in self.keys:
             feat = out.spatial[m][s] if k == "spatial" else out.frequency[m][s]
             v = F.normalize(self.image_proj[f"{m}__s{s}__{k}"](feat), dim=-1)
-            if self.texts in ("both", "shared"):
-                terms.append(symmetric_class_infonce(v, shared, labels, scale))
-            if self.texts in ("both", "proprietary"):
-                terms.append(symmetric_class_infonce(v, prop[m], labels, scale))
+            for text, raw in groups[m]:
+                if self.loss_kind == "kl":
+                    target = self.soft_targets(raw)[labels]
+                    logp = (scale * v @ text.t()).float().log_softmax(dim=-1)
+                    terms.append(F.kl_div(logp, target, reduction="batchmean"))
+                else:
+                    terms.append(symmetric_class_infonce(v, text, labels, scale))
         return torch.stack(terms).mean()

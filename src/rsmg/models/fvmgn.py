@@ -113,6 +113,11 @@ class FVMGN(RsmgModel):
             height only 64.9 vs 68.9; MUUFL -> Trento 35.0 vs 39.1, height only 19.8 vs 22.3. No reading wins
             everywhere, so the default stays with papers.md.
         temperature_init: initial temperature of MSFFA's logit scale.
+        align_loss: MSFFA's loss, ``"infonce"`` or ``"kl"`` (KL to frozen text-similarity targets; see
+            :mod:`rsmg.models.alignment`). Measured, 3 seeds (as for ``mwdis_at``), OA infonce vs kl:
+            Trento -> MUUFL 40.1 vs 37.8, height only 64.9 vs 69.3; MUUFL -> Trento 35.0 vs 26.3, height only
+            19.8 vs 20.7: no consistent winner, so the default stays with papers.md.
+        kl_target_temperature: temperature of those targets.
         attn_heads: heads of SFIE's global blocks. A speed/accuracy trade-off at small widths: at width 32 and
             4 heads (head dim 8) PyTorch's fused attention is ~3x slower than at 1 head for the same FLOPs; on one
             CPU thread a batch-512 training step takes 2.1 s (4 heads) vs 1.5 s (1 head), MFU 30.9 vs 44.1 %
@@ -160,6 +165,8 @@ class FVMGN(RsmgModel):
         mwdis_logits: Literal["original", "resampled"] = "resampled",
         mwdis_at: Literal["input", "stem"] = "input",
         temperature_init: float = 0.07,
+        align_loss: Literal["infonce", "kl"] = "infonce",
+        kl_target_temperature: float = 0.05,
         attn_heads: int = 4,
         norm: NormKind = "batch",
         global_blocks: bool = True,
@@ -257,6 +264,8 @@ class FVMGN(RsmgModel):
             multiscale=multiscale_alignment,
             texts=texts,
             temperature_init=temperature_init,
+            loss=align_loss,
+            kl_target_temperature=kl_target_temperature,
         )
         if freeze_text:
             emb = encode_class_texts(tower, ct)
