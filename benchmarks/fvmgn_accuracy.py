@@ -257,7 +257,27 @@ def main() -> None:
                     m = json.loads((d / "metrics.json").read_text())["results"]["test"]
                     results[method].append(next(iter(m.values())))
         lines += table(results, protocol, args.seeds)
+    lines += method_table([*dict.fromkeys([*methods, *in_scene])])
     write_result("fvmgn_accuracy.md", "\n".join(lines))
+
+
+def method_table(methods: list[str]) -> list[str]:
+    """How to reproduce a row: the model each method starts from and the overrides it adds."""
+    out = [
+        "## Methods",
+        "",
+        "Each FVMGN row is `rsmg fit --config <protocol's FVMGN config>` plus these overrides; the baseline runs "
+        f"`{BASE}` cross-scene and the in-scene configs with the net swapped for `rsmg.models.baseline.ConcatCNN`. "
+        "Protocols add their data overrides (`_height`: the same as `experiments/fvmgn/lidar_height_only.yaml`).",
+        "",
+        "| method | model | overrides |",
+        "|---|---|---|",
+    ]
+    for m in methods:
+        which, extra = METHODS[m]
+        pairs = " ".join(f"`{k} {v}`" for k, v in zip(extra[::2], extra[1::2], strict=True)) or "—"
+        out.append(f"| {m} | {'concat CNN' if which == 'baseline' else 'FVMGN'} | {pairs} |")
+    return [*out, ""]
 
 
 if __name__ == "__main__":
