@@ -38,6 +38,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fvmgn, CE on original view": ("fvmgn", [NET + "mwdis_logits", "original"]),
     "fvmgn w/o MWDis": ("fvmgn", [NET + "use_mwdis", "false"]),
     "fvmgn w/o frequency branch": ("fvmgn", [NET + "use_frequency", "false"]),
+    "fvmgn FFT frequency branch": ("fvmgn", [NET + "frequency", "fft"]),
     "fvmgn w/o global (attention) blocks": ("fvmgn", [NET + "global_blocks", "false"]),
     "fvmgn MWDis on stem features": ("fvmgn", [NET + "mwdis_at", "stem"]),
     "fvmgn MWDis detail-band swap": ("fvmgn", [NET + "mwdis_high_swap", "true"]),
@@ -130,7 +131,9 @@ PROTOCOLS: dict[str, Protocol] = {
             {
                 "fvmgn w/o MWDis",
                 "fvmgn MWDis on stem features",
+                "fvmgn MWDis detail-band swap",
                 "fvmgn w/o frequency branch",
+                "fvmgn FFT frequency branch",
                 "fvmgn single-scale alignment",
             }
         ),
