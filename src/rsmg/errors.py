@@ -147,6 +147,18 @@ def unknown_name_error(
     )
 
 
+def check_choice(kind: str, value: object, choices: tuple[str, ...], *, field: str) -> None:
+    """Raise :func:`unknown_name_error` unless ``value`` is one of ``choices``.
+
+    ``Literal`` options are checked at run time because YAML and the CLI can pass any string.
+
+    Raises:
+        ConfigError: ``value`` is not a valid choice.
+    """
+    if value not in choices:
+        raise unknown_name_error(kind, str(value), list(choices), field=field)
+
+
 def require_file(
     path: str | Path,
     *,

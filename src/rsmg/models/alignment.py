@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsmg.errors import ConfigError
+from rsmg.errors import ConfigError, check_choice
 from rsmg.models.sfie import SFIEOutput
 from rsmg.text.class_texts import ClassTextEmbeddings
 
@@ -114,10 +114,7 @@ class MSFFA(nn.Module):
                 "temperature_init out of range", field="temperature_init", expected="(0, 1)",
                 found=temperature_init, fix="use 0.07 (CLIP's value)",
             )  # fmt: skip
-        if loss not in ("infonce", "kl"):
-            from rsmg.errors import unknown_name_error
-
-            raise unknown_name_error("alignment loss", str(loss), ["infonce", "kl"], field="align_loss")
+        check_choice("alignment loss", loss, ("infonce", "kl"), field="align_loss")
         if not kl_target_temperature > 0:
             raise ConfigError(
                 "kl_target_temperature must be positive", field="kl_target_temperature", expected="> 0",
@@ -176,19 +173,22 @@ class MSFFA(nn.Module):
         """Alignment loss: mean over modalities, scales, spatial/frequency and text groups (see ``loss``)."""
         shared, prop = self.text_targets(emb)
         scale = self.scale()
-        groups: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {m: [] for m in self.modalities}
+        kl = self.loss_kind == "kl"
+        # per modality: (projected class texts, KL targets of the batch's labels or None); the targets depend
+        # only on the text group, so they are computed once here, not once per scale and kind
+        shared_target = self.soft_targets(emb.shared)[labels] if kl and self.texts != "proprietary" else None
+        groups: dict[str, list[tuple[torch.Tensor, torch.Tensor | None]]] = {m: [] for m in self.modalities}
         for m in self.modalities:
             if self.texts in ("both", "shared"):
-                groups[m].append((shared, emb.shared))
+                groups[m].append((shared, shared_target))
             if self.texts in ("both", "proprietary"):
-                groups[m].append((prop[m], emb.proprietary[m]))
+                groups[m].append((prop[m], self.soft_targets(emb.proprietary[m])[labels] if kl else None))
         terms = []
         for m, s, k in self.keys:
             feat = out.spatial[m][s] if k == "spatial" else out.frequency[m][s]
             v = F.normalize(self.image_proj[f"{m}__s{s}__{k}"](feat), dim=-1)
-            for text, raw in groups[m]:
-                if self.loss_kind == "kl":
-                    target = self.soft_targets(raw)[labels]
+            for text, target in groups[m]:
+                if target is not None:
                     logp = (scale * v @ text.t()).float().log_softmax(dim=-1)
                     terms.append(F.kl_div(logp, target, reduction="batchmean"))
                 else:

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsmg.data.spec import DataSpec
-from rsmg.errors import ConfigError
+from rsmg.errors import ConfigError, check_choice
 from rsmg.models.alignment import MSFFA
 from rsmg.models.base import ModelOutput, RsmgModel
 from rsmg.models.registry import register_model
@@ -179,18 +179,9 @@ class FVMGN(RsmgModel):
         channels_last: bool = False,
     ) -> None:
         super().__init__(spec)
-        if texts not in ("both", "shared", "proprietary", "none"):
-            from rsmg.errors import unknown_name_error
-
-            raise unknown_name_error(
-                "texts option", str(texts), ["both", "shared", "proprietary", "none"], field="texts"
-            )
-        if frequency not in ("wavelet", "fft"):
-            from rsmg.errors import unknown_name_error
-
-            raise unknown_name_error(
-                "frequency pathway", str(frequency), ["wavelet", "fft"], field="frequency"
-            )
+        check_choice("texts option", texts, ("both", "shared", "proprietary", "none"), field="texts")
+        check_choice("frequency pathway", frequency, ("wavelet", "fft"), field="frequency")
+        check_choice("MWDis position", mwdis_at, ("input", "stem"), field="mwdis_at")
         sizes = scale_sizes(spec.patch_size, scales)
         if use_mwdis:
             check_wavelet(wavelet, wavelet_levels, spec.patch_size, field="wavelet_levels")
@@ -202,10 +193,6 @@ class FVMGN(RsmgModel):
                 found=f"map sides {sizes}",
                 fix="use fewer scales, larger patches, frequency='fft' or use_frequency=False",
             )
-        if mwdis_at not in ("input", "stem"):
-            from rsmg.errors import unknown_name_error
-
-            raise unknown_name_error("MWDis position", str(mwdis_at), ["input", "stem"], field="mwdis_at")
         self.texts = texts
         self.mwdis_at = mwdis_at
         self.use_mwdis = use_mwdis
@@ -313,7 +300,9 @@ class FVMGN(RsmgModel):
             if self.mwdis_at == "stem":
                 feats = self.encoder.stems(self._layout(images))
                 res = self.mwdis(feats, dom)
-                enc = self.encoder.forward_stems({m: torch.cat([feats[m], res[m]]) for m in feats})
+                enc = self.encoder.forward_stems(
+                    self._layout({m: torch.cat([feats[m], res[m]]) for m in feats})
+                )
             else:
                 res = self.mwdis(images, dom)
                 enc = self.encoder(self._layout({m: torch.cat([images[m], res[m]]) for m in images}))

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsmg.data.spec import image_key
-from rsmg.errors import ConfigError, DataError
+from rsmg.errors import ConfigError, DataError, check_choice
 
 FrequencyKind = Literal["wavelet", "fft", "none"]
 NormKind = Literal["batch", "group"]
@@ -262,12 +262,7 @@ class SFIE(nn.Module):
             raise ConfigError(
                 "scales out of range", field="scales", expected="1, 2 or 3", found=scales, fix="use 2"
             )
-        if frequency not in ("wavelet", "fft", "none"):
-            from rsmg.errors import unknown_name_error
-
-            raise unknown_name_error(
-                "frequency pathway", str(frequency), ["wavelet", "fft", "none"], field="frequency"
-            )
+        check_choice("frequency pathway", frequency, ("wavelet", "fft", "none"), field="frequency")
         self.modalities = dict(modalities)
         self.frequency = frequency
         self.dims = [width * 2**s for s in range(scales)]

@@ -48,7 +48,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from rsmg.errors import ConfigError, DataError
+from rsmg.errors import ConfigError, DataError, check_choice
 
 BoundaryMode = Literal["reflect", "zero", "constant", "periodic", "symmetric"]
 Highs = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -220,12 +220,7 @@ class MWDis(nn.Module):
         self.ll_mix = float(ll_mix)
         self.high_jitter = float(high_jitter)
         self.high_swap = bool(high_swap)
-        if donors not in ("shared", "per_modality"):
-            from rsmg.errors import unknown_name_error
-
-            raise unknown_name_error(
-                "MWDis donor mode", str(donors), ["shared", "per_modality"], field="donors"
-            )
+        check_choice("MWDis donor mode", donors, ("shared", "per_modality"), field="donors")
         self.donors = donors
         self.num_source_domains = int(num_source_domains)
         self.same_domain_fallback = bool(same_domain_fallback)
