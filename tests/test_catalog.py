@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from _paths import SHARED_DATA
-from rsmg.data.catalog import class_mapping, dataset_info, list_datasets, load_scene
+from rsmg.data.catalog import class_mapping, dataset_info, list_datasets, load_scene, missing_files
 from rsmg.errors import ConfigError, MissingDatasetError
 
 pytestmark = pytest.mark.skipif(
@@ -63,6 +63,19 @@ def test_salinas_a_sparse_ids_remapped():
 def test_missing_hsi_names_download_command():
     with pytest.raises(MissingDatasetError, match=r"rsmg download trento"):
         load_scene("trento", ["hsi", "lidar"], root=SHARED_DATA)
+
+
+def test_missing_files_lists_exactly_the_absent_cubes():
+    assert missing_files("trento", ["lidar"], root=SHARED_DATA) == []
+    assert missing_files("trento", ["hsi", "lidar"], root=SHARED_DATA) == [
+        SHARED_DATA / "trento/tyust-dayu/Italy_hsi.mat"
+    ]
+    assert missing_files("houston2013", ["hsi", "lidar"], root=SHARED_DATA) == [
+        SHARED_DATA / "houston2013/MACL/HSI.mat",
+        SHARED_DATA / "houston2013/MACL/LiDAR.mat",
+    ]
+    with pytest.raises(ConfigError, match="sar"):
+        missing_files("trento", ["sar"], root=SHARED_DATA)
 
 
 def test_missing_root_says_where(tmp_path):

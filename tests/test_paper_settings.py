@@ -24,6 +24,7 @@ import torch
 from _paths import REPO, SHARED_DATA
 from data.standin_cubes import CUBES, standin_root
 from rsmg.data.bands import get_sensor
+from rsmg.data.catalog import missing_files
 from rsmg.data.spectral import common_grid
 
 pytestmark = [
@@ -72,10 +73,15 @@ def expected_grid(config: Path) -> int:
     return len(common_grid([get_sensor(CUBES[n][1]) for n in names]))
 
 
-def test_every_paper_setting_has_stand_ins():
+def test_every_paper_setting_has_stand_ins(data_root):
     assert len(PAPER) == 6
     for cfg in PAPER:
         assert set(cfg.stem.split("_to_")) <= set(CUBES), cfg.name
+    for name in CUBES:
+        assert missing_files(name, ["hsi", "lidar"], root=SHARED_DATA), (
+            f"{name}: the shared pack has its cube now"
+        )
+        assert missing_files(name, ["hsi", "lidar"], root=data_root) == []
 
 
 @pytest.mark.parametrize("name", sorted(TRENTO_MUUFL))

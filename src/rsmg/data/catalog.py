@@ -105,6 +105,37 @@ def _file(root: Path, rel: str | list[str], dataset: str, *, download: bool) -> 
     )
 
 
+def missing_files(
+    name: str, modalities: list[str] | tuple[str, ...], *, root: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    """Files :func:`load_scene` would need for ``modalities`` that are absent under the data root.
+
+    Lets scripts decide up front whether a setting is runnable (e.g. whether the benchmark cubes have been
+    fetched with ``rsmg download``) instead of catching :class:`MissingDatasetError` halfway through a grid.
+
+    Raises:
+        ConfigError: unknown dataset or modality.
+    """
+    base = resolve_root(root)
+    entry = _yaml("datasets.yaml")[dataset_info(name).name]
+    refs = []
+    for mod in modalities:
+        if mod not in entry["modalities"]:
+            raise unknown_name_error(
+                f"modality of dataset {name!r}", mod, list(entry["modalities"]), field="data.modalities"
+            )
+        refs.append(entry["modalities"][mod])
+    refs += [ref for parts in entry.get("splits", {}).values() for ref in parts.values()]
+    if "file" in entry["labels"]:
+        refs.append(entry["labels"])
+    missing = []
+    for ref in refs:
+        options = [ref["file"]] if isinstance(ref["file"], str) else list(ref["file"])
+        if not any((base / o).exists() for o in options):
+            missing.append(base / options[0])
+    return missing
+
+
 def _load_mat(
     root: Path, ref: dict[str, Any], dataset: str, *, download: bool = False
 ) -> tuple[np.ndarray, Path]:
