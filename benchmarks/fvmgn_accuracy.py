@@ -45,6 +45,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fvmgn w/o MWDis": ("fvmgn", [NET + "use_mwdis", "false"]),
     "fvmgn w/o frequency branch": ("fvmgn", [NET + "use_frequency", "false"]),
     "fvmgn FFT frequency branch": ("fvmgn", [NET + "frequency", "fft"]),
+    "fvmgn FFT amplitude+phase branch": ("fvmgn", [NET + "frequency", "fft_phase"]),
     "fvmgn w/o global (attention) blocks": ("fvmgn", [NET + "global_blocks", "false"]),
     "fvmgn MWDis on stem features": ("fvmgn", [NET + "mwdis_at", "stem"]),
     "fvmgn MWDis detail-band swap": ("fvmgn", [NET + "mwdis_high_swap", "true"]),
@@ -142,6 +143,7 @@ PROTOCOLS: dict[str, Protocol] = {
                 "fvmgn MWDis detail-band swap",
                 "fvmgn w/o frequency branch",
                 "fvmgn FFT frequency branch",
+                "fvmgn FFT amplitude+phase branch",
                 "fvmgn single-scale alignment",
             }
         ),
@@ -257,6 +259,11 @@ def main() -> None:
         help="target pixels to test on: 'all' (whole scene) or 'fraction:F' (seeded stratified sample, faster)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_fvmgn")
+    ap.add_argument(
+        "--results",
+        default="fvmgn_accuracy.md",
+        help="file under benchmarks/results/ (another name keeps a partial grid from replacing the full table)",
+    )
     args = ap.parse_args()
     inverse = {v: k for k, v in SHORT.items()}
     target_desc = (
@@ -276,6 +283,7 @@ def main() -> None:
         f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} "
         f"--methods {' '.join(repr(m) for m in args.methods)} --protocols {' '.join(args.protocols)} "
         f"--target-split {args.target_split}"
+        + (f" --results {args.results}" if args.results != "fvmgn_accuracy.md" else "")
         + (
             f" --in-scene-methods {' '.join(repr(m) for m in args.in_scene_methods)}"
             if args.in_scene_methods
@@ -317,7 +325,7 @@ def main() -> None:
                     results[method].append(next(iter(m.values())))
         lines += table(results, protocol, args.seeds)
     lines += method_table([*dict.fromkeys([*methods, *in_scene])])
-    write_result("fvmgn_accuracy.md", "\n".join(lines))
+    write_result(args.results, "\n".join(lines))
 
 
 def method_table(methods: list[str]) -> list[str]:

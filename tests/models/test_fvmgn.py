@@ -140,6 +140,35 @@ def test_switch_frequency_kind():
     assert fft.transform(x).shape == (2, 4, 11, 6)
 
 
+def test_fft_phase_pathway_sees_layout_that_amplitude_cannot():
+    torch.manual_seed(0)
+    amp, phase = FrequencyBlock(4, "fft"), FrequencyBlock(4, "fft_phase")
+    x = torch.randn(2, 4, 11, 11)
+    shifted = torch.roll(x, shifts=(3, 5), dims=(-2, -1))  # same content, moved (circularly)
+    # amplitude is blind to a circular shift, the phase is not
+    torch.testing.assert_close(amp.transform(shifted), amp.transform(x), atol=1e-5, rtol=1e-5)
+    tx, ts = phase.transform(x), phase.transform(shifted)
+    assert tx.shape == (2, 12, 11, 6)
+    torch.testing.assert_close(ts[:, :4], tx[:, :4], atol=1e-5, rtol=1e-5)  # the amplitude part
+    assert (ts[:, 4:] - tx[:, 4:]).abs().max() > 0.5
+    # unit phasor: cos² + sin² = 1 wherever the amplitude is clear of the 1e-6 guard against zero amplitude
+    norm = tx[:, 4:8] ** 2 + tx[:, 8:] ** 2
+    clear = torch.expm1(tx[:, :4]) > 1e-2
+    assert clear.float().mean() > 0.9
+    torch.testing.assert_close(norm[clear], torch.ones_like(norm[clear]), atol=1e-4, rtol=0)
+    # finite gradients even where the spectrum vanishes (constant map: every non-DC bin is 0)
+    flat = torch.ones(1, 4, 6, 6, requires_grad=True)
+    phase.transform(flat).sum().backward()
+    assert torch.isfinite(flat.grad).all()
+    # the FVMGN switch builds it and trains through it
+    m = make(frequency="fft_phase", use_mwdis=False).train()
+    out = m(batch())
+    (out.logits.sum() + out.aux_losses["align"]).backward()
+    blocks = [b for b in m.modules() if isinstance(b, FrequencyBlock)]
+    assert blocks and all(b.kind == "fft_phase" and b.mix[0].in_channels % 3 == 0 for b in blocks)
+    assert all(b.mix[0].weight.grad is not None for b in blocks)
+
+
 def test_switch_texts_changes_prototypes_and_loss():
     b = batch()
     ref = make(texts="both", use_mwdis=False)

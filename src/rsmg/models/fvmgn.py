@@ -49,7 +49,7 @@ from rsmg.errors import ConfigError, check_choice
 from rsmg.models.alignment import MSFFA
 from rsmg.models.base import ModelOutput, RsmgModel
 from rsmg.models.registry import register_model
-from rsmg.models.sfie import SFIE, NormKind
+from rsmg.models.sfie import FREQUENCY_KINDS, SFIE, NormKind
 from rsmg.models.wavelet import MWDis, check_wavelet
 from rsmg.text.class_texts import ClassTextEmbeddings, ClassTexts, encode_class_texts, load_class_texts
 
@@ -79,7 +79,8 @@ class FVMGN(RsmgModel):
         embed_dim: size of the joint image-text space.
         use_mwdis: MWDis resampling in training (+ invariance loss).
         use_frequency: SFIE frequency pathway and frequency alignment.
-        frequency: kind of frequency pathway, ``"wavelet"`` or ``"fft"``. Measured, 3 seeds (as for
+        frequency: kind of frequency pathway, ``"wavelet"``, ``"fft"`` (log-amplitude) or ``"fft_phase"``
+            (log-amplitude + phase, see :class:`~rsmg.models.sfie.FrequencyBlock`). Measured, 3 seeds (as for
             ``mwdis_at``), OA wavelet vs fft: Trento -> MUUFL 40.1 vs 46.4, height only 64.9 vs 67.0; MUUFL ->
             Trento 35.0 vs 49.7, height only 19.8 vs 21.5. FFT is ahead on all four LiDAR-only proxies (within
             one std on three), but these are target-domain test results and source validation cannot
@@ -156,7 +157,7 @@ class FVMGN(RsmgModel):
         embed_dim: int = 256,
         use_mwdis: bool = True,
         use_frequency: bool = True,
-        frequency: Literal["wavelet", "fft"] = "wavelet",
+        frequency: Literal["wavelet", "fft", "fft_phase"] = "wavelet",
         texts: Literal["both", "shared", "proprietary", "none"] = "both",
         multiscale_alignment: bool = True,
         wavelet: str = "haar",
@@ -180,7 +181,7 @@ class FVMGN(RsmgModel):
     ) -> None:
         super().__init__(spec)
         check_choice("texts option", texts, ("both", "shared", "proprietary", "none"), field="texts")
-        check_choice("frequency pathway", frequency, ("wavelet", "fft"), field="frequency")
+        check_choice("frequency pathway", frequency, FREQUENCY_KINDS, field="frequency")
         check_choice("MWDis position", mwdis_at, ("input", "stem"), field="mwdis_at")
         sizes = scale_sizes(spec.patch_size, scales)
         if use_mwdis:

@@ -11,8 +11,11 @@ not public; rsmg's reading (``docs/papers.md``, "SFIE"), every choice an argumen
   and a light transformer block over the ``h·w`` spatial tokens (global: one multi-head self-attention + MLP,
   with a depthwise-conv positional encoding so any patch size works without a position table).
 * **Frequency pathway, per scale** — ``frequency="wavelet"``: one-level DWT of the scale's feature map, the
-  four sub-bands LL/LH/HL/HH stacked on channels; ``"fft"``: log-amplitude of the 2-D real FFT; then ``1×1``
-  and ``3×3`` convs. Its pooled output is the scale's *frequency feature*; the map is resized back and added
+  four sub-bands LL/LH/HL/HH stacked on channels; ``"fft"``: log-amplitude of the 2-D real FFT; ``"fft_phase"``:
+  that log-amplitude plus the phase as its unit phasor (cos, sin — continuous where the angle wraps, and with
+  a finite gradient at zero amplitude, unlike ``angle()``); then ``1×1`` and ``3×3`` convs. Amplitude carries
+  the "style" of a map (texture energy per frequency), phase its layout; papers.md lists both readings.
+  Its pooled output is the scale's *frequency feature*; the map is resized back and added
   to the spatial map (the "reconstruction": frequency evidence re-enters the spatial features that the next
   scale sees). ``"none"`` drops the pathway (the ablation of the frequency domain).
 * **Scales** — 1 to 3; widths ``width·2^s``; spatial sizes e.g. 11 → 6 → 3 for 11×11 patches.
@@ -36,7 +39,9 @@ from torch import nn
 from rsmg.data.spec import image_key
 from rsmg.errors import ConfigError, DataError, check_choice
 
-FrequencyKind = Literal["wavelet", "fft", "none"]
+FrequencyKind = Literal["wavelet", "fft", "fft_phase", "none"]
+FREQUENCY_KINDS: tuple[str, ...] = ("wavelet", "fft", "fft_phase")
+_PHASE_EPS = 1e-6
 NormKind = Literal["batch", "group"]
 
 
@@ -121,20 +126,24 @@ class FrequencyBlock(nn.Module):
 
     Args:
         ch: channels of the scale's feature map.
-        kind: ``"wavelet"`` or ``"fft"``.
+        kind: ``"wavelet"``, ``"fft"`` (log-amplitude) or ``"fft_phase"`` (log-amplitude + unit phasor).
         wavelet: wavelet name for ``kind="wavelet"``.
         norm: normalisation layer kind.
     """
 
     def __init__(
-        self, ch: int, kind: Literal["wavelet", "fft"], wavelet: str = "haar", norm: NormKind = "batch"
+        self,
+        ch: int,
+        kind: Literal["wavelet", "fft", "fft_phase"],
+        wavelet: str = "haar",
+        norm: NormKind = "batch",
     ) -> None:
         super().__init__()
         from rsmg.models.wavelet import MWDis
 
         self.kind = kind
         self.dwt = MWDis(wavelet=wavelet, levels=1, p=0.0)  # used only for its transform
-        cin = 4 * ch if kind == "wavelet" else ch
+        cin = {"wavelet": 4 * ch, "fft": ch, "fft_phase": 3 * ch}[kind]
         self.mix = nn.Sequential(
             nn.Conv2d(cin, ch, 1, bias=False), _norm(norm, ch), nn.GELU(),
             nn.Conv2d(ch, ch, 3, padding=1, bias=False), _norm(norm, ch), nn.GELU(),
@@ -144,11 +153,21 @@ class FrequencyBlock(nn.Module):
         nn.init.zeros_(self.back.bias)  # type: ignore[arg-type]
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        """Frequency representation of a ``B×C×H×W`` map (``B×4C×h×w`` sub-bands or ``B×C×H×(W//2+1)``)."""
+        """Frequency representation of a ``B×C×H×W`` map.
+
+        ``B×4C×h×w`` sub-bands (wavelet), ``B×C×H×(W//2+1)`` log-amplitude (fft) or ``B×3C×H×(W//2+1)``
+        log-amplitude, cos and sin of the phase (fft_phase).
+        """
         if self.kind == "wavelet":
             ll, highs = self.dwt.decompose(x, levels=1)
             return torch.cat([ll, *highs[0]], dim=1)
-        return torch.log1p(torch.fft.rfft2(x.float(), norm="ortho").abs()).to(x.dtype)
+        spec = torch.fft.rfft2(x.float(), norm="ortho")
+        amp = spec.abs()
+        log_amp = torch.log1p(amp)
+        if self.kind == "fft":
+            return log_amp.to(x.dtype)
+        phasor = spec / (amp + _PHASE_EPS)  # unit phasor; 0 where the amplitude vanishes
+        return torch.cat([log_amp, phasor.real, phasor.imag], dim=1).to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(z, x_fused)``: the frequency map and the spatial map with frequency evidence added."""
@@ -231,7 +250,7 @@ class SFIE(nn.Module):
         modalities: modality → input channels (``DataSpec.modalities``).
         width: channels of the first scale; scale ``s`` has ``width·2^s``.
         scales: number of scales, 1–3.
-        frequency: ``"wavelet"``, ``"fft"`` or ``"none"``.
+        frequency: ``"wavelet"``, ``"fft"``, ``"fft_phase"`` or ``"none"``.
         wavelet: wavelet of the frequency pathway.
         attn_heads: heads of the global blocks.
         out_dim: size of the fused embedding (default: last scale's width).
@@ -262,7 +281,7 @@ class SFIE(nn.Module):
             raise ConfigError(
                 "scales out of range", field="scales", expected="1, 2 or 3", found=scales, fix="use 2"
             )
-        check_choice("frequency pathway", frequency, ("wavelet", "fft", "none"), field="frequency")
+        check_choice("frequency pathway", frequency, (*FREQUENCY_KINDS, "none"), field="frequency")
         self.modalities = dict(modalities)
         self.frequency = frequency
         self.dims = [width * 2**s for s in range(scales)]
