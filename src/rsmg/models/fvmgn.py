@@ -86,6 +86,9 @@ class FVMGN(RsmgModel):
             one std on three), but these are target-domain test results and source validation cannot
             separate the two (both ≈ 99 %), so changing the default on them would be selection on the target;
             the default stays with the paper's wavelet framing until the HSI+LiDAR settings can be run.
+            ``fft_phase`` (same protocol, ``benchmarks/results/fvmgn_accuracy_fft_phase.md``): 37.8 / 69.9 /
+            47.1 / 19.0 on the four — no consistent gain over amplitude alone. A rerun of the ``fft`` row on
+            this checkout reproduced the published table (height only 67.01 vs 67.02, same std).
         texts: ``"both"``, ``"shared"``, ``"proprietary"`` or ``"none"`` (image-only ablation).
         multiscale_alignment: align every scale (False: the last only).
         wavelet: wavelet of MWDis and of the SFIE wavelet pathway.
