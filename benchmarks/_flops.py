@@ -6,6 +6,11 @@ sheet, so the ratio says how much of what this machine can actually do right now
 uses. Model FLOPs are counted with :class:`torch.utils.flop_counter.FlopCounterMode`, which counts matmuls,
 convolutions and attention (2 FLOPs per multiply-add) and ignores element-wise ops; a training step is
 ≈ 3× a forward (backward ≈ 2× forward), and :func:`count_flops` can count a real forward + backward instead.
+
+``FlopCounterMode`` has formulas for the CUDA attention kernels but not for the CPU one that
+``scaled_dot_product_attention`` dispatches to (``_scaled_dot_product_flash_attention_for_cpu`` and its
+backward), so on CPU it silently counted attention as 0 FLOPs; :func:`register_cpu_attention_flops` (run on
+import) registers the same formulas for the CPU ops.
 """
 
 from __future__ import annotations
@@ -17,7 +22,31 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def register_cpu_attention_flops() -> None:
+    """Count the CPU flash-attention forward and backward like their CUDA twins (idempotent)."""
+    aten = torch.ops.aten
+    fwd = aten._scaled_dot_product_flash_attention_for_cpu
+    bwd = aten._scaled_dot_product_flash_attention_for_cpu_backward
+    if fwd not in flop_counter.flop_registry:
+
+        @flop_counter.register_flop_formula(fwd)
+        def _fwd(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
+            return int(flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape))
+
+    if bwd not in flop_counter.flop_registry:
+
+        @flop_counter.register_flop_formula(bwd)
+        def _bwd(
+            grad_shape: Any, query_shape: Any, key_shape: Any, value_shape: Any, *a: Any, **k: Any
+        ) -> int:
+            return int(flop_counter.sdpa_backward_flop_count(grad_shape, query_shape, key_shape, value_shape))
+
+
+register_cpu_attention_flops()
 
 
 def sync(device: torch.device | str) -> None:

@@ -50,6 +50,7 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fvmgn MWDis on stem features": ("fvmgn", [NET + "mwdis_at", "stem"]),
     "fvmgn MWDis detail-band swap": ("fvmgn", [NET + "mwdis_high_swap", "true"]),
     "fvmgn 1 attention head": ("fvmgn", [NET + "attn_heads", "1"]),
+    "fvmgn attention keys/values pooled 2× at scale 1": ("fvmgn", [NET + "attn_sr_ratios", "[2, 1]"]),
     "fvmgn shared texts only": ("fvmgn", [NET + "texts", "shared"]),
     "fvmgn proprietary texts only": ("fvmgn", [NET + "texts", "proprietary"]),
     "fvmgn single-scale alignment": ("fvmgn", [NET + "multiscale_alignment", "false"]),
@@ -144,6 +145,7 @@ PROTOCOLS: dict[str, Protocol] = {
                 "fvmgn w/o frequency branch",
                 "fvmgn FFT frequency branch",
                 "fvmgn FFT amplitude+phase branch",
+                "fvmgn attention keys/values pooled 2× at scale 1",
                 "fvmgn single-scale alignment",
             }
         ),

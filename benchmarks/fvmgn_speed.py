@@ -302,6 +302,7 @@ def build(spec: DataSpec, args: argparse.Namespace, device: torch.device) -> FVM
         mwdis_same_domain_fallback=len(spec.source_domains) == 1,
         attn_heads=args.attn_heads,
         channels_last=args.channels_last,
+        attn_sr_ratios=args.attn_sr,
     ).to(device)
 
 
@@ -486,6 +487,14 @@ def main() -> None:
     ap.add_argument("--embed-dim", type=int, default=128, help="joint space (experiment: 128)")
     ap.add_argument("--attn-heads", type=int, default=4, help="SFIE attention heads (experiment: 4)")
     ap.add_argument(
+        "--attn-sr",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("S1", "S2"),
+        help="spatial reduction of the attention keys/values per scale (experiment: full attention)",
+    )
+    ap.add_argument(
         "--channels-last", action="store_true", help="FVMGN(channels_last=True): NHWC convolutions and inputs"
     )
     ap.add_argument("--dwt-reps", type=int, default=30)
@@ -561,7 +570,9 @@ def main() -> None:
         f"Device: {dev_name}; compute dtype {str(dtype).replace('torch.', '')}"
         f"{' (autocast)' if amp else ''}; timings are medians; the load average is the 1-min value when measured.  ",
         f"Threads: {threads}.  ",
-        f"Model: FVMGN width {args.width}, 2 scales, embed {args.embed_dim}, {args.attn_heads} attention heads, "
+        f"Model: FVMGN width {args.width}, 2 scales, embed {args.embed_dim}, {args.attn_heads} attention heads"
+        + (f" (keys/values pooled {args.attn_sr[0]}×, {args.attn_sr[1]}× per scale)" if args.attn_sr else "")
+        + ", "
         f"{'channels_last' if args.channels_last else 'NCHW'} layout, Haar MWDis (p = 0.5), wavelet "
         "frequency pathway, pretrained frozen MiniLM class texts (cached), AdamW; loss CE + 0.5·align + "
         "0.1·invariance.  ",

@@ -356,3 +356,32 @@ def test_kl_alignment_targets_and_switch():
     assert kl.encoder.branches["hsi"].stem[0].weight.grad.abs().sum() > 0
     with pytest.raises(Exception, match="align_loss"):
         make(align_loss="cosine")
+
+
+def test_spatial_reduction_attention_pools_keys_and_keeps_parameters():
+    from rsmg.models.sfie import GlobalBlock
+
+    torch.manual_seed(0)
+    full, pooled = GlobalBlock(16, 4), GlobalBlock(16, 4, sr_ratio=2)
+    pooled.load_state_dict(full.state_dict())  # same parameters for every ratio
+    x = torch.randn(3, 16, 11, 11, requires_grad=True)
+    y_full, y_pooled = full(x), pooled(x)
+    assert y_pooled.shape == y_full.shape
+    assert not torch.allclose(y_pooled, y_full, atol=1e-4)  # the switch changes the computation
+    y_pooled.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    # ratio 1 is exactly the full block, and pooling a 1-pixel map changes nothing
+    same = GlobalBlock(16, 4, sr_ratio=1)
+    same.load_state_dict(full.state_dict())
+    torch.testing.assert_close(same(x), y_full)
+    one = torch.randn(2, 16, 1, 1)
+    torch.testing.assert_close(pooled(one), full(one), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ConfigError, match="attn_sr_ratios"):
+        GlobalBlock(16, 4, sr_ratio=0)
+    with pytest.raises(ConfigError, match="attn_sr_ratios"):
+        make(attn_sr_ratios=[2])
+    m = make(attn_sr_ratios=[2, 1], use_mwdis=False).train()
+    blocks = [b for b in m.modules() if isinstance(b, GlobalBlock)]
+    assert [b.sr_ratio for b in blocks[:2]] == [2, 1]
+    m(batch()).logits.sum().backward()
+    assert all(b.qkv.weight.grad is not None for b in blocks)

@@ -134,6 +134,10 @@ class FVMGN(RsmgModel):
             cross-scene LiDAR protocols (3 seeds, ``fvmgn_accuracy.md``), so the configs keep 4.
         norm: SFIE normalisation (``"batch"`` or ``"group"``).
         global_blocks: SFIE's self-attention blocks (False: the spatial pathway is local convs only).
+        attn_sr_ratios: per SFIE scale, average-pooling of the attention keys/values (PVT-style spatial
+            reduction, no extra parameters); None = full attention. With head width 8 the CPU attention is
+            bound by the softmax's exponentials (one per query-key pair), so ``[2, 1]`` cuts the finest
+            scale's attention ~3.4× (121 → 36 keys on 11×11 patches); measured in ``benchmarks/fvmgn_speed.py``.
         fuse_norm: LayerNorm on SFIE's fused embedding.
         channels_last: keep SFIE's convolution weights and the image batches in ``channels_last`` (NHWC) memory
             format. A speed switch only, the maths is unchanged (outputs equal the default layout to float
@@ -179,6 +183,7 @@ class FVMGN(RsmgModel):
         attn_heads: int = 4,
         norm: NormKind = "batch",
         global_blocks: bool = True,
+        attn_sr_ratios: list[int] | None = None,
         fuse_norm: bool = True,
         channels_last: bool = False,
     ) -> None:
@@ -228,6 +233,7 @@ class FVMGN(RsmgModel):
             attn_heads=attn_heads,
             norm=norm,
             global_blocks=global_blocks,
+            attn_sr_ratios=attn_sr_ratios,
             fuse_norm=fuse_norm,
         )
         self.channels_last = channels_last

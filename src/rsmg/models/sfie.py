@@ -9,7 +9,10 @@ not public; rsmg's reading (``docs/papers.md``, "SFIE"), every choice an argumen
   without its modality, is a :class:`~rsmg.errors.DataError` naming the key.
 * **Spatial pathway, per scale** — a residual ``3×3`` conv block (local; stride 2 from the second scale on)
   and a light transformer block over the ``h·w`` spatial tokens (global: one multi-head self-attention + MLP,
-  with a depthwise-conv positional encoding so any patch size works without a position table).
+  with a depthwise-conv positional encoding so any patch size works without a position table). Optionally
+  the keys and values are average-pooled by ``attn_sr_ratios[s]`` (PVT's spatial-reduction attention, here
+  parameter-free: PVTv2's pooling reading): every token still attends over the whole patch, through a coarser
+  summary, and the attention cost falls by about the ratio squared.
 * **Frequency pathway, per scale** — ``frequency="wavelet"``: one-level DWT of the scale's feature map, the
   four sub-bands LL/LH/HL/HH stacked on channels; ``"fft"``: log-amplitude of the 2-D real FFT; ``"fft_phase"``:
   that log-amplitude plus the phase as its unit phasor (cos, sin — continuous where the angle wraps, and with
@@ -86,9 +89,12 @@ class GlobalBlock(nn.Module):
         ch: channels (token width).
         heads: attention heads (``ch`` must be divisible by it).
         mlp_ratio: hidden size of the MLP relative to ``ch``.
+        sr_ratio: spatial reduction of keys/values (average pooling with this kernel and stride, partial
+            windows at the border averaged over their valid pixels); 1 = full attention. The parameters are the
+            same for every ratio, so a checkpoint loads into either.
     """
 
-    def __init__(self, ch: int, heads: int = 4, mlp_ratio: float = 2.0) -> None:
+    def __init__(self, ch: int, heads: int = 4, mlp_ratio: float = 2.0, sr_ratio: int = 1) -> None:
         super().__init__()
         if ch % heads:
             raise ConfigError(
@@ -98,6 +104,15 @@ class GlobalBlock(nn.Module):
                 found=heads,
                 fix="choose width as a multiple of attn_heads",
             )
+        if sr_ratio < 1:
+            raise ConfigError(
+                "spatial-reduction ratio must be at least 1",
+                field="attn_sr_ratios",
+                expected="integers ≥ 1",
+                found=sr_ratio,
+                fix="use 1 (full attention) or 2",
+            )
+        self.sr_ratio = sr_ratio
         self.pos = nn.Conv2d(ch, ch, 3, padding=1, groups=ch)
         self.ln1 = nn.LayerNorm(ch)
         # fused qkv + scaled_dot_product_attention: PyTorch's fused CPU/GPU attention kernels; on CPU this is
@@ -114,7 +129,28 @@ class GlobalBlock(nn.Module):
         b, c, h, w = x.shape
         x = x + self.pos(x)
         t = x.flatten(2).transpose(1, 2)  # B×HW×C
-        q, k, v = self.qkv(self.ln1(t)).view(b, h * w, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        u = self.ln1(t)
+        d = c // self.heads
+        if self.sr_ratio == 1:
+            q, k, v = self.qkv(u).view(b, h * w, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        else:  # queries from every token, keys/values from the pooled map (same weights, split)
+            pooled = F.avg_pool2d(
+                u.transpose(1, 2).reshape(b, c, h, w),
+                self.sr_ratio,
+                ceil_mode=True,
+                count_include_pad=False,
+            )
+            kv_tokens = pooled.flatten(2).transpose(1, 2)
+            q = (
+                F.linear(u, self.qkv.weight[:c], self.qkv.bias[:c])
+                .view(b, h * w, self.heads, d)
+                .transpose(1, 2)
+            )
+            k, v = (
+                F.linear(kv_tokens, self.qkv.weight[c:], self.qkv.bias[c:])
+                .view(b, kv_tokens.shape[1], 2, self.heads, d)
+                .permute(2, 0, 3, 1, 4)
+            )
         a = torch.nn.functional.scaled_dot_product_attention(q, k, v)  # B×heads×HW×d
         t = t + self.proj(a.transpose(1, 2).reshape(b, h * w, c))
         t = t + self.mlp(self.ln2(t))
@@ -208,9 +244,11 @@ class ModalityBranch(nn.Module):
         attn_heads: int,
         norm: NormKind,
         global_blocks: bool = True,
+        attn_sr_ratios: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         w0 = dims[0]
+        sr = attn_sr_ratios or (1,) * len(dims)
         self.stem = nn.Sequential(
             nn.Conv2d(in_ch, w0, 1, bias=False), _norm(norm, w0), nn.GELU(),
             nn.Conv2d(w0, w0, 3, padding=1, bias=False), _norm(norm, w0), nn.GELU(),
@@ -220,7 +258,8 @@ class ModalityBranch(nn.Module):
             for s, d in enumerate(dims)
         )
         self.glob = nn.ModuleList(
-            GlobalBlock(d, attn_heads) if global_blocks else nn.Identity() for d in dims
+            GlobalBlock(d, attn_heads, sr_ratio=r) if global_blocks else nn.Identity()
+            for d, r in zip(dims, sr, strict=True)
         )  # fmt: skip
         self.freq = nn.ModuleList(
             FrequencyBlock(d, frequency, wavelet, norm) for d in dims
@@ -258,6 +297,8 @@ class SFIE(nn.Module):
         global_blocks: keep the self-attention blocks of the spatial pathway (False: local convs only, the
             ablation of the *global* half of "local-global" representation).
         fuse_norm: LayerNorm after the fusion projection.
+        attn_sr_ratios: per scale, the spatial reduction of the global blocks' keys/values (see
+            :class:`GlobalBlock`); default full attention everywhere.
     """
 
     def __init__(
@@ -273,6 +314,7 @@ class SFIE(nn.Module):
         norm: NormKind = "batch",
         global_blocks: bool = True,
         fuse_norm: bool = True,
+        attn_sr_ratios: list[int] | tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         if not modalities:
@@ -282,6 +324,14 @@ class SFIE(nn.Module):
                 "scales out of range", field="scales", expected="1, 2 or 3", found=scales, fix="use 2"
             )
         check_choice("frequency pathway", frequency, (*FREQUENCY_KINDS, "none"), field="frequency")
+        if attn_sr_ratios is not None and len(attn_sr_ratios) != scales:
+            raise ConfigError(
+                "one spatial-reduction ratio per scale is needed",
+                field="attn_sr_ratios",
+                expected=f"{scales} integers",
+                found=list(attn_sr_ratios),
+                fix="e.g. [2, 1] for two scales, or leave it unset for full attention",
+            )
         self.modalities = dict(modalities)
         self.frequency = frequency
         self.dims = [width * 2**s for s in range(scales)]
@@ -296,6 +346,7 @@ class SFIE(nn.Module):
                     attn_heads=attn_heads,
                     norm=norm,
                     global_blocks=global_blocks,
+                    attn_sr_ratios=tuple(attn_sr_ratios) if attn_sr_ratios is not None else None,
                 )
                 for m, c in self.modalities.items()
             }
