@@ -495,7 +495,10 @@ def main() -> None:
         help="spatial reduction of the attention keys/values per scale (experiment: full attention)",
     )
     ap.add_argument(
-        "--channels-last", action="store_true", help="FVMGN(channels_last=True): NHWC convolutions and inputs"
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="FVMGN(channels_last=...): NHWC convolutions and inputs (the default); --no-channels-last for NCHW",
     )
     ap.add_argument("--dwt-reps", type=int, default=30)
     ap.add_argument("--peak-seconds", type=float, default=2.0)

@@ -278,8 +278,9 @@ def test_switch_global_blocks_and_fuse_norm():
 
 def test_channels_last_is_a_layout_switch_only():
     """``channels_last`` changes memory layout, not maths: same logits, losses and gradients as NCHW."""
-    ref = make(mwdis_p=1.0)
-    fast = make(mwdis_p=1.0, channels_last=True)
+    ref = make(mwdis_p=1.0, channels_last=False)
+    fast = make(mwdis_p=1.0)  # the default layout
+    assert fast.channels_last and not ref.channels_last
     fast.load_state_dict(ref.state_dict())
     convs = [
         m.weight for m in fast.encoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)

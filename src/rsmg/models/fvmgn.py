@@ -128,10 +128,10 @@ class FVMGN(RsmgModel):
             19.8 vs 20.7: no consistent winner, so the default stays with papers.md.
         kl_target_temperature: temperature of those targets.
         attn_heads: heads of SFIE's global blocks. A speed/accuracy trade-off at small widths: at width 32 and
-            4 heads (head dim 8) PyTorch's fused attention is ~3x slower than at 1 head for the same FLOPs; on one
-            CPU thread a batch-512 training step takes 2.1 s (4 heads) vs 1.5 s (1 head), MFU 30.9 vs 44.1 %
-            (``benchmarks/results/fvmgn_speed_batch512*.md``), but 1 head lost 1-5 OA points on all four
-            cross-scene LiDAR protocols (3 seeds, ``fvmgn_accuracy.md``), so the configs keep 4.
+            4 heads (head dim 8) PyTorch's fused CPU attention is bound by its exponentials and small blocks; on
+            one CPU thread a batch-512 training step (channels_last) takes 2.1-2.4 s (4 heads) vs 1.8 s (1 head),
+            MFU 38-41 vs 48 % (``benchmarks/results/fvmgn_speed_batch512*.md``), but 1 head lost 1-5 OA points
+            on all four cross-scene LiDAR protocols (3 seeds, ``fvmgn_accuracy.md``), so the configs keep 4.
         norm: SFIE normalisation (``"batch"`` or ``"group"``).
         global_blocks: SFIE's self-attention blocks (False: the spatial pathway is local convs only).
         attn_sr_ratios: per SFIE scale, average-pooling of the attention keys/values (PVT-style spatial
@@ -142,9 +142,12 @@ class FVMGN(RsmgModel):
         channels_last: keep SFIE's convolution weights and the image batches in ``channels_last`` (NHWC) memory
             format. A speed switch only, the maths is unchanged (outputs equal the default layout to float
             rounding). cuDNN's tensor-core kernels (bf16/fp16) prefer NHWC, as timm's ``--channels-last``
-            habit reflects. On this workplace's CPU it is within noise: 2,110 vs 2,070 ms per training step
-            (1 thread, batch 512, real Trento LiDAR patches, quiet machine;
-            ``benchmarks/results/fvmgn_speed_batch512{,_channels_last}.md``). Off by default for that reason.
+            habit reflects, and on CPU oneDNN's 1×1 convolutions on 11×11 maps are several times slower in NCHW.
+            On by default since an interleaved A/B on this workplace's CPU (1 thread, real Trento LiDAR
+            patches, 4 rounds, variant order rotated): 2,061 vs 2,276 ms per step at batch 512, 309 vs 368 ms
+            at batch 64 (an earlier non-interleaved pair of runs had them within noise). The cross-scene tables
+            in ``benchmarks/results/fvmgn_accuracy.md`` were measured with ``channels_last=False``; pass it to
+            reproduce them bit for bit (the layout changes float rounding, so trajectories differ slightly).
     """
 
     text_shared: torch.Tensor
@@ -185,7 +188,7 @@ class FVMGN(RsmgModel):
         global_blocks: bool = True,
         attn_sr_ratios: list[int] | None = None,
         fuse_norm: bool = True,
-        channels_last: bool = False,
+        channels_last: bool = True,
     ) -> None:
         super().__init__(spec)
         check_choice("texts option", texts, ("both", "shared", "proprietary", "none"), field="texts")
