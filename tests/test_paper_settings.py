@@ -33,6 +33,14 @@ pytestmark = [
 ]
 PAPER = sorted((REPO / "experiments/fvmgn/paper").glob("*.yaml"))
 TRENTO_MUUFL = {"trento_to_muufl", "muufl_to_trento"}
+SMOKE_BUDGET = (
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "3",
+    "--trainer.limit_val_batches",
+    "2",
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +118,7 @@ def test_houston_paper_settings_run(cfg, data_root, tmp_path):
         cfg,
         data_root,
         tmp_path,
-        *(
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "3",
-            "--trainer.limit_val_batches",
-            "2",
-        ),
+        *SMOKE_BUDGET,
         *("--data.init_args.target_split", "per_class:10"),
     )
     target = cfg.stem.split("_to_")[1]
