@@ -86,11 +86,30 @@ def dataset_info(name: str) -> DatasetInfo:
     )
 
 
+def _options(rel: str | list[str]) -> list[str]:
+    """The accepted locations of a catalog file, preferred first."""
+    return [rel] if isinstance(rel, str) else list(rel)
+
+
+def _find(root: Path, rel: str | list[str]) -> Path | None:
+    """The first accepted location of a catalog file that exists under ``root``, or None."""
+    return next((root / o for o in _options(rel) if (root / o).exists()), None)
+
+
+def _modality_ref(entry: dict[str, Any], dataset: str, modality: str) -> dict[str, Any]:
+    """A dataset's catalog entry for one modality; an unknown modality lists the valid ones."""
+    if modality not in entry["modalities"]:
+        raise unknown_name_error(
+            f"modality of dataset {dataset!r}", modality, list(entry["modalities"]), field="data.modalities"
+        )
+    return dict(entry["modalities"][modality])
+
+
 def _file(root: Path, rel: str | list[str], dataset: str, *, download: bool) -> Path:
-    options = [rel] if isinstance(rel, str) else list(rel)
-    for option in options:
-        if (root / option).exists():
-            return root / option
+    found = _find(root, rel)
+    if found is not None:
+        return found
+    options = _options(rel)
     path = root / options[0]
     if download:
         how = f"run `rsmg download {dataset} --root {root}` (it fetches and checks the file), or place it there by hand"
@@ -118,22 +137,11 @@ def missing_files(
     """
     base = resolve_root(root)
     entry = _yaml("datasets.yaml")[dataset_info(name).name]
-    refs = []
-    for mod in modalities:
-        if mod not in entry["modalities"]:
-            raise unknown_name_error(
-                f"modality of dataset {name!r}", mod, list(entry["modalities"]), field="data.modalities"
-            )
-        refs.append(entry["modalities"][mod])
+    refs = [_modality_ref(entry, name, mod) for mod in modalities]
     refs += [ref for parts in entry.get("splits", {}).values() for ref in parts.values()]
     if "file" in entry["labels"]:
         refs.append(entry["labels"])
-    missing = []
-    for ref in refs:
-        options = [ref["file"]] if isinstance(ref["file"], str) else list(ref["file"])
-        if not any((base / o).exists() for o in options):
-            missing.append(base / options[0])
-    return missing
+    return [base / _options(ref["file"])[0] for ref in refs if _find(base, ref["file"]) is None]
 
 
 def _load_mat(
@@ -194,11 +202,7 @@ def load_scene(
     files: dict[str, str] = {}
     band_names: dict[str, tuple[str, ...]] = {}
     for mod in modalities:
-        if mod not in entry["modalities"]:
-            raise unknown_name_error(
-                f"modality of dataset {name!r}", mod, list(entry["modalities"]), field="data.modalities"
-            )
-        ref = entry["modalities"][mod]
+        ref = _modality_ref(entry, name, mod)
         raw, path = _load_mat(base, ref, name)
         arr = _to_chw(raw, ref["layout"], path, mod)
         sensor = get_sensor(ref["sensor"])
