@@ -1,10 +1,12 @@
 """Resume after SIGKILL: a killed-and-resumed ``rsmg fit`` ends exactly where an uninterrupted one does.
 
-The end-to-end test runs the real Trento → MUUFL configuration (tiny network, 2 epochs) three times as
+The end-to-end test runs the real Trento → MUUFL configuration of the concat CNN and of FVMGN (tiny networks,
+2 epochs) three times each as
 ``python -m rsmg fit`` subprocesses: uninterrupted; killed with SIGKILL in the middle of epoch 0 right after
 its first step checkpoint; resumed from that checkpoint with ``--ckpt_path last``. The resumed run must end
 with bit-identical weights (and optimiser state) and an identical ``metrics.json``. That needs the training
-order and position (``rsmg.data.sampling.ResumableSampler``) and the dropout RNG restored mid-epoch; the unit
+order and position (``rsmg.data.sampling.ResumableSampler``) and the RNG that dropout and FVMGN's MWDis
+resampling draw from restored mid-epoch; the unit
 tests below pin those pieces down without a subprocess.
 """
 
@@ -33,7 +35,12 @@ from rsmg.data.sampling import (
 )
 from rsmg.errors import ConfigError
 
-CONFIG = REPO / "experiments/baseline/trento_to_muufl.yaml"
+# model -> (its real Trento -> MUUFL config, a tiny network of that model). FVMGN adds MWDis, whose donor and
+# jitter draws come from the global RNG mid-step, and the learnable alignment temperature.
+RUNS = {
+    "concat_cnn": (REPO / "experiments/baseline/trento_to_muufl.yaml", "{width: 8, depth: 2, dropout: 0.2}"),
+    "fvmgn": (REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml", "{width: 8, embed_dim: 32}"),
+}
 STEPS_PER_CKPT = 4
 
 THROTTLE = '''
@@ -138,7 +145,7 @@ def _roundtrip(obj: object) -> object:
 
 
 # ---------------------------------------------------------------------------------------------- end to end
-def _write_run_config(tmp: Path, name: str, ckpt_dir: Path, throttle: float) -> Path:
+def _write_run_config(tmp: Path, name: str, ckpt_dir: Path, throttle: float, net_args: str) -> Path:
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(
         textwrap.dedent(f"""\
@@ -165,7 +172,7 @@ def _write_run_config(tmp: Path, name: str, ckpt_dir: Path, throttle: float) -> 
         model:
           init_args:
             net:
-              init_args: {{width: 8, depth: 2, dropout: 0.2}}
+              init_args: {net_args}
         data:
           init_args:
             batch_size: 32
@@ -185,7 +192,7 @@ def _env(tmp: Path) -> dict[str, str]:
     }
 
 
-def _fit(tmp: Path, cfg: Path, *extra: str) -> subprocess.Popen[str]:
+def _fit(tmp: Path, config: Path, cfg: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -193,7 +200,7 @@ def _fit(tmp: Path, cfg: Path, *extra: str) -> subprocess.Popen[str]:
             "rsmg",
             "fit",
             "--config",
-            str(CONFIG),
+            str(config),
             "--config",
             str(cfg),
             "--trainer.default_root_dir",
@@ -224,15 +231,18 @@ def _metrics(log_root: Path) -> dict[str, object]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("model", sorted(RUNS))
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, model):
+    config, net_args = RUNS[model]
     (tmp_path / "rsmg_test_throttle.py").write_text(THROTTLE)
     ref_ckpt, run_ckpt = tmp_path / "ref_ckpt", tmp_path / "run_ckpt"
-    ref_cfg = _write_run_config(tmp_path, "ref", ref_ckpt, throttle=0.0)
-    run_cfg = _write_run_config(tmp_path, "run", run_ckpt, throttle=0.3)
-    resume_cfg = _write_run_config(tmp_path, "run", run_ckpt, throttle=0.0)  # same logs, same checkpoint dir
+    ref_cfg = _write_run_config(tmp_path, "ref", ref_ckpt, throttle=0.0, net_args=net_args)
+    run_cfg = _write_run_config(tmp_path, "run", run_ckpt, throttle=0.3, net_args=net_args)
+    # same logs, same checkpoint dir
+    resume_cfg = _write_run_config(tmp_path, "run", run_ckpt, throttle=0.0, net_args=net_args)
     t0 = time.monotonic()
-    ref = _fit(tmp_path, ref_cfg)  # the uninterrupted run works alongside the one we kill
-    victim = _fit(tmp_path, run_cfg)
+    ref = _fit(tmp_path, config, ref_cfg)  # the uninterrupted run works alongside the one we kill
+    victim = _fit(tmp_path, config, run_cfg)
     first = run_ckpt / f"step={STEPS_PER_CKPT}.ckpt"
     last = run_ckpt / "last.ckpt"
     deadline = time.monotonic() + 240
@@ -251,7 +261,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     assert epoch == 0 and 0 < step < 16, (step, epoch, saved)  # mid-epoch: 16 batches per epoch
     assert loader_state["samples_consumed"] == 32 * step and not loader_state["epoch_complete"]
 
-    resumed = _fit(tmp_path, resume_cfg, "--ckpt_path", "last")
+    resumed = _fit(tmp_path, config, resume_cfg, "--ckpt_path", "last")
     out = _finish(resumed, "resumed fit")
     _finish(ref, "uninterrupted fit")
     assert "Restoring states from the checkpoint" in out
@@ -271,4 +281,4 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     ma, mb = _metrics(tmp_path / "ref_logs"), _metrics(tmp_path / "run_logs")
     assert ma["results"] == mb["results"], (ma, mb)
     assert ma["results"]["test"]["muufl"]["n"] == 4 * 512
-    print(f"kill-and-resume at step {step}: {time.monotonic() - t0:.1f} s")
+    print(f"{model}: kill-and-resume at step {step}: {time.monotonic() - t0:.1f} s")
