@@ -131,7 +131,10 @@ class FVMGN(RsmgModel):
             4 heads (head dim 8) PyTorch's fused CPU attention is bound by its exponentials and small blocks; on
             one CPU thread a batch-512 training step (channels_last) takes 2.1-2.4 s (4 heads) vs 1.8 s (1 head),
             MFU 38-41 vs 48 % (``benchmarks/results/fvmgn_speed_batch512*.md``), but 1 head lost 1-5 OA points
-            on all four cross-scene LiDAR protocols (3 seeds, ``fvmgn_accuracy.md``), so the configs keep 4.
+            on all four cross-scene LiDAR protocols (3 seeds, ``fvmgn_accuracy.md``). 2 heads (MFU 49 %): OA
+            38.2 / 65.0 / 39.1 / 19.8 vs 40.1 / 64.9 / 35.0 / 20.2 with 4 heads on Trento -> MUUFL, its height-only
+            variant, MUUFL -> Trento and its height-only variant (3 seeds, ``fvmgn_accuracy_heads2.md``), AA
+            43.9 -> 37.6 on the last: within the seed spread, no evidence for a change, so the configs keep 4.
         norm: SFIE normalisation (``"batch"`` or ``"group"``).
         global_blocks: SFIE's self-attention blocks (False: the spatial pathway is local convs only).
         attn_sr_ratios: per SFIE scale, average-pooling of the attention keys/values (PVT-style spatial
@@ -148,6 +151,17 @@ class FVMGN(RsmgModel):
             at batch 64 (an earlier non-interleaved pair of runs had them within noise). The cross-scene tables
             in ``benchmarks/results/fvmgn_accuracy.md`` were measured with ``channels_last=False``; pass it to
             reproduce them bit for bit (the layout changes float rounding, so trajectories differ slightly).
+        compile_encoder: compile SFIE with ``torch.compile`` (``nn.Module.compile``: in place, so parameter
+            names and checkpoints are the same as without it, and a checkpoint of either loads into the
+            other). Inductor fuses the normalisation / GELU / residual element-wise work around the
+            convolutions and attention, which eager mode runs as separate kernels; that matters most where
+            kernel launches dominate (small 11×11 maps on a GPU), which could not be measured here (no GPU).
+            On CPU the gain is small: one thread, real Trento LiDAR, eager and compiled interleaved in one
+            process (6 rounds), 264 vs 258 ms per step at batch 64 and 2,220 vs 2,167 ms at batch 512 (-2 %),
+            logits equal to 1e-6. Off by default because compiling costs up to ~2 minutes per graph (train
+            and eval mode) before the first step on 2 CPU cores. Only the encoder's own call is compiled: with
+            ``mwdis_at="stem"`` the stems and trunk are called separately and stay eager; MWDis (data-dependent
+            donor choice) and the alignment stay eager too.
     """
 
     text_shared: torch.Tensor
@@ -189,6 +203,7 @@ class FVMGN(RsmgModel):
         attn_sr_ratios: list[int] | None = None,
         fuse_norm: bool = True,
         channels_last: bool = True,
+        compile_encoder: bool = False,
     ) -> None:
         super().__init__(spec)
         check_choice("texts option", texts, ("both", "shared", "proprietary", "none"), field="texts")
@@ -243,6 +258,8 @@ class FVMGN(RsmgModel):
         if channels_last:
             # only 4-D parameters (conv weights) change layout; .to(device) and load_state_dict keep it
             self.encoder.to(memory_format=torch.channels_last)
+        if compile_encoder:
+            self.encoder.compile()
         self.text_tower: nn.Module | None = None
         self.align: MSFFA | None = None
         self.head: nn.Linear | None = None
