@@ -36,6 +36,9 @@ SALINAS = "experiments/fvmgn/salinas_a.yaml"
 NET = "--model.init_args.net.init_args."
 CONCAT_NET = ["--model.init_args.net", "{class_path: rsmg.models.baseline.ConcatCNN}"]
 
+# SFIE's plain trunk: stems, residual conv blocks and fusion, none of FVMGN's parts (MWDis first: [2:] keeps it)
+TRUNK_ONLY = [NET + "use_mwdis", "false", NET + "use_frequency", "false", NET + "global_blocks", "false"]
+TRUNK_ONLY += [NET + "texts", "none"]
 # method -> (which model: the protocol's "fvmgn" config or its "baseline", extra CLI arguments)
 METHODS: dict[str, tuple[str, list[str]]] = {
     "baseline (concat CNN)": ("baseline", []),
@@ -50,11 +53,26 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fvmgn MWDis on stem features": ("fvmgn", [NET + "mwdis_at", "stem"]),
     "fvmgn MWDis detail-band swap": ("fvmgn", [NET + "mwdis_high_swap", "true"]),
     "fvmgn 1 attention head": ("fvmgn", [NET + "attn_heads", "1"]),
+    "fvmgn 2 attention heads": ("fvmgn", [NET + "attn_heads", "2"]),
     "fvmgn attention keys/values pooled 2× at scale 1": ("fvmgn", [NET + "attn_sr_ratios", "[2, 1]"]),
     "fvmgn shared texts only": ("fvmgn", [NET + "texts", "shared"]),
     "fvmgn proprietary texts only": ("fvmgn", [NET + "texts", "proprietary"]),
     "fvmgn single-scale alignment": ("fvmgn", [NET + "multiscale_alignment", "false"]),
     "fvmgn KL text-similarity alignment": ("fvmgn", [NET + "align_loss", "kl"]),
+    # where the gap to the concat CNN comes from: SFIE's plain trunk (stem + residual conv blocks + fusion), then
+    # FVMGN's parts added back one at a time
+    "SFIE trunk only, 1 scale (no MWDis, frequency, attention, texts)": (
+        "fvmgn",
+        [*TRUNK_ONLY, NET + "scales", "1"],
+    ),
+    "SFIE trunk only, 2 scales": ("fvmgn", TRUNK_ONLY),
+    "SFIE trunk + MWDis, 1 scale": ("fvmgn", [*TRUNK_ONLY[2:], NET + "scales", "1"]),
+    "fvmgn 1 scale": ("fvmgn", [NET + "scales", "1"]),
+    # and the other way round: FVMGN's MWDis (its configs' p = 0.5, single-source donors) on the concat CNN
+    "baseline + MWDis (resampled inputs)": (
+        "baseline",
+        [NET + "mwdis_p", "0.5", NET + "mwdis_same_domain_fallback", "true"],
+    ),
 }
 SHORT = {"baseline (concat CNN)": "baseline", "fvmgn": "fvmgn"}
 CROSS_SCENE_ONLY = {"fvmgn, CE on original view"}  # the in-scene configs already classify the original view
