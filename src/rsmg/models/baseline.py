@@ -70,13 +70,12 @@ class ConcatCNN(RsmgModel):
         self.mwdis: MWDis | None = None
         if mwdis_p > 0:
             check_wavelet(mwdis_wavelet, mwdis_levels, spec.patch_size, field="mwdis_levels")
-            self.mwdis = MWDis(
+            self.mwdis = MWDis.for_spec(
+                spec,
                 wavelet=mwdis_wavelet,
                 levels=mwdis_levels,
                 p=mwdis_p,
-                num_source_domains=max(1, len(spec.source_domains)),
                 same_domain_fallback=mwdis_same_domain_fallback,
-                patch_size=spec.patch_size,
             )
 
     def forward(self, batch: dict[str, object]) -> ModelOutput:

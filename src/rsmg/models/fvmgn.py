@@ -231,7 +231,8 @@ class FVMGN(RsmgModel):
         modalities = dict(spec.modalities)
         self.mwdis_logits = mwdis_logits
         self.mwdis = (
-            MWDis(
+            MWDis.for_spec(
+                spec,
                 wavelet=wavelet,
                 levels=wavelet_levels,
                 p=mwdis_p,
@@ -239,9 +240,7 @@ class FVMGN(RsmgModel):
                 high_jitter=mwdis_high_jitter,
                 high_swap=mwdis_high_swap,
                 donors=mwdis_donors,
-                num_source_domains=max(1, len(spec.source_domains)),
                 same_domain_fallback=mwdis_same_domain_fallback,
-                patch_size=spec.patch_size,
             )
             if use_mwdis
             else None

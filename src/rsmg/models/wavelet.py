@@ -43,12 +43,15 @@ forward, and a few percent of a training step, which runs SFIE forward and backw
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
 
 from rsmg.errors import ConfigError, DataError, check_choice
+
+if TYPE_CHECKING:
+    from rsmg.data.spec import DataSpec
 
 BoundaryMode = Literal["reflect", "zero", "constant", "periodic", "symmetric"]
 Highs = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -388,6 +391,16 @@ class MWDis(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Resampled images (see :meth:`resample`); identity in eval mode."""
         return self.resample(images, domain, generator=generator).images
+
+    @classmethod
+    def for_spec(cls, spec: DataSpec, **kwargs: Any) -> MWDis:
+        """MWDis for a dataset: source-domain count and patch size (for the level check) from its spec.
+
+        Args:
+            spec: the data spec the model is built from.
+            **kwargs: every other constructor argument.
+        """
+        return cls(num_source_domains=max(1, len(spec.source_domains)), patch_size=spec.patch_size, **kwargs)
 
     def extra_repr(self) -> str:
         """Settings shown by ``print(module)``."""
