@@ -161,9 +161,10 @@ class FVMGN(RsmgModel):
             convolutions and attention, which eager mode runs as separate kernels; that matters most where
             kernel launches dominate (small 11×11 maps on a GPU), which could not be measured here (no GPU).
             On CPU the gain is small: one thread, real Trento LiDAR, eager and compiled interleaved in one
-            process (6 rounds), 264 vs 258 ms per step at batch 64 and 2,220 vs 2,167 ms at batch 512 (-2 %),
-            logits equal to 1e-6. Off by default because compiling costs up to ~2 minutes per graph (train
-            and eval mode) before the first step on 2 CPU cores. Only the encoder's own call is compiled: with
+            process (``benchmarks/fvmgn_compile.py``), 257.5 vs 255.6 ms per step at batch 64 (-0.8 %) and
+            2,126 vs 2,080 ms at batch 512 (-2.2 %), eval logits equal to 1e-6. Off by default because
+            compiling costs seconds to ~2 minutes per graph (train and eval mode; less with inductor's on-disk
+            cache warm) before the first step. Only the encoder's own call is compiled: with
             ``mwdis_at="stem"`` the stems and trunk are called separately and stay eager; MWDis (data-dependent
             donor choice) and the alignment stay eager too.
     """

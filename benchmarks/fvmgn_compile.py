@@ -1,0 +1,109 @@
+"""FVMGN training step with a ``torch.compile``'d SFIE encoder vs eager, interleaved in one process.
+
+``FVMGN(compile_encoder=True)`` compiles SFIE in place. Whether that pays depends on the device: on a GPU the small
+11×11 maps make eager mode launch-bound, on a CPU the convolutions and attention dominate. This script measures
+it where it runs: two models with the same weights on the same real Trento LiDAR batches (the experiment's
+data pipeline), steps timed alternately (variant order reversed every round, so load changes hit both alike),
+median step time per variant. It also checks that compiled and eager give the same eval logits.
+
+Usage::
+
+    RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_compile.py --batch 64 --rounds 6
+
+Writes ``benchmarks/results/fvmgn_compile.md`` (``--name`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import time
+
+import torch
+
+from _common import machine, write_result
+from _flops import load1, pick_threads, sync
+from fvmgn_speed import build, make_step, real_batches
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=64, help="source samples per step (experiment: 64)")
+    ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds; each times every batch once")
+    ap.add_argument("--batches", type=int, default=3, help="distinct real batches per round")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (0: auto)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--name", default="fvmgn_compile", help="result file: benchmarks/results/<name>.md")
+    args = ap.parse_args()
+    threads = pick_threads(args.threads)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if args.device == "auto" else args.device)
+    batches, spec, n_pixels = real_batches(args.batch, args.batches, device)
+    # the speed benchmark's model (width 32, 2 scales, 4 heads, channels_last, MWDis, cached MiniLM texts)
+    cfg = argparse.Namespace(
+        width=32, embed_dim=128, attn_heads=4, channels_last=True, attn_sr=None, compile=True
+    )
+    models = {"eager": build(spec, cfg, device, eager=True), "compiled": build(spec, cfg, device)}
+    models["compiled"].load_state_dict(models["eager"].state_dict())
+    with torch.no_grad():
+        diff = (
+            models["eager"].eval()(batches[0]).logits - models["compiled"].eval()(batches[0]).logits
+        ).abs()
+    steps = {}
+    for name, m in models.items():
+        m.train()
+        steps[name] = make_step(
+            m, torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-4), None, device
+        )
+    sync(device)
+    t0 = time.perf_counter()
+    steps["compiled"](batches[0])  # compiles the training graph
+    sync(device)
+    compile_s = time.perf_counter() - t0
+    steps["eager"](batches[0])
+    times: dict[str, list[float]] = {k: [] for k in models}
+    load0 = load1()
+    for r in range(args.rounds):
+        for name in list(models) if r % 2 == 0 else list(models)[::-1]:
+            for b in batches:
+                sync(device)
+                t = time.perf_counter()
+                steps[name](b)
+                sync(device)
+                times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    lines = [
+        "# FVMGN training step: torch.compile'd SFIE vs eager (interleaved A/B)",
+        "",
+        "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_compile.py"
+        + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+        + "`  ",
+        f"Machine: {machine()}  ",
+        f"Device: {device}; threads: {threads}; float32; 1-min load average {load0:.2f} before the timed rounds, "
+        f"{load1():.2f} after.  ",
+        f"Data: real Trento LiDAR training patches ({n_pixels} pixels, 2×11×11), {args.batches} batches of "
+        f"{args.batch}; model as in `fvmgn_speed.py` (width 32, 2 scales, 4 heads, channels_last, MWDis p = 0.5, "
+        "cached MiniLM class texts), same initial weights; AdamW.  ",
+        f"{args.rounds} rounds × {args.batches} steps per variant, variant order reversed every round; medians.",
+        "",
+        "| variant | median step (ms) | samples/s | step time vs eager |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in models:
+        lines.append(
+            f"| {name} | {med[name] * 1e3:,.1f} | {args.batch / med[name]:,.0f} | "
+            f"{100 * (med[name] / med['eager'] - 1):+.1f} % |"
+        )
+    lines += [
+        "",
+        f"First compiled training step (includes compiling): {compile_s:.1f} s (less when inductor's on-disk "
+        "cache is warm).  ",
+        f"Eval logits, compiled vs eager, same weights: max |diff| {diff.max().item():.1e}.",
+    ]
+    write_result(f"{args.name}.md", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
