@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from _budget import SMOKE_BUDGET
 from _paths import REPO, SHARED_DATA
 
 ENV = {**os.environ, "RSMG_DATA_ROOT": str(SHARED_DATA), "PYTHONWARNINGS": "ignore"}
@@ -42,12 +43,7 @@ def test_fit_then_test_writes_results(tmp_path):
         "fit",
         "--config",
         str(cfg),
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_train_batches",
-        "3",
-        "--trainer.limit_val_batches",
-        "2",
+        *SMOKE_BUDGET,
         "--trainer.limit_test_batches",
         "3",
         "--trainer.logger.init_args.save_dir",

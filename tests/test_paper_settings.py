@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _budget import SMOKE_BUDGET
 from _paths import REPO, SHARED_DATA
 from data.standin_cubes import CUBES, standin_root
 from rsmg.data.bands import get_sensor
@@ -33,14 +34,6 @@ pytestmark = [
 ]
 PAPER = sorted((REPO / "experiments/fvmgn/paper").glob("*.yaml"))
 TRENTO_MUUFL = {"trento_to_muufl", "muufl_to_trento"}
-SMOKE_BUDGET = (
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.limit_train_batches",
-    "3",
-    "--trainer.limit_val_batches",
-    "2",
-)
 
 
 @pytest.fixture(scope="module")
