@@ -35,11 +35,20 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=3, help="distinct real batches per round")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (0: auto)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--amp",
+        choices=["auto", "none", "bf16"],
+        default="auto",
+        help="autocast (auto: bf16 on CUDA, none on CPU)",
+    )
     ap.add_argument("--name", default="fvmgn_compile", help="result file: benchmarks/results/<name>.md")
     args = ap.parse_args()
     threads = pick_threads(args.threads)
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if args.device == "auto" else args.device)
+    amp = {"none": None, "bf16": torch.bfloat16}.get(
+        args.amp, torch.bfloat16 if device.type == "cuda" else None
+    )
     batches, spec, n_pixels = real_batches(args.batch, args.batches, device)
     # the speed benchmark's model (width 32, 2 scales, 4 heads, channels_last, MWDis, cached MiniLM texts)
     cfg = argparse.Namespace(
@@ -54,9 +63,7 @@ def main() -> None:
     steps = {}
     for name, m in models.items():
         m.train()
-        steps[name] = make_step(
-            m, torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-4), None, device
-        )
+        steps[name] = make_step(m, torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-4), amp, device)
     sync(device)
     t0 = time.perf_counter()
     steps["compiled"](batches[0])  # compiles the training graph
@@ -74,6 +81,7 @@ def main() -> None:
                 sync(device)
                 times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
+    step_dtype = "float32" if amp is None else str(amp).replace("torch.", "") + " autocast"
     lines = [
         "# FVMGN training step: torch.compile'd SFIE vs eager (interleaved A/B)",
         "",
@@ -81,7 +89,8 @@ def main() -> None:
         + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
         + "`  ",
         f"Machine: {machine()}  ",
-        f"Device: {device}; threads: {threads}; float32; 1-min load average {load0:.2f} before the timed rounds, "
+        f"Device: {device}; threads: {threads}; training steps in {step_dtype}; "
+        f"1-min load average {load0:.2f} before the timed rounds, "
         f"{load1():.2f} after.  ",
         f"Data: real Trento LiDAR training patches ({n_pixels} pixels, 2×11×11), {args.batches} batches of "
         f"{args.batch}; model as in `fvmgn_speed.py` (width 32, 2 scales, 4 heads, channels_last, MWDis p = 0.5, "

@@ -388,6 +388,34 @@ def test_spatial_reduction_attention_pools_keys_and_keeps_parameters():
     assert all(b.qkv.weight.grad is not None for b in blocks)
 
 
+@pytest.mark.parametrize("frequency", ["wavelet", "fft_phase"])
+def test_encoder_traces_as_one_graph(frequency):
+    """``torch.compile`` sees SFIE as one graph: no graph breaks (each one costs a launch-bound GPU step).
+
+    The wavelet pathway used to build a ``pywt.Wavelet`` in every forward (level check); Dynamo cannot trace
+    it, which split SFIE into 12 graphs and made the compiled step 20 % slower than eager on an H200.
+    """
+    m = make(mwdis_p=0.0, frequency=frequency).train()
+    images = {k.removeprefix("image_"): v for k, v in batch().items() if k.startswith("image_")}
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(m.encoder)(images)
+    assert explained.graph_break_count == 0, [str(b.reason)[:200] for b in explained.break_reasons]
+    assert explained.graph_count == 1
+
+
+def test_max_level_matches_pywt():
+    """The pure-Python level rule used inside compiled code equals ``pywt.dwt_max_level`` everywhere."""
+    import pywt
+
+    from rsmg.models.wavelet import _max_level
+
+    for name in pywt.wavelist(kind="discrete"):
+        n_taps = pywt.Wavelet(name).dec_len
+        assert [_max_level(n, n_taps) for n in range(300)] == [
+            pywt.dwt_max_level(n, n_taps) for n in range(300)
+        ]
+
+
 @pytest.mark.slow
 def test_compile_encoder_matches_eager_and_keeps_checkpoint_names():
     """``compile_encoder`` compiles SFIE in place: same parameter names (checkpoints load both ways), same maths."""

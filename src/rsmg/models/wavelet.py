@@ -61,7 +61,19 @@ def max_wavelet_level(size: int, wavelet: str) -> int:
     """Deepest useful decomposition level for a side of ``size`` pixels (pywt's rule, ``dwt_max_level``)."""
     import pywt
 
-    return int(pywt.dwt_max_level(int(size), pywt.Wavelet(wavelet).dec_len))
+    return _max_level(int(size), pywt.Wavelet(wavelet).dec_len)
+
+
+def _max_level(size: int, dec_len: int) -> int:
+    """``pywt.dwt_max_level`` in integer arithmetic: the largest L with ``(dec_len − 1)·2^L <= size``.
+
+    Pure Python on purpose: called in every :meth:`MWDis.decompose`, where building a ``pywt.Wavelet`` would
+    break a ``torch.compile`` graph (Dynamo cannot trace pywt's C type; measured: two graph breaks per SFIE
+    forward, and a compiled step 20 % *slower* than eager on an H200).
+    """
+    if dec_len < 2 or size < dec_len - 1:
+        return 0
+    return (size // (dec_len - 1)).bit_length() - 1
 
 
 def check_wavelet(wavelet: str, levels: int, patch_size: int | None, *, field: str) -> None:
@@ -202,6 +214,9 @@ class MWDis(nn.Module):
         super().__init__()
         self.fast_haar = fast_haar
         check_wavelet(wavelet, levels, patch_size, field="wavelet_levels")
+        import pywt
+
+        self._dec_len = int(pywt.Wavelet(wavelet).dec_len)  # once here, not per decompose (see _max_level)
         for name, v, lo, hi in (
             ("mwdis_p", p, 0, 1),
             ("ll_mix", ll_mix, 0, 1),
@@ -249,7 +264,7 @@ class MWDis(nn.Module):
 
         lv = self.levels if levels is None else int(levels)
         h, w = x.shape[-2:]
-        top = max_wavelet_level(min(h, w), self.wavelet)
+        top = _max_level(int(min(h, w)), self._dec_len)
         if lv > top:
             raise DataError(
                 f"image of {h}×{w} pixels is too small for {lv} level(s) of the {self.wavelet!r} wavelet",
@@ -293,6 +308,14 @@ class MWDis(nn.Module):
     def pick_donors(self, domain: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Choose, per sample, whether it is resampled and from which donor.
 
+        Each selected source sample gets a donor drawn uniformly from the source samples of the *other*
+        source domains in the batch (with ``same_domain_fallback``, from every other source sample when the
+        batch holds no other domain). Vectorised, O(B log B) time and O(B) memory: the source samples are
+        sorted by domain, and a uniform index into "all source samples but my domain's block" (or "but
+        myself") is drawn per sample and mapped past that block. An earlier version looped over the batch in
+        Python and drew a B×B score matrix; on an H200 at batch 2048 it took two thirds of a training step
+        (``benchmarks/results/fvmgn_speed_h200_batch2048.md``).
+
         Args:
             domain: ``B`` long tensor of domain indices (``DataSpec.domains`` order).
             generator: optional CPU generator (tests, reproducibility); default the global RNG.
@@ -305,20 +328,31 @@ class MWDis(nn.Module):
         donor = torch.full((b,), -1, dtype=torch.long)
         if b < 2 or self.p == 0.0:
             return donor
-        is_src = d < self.num_source_domains
         chosen = torch.rand(b, generator=generator) < self.p
-        scores = torch.rand(b, b, generator=generator)  # a random donor = argmax of random scores
-        eye = torch.eye(b, dtype=torch.bool)
-        other_domain = (d[:, None] != d[None, :]) & is_src[None, :] & is_src[:, None]
-        any_other = is_src[None, :] & is_src[:, None] & ~eye
-        for i in range(b):
-            if not (chosen[i] and is_src[i]):
-                continue
-            cand = other_domain[i]
-            if not cand.any() and self.same_domain_fallback:
-                cand = any_other[i]
-            if cand.any():
-                donor[i] = int(torch.where(cand, scores[i], torch.full_like(scores[i], -1.0)).argmax())
+        u = torch.rand(b, generator=generator, dtype=torch.float64)  # one uniform per sample picks its donor
+        is_src = d < self.num_source_domains
+        receivers = chosen & is_src
+        if not receivers.any():
+            return donor
+        src = torch.nonzero(is_src).reshape(-1)
+        order = src[torch.argsort(d[src], stable=True)]  # source samples, grouped by domain
+        n_src = order.numel()
+        counts = torch.bincount(d[order], minlength=self.num_source_domains)
+        starts = torch.cumsum(counts, 0) - counts  # where each domain's block begins in `order`
+        rd = d.clamp(
+            0, self.num_source_domains - 1
+        )  # (clamp only for indexing; non-sources are not receivers)
+        n_other = n_src - counts[rd]  # candidates in other source domains, per sample
+        k = (u * n_other).long().clamp(max=(n_other - 1).clamp(min=0))
+        pos = torch.where(k < starts[rd], k, k + counts[rd])  # skip the sample's own domain block
+        donor = torch.where(receivers & (n_other > 0), order[pos.clamp(max=n_src - 1)], donor)
+        if self.same_domain_fallback and n_src > 1:
+            rank = torch.zeros(b, dtype=torch.long)
+            rank[order] = torch.arange(n_src)  # position of each source sample in `order`
+            kf = (u * (n_src - 1)).long().clamp(max=n_src - 2)
+            pos_f = torch.where(kf < rank, kf, kf + 1)  # any other source sample: skip myself
+            fallback = receivers & (n_other == 0)
+            donor = torch.where(fallback, order[pos_f.clamp(0, n_src - 1)], donor)
         return donor
 
     def resample(
