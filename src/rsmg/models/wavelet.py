@@ -35,7 +35,9 @@ not public; rsmg implements the reading recommended in ``docs/papers.md`` and ma
 Cost: one forward and one inverse DWT per modality per training batch, O(B·C·H·W) with a 2-tap (Haar) or 4-tap
 (db2) filter; zero in eval. Measured on one CPU thread (B=64, HSI 144×11×11 + LiDAR 1×11×11, Haar level 1):
 ≈0.19 s for MWDis against ≈1.7 s for one forward of the default SFIE (width 64, 2 scales) — about 11 % of a
-forward, and a few percent of a training step, which runs SFIE forward and backward on both views.
+forward, and a few percent of a training step, which runs SFIE forward and backward on both views. The donor
+choice runs on the CPU (a CPU generator keeps it reproducible on any device) in O(B log B): 0.4 ms at B = 2048
+(``benchmarks/results/mwdis_donors.md``; the per-sample loop it replaced took 77 ms of a 114 ms H200 step).
 
 :meth:`MWDis.decompose` / :meth:`MWDis.reconstruct` are also used by the SFIE frequency branch.
 """
