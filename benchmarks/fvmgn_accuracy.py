@@ -66,6 +66,11 @@ METHODS: dict[str, tuple[str, list[str]]] = {
         [*TRUNK_ONLY, NET + "scales", "1"],
     ),
     "SFIE trunk only, 2 scales": ("fvmgn", TRUNK_ONLY),
+    # is it the LayerNorm on the fused embedding (scale-invariant: drops the feature vector's magnitude)?
+    "SFIE trunk only, 1 scale, no fusion LayerNorm": (
+        "fvmgn",
+        [*TRUNK_ONLY, NET + "scales", "1", NET + "fuse_norm", "false"],
+    ),
     "SFIE trunk + MWDis, 1 scale": ("fvmgn", [*TRUNK_ONLY[2:], NET + "scales", "1"]),
     "fvmgn 1 scale": ("fvmgn", [NET + "scales", "1"]),
     # and the other way round: FVMGN's MWDis (its configs' p = 0.5, single-source donors) on the concat CNN

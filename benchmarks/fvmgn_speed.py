@@ -484,7 +484,8 @@ def bench_tensor(label: str, x: torch.Tensor, device: torch.device, reps: int) -
 
 # ----------------------------------------------------------------------------------------- report
 def pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
+    """A share in per cent; two significant digits below 1 % (a GPU's MFU here is ~0.03 %, not "0.0 %")."""
+    return f"{100 * x:.1f} %" if abs(x) >= 0.01 or x == 0 else f"{100 * x:.2g} %"
 
 
 def main() -> None:
