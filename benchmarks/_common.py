@@ -34,6 +34,20 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def command(*, data: bool = True) -> str:
+    """How this script was run, as the `Command:` line of a results file shows it (to rerun it as is).
+
+    Args:
+        data: prefix ``RSMG_DATA_ROOT=../shared/data`` (scripts that read the shared data pack).
+    """
+    import shlex
+
+    script = Path(sys.argv[0]).name
+    args = "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    env = "RSMG_DATA_ROOT=../shared/data " if data else ""
+    return f"{env}.venv/bin/python benchmarks/{script}{args}"
+
+
 def write_result(name: str, text: str) -> Path:
     """Write ``benchmarks/results/<name>`` atomically and echo it."""
     path = RESULTS / name

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shlex
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _common import ROOT, machine, write_result
+from _common import ROOT, command, machine, write_result
 from _flops import PeakMemory, count_flops, fmt_flops, load1, matmul_peak_flops, mfu, pick_threads, time_call
 from rsmg.data.spec import DataSpec
 from rsmg.models.base import ModelOutput
@@ -417,9 +416,7 @@ def main() -> None:
     lines = [
         "# Caption-model throughput: rsmg dual cross-attention vs the reference design",
         "",
-        "Command: `.venv/bin/python benchmarks/fusion_throughput.py"
-        + "".join(" " + a for a in map(shlex.quote, sys.argv[1:]))
-        + "`  ",
+        f"Command: `{command(data=False)}`  ",
         f"Machine: {mach}  ",
         f"Device: {dev_name}; {threads}; compute dtype {dname}{' (autocast)' if amp else ''}; batch {b}; medians of "
         f"{args.iters} interleaved iterations after {args.warmup} warm-up; load average = 1-min value.  ",

@@ -16,14 +16,12 @@ Writes ``benchmarks/results/fvmgn_compile.md`` (``--name`` to change).
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
-import sys
 import time
 
 import torch
 
-from _common import machine, write_result
+from _common import command, machine, write_result
 from _flops import load1, pick_threads, sync
 from fvmgn_speed import build, make_step, real_batches
 
@@ -85,9 +83,7 @@ def main() -> None:
     lines = [
         "# FVMGN training step: torch.compile'd SFIE vs eager (interleaved A/B)",
         "",
-        "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_compile.py"
-        + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
-        + "`  ",
+        f"Command: `{command()}`  ",
         f"Machine: {machine()}  ",
         f"Device: {device}; threads: {threads}; training steps in {step_dtype}; "
         f"1-min load average {load0:.2f} before the timed rounds, "

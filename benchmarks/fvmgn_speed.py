@@ -33,9 +33,7 @@ import argparse
 import contextlib
 import functools
 import itertools
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -44,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _common import machine, peak_rss_mib, write_result
+from _common import command, machine, peak_rss_mib, write_result
 from _flops import (
     PeakMemory,
     count_flops,
@@ -590,9 +588,7 @@ def main() -> None:
     lines = [
         "# FVMGN training speed",
         "",
-        "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_speed.py"
-        + "".join(" " + a for a in map(shlex.quote, sys.argv[1:]))
-        + f"` (batch {args.batch}, {args.steps} timed steps, "
+        f"Command: `{command()}` (batch {args.batch}, {args.steps} timed steps, "
         f"{args.rounds}×{args.swap_steps} swap steps per variant)  ",
         f"Machine: {mach}  ",
         f"Device: {dev_name}; compute dtype {str(dtype).replace('torch.', '')}"

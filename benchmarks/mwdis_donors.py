@@ -20,16 +20,14 @@ Writes ``benchmarks/results/mwdis_donors.md``.
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from unittest import mock
 
 import torch
 
-from _common import machine, write_result
+from _common import command, machine, write_result
 from _flops import load1, pick_threads
 from rsmg.models.wavelet import MWDis
 
@@ -119,9 +117,7 @@ def main() -> None:
     lines = [
         "# MWDis donor picking: vectorised vs the per-sample loop it replaced",
         "",
-        "Command: `.venv/bin/python benchmarks/mwdis_donors.py"
-        + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
-        + "`  ",
+        f"Command: `{command(data=False)}`  ",
         f"Machine: {machine()}  ",
         f"Threads: {threads}. Medians of {args.reps} calls after one warm-up. Donor picking runs on the CPU on "
         "every machine (a GPU run waits for it once per step). Patches: generated 2×11×11 values (the real "

@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from _common import RESULTS, machine, write_result
+from _common import RESULTS, command, machine, write_result
 from _flops import count_flops, load1, pick_threads, sync, time_call
 from rsmg.callbacks.diffusion_tta import aggregate_views
 from rsmg.data.augment import augment_batch
@@ -430,9 +428,7 @@ def main() -> None:
     lines = [
         "# DTAug test-time augmentation: accuracy vs cost (real MUUFL target)",
         "",
-        "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/tta_cost.py"
-        + "".join(" " + a for a in map(shlex.quote, sys.argv[1:]))
-        + "`  ",
+        f"Command: `{command()}`  ",
         f"Machine: {mach}  ",
         f"Device: {dev_name}; {threads}; run time {time.perf_counter() - t_start:.0f} s.  ",
         f"Data (real): Trento → MUUFL LiDAR (height above ground + scene-standardised intensity), shared classes "
