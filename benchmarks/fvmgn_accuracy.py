@@ -39,6 +39,7 @@ CONCAT_NET = ["--model.init_args.net", "{class_path: rsmg.models.baseline.Concat
 # SFIE's plain trunk: stems, residual conv blocks and fusion, none of FVMGN's parts (MWDis first: [2:] keeps it)
 TRUNK_ONLY = [NET + "use_mwdis", "false", NET + "use_frequency", "false", NET + "global_blocks", "false"]
 TRUNK_ONLY += [NET + "texts", "none"]
+TRUNK_1_SCALE = [*TRUNK_ONLY, NET + "scales", "1"]
 # method -> (which model: the protocol's "fvmgn" config or its "baseline", extra CLI arguments)
 METHODS: dict[str, tuple[str, list[str]]] = {
     "baseline (concat CNN)": ("baseline", []),
@@ -73,6 +74,15 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     ),
     "SFIE trunk + MWDis, 1 scale": ("fvmgn", [*TRUNK_ONLY[2:], NET + "scales", "1"]),
     "fvmgn 1 scale": ("fvmgn", [NET + "scales", "1"]),
+    # the stem's first layer: a 1×1 conv + norm + GELU (the default) on 1–2 LiDAR rasters thresholds absolute
+    # height / intensity; stem="auto" starts LiDAR stems with a 3×3 conv instead (HSI keeps its band projection)
+    "SFIE trunk only, 1 scale, spatial stem": ("fvmgn", [*TRUNK_1_SCALE, NET + "stem", "spatial"]),
+    "fvmgn, auto stems (3×3 first layer on LiDAR)": ("fvmgn", [NET + "stem", "auto"]),
+    # or its depth / receptive field? The 1-scale trunk has 3 spatial 3×3 convs (7×7 receptive field): so does this
+    "baseline, 3 conv blocks (7×7 receptive field, as SFIE's 1-scale trunk)": (
+        "baseline",
+        [NET + "depth", "3"],
+    ),
     # and the other way round: FVMGN's MWDis (its configs' p = 0.5, single-source donors) on the concat CNN
     "baseline + MWDis (resampled inputs)": (
         "baseline",

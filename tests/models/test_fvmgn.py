@@ -388,6 +388,32 @@ def test_spatial_reduction_attention_pools_keys_and_keeps_parameters():
     assert all(b.qkv.weight.grad is not None for b in blocks)
 
 
+def test_stem_kinds_auto_rule_and_checkpoint_mismatch_error():
+    """``stem``: auto = 1×1 only where a modality has more bands than the width; each kind changes the maths."""
+    auto = make(width=4, use_mwdis=False, stem="auto")  # hsi 7 bands > 4: pointwise; lidar 2 bands: spatial
+    kernel = {m: b.stem[0].kernel_size for m, b in auto.encoder.branches.items()}
+    assert kernel == {"hsi": (1, 1), "lidar": (3, 3)}
+    assert {m: b.stem_kind for m, b in make(use_mwdis=False, stem="auto").encoder.branches.items()} == {
+        "hsi": "spatial",  # 7 bands, width 8: no band reduction to do
+        "lidar": "spatial",
+    }
+    point = make(width=4, use_mwdis=False)  # the default
+    assert {b.stem_kind for b in point.encoder.branches.values()} == {"pointwise"}
+    spatial = make(width=4, use_mwdis=False, stem="spatial")
+    assert {b.stem[0].kernel_size for b in point.encoder.branches.values()} == {(1, 1)}
+    assert {b.stem[0].kernel_size for b in spatial.encoder.branches.values()} == {(3, 3)}
+    b = batch()
+    outs = [m.eval()(b).logits for m in (auto, point, spatial)]
+    assert not torch.allclose(outs[0], outs[1]) and not torch.allclose(outs[0], outs[2])
+    spatial.train()(b).logits.sum().backward()
+    assert all(br.stem[0].weight.grad.abs().sum() > 0 for br in spatial.encoder.branches.values())
+    with pytest.raises(ConfigError, match="stem"):
+        make(stem="3x3")
+    # a checkpoint of the other kind: an error naming the setting and the fix, not a tensor-shape mismatch
+    with pytest.raises(ConfigError, match="stem='pointwise'"):
+        auto.load_state_dict(point.state_dict())
+
+
 @pytest.mark.parametrize("frequency", ["wavelet", "fft_phase"])
 def test_encoder_traces_as_one_graph(frequency):
     """``torch.compile`` sees SFIE as one graph: no graph breaks (each one costs a launch-bound GPU step).

@@ -49,7 +49,7 @@ from rsmg.errors import ConfigError, check_choice
 from rsmg.models.alignment import MSFFA
 from rsmg.models.base import ModelOutput, RsmgModel
 from rsmg.models.registry import register_model
-from rsmg.models.sfie import FREQUENCY_KINDS, SFIE, NormKind
+from rsmg.models.sfie import FREQUENCY_KINDS, SFIE, NormKind, StemKind
 from rsmg.models.wavelet import MWDis, check_wavelet
 from rsmg.text.class_texts import ClassTextEmbeddings, ClassTexts, encode_class_texts, load_class_texts
 
@@ -117,7 +117,7 @@ class FVMGN(RsmgModel):
             In-scene configs therefore set ``"original"``.
         mwdis_at: where MWDis resamples. ``"input"`` (default): the input patches of every modality, the
             reading of papers.md ("wavelet decomposition of each modality"); the encoder then runs on both views.
-            ``"stem"``: the feature maps of each modality's stem (1×1 + 3×3 conv, same size as the patch), the
+            ``"stem"``: the feature maps of each modality's stem (two convs, see ``stem``; same size as the patch), the
             reading of "features are reconstructed with the inverse transform" and MixStyle's habit of mixing
             statistics of early *features*, whose channels are learned and comparable across sensors where raw
             bands (uncalibrated intensity, absolute height) may not be; the stems then run once and only the
@@ -146,32 +146,17 @@ class FVMGN(RsmgModel):
             bound by the softmax's exponentials (one per query-key pair), so ``[2, 1]`` cuts the finest
             scale's attention ~3.4× (121 → 36 keys on 11×11 patches); measured in ``benchmarks/fvmgn_speed.py``.
         fuse_norm: LayerNorm on SFIE's fused embedding.
-        channels_last: keep SFIE's convolution weights and the image batches in ``channels_last`` (NHWC) memory
-            format. A speed switch only, the maths is unchanged (outputs equal the default layout to float
-            rounding). cuDNN's tensor-core kernels (bf16/fp16) prefer NHWC, as timm's ``--channels-last``
-            habit reflects, and on CPU oneDNN's 1×1 convolutions on 11×11 maps are several times slower in NCHW.
-            On by default since an interleaved A/B on this workplace's CPU (1 thread, real Trento LiDAR
-            patches, 4 rounds, variant order rotated): 2,061 vs 2,276 ms per step at batch 512, 309 vs 368 ms
-            at batch 64 (an earlier non-interleaved pair of runs had them within noise). The cross-scene tables
-            in ``benchmarks/results/fvmgn_accuracy.md`` were measured with ``channels_last=False``; pass it to
-            reproduce them bit for bit (the layout changes float rounding, so trajectories differ slightly).
-        compile_encoder: compile SFIE with ``torch.compile`` (``nn.Module.compile``: in place, so parameter
-            names and checkpoints are the same as without it, and a checkpoint of either loads into the
-            other). Inductor fuses the normalisation / GELU / residual element-wise work around the
-            convolutions and attention, which eager mode runs as separate kernels; that matters most where
-            kernel launches dominate (small 11×11 maps on a GPU). Measured once on an H200 (float32, batch 64,
-            ``benchmarks/results/fvmgn_compile_h200_batch64.md``): compiled 35.8 vs eager 29.9 ms per step
-            (+19.8 %), because the wavelet pathway's level check built a ``pywt.Wavelet`` in every forward,
-            which Dynamo cannot trace: SFIE ran as 12 graphs with eager glue between them. The check is pure
-            Python now and SFIE traces as one graph (``tests/models/test_fvmgn.py``); the GPU gain after that
-            fix is not measured yet (``benchmarks/gpu_suite.sh`` on a GPU node measures it). On CPU the gain is
-            small: one thread, real Trento LiDAR, eager and compiled interleaved in one
-            process (``benchmarks/fvmgn_compile.py``), 257.5 vs 255.6 ms per step at batch 64 (-0.8 %) and
-            2,126 vs 2,080 ms at batch 512 (-2.2 %), eval logits equal to 1e-6. Off by default because
-            compiling costs seconds to ~2 minutes per graph (train and eval mode; less with inductor's on-disk
-            cache warm) before the first step. Only the encoder's own call is compiled: with
-            ``mwdis_at="stem"`` the stems and trunk are called separately and stay eager; MWDis (data-dependent
-            donor choice) and the alignment stay eager too.
+        stem: first layer of SFIE's per-modality stems: ``"pointwise"`` (default: a ``1×1`` band projection,
+            then ``3×3``), ``"spatial"`` (``3×3`` first) or ``"auto"`` (``1×1`` only where a modality has more
+            channels than ``width``, e.g. HSI; ``3×3`` for LiDAR, SAR, RGB). Found by the trunk study of
+            ``benchmarks/fvmgn_accuracy.py``: on 1–2-raster LiDAR a pointwise first layer + norm + GELU turns
+            each pixel's absolute height / intensity into thresholds, and absolute values shift between scenes
+            (MUUFL's trees are taller than Trento's orchards and vineyards: SFIE's plain trunk recognised 7 % of
+            them with the pointwise stem, 84 % with the spatial one, seed 42). With MWDis, which resamples
+            exactly those low-frequency statistics, the pointwise stem is no longer the bottleneck: full FVMGN
+            does not gain from ``"auto"`` (3 seeds, ``benchmarks/results/fvmgn_accuracy_stem.md``), so the
+            default stays pointwise. That study read *target-scene* accuracy, so neither setting was chosen on it
+            for the configs.
     """
 
     text_shared: torch.Tensor
@@ -214,6 +199,7 @@ class FVMGN(RsmgModel):
         fuse_norm: bool = True,
         channels_last: bool = True,
         compile_encoder: bool = False,
+        stem: StemKind = "pointwise",
     ) -> None:
         super().__init__(spec)
         check_choice("texts option", texts, ("both", "shared", "proprietary", "none"), field="texts")
@@ -262,6 +248,7 @@ class FVMGN(RsmgModel):
             global_blocks=global_blocks,
             attn_sr_ratios=attn_sr_ratios,
             fuse_norm=fuse_norm,
+            stem=stem,
         )
         self.channels_last = channels_last
         if channels_last:

@@ -4,9 +4,19 @@ The paper describes SFIE as "local-global feature reconstruction and representat
 frequency pathway, producing features at several scales that MSFFA aligns with text. The layer-level design is
 not public; rsmg's reading (``docs/papers.md``, "SFIE"), every choice an argument:
 
-* **Stems** — one per modality (``1×1`` conv to ``width`` then ``3×3`` conv), so any channel count works (HSI
-  with 63/64/144 bands, a 1- or 2-raster LiDAR, SAR, MSI, RGB). A batch modality without a stem, or a stem
-  without its modality, is a :class:`~rsmg.errors.DataError` naming the key.
+* **Stems** — one per modality, two conv + norm + GELU layers to ``width`` channels, so any channel count works
+  (HSI with 63/64/144 bands, a 1- or 2-raster LiDAR, SAR, MSI, RGB). ``stem="pointwise"`` (default) starts with
+  a ``1×1`` conv (a per-pixel band projection, then ``3×3``); ``"spatial"`` starts with a ``3×3`` conv (then
+  ``3×3``); ``"auto"`` takes ``"pointwise"`` where the modality has more channels than ``width`` (compressing
+  many bands per pixel, the HSI habit) and ``"spatial"`` otherwise. The trade-off: on a 1–2-channel input a
+  ``1×1`` conv + norm + GELU *expands* each pixel's raw value into ``width`` nonlinear functions of it, i.e.
+  thresholds on absolute height or intensity, which are what shifts between scenes; a ``3×3`` first layer sees
+  local contrast (height steps, roughness) as well. Measured, 3 seeds (``benchmarks/results/
+  fvmgn_accuracy_stem.md``): SFIE's plain 1-scale trunk (no MWDis) on Trento → MUUFL LiDAR height goes from
+  34.2 to 69.2 OA with the spatial stem (MUUFL → Trento 42.0 → 49.7); but full FVMGN, whose MWDis already
+  resamples those statistics, does not gain consistently from ``"auto"`` (38.8 / 66.6 / 52.2 / 22.1 pointwise vs
+  33.8 / 63.9 / 57.9 / 22.8 auto on the four LiDAR protocols), so the default stays pointwise. A batch modality without
+  a stem, or a stem without its modality, is a :class:`~rsmg.errors.DataError` naming the key.
 * **Spatial pathway, per scale** — a residual ``3×3`` conv block (local; stride 2 from the second scale on)
   and a light transformer block over the ``h·w`` spatial tokens (global: one multi-head self-attention + MLP,
   with a depthwise-conv positional encoding so any patch size works without a position table). Optionally
@@ -33,7 +43,7 @@ in most land-cover maps, and the average is robust to a misregistered centre).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +53,8 @@ from rsmg.data.spec import image_key
 from rsmg.errors import ConfigError, DataError, check_choice
 
 FrequencyKind = Literal["wavelet", "fft", "fft_phase", "none"]
+StemKind = Literal["auto", "pointwise", "spatial"]
+STEM_KINDS: tuple[str, ...] = ("auto", "pointwise", "spatial")
 FREQUENCY_KINDS: tuple[str, ...] = ("wavelet", "fft", "fft_phase")
 _PHASE_EPS = 1e-6
 NormKind = Literal["batch", "group"]
@@ -231,6 +243,13 @@ class SFIEOutput:
     fused: torch.Tensor | None = None
 
 
+def resolve_stem(stem: StemKind, in_ch: int, width: int) -> Literal["pointwise", "spatial"]:
+    """The stem kind a modality of ``in_ch`` channels gets (``"auto"``: pointwise only to reduce many bands)."""
+    if stem == "auto":
+        return "pointwise" if in_ch > width else "spatial"
+    return stem
+
+
 class ModalityBranch(nn.Module):
     """Stem + spatial and frequency pathways of one modality."""
 
@@ -245,12 +264,15 @@ class ModalityBranch(nn.Module):
         norm: NormKind,
         global_blocks: bool = True,
         attn_sr_ratios: tuple[int, ...] | None = None,
+        stem: StemKind = "pointwise",
     ) -> None:
         super().__init__()
         w0 = dims[0]
         sr = attn_sr_ratios or (1,) * len(dims)
+        self.stem_kind = resolve_stem(stem, in_ch, w0)
+        k = 1 if self.stem_kind == "pointwise" else 3
         self.stem = nn.Sequential(
-            nn.Conv2d(in_ch, w0, 1, bias=False), _norm(norm, w0), nn.GELU(),
+            nn.Conv2d(in_ch, w0, k, padding=k // 2, bias=False), _norm(norm, w0), nn.GELU(),
             nn.Conv2d(w0, w0, 3, padding=1, bias=False), _norm(norm, w0), nn.GELU(),
         )  # fmt: skip
         self.local = nn.ModuleList(
@@ -264,6 +286,24 @@ class ModalityBranch(nn.Module):
         self.freq = nn.ModuleList(
             FrequencyBlock(d, frequency, wavelet, norm) for d in dims
         ) if frequency != "none" else None  # fmt: skip
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        """A checkpoint whose stem kind differs gets an error that names the setting, not a shape mismatch."""
+        key = prefix + "stem.0.weight"
+        if key in state_dict:
+            saved = state_dict[key].shape[-1]
+            own = self.stem[0].weight.shape[-1]  # type: ignore[index]
+            if saved != own:
+                kinds = {1: "pointwise", 3: "spatial"}
+                raise ConfigError(
+                    f"the checkpoint's {key} is a {saved}×{saved} ({kinds.get(saved, '?')}) stem, this model's is "
+                    f"{own}×{own} ({self.stem_kind})",
+                    field="stem",
+                    expected=kinds.get(saved, str(saved)),
+                    found=self.stem_kind,
+                    fix=f"build the model with stem={kinds.get(saved, '?')!r}, as the checkpoint's run was",
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """Return per-scale (pooled spatial, pooled frequency, fused maps)."""
@@ -299,6 +339,8 @@ class SFIE(nn.Module):
         fuse_norm: LayerNorm after the fusion projection.
         attn_sr_ratios: per scale, the spatial reduction of the global blocks' keys/values (see
             :class:`GlobalBlock`); default full attention everywhere.
+        stem: first stem layer, ``"auto"`` (default), ``"pointwise"`` (``1×1``) or ``"spatial"`` (``3×3``); see
+            the module docstring, "Stems".
     """
 
     def __init__(
@@ -315,8 +357,10 @@ class SFIE(nn.Module):
         global_blocks: bool = True,
         fuse_norm: bool = True,
         attn_sr_ratios: list[int] | tuple[int, ...] | None = None,
+        stem: StemKind = "pointwise",
     ) -> None:
         super().__init__()
+        check_choice("SFIE stem", stem, STEM_KINDS, field="stem")
         if not modalities:
             raise ConfigError("SFIE needs at least one modality", field="spec.modalities", found="{}")
         if not 1 <= scales <= 3:
@@ -347,6 +391,7 @@ class SFIE(nn.Module):
                     norm=norm,
                     global_blocks=global_blocks,
                     attn_sr_ratios=tuple(attn_sr_ratios) if attn_sr_ratios is not None else None,
+                    stem=stem,
                 )
                 for m, c in self.modalities.items()
             }
