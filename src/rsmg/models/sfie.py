@@ -339,8 +339,8 @@ class SFIE(nn.Module):
         fuse_norm: LayerNorm after the fusion projection.
         attn_sr_ratios: per scale, the spatial reduction of the global blocks' keys/values (see
             :class:`GlobalBlock`); default full attention everywhere.
-        stem: first stem layer, ``"auto"`` (default), ``"pointwise"`` (``1×1``) or ``"spatial"`` (``3×3``); see
-            the module docstring, "Stems".
+        stem: first stem layer, ``"pointwise"`` (default, ``1×1``), ``"spatial"`` (``3×3``) or ``"auto"``
+            (``1×1`` only for modalities with more channels than ``width``); see the module docstring, "Stems".
     """
 
     def __init__(

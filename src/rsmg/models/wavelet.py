@@ -341,9 +341,8 @@ class MWDis(nn.Module):
         n_src = order.numel()
         counts = torch.bincount(d[order], minlength=self.num_source_domains)
         starts = torch.cumsum(counts, 0) - counts  # where each domain's block begins in `order`
-        rd = d.clamp(
-            0, self.num_source_domains - 1
-        )  # (clamp only for indexing; non-sources are not receivers)
+        # each sample's domain, clamped only so that it can index `counts` (non-sources are never receivers)
+        rd = d.clamp(0, self.num_source_domains - 1)
         n_other = n_src - counts[rd]  # candidates in other source domains, per sample
         k = (u * n_other).long().clamp(max=(n_other - 1).clamp(min=0))
         pos = torch.where(k < starts[rd], k, k + counts[rd])  # skip the sample's own domain block
