@@ -157,6 +157,32 @@ class FVMGN(RsmgModel):
             does not gain from ``"auto"`` (3 seeds, ``benchmarks/results/fvmgn_accuracy_stem.md``), so the
             default stays pointwise. That study read *target-scene* accuracy, so neither setting was chosen on it
             for the configs.
+        channels_last: keep SFIE's convolution weights and the image batches in ``channels_last`` (NHWC) memory
+            format. A speed switch only, the maths is unchanged (outputs equal the default layout to float
+            rounding). cuDNN's tensor-core kernels (bf16/fp16) prefer NHWC, as timm's ``--channels-last``
+            habit reflects, and on CPU oneDNN's 1×1 convolutions on 11×11 maps are several times slower in NCHW.
+            On by default since an interleaved A/B on this workplace's CPU (1 thread, real Trento LiDAR
+            patches, 4 rounds, variant order rotated): 2,061 vs 2,276 ms per step at batch 512, 309 vs 368 ms
+            at batch 64 (an earlier non-interleaved pair of runs had them within noise). The cross-scene tables
+            in ``benchmarks/results/fvmgn_accuracy.md`` were measured with ``channels_last=False``; pass it to
+            reproduce them bit for bit (the layout changes float rounding, so trajectories differ slightly).
+        compile_encoder: compile SFIE with ``torch.compile`` (``nn.Module.compile``: in place, so parameter
+            names and checkpoints are the same as without it, and a checkpoint of either loads into the
+            other). Inductor fuses the normalisation / GELU / residual element-wise work around the
+            convolutions and attention, which eager mode runs as separate kernels; that matters most where
+            kernel launches dominate (small 11×11 maps on a GPU). Measured once on an H200 (float32, batch 64,
+            ``benchmarks/results/fvmgn_compile_h200_batch64.md``): compiled 35.8 vs eager 29.9 ms per step
+            (+19.8 %), because the wavelet pathway's level check built a ``pywt.Wavelet`` in every forward,
+            which Dynamo cannot trace: SFIE ran as 12 graphs with eager glue between them. The check is pure
+            Python now and SFIE traces as one graph (``tests/models/test_fvmgn.py``); the GPU gain after that
+            fix is not measured yet (``benchmarks/gpu_suite.sh`` on a GPU node measures it). On CPU the gain is
+            small: one thread, real Trento LiDAR, eager and compiled interleaved in one
+            process (``benchmarks/fvmgn_compile.py``), 257.5 vs 255.6 ms per step at batch 64 (-0.8 %) and
+            2,126 vs 2,080 ms at batch 512 (-2.2 %), eval logits equal to 1e-6. Off by default because
+            compiling costs seconds to ~2 minutes per graph (train and eval mode; less with inductor's on-disk
+            cache warm) before the first step. Only the encoder's own call is compiled: with
+            ``mwdis_at="stem"`` the stems and trunk are called separately and stay eager; MWDis (data-dependent
+            donor choice) and the alignment stay eager too.
     """
 
     text_shared: torch.Tensor
