@@ -434,10 +434,14 @@ def bench_tensor(label: str, x: torch.Tensor, device: torch.device, reps: int) -
 
     mw = MWDis(wavelet="haar", levels=1)
     size = (x.shape[-2], x.shape[-1])
+
     # references in exact fp32: on CUDA, cuDNN convolutions (ptwt's and the Haar conv path's) default to TF32,
     # which alone differs from fp32 by ~1e-3 on these tensors (seen on an H200); the timings keep the default
-    tf32_off = torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
-    with tf32_off:
+    # A fresh context manager for each use: cudnn.flags() is a one-shot generator context manager.
+    def tf32_off() -> contextlib.AbstractContextManager[None]:
+        return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
+
+    with tf32_off():
         coeffs = ptwt.wavedec2(x, "haar", level=1, mode="reflect")
     ll, highs = mw.decompose(x)
     fwd: dict[str, float] = {
@@ -450,7 +454,7 @@ def bench_tensor(label: str, x: torch.Tensor, device: torch.device, reps: int) -
     }
     err = 0.0
     for name, (f, fi) in FAST.items():
-        with tf32_off:
+        with tf32_off():
             fll, fh = f(x)
             err = max(
                 err,

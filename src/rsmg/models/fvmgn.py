@@ -170,12 +170,13 @@ class FVMGN(RsmgModel):
             names and checkpoints are the same as without it, and a checkpoint of either loads into the
             other). Inductor fuses the normalisation / GELU / residual element-wise work around the
             convolutions and attention, which eager mode runs as separate kernels; that matters most where
-            kernel launches dominate (small 11×11 maps on a GPU). Measured once on an H200 (float32, batch 64,
-            ``benchmarks/results/fvmgn_compile_h200_batch64.md``): compiled 35.8 vs eager 29.9 ms per step
-            (+19.8 %), because the wavelet pathway's level check built a ``pywt.Wavelet`` in every forward,
-            which Dynamo cannot trace: SFIE ran as 12 graphs with eager glue between them. The check is pure
-            Python now and SFIE traces as one graph (``tests/models/test_fvmgn.py``); the GPU gain after that
-            fix is not measured yet (``benchmarks/gpu_suite.sh`` on a GPU node measures it). On CPU the gain is
+            kernel launches dominate (small 11×11 maps on a GPU). First measured on an H200 (float32, batch 64,
+            ``benchmarks/results/fvmgn_compile_h200_batch64_before_fixes.md``): compiled 35.8 vs eager 29.9 ms
+            per step (+19.8 %), because the wavelet pathway's level check built a ``pywt.Wavelet`` in every
+            forward, which Dynamo cannot trace: SFIE ran as 12 graphs with eager glue between them. The check is
+            pure Python now and SFIE traces as one graph (``tests/models/test_fvmgn.py``); after that fix, on
+            the same GPU in bf16 autocast, compiled is 3.3 % faster at batch 64 (31.5 vs 32.6 ms) and 4.4 % at
+            batch 2048 (42.9 vs 44.9 ms; ``fvmgn_compile_h200_batch{64,2048}.md``). On CPU the gain is
             small: one thread, real Trento LiDAR, eager and compiled interleaved in one
             process (``benchmarks/fvmgn_compile.py``), 257.5 vs 255.6 ms per step at batch 64 (-0.8 %) and
             2,126 vs 2,080 ms at batch 512 (-2.2 %), eval logits equal to 1e-6. Off by default because
