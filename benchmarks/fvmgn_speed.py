@@ -436,8 +436,9 @@ def bench_tensor(label: str, x: torch.Tensor, device: torch.device, reps: int) -
     size = (x.shape[-2], x.shape[-1])
 
     # references in exact fp32: on CUDA, cuDNN convolutions (ptwt's and the Haar conv path's) default to TF32,
-    # which alone differs from fp32 by ~1e-3 on these tensors (seen on an H200); the timings keep the default
-    # A fresh context manager for each use: cudnn.flags() is a one-shot generator context manager.
+    # which alone differs from fp32 by ~1e-3 on these tensors (seen on an H200); the timings keep the default.
+    # A function, not one shared object: cudnn.flags() is a one-shot generator context manager (entering it a
+    # second time raised on CUDA).
     def tf32_off() -> contextlib.AbstractContextManager[None]:
         return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
 
