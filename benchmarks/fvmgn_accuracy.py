@@ -55,6 +55,13 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fvmgn MWDis detail-band swap": ("fvmgn", [NET + "mwdis_high_swap", "true"]),
     "fvmgn 1 attention head": ("fvmgn", [NET + "attn_heads", "1"]),
     "fvmgn 2 attention heads": ("fvmgn", [NET + "attn_heads", "2"]),
+    # head width 16 at both scales (2 heads at 32 channels, 4 at 64), as Swin / PVT keep the head width fixed:
+    # FVMGN's default since 2026-11-30 (attn_heads unset); the row names the counts so that it stays true
+    "fvmgn 2/4 attention heads per scale (head width 16)": ("fvmgn", [NET + "attn_heads", "[2, 4]"]),
+    "fvmgn 4 attention heads at every scale (the default until 2026-11-30)": (
+        "fvmgn",
+        [NET + "attn_heads", "4"],
+    ),
     "fvmgn attention keys/values pooled 2× at scale 1": ("fvmgn", [NET + "attn_sr_ratios", "[2, 1]"]),
     "fvmgn shared texts only": ("fvmgn", [NET + "texts", "shared"]),
     "fvmgn proprietary texts only": ("fvmgn", [NET + "texts", "proprietary"]),

@@ -388,6 +388,44 @@ def test_spatial_reduction_attention_pools_keys_and_keeps_parameters():
     assert all(b.qkv.weight.grad is not None for b in blocks)
 
 
+def test_attention_heads_per_scale_change_the_maths_not_the_parameters():
+    """``attn_heads=[2, 4]``: each scale's blocks get their own count; a checkpoint of one count loads into another."""
+    from rsmg.models.sfie import GlobalBlock
+
+    one = make(attn_heads=2, use_mwdis=False).eval()  # width 8: scales of 8 and 16 channels
+    per_scale = make(attn_heads=[2, 4], use_mwdis=False).eval()
+    heads = [[b.heads for b in branch.glob] for branch in per_scale.encoder.branches.values()]
+    assert heads == [[2, 4], [2, 4]]  # every modality, per scale
+    per_scale.load_state_dict(one.state_dict())  # head counts split the same weights: same parameter shapes
+    x = batch()
+    with torch.no_grad():
+        two_heads, per_scale_heads = one(x).logits, per_scale(x).logits
+    assert not torch.allclose(two_heads, per_scale_heads, atol=1e-5)  # 4 heads at scale 2 is other attention
+    # scale 1 alone: 2 heads in both, so a 1-scale model is equal whatever the list's first entry says
+    a, b = (
+        make(attn_heads=2, scales=1, use_mwdis=False).eval(),
+        make(attn_heads=[2], scales=1, use_mwdis=False),
+    )
+    b.eval().load_state_dict(a.state_dict())
+    torch.testing.assert_close(a(x).logits, b(x).logits)
+    # unset: one head per 16 channels at each scale (at least one)
+    from rsmg.models.sfie import SFIE
+
+    assert SFIE({"lidar": 2}, width=32, scales=2).attn_heads == (2, 4)
+    assert SFIE({"lidar": 2}, width=64, scales=1).attn_heads == (4,)
+    assert SFIE({"lidar": 2}, width=8, scales=3, frequency="none").attn_heads == (1, 1, 2)
+    per_scale.train()(batch()).logits.sum().backward()
+    blocks = [m for m in per_scale.modules() if isinstance(m, GlobalBlock)]
+    assert all(blk.qkv.weight.grad is not None for blk in blocks)
+    with pytest.raises(ConfigError, match="one attention-head count per scale") as err:
+        make(attn_heads=[2])
+    assert "attn_heads" in str(err.value) and "2 integers" in str(err.value)
+    with pytest.raises(ConfigError, match="attn_heads"):
+        make(attn_heads=[3, 4])  # 3 does not divide 8 channels
+    with pytest.raises(ConfigError, match="at least 1"):
+        make(attn_heads=[0, 4])
+
+
 def test_stem_kinds_auto_rule_and_checkpoint_mismatch_error():
     """``stem``: auto = 1×1 only where a modality has more bands than the width; each kind changes the maths."""
     auto = make(width=4, use_mwdis=False, stem="auto")  # hsi 7 bands > 4: pointwise; lidar 2 bands: spatial

@@ -131,14 +131,20 @@ class FVMGN(RsmgModel):
             Trento -> MUUFL 40.1 vs 37.8, height only 64.9 vs 69.3; MUUFL -> Trento 35.0 vs 26.3, height only
             19.8 vs 20.7: no consistent winner, so the default stays with papers.md.
         kl_target_temperature: temperature of those targets.
-        attn_heads: heads of SFIE's global blocks. A speed/accuracy trade-off at small widths: at width 32 and
-            4 heads (head dim 8) PyTorch's fused CPU attention is bound by its exponentials and small blocks; on
-            one CPU thread a batch-512 training step (channels_last) takes 2.1-2.4 s (4 heads) vs 1.8 s (1 head),
-            MFU 38-41 vs 48 % (``benchmarks/results/fvmgn_speed_batch512*.md``), but 1 head lost 1-5 OA points
-            on all four cross-scene LiDAR protocols (3 seeds, ``fvmgn_accuracy.md``). 2 heads (MFU 49 %): OA
-            38.2 / 65.0 / 39.1 / 19.8 vs 40.1 / 64.9 / 35.0 / 20.2 with 4 heads on Trento -> MUUFL, its height-only
-            variant, MUUFL -> Trento and its height-only variant (3 seeds, ``fvmgn_accuracy_heads2.md``), AA
-            43.9 -> 37.6 on the last: within the seed spread, no evidence for a change, so the configs keep 4.
+        attn_heads: heads of SFIE's global blocks: ``None`` (default) = one head per 16 channels at each scale
+            (``[2, 4]`` at width 32), one number for every scale, or one per scale
+            (:func:`rsmg.models.sfie.resolve_heads`). Why: with a fixed count the finest scale's heads are
+            narrow (width 32, 4 heads: 8 channels each), and PyTorch's fused CPU attention is bound by its
+            exponentials and small blocks there. Measured on one CPU thread, batch 512, real Trento LiDAR: 4
+            heads everywhere (the default until 2026-11-30) 196-219 samples/s, MFU 37-43 % in two runs;
+            ``[2, 4]`` 274 samples/s, MFU 57 % (``benchmarks/results/fvmgn_speed_batch512*.md``). Accuracy
+            (3 seeds, OA on Trento -> MUUFL, its height-only variant, MUUFL -> Trento, its height-only
+            variant): ``[2, 4]`` 37.4 / 67.5 / 49.1 / 20.8 vs 38.8 / 66.6 / 52.2 / 22.1 with 4 heads
+            (``fvmgn_accuracy_heads_per_scale.md``), within the seed spread (up to ±13.6). Earlier: 1 head lost
+            1-5 OA points on all four (``fvmgn_accuracy.md``); 2 heads everywhere was also within the spread
+            (``fvmgn_accuracy_heads2.md``). The head count changes no parameter shape, so checkpoints load
+            across counts: a run's saved ``config.yaml`` names its own count (``4`` for runs made before the
+            change), so test / predict from that config to reproduce it.
         norm: SFIE normalisation (``"batch"`` or ``"group"``).
         global_blocks: SFIE's self-attention blocks (False: the spatial pathway is local convs only).
         attn_sr_ratios: per SFIE scale, average-pooling of the attention keys/values (PVT-style spatial
@@ -219,7 +225,7 @@ class FVMGN(RsmgModel):
         temperature_init: float = 0.07,
         align_loss: Literal["infonce", "kl"] = "infonce",
         kl_target_temperature: float = 0.05,
-        attn_heads: int = 4,
+        attn_heads: int | list[int] | None = None,
         norm: NormKind = "batch",
         global_blocks: bool = True,
         attn_sr_ratios: list[int] | None = None,

@@ -250,6 +250,54 @@ def resolve_stem(stem: StemKind, in_ch: int, width: int) -> Literal["pointwise",
     return stem
 
 
+HEAD_WIDTH = 16
+"""Channels per attention head when ``attn_heads`` is left unset (the finest scale of a width-32 model: 2 heads)."""
+
+
+def resolve_heads(attn_heads: int | list[int] | tuple[int, ...] | None, dims: list[int]) -> tuple[int, ...]:
+    """Attention heads per scale from ``attn_heads``: one number for all scales, one per scale, or ``None``.
+
+    ``None`` (the default) gives one head per :data:`HEAD_WIDTH` channels at each scale (at least one), so the
+    head width stays 16 while the channels double: ``[2, 4]`` for a width-32, 2-scale encoder.
+
+    Why per scale: the fused attention kernels work on ``head width = channels / heads`` columns at a time, and
+    at the small widths of patch models a fixed head count leaves the finest scale with very narrow heads
+    (width 32 and 4 heads: 8 columns). On one CPU thread, attention forward + backward of 1,024 maps of 11×11
+    tokens at 32 channels takes 637 ms with 4 heads and 243 ms with 2 (same FLOPs); transformers for images
+    therefore keep the head width fixed and let the head count grow with the channels (Swin, PVT). On FVMGN's
+    cross-scene LiDAR protocols ``[2, 4]`` and the former default of 4 heads at every scale are equal within
+    the seed spread (``benchmarks/results/fvmgn_accuracy_heads_per_scale.md``), and a batch-512 CPU training
+    step is 25-40 % faster (``fvmgn_speed_batch512_heads2x4.md`` vs ``fvmgn_speed_batch512*.md``).
+
+    Raises:
+        ConfigError: a list of the wrong length, a count below 1, or one that does not divide its scale's width.
+    """
+    if attn_heads is None:
+        heads = tuple(max(d // HEAD_WIDTH, 1) for d in dims)
+    elif isinstance(attn_heads, int):
+        heads = (attn_heads,) * len(dims)
+    else:
+        heads = tuple(attn_heads)
+    if len(heads) != len(dims):
+        raise ConfigError(
+            "one attention-head count per scale is needed",
+            field="attn_heads",
+            expected=f"one integer, or {len(dims)} integers (scales {dims} channels)",
+            found=list(heads),
+            fix=f"e.g. {[max(d // 16, 1) for d in dims]} (head width 16) or a single number for every scale",
+        )
+    for d, h in zip(dims, heads, strict=True):
+        if h < 1 or d % h:
+            raise ConfigError(
+                f"{h} attention heads for a scale of {d} channels: the count must be at least 1 and divide it",
+                field="attn_heads",
+                expected=f"a divisor of {d}",
+                found=h,
+                fix="choose width as a multiple of attn_heads, or give one count per scale",
+            )
+    return heads
+
+
 class ModalityBranch(nn.Module):
     """Stem + spatial and frequency pathways of one modality."""
 
@@ -260,7 +308,7 @@ class ModalityBranch(nn.Module):
         *,
         frequency: FrequencyKind,
         wavelet: str,
-        attn_heads: int,
+        attn_heads: tuple[int, ...],
         norm: NormKind,
         global_blocks: bool = True,
         attn_sr_ratios: tuple[int, ...] | None = None,
@@ -280,8 +328,8 @@ class ModalityBranch(nn.Module):
             for s, d in enumerate(dims)
         )
         self.glob = nn.ModuleList(
-            GlobalBlock(d, attn_heads, sr_ratio=r) if global_blocks else nn.Identity()
-            for d, r in zip(dims, sr, strict=True)
+            GlobalBlock(d, heads, sr_ratio=r) if global_blocks else nn.Identity()
+            for d, heads, r in zip(dims, attn_heads, sr, strict=True)
         )  # fmt: skip
         self.freq = nn.ModuleList(
             FrequencyBlock(d, frequency, wavelet, norm) for d in dims
@@ -331,7 +379,9 @@ class SFIE(nn.Module):
         scales: number of scales, 1–3.
         frequency: ``"wavelet"``, ``"fft"``, ``"fft_phase"`` or ``"none"``.
         wavelet: wavelet of the frequency pathway.
-        attn_heads: heads of the global blocks.
+        attn_heads: heads of the global blocks: ``None`` (default) = one head per 16 channels at each scale
+            (head width constant while the channels double, as in Swin and PVT: ``[2, 4]`` at width 32), one
+            number for every scale, or one per scale; see :func:`resolve_heads`.
         out_dim: size of the fused embedding (default: last scale's width).
         norm: ``"batch"`` (default, as in most HSI/LiDAR CNNs) or ``"group"`` (batch-size independent).
         global_blocks: keep the self-attention blocks of the spatial pathway (False: local convs only, the
@@ -351,7 +401,7 @@ class SFIE(nn.Module):
         scales: int = 2,
         frequency: FrequencyKind = "wavelet",
         wavelet: str = "haar",
-        attn_heads: int = 4,
+        attn_heads: int | list[int] | tuple[int, ...] | None = None,
         out_dim: int | None = None,
         norm: NormKind = "batch",
         global_blocks: bool = True,
@@ -379,6 +429,7 @@ class SFIE(nn.Module):
         self.modalities = dict(modalities)
         self.frequency = frequency
         self.dims = [width * 2**s for s in range(scales)]
+        self.attn_heads = resolve_heads(attn_heads, self.dims)
         self.out_dim = out_dim or self.dims[-1]
         self.branches = nn.ModuleDict(
             {
@@ -387,7 +438,7 @@ class SFIE(nn.Module):
                     self.dims,
                     frequency=frequency,
                     wavelet=wavelet,
-                    attn_heads=attn_heads,
+                    attn_heads=self.attn_heads,
                     norm=norm,
                     global_blocks=global_blocks,
                     attn_sr_ratios=tuple(attn_sr_ratios) if attn_sr_ratios is not None else None,
