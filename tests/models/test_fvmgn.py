@@ -390,7 +390,7 @@ def test_spatial_reduction_attention_pools_keys_and_keeps_parameters():
 
 def test_attention_heads_per_scale_change_the_maths_not_the_parameters():
     """``attn_heads=[2, 4]``: each scale's blocks get their own count; a checkpoint of one count loads into another."""
-    from rsmg.models.sfie import GlobalBlock
+    from rsmg.models.sfie import SFIE, GlobalBlock
 
     one = make(attn_heads=2, use_mwdis=False).eval()  # width 8: scales of 8 and 16 channels
     per_scale = make(attn_heads=[2, 4], use_mwdis=False).eval()
@@ -409,8 +409,6 @@ def test_attention_heads_per_scale_change_the_maths_not_the_parameters():
     b.eval().load_state_dict(a.state_dict())
     torch.testing.assert_close(a(x).logits, b(x).logits)
     # unset: one head per 16 channels at each scale (at least one)
-    from rsmg.models.sfie import SFIE
-
     assert SFIE({"lidar": 2}, width=32, scales=2).attn_heads == (2, 4)
     assert SFIE({"lidar": 2}, width=64, scales=1).attn_heads == (4,)
     assert SFIE({"lidar": 2}, width=8, scales=3, frequency="none").attn_heads == (1, 1, 2)

@@ -137,7 +137,7 @@ class FVMGN(RsmgModel):
             narrow (width 32, 4 heads: 8 channels each), and PyTorch's fused CPU attention is bound by its
             exponentials and small blocks there. Measured on one CPU thread, batch 512, real Trento LiDAR: 4
             heads everywhere (the default until 2026-11-30) 196-219 samples/s, MFU 37-43 % in two runs;
-            ``[2, 4]`` 274 samples/s, MFU 57 % (``benchmarks/results/fvmgn_speed_batch512*.md``). Accuracy
+            ``[2, 4]`` 247-274 samples/s, MFU 45-57 % (``benchmarks/results/fvmgn_speed_batch512*.md``). Accuracy
             (3 seeds, OA on Trento -> MUUFL, its height-only variant, MUUFL -> Trento, its height-only
             variant): ``[2, 4]`` 37.4 / 67.5 / 49.1 / 20.8 vs 38.8 / 66.6 / 52.2 / 22.1 with 4 heads
             (``fvmgn_accuracy_heads_per_scale.md``), within the seed spread (up to ±13.6). Earlier: 1 head lost

@@ -267,7 +267,7 @@ def resolve_heads(attn_heads: int | list[int] | tuple[int, ...] | None, dims: li
     therefore keep the head width fixed and let the head count grow with the channels (Swin, PVT). On FVMGN's
     cross-scene LiDAR protocols ``[2, 4]`` and the former default of 4 heads at every scale are equal within
     the seed spread (``benchmarks/results/fvmgn_accuracy_heads_per_scale.md``), and a batch-512 CPU training
-    step is 25-40 % faster (``fvmgn_speed_batch512_heads2x4.md`` vs ``fvmgn_speed_batch512*.md``).
+    step is 13-40 % faster (247-274 vs 196-219 samples/s, ``fvmgn_speed_batch512{,_heads2x4,_heads4*}.md``).
 
     Raises:
         ConfigError: a list of the wrong length, a count below 1, or one that does not divide its scale's width.
@@ -284,7 +284,7 @@ def resolve_heads(attn_heads: int | list[int] | tuple[int, ...] | None, dims: li
             field="attn_heads",
             expected=f"one integer, or {len(dims)} integers (scales {dims} channels)",
             found=list(heads),
-            fix=f"e.g. {[max(d // 16, 1) for d in dims]} (head width 16) or a single number for every scale",
+            fix=f"e.g. {[max(d // HEAD_WIDTH, 1) for d in dims]} (head width {HEAD_WIDTH}) or one number for all",
         )
     for d, h in zip(dims, heads, strict=True):
         if h < 1 or d % h:
