@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from _paths import SHARED_DATA
+from _paths import SHARED_DATA, missing_shared_data
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach the Hub, whatever a test does
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -127,7 +127,7 @@ def vlm_dir(tmp_path_factory):
 def images(tmp_path):
     """Four real AID images (two classes) copied to a fresh folder."""
     if not AID.is_dir():
-        pytest.skip(f"shared data pack missing: {AID}")
+        missing_shared_data(AID, "AID images")
     root = tmp_path / "image"
     for cls, stems in {"Airport": ("airport_1", "airport_2"), "Beach": ("beach_1", "beach_2")}.items():
         (root / cls).mkdir(parents=True)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from _paths import SHARED_DATA, missing_shared_data
 from rsmg.data import readers
 from rsmg.data.readers import (
     CaptionRecord,
@@ -35,17 +36,12 @@ from rsmg.errors import DataError
 
 from . import fixtures as fx
 
-# same convention as tests/_paths.py: $RSMG_DATA_ROOT, else ../shared/data beside the repository
-SHARED = Path(
-    os.environ.get("RSMG_DATA_ROOT", Path(__file__).resolve().parents[2].parent / "shared" / "data")
-)
-
 
 def real(rel: str) -> Path:
     """Path of a file in the shared data pack; skips the test where the pack (or the file) is absent."""
-    p = SHARED / rel
+    p = SHARED_DATA / rel
     if not p.exists():
-        pytest.skip(f"shared data not available: {p}")
+        missing_shared_data(p, "shared data file")
     return p
 
 

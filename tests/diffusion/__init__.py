@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from _paths import SHARED_DATA, missing_shared_data
 from rsmg.data.spec import DataSpec
 
-TRENTO = Path("/work/shared/data/trento")
+TRENTO = SHARED_DATA / "trento"
 LIDAR_MAT = TRENTO / "tyust-dayu" / "Italy_lidar.mat"
 GT_MAT = TRENTO / "wzr78998" / "Trento_gt.mat"
 
@@ -65,7 +64,7 @@ def random_images(n: int, modalities: dict[str, int] | None = None, patch_size: 
 def lidar_patches(n: int = 64, size: int = 8, seed: int = 0) -> torch.Tensor:
     """``n`` real Trento LiDAR patches (``n×2×size×size``) around labelled pixels, normalised per channel."""
     if not (LIDAR_MAT.is_file() and GT_MAT.is_file()):
-        pytest.skip(f"Trento LiDAR not available under {TRENTO}")
+        missing_shared_data(TRENTO, "Trento LiDAR (LiDAR + ground-truth .mat)")
     from scipy.io import loadmat
 
     data = loadmat(LIDAR_MAT)["data"].astype(np.float32)  # 166×600×2

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
+from _paths import SHARED_DATA, missing_shared_data
 from rsmg.errors import ConfigError, DataError
 from rsmg.text.leakage import (
     Compose,
@@ -22,8 +22,8 @@ from rsmg.text.leakage import (
     split_sentences,
 )
 
-AID_TEXT = Path("/work/shared/data/aid_text_minitest/minitest/text")
-UCM_IMAGES = Path("/work/shared/data/ucm_captions/images")
+AID_TEXT = SHARED_DATA / "aid_text_minitest/minitest/text"
+UCM_IMAGES = SHARED_DATA / "ucm_captions/images"
 AID_30 = [
     "Airport",
     "BareLand",
@@ -92,7 +92,7 @@ VERDICT = re.compile(r"classified as|classification|categori[sz]ed as", re.IGNOR
 @pytest.fixture(scope="module")
 def aid():
     if not AID_TEXT.is_dir():
-        pytest.skip(f"real AID captions not found at {AID_TEXT}")
+        missing_shared_data(AID_TEXT, "real AID captions")
     files = sorted(AID_TEXT.glob("*/*.txt"))
     captions = [f.read_text(encoding="utf-8") for f in files]
     labels = [f.parent.name for f in files]
