@@ -24,6 +24,7 @@ import torch
 from _common import command, machine, write_result
 from _flops import load1, pick_threads, sync
 from fvmgn_speed import build, make_step, real_batches
+from rsmg.models.sfie import resolve_heads
 
 
 def main() -> None:
@@ -90,7 +91,8 @@ def main() -> None:
         f"1-min load average {load0:.2f} before the timed rounds, "
         f"{load1():.2f} after.  ",
         f"Data: real Trento LiDAR training patches ({n_pixels} pixels, 2×11×11), {args.batches} batches of "
-        f"{args.batch}; model as in `fvmgn_speed.py` (width 32, 2 scales, 2 / 4 attention heads per scale, "
+        f"{args.batch}; model as in `fvmgn_speed.py` (width 32, 2 scales, "
+        f"{' / '.join(map(str, resolve_heads(cfg.attn_heads, [cfg.width, 2 * cfg.width])))} attention heads per scale, "
         "channels_last, MWDis p = 0.5, "
         "cached MiniLM class texts), same initial weights; AdamW.  ",
         f"{args.rounds} rounds × {args.batches} steps per variant, variant order reversed every round; medians.",

@@ -43,7 +43,7 @@ in most land-cover maps, and the average is robust to a misregistered centre).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,7 @@ from rsmg.errors import ConfigError, DataError, check_choice
 
 FrequencyKind = Literal["wavelet", "fft", "fft_phase", "none"]
 StemKind = Literal["auto", "pointwise", "spatial"]
-STEM_KINDS: tuple[str, ...] = ("auto", "pointwise", "spatial")
+STEM_KINDS: tuple[str, ...] = get_args(StemKind)
 FREQUENCY_KINDS: tuple[str, ...] = ("wavelet", "fft", "fft_phase")
 _PHASE_EPS = 1e-6
 NormKind = Literal["batch", "group"]
@@ -272,8 +272,9 @@ def resolve_heads(attn_heads: int | list[int] | tuple[int, ...] | None, dims: li
     Raises:
         ConfigError: a list of the wrong length, a count below 1, or one that does not divide its scale's width.
     """
+    by_width = tuple(max(d // HEAD_WIDTH, 1) for d in dims)
     if attn_heads is None:
-        heads = tuple(max(d // HEAD_WIDTH, 1) for d in dims)
+        heads = by_width
     elif isinstance(attn_heads, int):
         heads = (attn_heads,) * len(dims)
     else:
@@ -284,7 +285,7 @@ def resolve_heads(attn_heads: int | list[int] | tuple[int, ...] | None, dims: li
             field="attn_heads",
             expected=f"one integer, or {len(dims)} integers (scales {dims} channels)",
             found=list(heads),
-            fix=f"e.g. {[max(d // HEAD_WIDTH, 1) for d in dims]} (head width {HEAD_WIDTH}) or one number for all",
+            fix=f"e.g. {list(by_width)} (head width {HEAD_WIDTH}) or one number for all",
         )
     for d, h in zip(dims, heads, strict=True):
         if h < 1 or d % h:
