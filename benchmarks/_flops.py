@@ -152,6 +152,7 @@ class PeakMemory:
         self.interval = interval
         self.peak_mib = float("nan")
         self.delta_mib = float("nan")
+        self._base = self._peak = 0  # bytes of RSS (CPU), sampled by the thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,23 +20,29 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from _common import machine, peak_rss_mib, write_result
 from rsmg.data.datamodule import CrossDomainDataModule
-from rsmg.data.scene import collate_samples
+from rsmg.data.scene import SceneDataset, collate_samples
 
 
 class PerSample(Dataset):
     """The baseline: the same dataset without the batched fetch."""
 
-    def __init__(self, ds):
+    def __init__(self, ds: SceneDataset) -> None:
         self.ds = ds
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> dict[str, object]:
         return self.ds[i]
 
 
-def measure(ds, batch_size: int, workers: int, collate, seconds: float) -> float:
+def measure(
+    ds: Dataset[dict[str, object]],
+    batch_size: int,
+    workers: int,
+    collate: Callable[[list[Any]], Any] | None,
+    seconds: float,
+) -> float:
     loader = DataLoader(
         ds,
         batch_size=batch_size,

@@ -33,6 +33,7 @@ Usage: ``.venv/bin/python benchmarks/fusion_throughput.py [--batch 4 --iters 2]`
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import statistics
@@ -257,7 +258,7 @@ def collect_memory(proc: subprocess.Popen[str]) -> dict[str, float]:
     out, err = proc.communicate()
     for line in out.splitlines():
         if line.startswith("MEMORY "):
-            return json.loads(line[len("MEMORY ") :])  # type: ignore[no-any-return]
+            return json.loads(line[len("MEMORY ") :])
     print(err[-3000:], file=sys.stderr)
     return {"infer_mib": float("nan"), "train_mib": float("nan")}
 
@@ -303,8 +304,8 @@ def main() -> None:
     params = {k: sum(p.numel() for p in r.model.parameters()) for k, r in runs.items()}
     trainable = {k: sum(p.numel() for p in r.params) for k, r in runs.items()}
     # the FLOP-counted step and inference are the first warm-up
-    flops = {k: count_flops(lambda r=r: r.train_step(batch)) for k, r in runs.items()}
-    flops_inf = {k: count_flops(lambda r=r: r.infer(batch)) for k, r in runs.items()}
+    flops = {k: count_flops(functools.partial(r.train_step, batch)) for k, r in runs.items()}
+    flops_inf = {k: count_flops(functools.partial(r.infer, batch)) for k, r in runs.items()}
     for r in runs.values():
         for _ in range(args.warmup - 1):
             r.train_step(batch)
@@ -317,8 +318,8 @@ def main() -> None:
     loads: list[float] = []
     for it in range(args.iters):  # interleaved: a load change hits both models alike
         for k, r in runs.items():
-            times[(k, "train")].append(time_call(lambda r=r: r.train_step(batch), device))
-            times[(k, "infer")].append(time_call(lambda r=r: r.infer(batch), device))
+            times[(k, "train")].append(time_call(functools.partial(r.train_step, batch), device))
+            times[(k, "infer")].append(time_call(functools.partial(r.infer, batch), device))
             loads.append(load1())
             print(
                 f"iter {it} {k}: train {times[(k, 'train')][-1]:.3f} s, infer {times[(k, 'infer')][-1]:.3f} s"
@@ -366,11 +367,11 @@ def main() -> None:
     for k in kinds:
         fusion_train(k)
         fusion_infer(k)
-    fflops = {k: count_flops(lambda k=k: fusion_train(k)) for k in kinds}
+    fflops = {k: count_flops(functools.partial(fusion_train, k)) for k in kinds}
     for _ in range(args.fusion_iters):
         for k in kinds:
-            ftimes[(k, "train")].append(time_call(lambda k=k: fusion_train(k), device))
-            ftimes[(k, "infer")].append(time_call(lambda k=k: fusion_infer(k), device))
+            ftimes[(k, "train")].append(time_call(functools.partial(fusion_train, k), device))
+            ftimes[(k, "infer")].append(time_call(functools.partial(fusion_infer, k), device))
     fmed = {key: statistics.median(v) for key, v in ftimes.items()}
     fusion_load = load1()
     print(

@@ -38,7 +38,7 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +58,7 @@ from _flops import (
     time_call,
 )
 from rsmg.data.datamodule import CrossDomainDataModule
+from rsmg.data.scene import SceneDataset
 from rsmg.data.spec import DataSpec
 from rsmg.models.fvmgn import FVMGN
 from rsmg.models.sfie import resolve_heads
@@ -144,12 +145,13 @@ def validate_haar(device: torch.device) -> float:
         x = torch.randn(shape, generator=g).to(device)
         ref = ptwt.wavedec2(x, "haar", level=1, mode="reflect")
         rec_ref = ptwt.waverec2(ref, "haar")[..., : shape[2], : shape[3]]
+        ref_ll, *ref_details = ref  # level 1: one (LH, HL, HH) tuple
         for fwd, inv in FAST.values():
             ll, hs = fwd(x)
             worst = max(
                 worst,
-                (ll - ref[0]).abs().max().item(),
-                *[(a - r).abs().max().item() for a, r in zip(hs, ref[1], strict=True)],
+                (ll - ref_ll).abs().max().item(),
+                *[(a - r).abs().max().item() for a, r in zip(hs, ref_details[0], strict=True)],
             )
             rec = inv(ll, hs, (shape[2], shape[3]))
             worst = max(worst, (rec - rec_ref).abs().max().item(), (rec - x).abs().max().item())
@@ -230,8 +232,9 @@ def real_batches(batch: int, n_batches: int, device: torch.device) -> tuple[list
     )
     dm.setup("fit")
     ds = dm.train_dataloader().dataset
-    n = len(ds)  # type: ignore[arg-type]
-    pool = dict(ds.__getitems__(list(range(n))))  # type: ignore[union-attr]
+    assert isinstance(ds, SceneDataset), "one source scene gives one SceneDataset"
+    n = len(ds)
+    pool = dict(ds.__getitems__(list(range(n))))
     g = torch.Generator().manual_seed(0)
     out = []
     for _ in range(
@@ -364,7 +367,7 @@ def bench_config(
     keys = list(variants)
     for rnd in range(args.rounds):
         for key in keys[rnd % len(keys) :] + keys[: rnd % len(keys)]:  # rotate the order every round
-            model.mwdis = variants[key]
+            model.mwdis = cast("MWDis | None", variants[key])  # Passthrough stands in for MWDis here
             with ptwt_path(model) if key == "ptwt" else contextlib.nullcontext():
                 step(next(it))  # untimed: the first step after a switch pays for new shapes / allocations
                 for _ in range(args.swap_steps):
@@ -442,13 +445,14 @@ def bench_tensor(label: str, x: torch.Tensor, device: torch.device, reps: int) -
         "rsmg": bench_fn(lambda: mw.reconstruct(ll, highs, size), device, reps),
     }
     err = 0.0
+    coeff_ll, *coeff_details = coeffs  # level 1: one (LH, HL, HH) tuple
     for name, (f, fi) in FAST.items():
         with tf32_off():
             fll, fh = f(x)
             err = max(
                 err,
-                (fll - coeffs[0]).abs().max().item(),
-                *[(a - r).abs().max().item() for a, r in zip(fh, coeffs[1], strict=True)],
+                (fll - coeff_ll).abs().max().item(),
+                *[(a - r).abs().max().item() for a, r in zip(fh, coeff_details[0], strict=True)],
                 (fi(fll, fh, size) - ptwt.waverec2(coeffs, "haar")[..., : size[0], : size[1]])
                 .abs()
                 .max()

@@ -21,9 +21,11 @@ Writes ``benchmarks/results/mwdis_donors.md``.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 from unittest import mock
 
 import torch
@@ -88,7 +90,7 @@ def main() -> None:
     ap.add_argument("--name", default="mwdis_donors")
     args = ap.parse_args()
     threads = pick_threads(args.threads)
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], Callable[[int], torch.Tensor]]] = {
         "2 source domains + target": (dict(num_source_domains=2), lambda b: torch.arange(b) % 3),
         "1 source domain, same-domain fallback": (
             dict(num_source_domains=1, same_domain_fallback=True),
@@ -102,12 +104,12 @@ def main() -> None:
             dom = make_dom(b)
             check_rules(m, dom, m.pick_donors(dom, generator=torch.Generator().manual_seed(0)))
             x = {"lidar": torch.randn(b, 2, 11, 11, generator=torch.Generator().manual_seed(1))}
-            new_pick = timed(lambda m=m, dom=dom: m.pick_donors(dom), args.reps)
-            old_pick = timed(lambda m=m, dom=dom: loop_pick_donors(m, dom), args.reps)
-            new_res = timed(lambda m=m, x=x, dom=dom: m.resample(x, dom), args.reps)
+            new_pick = timed(functools.partial(m.pick_donors, dom), args.reps)
+            old_pick = timed(functools.partial(loop_pick_donors, m, dom), args.reps)
+            new_res = timed(functools.partial(m.resample, x, dom), args.reps)
             with mock.patch.object(MWDis, "pick_donors", loop_pick_donors):
                 check_rules(m, dom, m.pick_donors(dom))
-                old_res = timed(lambda m=m, x=x, dom=dom: m.resample(x, dom), args.reps)
+                old_res = timed(functools.partial(m.resample, x, dom), args.reps)
             row = (case, b, old_pick, new_pick, old_res, new_res, load1())
             rows.append(row)
             print(

@@ -47,6 +47,7 @@ from _flops import count_flops, load1, pick_threads, sync, time_call
 from rsmg.callbacks.diffusion_tta import aggregate_views
 from rsmg.data.augment import augment_batch
 from rsmg.data.datamodule import CrossDomainDataModule
+from rsmg.data.scene import SceneDataset
 from rsmg.diffusion import DiffusionAugmenter, DiffusionPrior
 from rsmg.diffusion.loading import load_prior
 from rsmg.metrics import metrics_from_confusion
@@ -72,7 +73,7 @@ def random_batches(pool: Batch, batch: int, steps: int, seed: int) -> Any:
     n = int(pool["label"].shape[0])
     for epoch in range(steps):
         idx = torch.randint(0, n, (batch,), generator=g).to(pool["label"].device)
-        b = {k: v[idx] for k, v in pool.items()}
+        b: dict[str, object] = {k: v[idx] for k, v in pool.items()}
         yield augment_batch(b, seed=seed, epoch=epoch)  # the training pipeline's dihedral flips
 
 
@@ -309,7 +310,8 @@ def main() -> None:
             dm.load_state_dict(ckpt_state["CrossDomainDataModule"])
     dm.setup("fit")
     src = dm.train_dataloader().dataset
-    pool = gather(src, list(range(len(src))), device)  # type: ignore[arg-type]
+    assert isinstance(src, SceneDataset), "one source scene (Trento) gives one SceneDataset"
+    pool = gather(src, list(range(len(src))), device)
     target = dm.test_dataset("muufl")
     rng = np.random.default_rng(args.seed)
     idx = sorted(rng.choice(len(target), size=min(n, len(target)), replace=False).tolist())
@@ -347,7 +349,7 @@ def main() -> None:
         net_desc = (
             f"**concat CNN (width 32, depth 2) trained inside this script** for {args.cnn_epochs} epochs "
             f"on the {len(src)} Trento training pixels (no model selection)"
-        )  # type: ignore[arg-type]
+        )
     print(f"classifier: {net_desc}", flush=True)
     b0 = time_batches[0]
     with torch.inference_mode():
@@ -400,10 +402,16 @@ def main() -> None:
         for k in args.ks:
             aug = DiffusionAugmenter(prior, strength=args.strength, steps=s, views=k, seed=args.seed)
             tp = plain_time()
-            tt = time_call(lambda aug=aug: tta(net, aug, time_batches), device)  # type: ignore[misc]
+            tt = time_call(functools.partial(tta, net, aug, time_batches), device)
             if tt < 0.5:  # short: repeat and take the median
                 tt = statistics.median(
-                    [tt, *(time_call(lambda aug=aug: tta(net, aug, time_batches), device) for _ in range(2))]
+                    [
+                        tt,
+                        *(
+                            time_call(functools.partial(tta, net, aug, time_batches), device)
+                            for _ in range(2)
+                        ),
+                    ]
                 )
             a = acc[(k, s)]
             rows.append({"k": k, "steps": s, "plain": tp, "tta": tt, "ratio": tt / tp, "load": load1(), **a})
