@@ -1,0 +1,56 @@
+"""Every cell of ``benchmarks/fvmgn_accuracy.py``'s grid is a valid ``rsmg fit`` command line.
+
+A grid cell is a config plus CLI overrides; a renamed model argument or a typo in a method's overrides would
+otherwise surface as a FAILED run an hour into a benchmark. Parsing (``--print_config``) checks every key
+against the current signatures without training. Every method is parsed on one cross-scene protocol, and every
+protocol with the FVMGN and baseline models (the data overrides are the protocol's own).
+"""
+
+import contextlib
+import io
+import sys
+
+import pytest
+
+from _paths import REPO
+from rsmg.cli.main import build_cli
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import fvmgn_accuracy as grid
+
+
+def parses(args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(sys, "argv", ["rsmg"])  # only ``args`` reach the CLI, not pytest's own arguments
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as e:
+        build_cli(["fit", *args, "--print_config"])
+    assert e.value.code in (0, None), buf.getvalue()[-2000:]
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("method", sorted(grid.METHODS))
+def test_every_method_parses_on_trento_to_muufl(method, monkeypatch):
+    out = parses(grid.fit_args("trento_to_muufl", method, 2, "fraction:0.25"), monkeypatch)
+    which, extra = grid.METHODS[method]
+    assert ("ConcatCNN" in out) == (which == "baseline")
+    for key in extra[::2]:
+        if key.startswith("--model.init_args.net.init_args."):  # the override reached the model
+            assert f"{key.rsplit('.', 1)[1]}:" in out
+
+
+@pytest.mark.parametrize("protocol", sorted(grid.PROTOCOLS))
+@pytest.mark.parametrize("method", ["fvmgn", "baseline (concat CNN)"])
+def test_every_protocol_parses(protocol, method, monkeypatch):
+    out = parses(grid.fit_args(protocol, method, 2, "fraction:0.25"), monkeypatch)
+    assert ("ConcatCNN" in out) == (method != "fvmgn")
+    assert f"- {grid.PROTOCOLS[protocol].target}" in out or f"[{grid.PROTOCOLS[protocol].target}]" in out
+
+
+def test_aliases_and_skips_name_real_methods():
+    assert set(grid.ALIASES.values()) <= set(grid.METHODS)
+    assert not set(grid.ALIASES) & set(grid.METHODS)
+    for proto in grid.PROTOCOLS.values():
+        assert proto.skip <= set(grid.METHODS), proto.skip - set(grid.METHODS)
+    methods = set(grid.METHODS)
+    assert set(grid.SHORT) <= methods
+    assert methods >= grid.CROSS_SCENE_ONLY
