@@ -87,6 +87,17 @@ METHODS: dict[str, tuple[str, list[str]]] = {
         "baseline",
         [NET + "depth", "3"],
     ),
+    # checkpoint selection on spatially disjoint source validation (whole 16-px tiles, a patch_size - 1 buffer)
+    # instead of random pixels whose patches overlap training patches; 16 px chosen on source pixel counts only
+    # (Trento keeps 451 of 635 pool pixels for training with 147 validated, 32 px would keep 311)
+    "baseline, spatially disjoint validation (16-px tiles)": (
+        "baseline",
+        ["--data.init_args.val_split", "blocks:16"],
+    ),
+    "fvmgn, spatially disjoint validation (16-px tiles)": (
+        "fvmgn",
+        ["--data.init_args.val_split", "blocks:16"],
+    ),
     # and the other way round: FVMGN's MWDis (its configs' p = 0.5, single-source donors) on the concat CNN
     "baseline + MWDis (resampled inputs)": (
         "baseline",

@@ -28,7 +28,13 @@ from rsmg.data.sampling import EvalShardSampler, ResumableDataLoader, ResumableS
 from rsmg.data.scene import PadMode, Scene, SceneDataset, collate_samples
 from rsmg.data.spec import DataSpec
 from rsmg.data.spectral import SpectralMode, common_grid, resample_cube
-from rsmg.data.splits import require_nonempty, stratified_sample, train_val_split
+from rsmg.data.splits import (
+    block_train_val_split,
+    parse_val_split,
+    require_nonempty,
+    stratified_sample,
+    train_val_split,
+)
 from rsmg.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,12 @@ class CrossDomainDataModule(pl.LightningDataModule):
         source_split: a split map shipped with the dataset (``"standard"``, ``"per_class_50"``) or a sampling
             rule (``"per_class:N"``, ``"fraction:F"``, ``"all"``) for the source training pool.
         val_fraction: stratified fraction of the source pool held out for validation.
+        val_split: how validation pixels are drawn from the source pool: ``"random"`` (default; stratified
+            random pixels: with patches wider than a pixel their inputs overlap training patches, so validation
+            accuracy is optimistic, which matters for checkpoint selection only) or ``"blocks:B"`` (whole B×B
+            tiles, spatially disjoint, see :func:`rsmg.data.splits.block_train_val_split`).
+        val_buffer: with ``"blocks:B"``, training pixels within this many pixels (Chebyshev) of a validation
+            pixel are dropped; default ``patch_size - 1``, so no training patch overlaps a validation patch.
         target_split: ``"all"`` labelled target pixels (default), a shipped split name (its test map), or a
             sampling rule.
         spectral_grid: how HSI cubes of different sensors are reconciled (``"interpolate"`` or ``"common"``).
@@ -86,6 +98,8 @@ class CrossDomainDataModule(pl.LightningDataModule):
         patch_size: int = 11,
         source_split: str = "standard",
         val_fraction: float = 0.2,
+        val_split: str = "random",
+        val_buffer: int | None = None,
         target_split: str = "all",
         spectral_grid: SpectralMode = "interpolate",
         hsi_bands: int | None = None,
@@ -118,6 +132,14 @@ class CrossDomainDataModule(pl.LightningDataModule):
         self.patch_size = patch_size
         self.source_split = source_split
         self.val_fraction = val_fraction
+        self.val_split = val_split
+        self.val_block = parse_val_split(val_split)
+        if val_buffer is not None and val_buffer < 0:
+            raise ConfigError(
+                "negative validation buffer", field="data.val_buffer", expected=">= 0 pixels or null",
+                found=val_buffer, fix="leave it null (patch_size - 1) or use 0 for no buffer",
+            )  # fmt: skip
+        self.val_buffer = patch_size - 1 if val_buffer is None else val_buffer
         self.target_split = target_split
         self.spectral_grid = spectral_grid
         self.hsi_bands = hsi_bands
@@ -331,9 +353,19 @@ class CrossDomainDataModule(pl.LightningDataModule):
             train = val = np.arange(0)
             if name in self.sources:
                 pool = self._positions(scene, self.source_split, lut, part="train", seed=self.seed + i)
-                tr, va = train_val_split(
-                    lut[scene.labels.ravel()[pool]], self.val_fraction, seed=self.seed + i
-                )
+                pool_labels = lut[scene.labels.ravel()[pool]]
+                if self.val_block is None:
+                    tr, va = train_val_split(pool_labels, self.val_fraction, seed=self.seed + i)
+                else:
+                    tr, va = block_train_val_split(
+                        pool, pool_labels, scene.shape[1], self.val_fraction, self.val_block,
+                        buffer=self.val_buffer, seed=self.seed + i,
+                    )  # fmt: skip
+                    log.info(
+                        "%s: spatially disjoint validation (%s, buffer %d px): %d train / %d val pixels, "
+                        "%d dropped in the buffer", name, self.val_split, self.val_buffer, len(tr), len(va),
+                        len(pool) - len(tr) - len(va),
+                    )  # fmt: skip
                 train, val = pool[tr], pool[va]
                 require_nonempty(
                     train,
