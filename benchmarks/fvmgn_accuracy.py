@@ -53,6 +53,8 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fvmgn w/o global (attention) blocks": ("fvmgn", [NET + "global_blocks", "false"]),
     "fvmgn MWDis on stem features": ("fvmgn", [NET + "mwdis_at", "stem"]),
     "fvmgn MWDis detail-band swap": ("fvmgn", [NET + "mwdis_high_swap", "true"]),
+    # donors of the receiver's class only: the LL statistics of a pixel patch carry class signal (its height)
+    "fvmgn MWDis same-class donors": ("fvmgn", [NET + "mwdis_donor_class", "same"]),
     "fvmgn 1 attention head": ("fvmgn", [NET + "attn_heads", "1"]),
     "fvmgn 2 attention heads": ("fvmgn", [NET + "attn_heads", "2"]),
     "fvmgn 4 attention heads at every scale (the default until 2026-11-30)": (

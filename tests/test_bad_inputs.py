@@ -595,3 +595,18 @@ def test_api_bad_input(name, call, error, expect, tmp_path, fixture_dir):
 def test_the_catalogue_is_large_enough():
     assert len(CLI_CASES) + len(API_CASES) >= 15
     assert len({c.name for c in CLI_CASES}) == len(CLI_CASES)
+
+
+def test_checkpoint_with_modalities_in_another_order_is_refused():
+    """Stems, proprietary texts and the fusion are laid out by modality position, so order must match too."""
+    from rsmg.data.spec import DataSpec
+    from rsmg.tasks import ClassificationTask
+
+    kw: dict[str, Any] = {
+        "classes": ("trees", "road"), "domains": ("trento",), "source_domains": ("trento",), "patch_size": 11,
+    }  # fmt: skip
+    now = DataSpec(modalities={"hsi": 63, "lidar": 2}, **kw)
+    old = DataSpec(modalities={"lidar": 2, "hsi": 63}, **kw)
+    with pytest.raises(DataError, match="modalities differ"):
+        ClassificationTask(spec=now).on_load_checkpoint({"rsmg_spec": old.to_dict()})
+    ClassificationTask(spec=now).on_load_checkpoint({"rsmg_spec": now.to_dict()})

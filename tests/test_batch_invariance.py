@@ -39,6 +39,7 @@ PER_MODEL: dict[str, dict[str, Any]] = {
         "text_tower": "clip-bpe",
         "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
         "attn_heads": 2,
+        "mwdis_same_domain_fallback": True,  # one source scene (Trento)
     },
 }
 CAPTIONS = ("a road between buildings", "dense trees", "bare ground near a road", "a flat roof")

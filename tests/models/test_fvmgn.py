@@ -457,7 +457,7 @@ def test_encoder_traces_as_one_graph(frequency):
     The wavelet pathway used to build a ``pywt.Wavelet`` in every forward (level check); Dynamo cannot trace
     it, which split SFIE into 12 graphs and made the compiled step 20 % slower than eager on an H200.
     """
-    m = make(mwdis_p=0.0, frequency=frequency).train()
+    m = make(use_mwdis=False, frequency=frequency).train()
     images = {k.removeprefix("image_"): v for k, v in batch().items() if k.startswith("image_")}
     torch._dynamo.reset()
     explained = torch._dynamo.explain(m.encoder)(images)
@@ -499,3 +499,71 @@ def test_compile_encoder_matches_eager_and_keeps_checkpoint_names():
     assert grads["compiled"].keys() == grads["eager"].keys() and len(grads["eager"]) > 10
     for k, g in grads["eager"].items():
         torch.testing.assert_close(grads["compiled"][k], g, atol=1e-4, rtol=1e-3, msg=k)
+
+
+def test_same_class_donors_reach_mwdis_from_the_batch_labels(monkeypatch):
+    m = make(mwdis_p=1.0, mwdis_donor_class="same").train()
+    seen: list[torch.Tensor | None] = []
+    pick = m.mwdis.pick_donors
+
+    def spy(domain, *, labels=None, generator=None):
+        seen.append(labels)
+        return pick(domain, labels=labels, generator=generator)
+
+    monkeypatch.setattr(m.mwdis, "pick_donors", spy)
+    b = batch(8)
+    out = m(b)
+    assert len(seen) == 1 and torch.equal(seen[0], b["label"])
+    assert out.aux_losses["invariance"].isfinite()
+
+
+def test_mwdis_that_could_never_resample_is_refused():
+    one_source = DataSpec(
+        classes=CLASSES, modalities={"lidar": 2}, domains=("trento", "muufl"), source_domains=("trento",),
+        patch_size=11,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="mwdis_same_domain_fallback"):
+        FVMGN(one_source, **TINY)
+    FVMGN(one_source, **TINY, mwdis_same_domain_fallback=True)
+    FVMGN(one_source, **TINY, use_mwdis=False)
+    with pytest.raises(ConfigError, match="mwdis_p"):
+        make(mwdis_p=0.0)
+
+
+def test_wavelet_pathway_size_is_checked_for_every_wavelet_at_construction():
+    # 11 px at 3 scales: a 3×3 last map takes one Haar level but no db2 level (4 taps)
+    make(scales=3, wavelet="haar")
+    with pytest.raises(ConfigError, match="scales") as e:
+        make(scales=3, wavelet="db2")
+    assert "'db2'" in str(e.value) and "fewer scales" in str(e.value)
+    make(scales=3, wavelet="db2", frequency="fft")  # the FFT pathway has no such limit
+
+
+def test_invariance_is_float32_under_cpu_bf16_autocast():
+    m = make(mwdis_p=1.0).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(batch(8))
+    assert out.aux_losses["invariance"].dtype == torch.float32
+
+
+def test_logit_scale_is_clamped_as_a_parameter_so_its_gradient_never_dies():
+    """CLIP's habit: the parameter is kept in [0, ln 100]; clamping exp() instead froze it above the cap."""
+    import math
+
+    m = make(mwdis_p=1.0).train()
+    for start, expected in ((5.0, math.log(100.0)), (-3.0, 0.0)):
+        with torch.no_grad():
+            m.align.logit_scale.fill_(start)
+        m.zero_grad()
+        out = m(batch(8))
+        (
+            out.aux_losses["align"] + torch.nn.functional.cross_entropy(out.logits, batch(8)["label"])
+        ).backward()
+        assert m.align.logit_scale.item() == pytest.approx(expected)
+        assert m.align.logit_scale.grad is not None and m.align.logit_scale.grad.abs() > 0
+    m.eval()
+    with torch.no_grad():
+        m.align.logit_scale.fill_(
+            7.0
+        )  # e.g. a hand-edited checkpoint: eval reads it clamped, without writing
+    assert m.align.scale().item() == pytest.approx(100.0) and m.align.logit_scale.item() == 7.0

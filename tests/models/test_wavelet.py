@@ -238,3 +238,48 @@ def test_fast_haar_equals_ptwt(mode, size, levels):
     (g_f,) = torch.autograd.grad(y_f.square().sum() + ll_f.sum(), x)
     (g_r,) = torch.autograd.grad(y_r.square().sum() + ll_r.sum(), x)
     torch.testing.assert_close(g_f, g_r, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_same_class_donors_follow_every_rule_within_each_class(fallback):
+    """``donor_class="same"``: a donor has the receiver's label, and the domain rules still hold."""
+    g = torch.Generator().manual_seed(0)
+    m = MWDis(p=1.0, num_source_domains=2, same_domain_fallback=fallback, donor_class="same")
+    for _ in range(50):
+        dom = torch.randint(0, 3, (30,), generator=g)  # domain 2 is a target domain
+        y = torch.randint(0, 4, (30,), generator=g)
+        donor = m.pick_donors(dom, labels=y, generator=g)
+        ok = donor >= 0
+        assert (y[donor[ok]] == y[ok]).all() and (donor[ok] != torch.nonzero(ok).reshape(-1)).all()
+        assert (dom[ok] < 2).all() and (dom[donor[ok]] < 2).all()
+        for i in range(30):
+            if dom[i] == 2:
+                continue
+            same = (y == y[i]) & (dom < 2) & (torch.arange(30) != i)
+            other = same & (dom != dom[i])
+            # p = 1: resampled exactly when the class has a candidate (another domain, or any under fallback)
+            assert bool(ok[i]) == bool(other.any() or (fallback and same.any())), i
+            if other.any():
+                assert dom[donor[i]] != dom[i]
+
+
+def test_same_class_donors_equal_any_class_donors_when_the_batch_has_one_class():
+    """The random draws are shared: with one class in the batch both modes pick the same donors."""
+    dom = torch.randint(0, 3, (40,), generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(40, dtype=torch.long)
+    any_ = MWDis(p=0.5, num_source_domains=2).pick_donors(dom, generator=torch.Generator().manual_seed(2))
+    same = MWDis(p=0.5, num_source_domains=2, donor_class="same").pick_donors(
+        dom, labels=y, generator=torch.Generator().manual_seed(2)
+    )
+    assert torch.equal(any_, same) and (any_ >= 0).any()
+
+
+def test_same_class_donors_need_labels_and_a_valid_choice():
+    m = MWDis(p=1.0, num_source_domains=2, donor_class="same").train()
+    x = {"lidar": torch.randn(4, 1, 11, 11)}
+    with pytest.raises(ValueError, match="labels"):
+        m(x, torch.tensor([0, 1, 0, 1]))
+    out = m.resample(x, torch.tensor([0, 1, 0, 1]), labels=torch.tensor([0, 0, 1, 1]))
+    assert out.donor.tolist() == [1, 0, 3, 2]
+    with pytest.raises(ConfigError, match="mwdis_donor_class"):
+        MWDis(donor_class="other")  # type: ignore[arg-type]

@@ -21,8 +21,11 @@ in one semantic space. The loss and head are not public; rsmg's reading (``docs/
   probability mass instead of being pushed apart as hard negatives; the target is detached, so it cannot
   collapse.
 * **Temperature** — one learnable ``logit_scale`` (log of the inverse temperature, initialised at
-  ``1/temperature_init``), exponentiated and clamped to ``max_logit_scale`` = 100 as in CLIP, shared by the
-  alignment loss and the classifier so both see the same sharpness.
+  ``1/temperature_init``), kept in ``[0, ln max_logit_scale]`` (scale 1 … 100) as in CLIP, shared by the
+  alignment loss and the classifier so both see the same sharpness. As in CLIP the *parameter* is clamped
+  (:meth:`MSFFA.clamp_logit_scale_`, called by FVMGN before each training forward), not its exponential:
+  clamping ``exp(logit_scale)`` would pass no gradient once the parameter crossed the cap, and it could never
+  come back.
 * **Classifier** — logits = ``logit_scale · cos(fused image embedding, class prototype)``, where the prototype
   of a class is the normalised sum of its projected shared text and the mean of its projected proprietary
   texts (``"both"``), or one of the two. The fused (all-modality) embedding has its own projection.
@@ -59,11 +62,11 @@ def symmetric_class_infonce(
         Scalar ``(image→text + text→image) / 2``. Image→text: cross-entropy over classes. Text→image: for each
         class present in the batch, the mean over its images of the log-softmax across the batch's images.
     """
-    sim = scale * image @ text.t()  # B×K
+    sim = (scale * image @ text.t()).float()  # B×K; float32 also under CPU autocast (bf16 counts stop at 256)
     i2t = F.cross_entropy(sim, labels)
     present = torch.unique(labels)
     t_sim = sim.t()[present]  # U×B: each present class against every image of the batch
-    pos = (labels[None, :] == present[:, None]).to(sim.dtype)  # U×B
+    pos = (labels[None, :] == present[:, None]).float()  # U×B
     logp = t_sim.log_softmax(dim=1)
     t2i = -((logp * pos).sum(1) / pos.sum(1)).mean()
     return 0.5 * (i2t + t2i)
@@ -138,7 +141,20 @@ class MSFFA(nn.Module):
 
     def scale(self) -> torch.Tensor:
         """The exponentiated, clamped logit scale (inverse temperature)."""
-        return self.logit_scale.exp().clamp(max=self.max_logit_scale)
+        if (
+            self.training
+        ):  # the parameter is kept in range by clamp_logit_scale_, so the gradient always flows
+            return self.logit_scale.exp()
+        return self.logit_scale.clamp(0.0, math.log(self.max_logit_scale)).exp()
+
+    @torch.no_grad()
+    def clamp_logit_scale_(self) -> None:
+        """Clamp the logit-scale parameter into ``[0, ln max_logit_scale]`` in place (CLIP's habit).
+
+        Call it before a training forward (after the previous optimizer step), never inside one: the in-place
+        write would invalidate a graph that already used the parameter.
+        """
+        self.logit_scale.clamp_(0.0, math.log(self.max_logit_scale))
 
     def text_targets(self, emb: ClassTextEmbeddings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Project and normalise class-text embeddings: ``(shared K×E, {modality: K×E})``."""

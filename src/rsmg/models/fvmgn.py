@@ -50,7 +50,7 @@ from rsmg.models.alignment import MSFFA
 from rsmg.models.base import ModelOutput, RsmgModel
 from rsmg.models.registry import register_model
 from rsmg.models.sfie import FREQUENCY_KINDS, SFIE, NormKind, StemKind
-from rsmg.models.wavelet import MWDis, check_wavelet
+from rsmg.models.wavelet import MWDis, check_wavelet, max_wavelet_level
 from rsmg.text.class_texts import ClassTextEmbeddings, ClassTexts, encode_class_texts, load_class_texts
 
 
@@ -106,6 +106,12 @@ class FVMGN(RsmgModel):
         mwdis_donors: ``"shared"`` (one donor per sample for every modality) or ``"per_modality"`` (MWDis
             ``donors``; the same with a single modality, so not measurable on the LiDAR-only protocols here).
         mwdis_same_domain_fallback: allow same-domain donors when no other source domain is in the batch.
+            Required with a single source domain: without it no sample would ever get a donor, and SFIE would
+            run a second, identical view for nothing, so that configuration is refused at construction.
+        mwdis_donor_class: ``"any"`` (default, the paper's wording) or ``"same"``: donors of the receiver's
+            class only (MWDis ``donor_class``). Why offered: on pixel patches the LL statistics carry class
+            signal (absolute height, a spectrum), so a donor of another class lends that class's signal to a
+            sample that keeps its label; ``"same"`` simulates the domain shift without that label noise.
         mwdis_logits: which training view the classification loss reads. ``"resampled"`` (default, MixStyle's
             habit and the paper's reading: features must classify correctly whatever the low-frequency
             statistics) or ``"original"`` (the resampled view then only enters through the invariance and
@@ -220,6 +226,7 @@ class FVMGN(RsmgModel):
         mwdis_high_swap: bool = False,
         mwdis_donors: Literal["shared", "per_modality"] = "shared",
         mwdis_same_domain_fallback: bool = False,
+        mwdis_donor_class: Literal["any", "same"] = "any",
         mwdis_logits: Literal["original", "resampled"] = "resampled",
         mwdis_at: Literal["input", "stem"] = "input",
         temperature_init: float = 0.07,
@@ -241,14 +248,31 @@ class FVMGN(RsmgModel):
         sizes = scale_sizes(spec.patch_size, scales)
         if use_mwdis:
             check_wavelet(wavelet, wavelet_levels, spec.patch_size, field="wavelet_levels")
-        if use_frequency and frequency == "wavelet" and sizes[-1] < 2:
-            raise ConfigError(
-                f"patches of {spec.patch_size} px are too small for the wavelet pathway at {scales} scales",
-                field="scales",
-                expected="a last-scale map of at least 2×2 pixels",
-                found=f"map sides {sizes}",
-                fix="use fewer scales, larger patches, frequency='fft' or use_frequency=False",
-            )
+            if mwdis_p == 0:
+                raise ConfigError(
+                    "MWDis is on but never resamples (mwdis_p = 0): SFIE would encode an identical second view",
+                    field="mwdis_p", expected="> 0 with use_mwdis", found=mwdis_p,
+                    fix="set use_mwdis: false to switch MWDis off, or mwdis_p: 0.5",
+                )  # fmt: skip
+            if len(spec.source_domains) <= 1 and not mwdis_same_domain_fallback:
+                raise ConfigError(
+                    "MWDis with one source domain finds no donor from another domain, so it would never resample",
+                    field="mwdis_same_domain_fallback", expected="true with a single source domain",
+                    found=f"false, source domains {list(spec.source_domains)}",
+                    fix="set mwdis_same_domain_fallback: true (donors from the same scene), add a source, or "
+                    "use_mwdis: false",
+                )  # fmt: skip
+        if use_frequency and frequency == "wavelet":
+            check_wavelet(wavelet, 1, None, field="wavelet")
+            if max_wavelet_level(sizes[-1], wavelet) < 1:
+                raise ConfigError(
+                    f"patches of {spec.patch_size} px are too small for the {wavelet!r} wavelet pathway at "
+                    f"{scales} scales",
+                    field="scales",
+                    expected=f"a last-scale map that allows one level of {wavelet!r}",
+                    found=f"map sides {sizes}",
+                    fix="use fewer scales, larger patches, wavelet='haar', frequency='fft' or use_frequency=False",
+                )
         self.texts = texts
         self.mwdis_at = mwdis_at
         self.use_mwdis = use_mwdis
@@ -266,6 +290,7 @@ class FVMGN(RsmgModel):
                 high_swap=mwdis_high_swap,
                 donors=mwdis_donors,
                 same_domain_fallback=mwdis_same_domain_fallback,
+                donor_class=mwdis_donor_class,
             )
             if use_mwdis
             else None
@@ -353,17 +378,20 @@ class FVMGN(RsmgModel):
         labels = batch.get("label")
         domain = batch.get("domain")
         two_views = self.training and self.mwdis is not None
+        if self.training and self.align is not None:
+            self.align.clamp_logit_scale_()  # before any use in this step's graph
         if two_views:
             assert self.mwdis is not None
             dom = domain if isinstance(domain, torch.Tensor) else None
+            lab = labels if isinstance(labels, torch.Tensor) else None
             if self.mwdis_at == "stem":
                 feats = self.encoder.stems(self._layout(images))
-                res = self.mwdis(feats, dom)
+                res = self.mwdis(feats, dom, labels=lab)
                 enc = self.encoder.forward_stems(
                     self._layout({m: torch.cat([feats[m], res[m]]) for m in feats})
                 )
             else:
-                res = self.mwdis(images, dom)
+                res = self.mwdis(images, dom, labels=lab)
                 enc = self.encoder(self._layout({m: torch.cat([images[m], res[m]]) for m in images}))
         else:
             enc = self.encoder(self._layout(images))
@@ -384,7 +412,8 @@ class FVMGN(RsmgModel):
 
         if two_views:
             z0, z1 = z_all[:b], z_all[b:]
-            aux["invariance"] = (1 - F.cosine_similarity(z0, z1, dim=-1)).mean()
+            # in float32: CPU autocast would run it in bf16, whose 2^-8 steps are the size of the term itself
+            aux["invariance"] = (1 - F.cosine_similarity(z0.float(), z1.float(), dim=-1)).mean()
             if self.training and isinstance(labels, torch.Tensor):
                 aux["ce_resampled"] = F.cross_entropy(logits_all[b:].float(), labels.long().reshape(-1))
             sl = slice(b, 2 * b) if self.mwdis_logits == "resampled" else slice(0, b)

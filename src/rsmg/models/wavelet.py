@@ -13,7 +13,13 @@ not public; rsmg implements the reading recommended in ``docs/papers.md`` and ma
   and standard deviation of its LL band are replaced by those of a *donor* sample drawn from a *different
   source domain* (``ll_mix=1.0``: replace; ``ll_mix<1``: interpolate, λ·donor + (1−λ)·own). Domain shift
   between scenes / sensors is largely a shift of these first- and second-order statistics, which is why
-  swapping them simulates an unseen domain while the spatial layout (and so the label) is kept.
+  swapping them simulates an unseen domain while the spatial layout is kept. Caveat: on pixel-level patches
+  the LL statistics also carry class signal (a pixel's spectrum, its height above ground), so with a donor of
+  another class the resampled sample carries some of that class's signal under its own label; MWDis then
+  acts as a label-noising augmentation that pushes the encoder from absolute levels towards spatial structure.
+  ``donor_class="same"`` draws donors of the sample's own class only (still from another source domain), so
+  only the domain shift is simulated; ``"any"`` (default) is the paper's wording, which names samples,
+  modalities and domains but no class condition.
 * **High frequency** — the detail bands of the selected samples are rescaled by random factors
   ``U(1−high_jitter, 1+high_jitter)`` per sample, level and orientation (shared over channels, so the texture
   strength changes but not its spectral shape). ``high_swap=True`` first replaces them by the *donor's*
@@ -189,6 +195,8 @@ class MWDis(nn.Module):
         num_source_domains: domains ``0..num_source_domains-1`` are sources (``DataSpec`` ordering).
         same_domain_fallback: if no donor from another source domain is in the batch, take any other source
             sample instead of leaving the sample unchanged.
+        donor_class: ``"any"`` (donors of any class) or ``"same"`` (only samples with the receiver's label:
+            the donor rules above then apply within each class of the batch; needs the labels).
         mode: boundary extension of the DWT (ptwt).
         patch_size: if given, ``levels`` is checked against it at construction.
         eps: added to the standard deviation.
@@ -208,6 +216,7 @@ class MWDis(nn.Module):
         donors: Literal["shared", "per_modality"] = "shared",
         num_source_domains: int = 1,
         same_domain_fallback: bool = False,
+        donor_class: Literal["any", "same"] = "any",
         mode: BoundaryMode = "reflect",
         patch_size: int | None = None,
         eps: float = 1e-6,
@@ -244,6 +253,8 @@ class MWDis(nn.Module):
         self.donors = donors
         self.num_source_domains = int(num_source_domains)
         self.same_domain_fallback = bool(same_domain_fallback)
+        check_choice("MWDis donor class", donor_class, ("any", "same"), field="mwdis_donor_class")
+        self.donor_class = donor_class
         self.mode = mode
         self.eps = float(eps)
 
@@ -307,7 +318,13 @@ class MWDis(nn.Module):
         return out[..., : size[0], : size[1]].to(dt)
 
     # -- resampling -----------------------------------------------------------------------------------
-    def pick_donors(self, domain: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def pick_donors(
+        self,
+        domain: torch.Tensor,
+        *,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Choose, per sample, whether it is resampled and from which donor.
 
         Each selected source sample gets a donor drawn uniformly from the source samples of the *other*
@@ -319,12 +336,19 @@ class MWDis(nn.Module):
         (``benchmarks/results/fvmgn_speed_h200_batch2048_before_fixes.md``: 77 of 114 ms); with this picker
         the same step takes 37 ms and MWDis 7 % of it (``fvmgn_speed_h200_batch2048.md``).
 
+        With ``donor_class="same"`` the same rules apply within each class of the batch (a loop over the
+        classes present, each step vectorised); the random draws are the same as with ``"any"``.
+
         Args:
             domain: ``B`` long tensor of domain indices (``DataSpec.domains`` order).
+            labels: ``B`` class indices; required with ``donor_class="same"``, ignored otherwise.
             generator: optional CPU generator (tests, reproducibility); default the global RNG.
 
         Returns:
             ``B`` long tensor (on CPU): donor index, or ``-1`` for samples left unchanged.
+
+        Raises:
+            ValueError: ``donor_class="same"`` without labels.
         """
         d = domain.detach().to("cpu", torch.long).reshape(-1)
         b = d.numel()
@@ -333,6 +357,21 @@ class MWDis(nn.Module):
             return donor
         chosen = torch.rand(b, generator=generator) < self.p
         u = torch.rand(b, generator=generator, dtype=torch.float64)  # one uniform per sample picks its donor
+        if self.donor_class == "any":
+            return self._pick(d, chosen, u)
+        if labels is None:
+            raise ValueError("MWDis(donor_class='same') needs the batch's labels: pass labels=batch['label']")
+        y = labels.detach().to("cpu", torch.long).reshape(-1)
+        for c in torch.unique(y):
+            idx = torch.nonzero(y == c).reshape(-1)
+            sub = self._pick(d[idx], chosen[idx], u[idx])
+            donor[idx] = torch.where(sub >= 0, idx[sub.clamp(min=0)], sub)
+        return donor
+
+    def _pick(self, d: torch.Tensor, chosen: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Donors among the samples given (domains ``d``, selection ``chosen``, uniforms ``u``); see above."""
+        b = d.numel()
+        donor = torch.full((b,), -1, dtype=torch.long)
         is_src = d < self.num_source_domains
         receivers = chosen & is_src
         if not receivers.any():
@@ -362,6 +401,7 @@ class MWDis(nn.Module):
         images: dict[str, torch.Tensor],
         domain: torch.Tensor | None,
         *,
+        labels: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> MWDisOutput:
         """Resample LL statistics and detail-band amplitudes (training); identity in eval mode.
@@ -370,6 +410,7 @@ class MWDis(nn.Module):
             images: modality → ``B×C×H×W`` tensor.
             domain: ``B`` domain indices; ``None`` means every sample is from source domain 0 (then only
                 ``same_domain_fallback`` can resample).
+            labels: ``B`` class indices (used with ``donor_class="same"``).
             generator: optional CPU generator for the random choices.
 
         Returns:
@@ -382,11 +423,11 @@ class MWDis(nn.Module):
         if not self.training or self.p == 0.0:
             none = torch.full((b,), -1, dtype=torch.long)
             return MWDisOutput(images=dict(images), donor=none, donors=dict.fromkeys(images, none))
-        donor = self.pick_donors(domain, generator=generator)
+        donor = self.pick_donors(domain, labels=labels, generator=generator)
         donors = {
             name: donor
             if i == 0 or self.donors == "shared"
-            else self.pick_donors(domain, generator=generator)
+            else self.pick_donors(domain, labels=labels, generator=generator)
             for i, name in enumerate(images)
         }
         out: dict[str, torch.Tensor] = {}
@@ -423,10 +464,11 @@ class MWDis(nn.Module):
         images: dict[str, torch.Tensor],
         domain: torch.Tensor | None = None,
         *,
+        labels: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         """Resampled images (see :meth:`resample`); identity in eval mode."""
-        return self.resample(images, domain, generator=generator).images
+        return self.resample(images, domain, labels=labels, generator=generator).images
 
     @classmethod
     def for_spec(cls, spec: DataSpec, **kwargs: Any) -> MWDis:
@@ -444,5 +486,6 @@ class MWDis(nn.Module):
             f"wavelet={self.wavelet!r}, levels={self.levels}, p={self.p}, ll_mix={self.ll_mix}, "
             f"high_jitter={self.high_jitter}, high_swap={self.high_swap}, donors={self.donors!r}, "
             f"num_source_domains={self.num_source_domains}, "
-            f"same_domain_fallback={self.same_domain_fallback}, mode={self.mode!r}"
+            f"same_domain_fallback={self.same_domain_fallback}, donor_class={self.donor_class!r}, "
+            f"mode={self.mode!r}"
         )

@@ -211,7 +211,11 @@ class ClassificationTask(pl.LightningModule):
         old = DataSpec.from_dict(saved)
         for field in ("classes", "modalities", "band_names", "patch_size"):
             a, b = getattr(old, field), getattr(self.spec, field)
-            if a != b:
+            # dicts in order too: stems, proprietary texts and fusion are laid out by modality position
+            differ = (
+                list(a.items()) != list(b.items()) if isinstance(a, dict) and isinstance(b, dict) else a != b
+            )
+            if differ:
                 raise DataError(
                     f"checkpoint does not match the data: {field} differ",
                     field=f"data.{field}",
