@@ -1,4 +1,4 @@
-"""Both notebooks run top to bottom on the outputs of a tiny real fit + test (embeddings, figures, report)."""
+"""The notebooks run top to bottom: two on the outputs of a tiny real fit + test, one on the real LiDAR."""
 
 import json
 
@@ -47,7 +47,7 @@ def _outputs(nb, kind):
     ]
 
 
-@pytest.mark.parametrize("name", ["01_explore_embeddings.ipynb", "02_results.ipynb"])
+@pytest.mark.parametrize("name", ["01_explore_embeddings.ipynb", "02_results.ipynb", "03_fvmgn_parts.ipynb"])
 def test_notebook_is_committed_without_outputs(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(nb)
@@ -79,3 +79,20 @@ def test_results_notebook(outputs, monkeypatch):
     rep = json.loads((root / "report" / "report.json").read_text())
     assert list(rep["rows"]) == ["ConcatCNN"]
     assert len(_outputs(nb, "image/png")) >= 4  # comparison, per-class bars, map, confusion matrix
+
+
+def test_fvmgn_parts_notebook(tmp_path, monkeypatch):
+    nb = _execute(
+        "03_fvmgn_parts.ipynb",
+        tmp_path,
+        monkeypatch,
+        RSMG_DATA_ROOT=SHARED_DATA,
+        RSMG_NB_PATCHES_PER_CLASS=20,
+    )
+    assert len(_outputs(nb, "image/png")) == 2  # resampled patches, text-similarity heat maps
+    text = "".join(o["data"]["text/plain"] for o in _outputs(nb, "text/plain"))
+    assert "donor of another class %" in text and "shared vs own LiDAR text" in text
+    streams = "".join(
+        o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout"
+    )
+    assert "Trento: 80 training patches, MUUFL: 80 test patches" in streams
