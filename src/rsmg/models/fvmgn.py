@@ -85,11 +85,12 @@ class FVMGN(RsmgModel):
         use_frequency: SFIE frequency pathway and frequency alignment.
         frequency: kind of frequency pathway, ``"wavelet"``, ``"fft"`` (log-amplitude) or ``"fft_phase"``
             (log-amplitude + phase, see :class:`~rsmg.models.sfie.FrequencyBlock`). Measured, 3 seeds (as for
-            ``mwdis_at``), OA wavelet vs fft: Trento -> MUUFL 40.1 vs 46.4, height only 64.9 vs 67.0; MUUFL ->
-            Trento 35.0 vs 49.7, height only 19.8 vs 21.5. FFT is ahead on all four LiDAR-only proxies (within
-            one std on three), but these are target-domain test results and source validation cannot
-            separate the two (both ≈ 99 %), so changing the default on them would be selection on the target;
-            the default stays with the paper's wavelet framing until the HSI+LiDAR settings can be run.
+            ``mwdis_at``), OA wavelet vs fft: Trento -> MUUFL 37.4 vs 39.9, height only 67.5 vs 67.3; MUUFL ->
+            Trento 49.1 vs 42.7, height only 20.8 vs 21.0. With the 4-head defaults before 2026-11-30 FFT was
+            ahead on all four (40.1 vs 46.4, 64.9 vs 67.0, 35.0 vs 49.7, 19.8 vs 21.5); with today's it is not,
+            so the gap was within the noise of these proxies. Either way these are target-domain test results,
+            and source validation cannot separate the two (both ≈ 99 %), so the default stays with the paper's
+            wavelet framing until the HSI+LiDAR settings can be run.
             ``fft_phase`` (same protocol, ``benchmarks/results/fvmgn_accuracy_fft_phase.md``): 37.8 / 69.9 /
             47.1 / 19.0 on the four — no consistent gain over amplitude alone. A rerun of the ``fft`` row on
             this checkout reproduced the published table (height only 67.01 vs 67.02, same std).
@@ -101,8 +102,8 @@ class FVMGN(RsmgModel):
         mwdis_ll_mix: weight of the donor's LL statistics (1 = replace).
         mwdis_high_jitter: half-width of the detail-band rescaling.
         mwdis_high_swap: take the donor's detail-band coefficients (MWDis ``high_swap``). Measured, 3 seeds (as
-            for ``mwdis_at``), OA off vs on: Trento -> MUUFL 40.1 vs 36.1, height only 64.9 vs 66.2; MUUFL ->
-            Trento 35.0 vs 39.6, height only 19.8 vs 20.5: within the seed spread, so off by default.
+            for ``mwdis_at``), OA off vs on: Trento -> MUUFL 37.4 vs 40.7, height only 67.5 vs 64.1; MUUFL ->
+            Trento 49.1 vs 46.5, height only 20.8 vs 24.7: within the seed spread, so off by default.
         mwdis_donors: ``"shared"`` (one donor per sample for every modality) or ``"per_modality"`` (MWDis
             ``donors``; the same with a single modality, so not measurable on the LiDAR-only protocols here).
         mwdis_same_domain_fallback: allow same-domain donors when no other source domain is in the batch.
@@ -128,14 +129,14 @@ class FVMGN(RsmgModel):
             statistics of early *features*, whose channels are learned and comparable across sensors where raw
             bands (uncalibrated intensity, absolute height) may not be; the stems then run once and only the
             trunk runs on both views. Measured, 3 seeds, 15 epochs, 25 % target sample
-            (``benchmarks/results/fvmgn_accuracy.md``), OA input vs stem: Trento -> MUUFL 40.1 vs 27.7,
-            height only 64.9 vs 68.9; MUUFL -> Trento 35.0 vs 39.1, height only 19.8 vs 22.3. No reading wins
-            everywhere, so the default stays with papers.md.
+            (``benchmarks/results/fvmgn_accuracy.md``, today's defaults), OA input vs stem: Trento -> MUUFL
+            37.4 vs 26.4, height only 67.5 vs 69.7; MUUFL -> Trento 49.1 vs 30.9, height only 20.8 vs 21.6. No
+            reading wins everywhere, so the default stays with papers.md.
         temperature_init: initial temperature of MSFFA's logit scale.
         align_loss: MSFFA's loss, ``"infonce"`` or ``"kl"`` (KL to frozen text-similarity targets; see
             :mod:`rsmg.models.alignment`). Measured, 3 seeds (as for ``mwdis_at``), OA infonce vs kl:
-            Trento -> MUUFL 40.1 vs 37.8, height only 64.9 vs 69.3; MUUFL -> Trento 35.0 vs 26.3, height only
-            19.8 vs 20.7: no consistent winner, so the default stays with papers.md.
+            Trento -> MUUFL 37.4 vs 31.8, height only 67.5 vs 69.5; MUUFL -> Trento 49.1 vs 50.5, height only
+            20.8 vs 22.0: no consistent winner, so the default stays with papers.md.
         kl_target_temperature: temperature of those targets.
         attn_heads: heads of SFIE's global blocks: ``None`` (default) = one head per 16 channels at each scale
             (``[2, 4]`` at width 32), one number for every scale, or one per scale
