@@ -69,6 +69,8 @@ class CrossDomainDataModule(pl.LightningDataModule):
             tiles, spatially disjoint, see :func:`rsmg.data.splits.block_train_val_split`).
         val_buffer: with ``"blocks:B"``, training pixels within this many pixels (Chebyshev) of a validation
             pixel are dropped; default ``patch_size - 1``, so no training patch overlaps a validation patch.
+            (In-scene, where a source is also a target, the dropped pixels are test pixels, as is every
+            labelled pixel outside training and validation.)
         target_split: ``"all"`` labelled target pixels (default), a shipped split name (its test map), or a
             sampling rule.
         spectral_grid: how HSI cubes of different sensors are reconciled (``"interpolate"`` or ``"common"``).
