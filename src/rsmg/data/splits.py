@@ -68,6 +68,15 @@ def stratified_sample(
     return sel, rest
 
 
+def check_val_fraction(val_fraction: float, *, field: str) -> None:
+    """Raise a :class:`ConfigError` unless ``0 <= val_fraction < 1`` (shared by both validation splits)."""
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(
+            "validation fraction out of range", field=field, expected="0 <= f < 1", found=val_fraction,
+            fix="use e.g. 0.2",
+        )  # fmt: skip
+
+
 def train_val_split(
     labels: np.ndarray, val_fraction: float, *, seed: int, field: str = "val_fraction"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -78,14 +87,7 @@ def train_val_split(
     Returns:
         (train positions, val positions), both sorted.
     """
-    if not 0 <= val_fraction < 1:
-        raise ConfigError(
-            "validation fraction out of range",
-            field=field,
-            expected="0 <= f < 1",
-            found=val_fraction,
-            fix="use e.g. 0.2",
-        )
+    check_val_fraction(val_fraction, field=field)
     if val_fraction == 0:
         return np.arange(len(labels)), np.arange(0)
     rng = np.random.default_rng(seed + 7919)
@@ -169,11 +171,7 @@ def block_train_val_split(
     Raises:
         ConfigError: ``val_fraction`` out of range.
     """
-    if not 0 <= val_fraction < 1:
-        raise ConfigError(
-            "validation fraction out of range", field="data.val_fraction", expected="0 <= f < 1",
-            found=val_fraction, fix="use e.g. 0.2",
-        )  # fmt: skip
+    check_val_fraction(val_fraction, field="data.val_fraction")
     positions, labels = np.asarray(positions), np.asarray(labels)
     n = len(positions)
     if val_fraction == 0 or n == 0:

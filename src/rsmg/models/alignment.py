@@ -141,9 +141,8 @@ class MSFFA(nn.Module):
 
     def scale(self) -> torch.Tensor:
         """The exponentiated, clamped logit scale (inverse temperature)."""
-        if (
-            self.training
-        ):  # the parameter is kept in range by clamp_logit_scale_, so the gradient always flows
+        if self.training:
+            # the parameter itself is kept in range by clamp_logit_scale_, so the gradient always flows
             return self.logit_scale.exp()
         return self.logit_scale.clamp(0.0, math.log(self.max_logit_scale)).exp()
 

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from rsmg.data.spec import DataSpec
-from rsmg.errors import ConfigError
 from rsmg.models.base import ModelOutput, RsmgModel
 from rsmg.models.registry import register_model
 from rsmg.models.wavelet import MWDis, check_wavelet
@@ -71,13 +70,6 @@ class ConcatCNN(RsmgModel):
         self.mwdis: MWDis | None = None
         if mwdis_p > 0:
             check_wavelet(mwdis_wavelet, mwdis_levels, spec.patch_size, field="mwdis_levels")
-            if len(spec.source_domains) <= 1 and not mwdis_same_domain_fallback:
-                raise ConfigError(
-                    "MWDis with one source domain finds no donor from another domain, so it would never resample",
-                    field="mwdis_same_domain_fallback", expected="true with a single source domain",
-                    found=f"false, source domains {list(spec.source_domains)}",
-                    fix="set mwdis_same_domain_fallback: true (donors from the same scene) or mwdis_p: 0",
-                )  # fmt: skip
             self.mwdis = MWDis.for_spec(
                 spec,
                 wavelet=mwdis_wavelet,

@@ -50,7 +50,7 @@ from rsmg.models.alignment import MSFFA
 from rsmg.models.base import ModelOutput, RsmgModel
 from rsmg.models.registry import register_model
 from rsmg.models.sfie import FREQUENCY_KINDS, SFIE, NormKind, StemKind
-from rsmg.models.wavelet import MWDis, check_wavelet, max_wavelet_level
+from rsmg.models.wavelet import DonorClass, MWDis, check_wavelet, max_wavelet_level
 from rsmg.text.class_texts import ClassTextEmbeddings, ClassTexts, encode_class_texts, load_class_texts
 
 
@@ -227,7 +227,7 @@ class FVMGN(RsmgModel):
         mwdis_high_swap: bool = False,
         mwdis_donors: Literal["shared", "per_modality"] = "shared",
         mwdis_same_domain_fallback: bool = False,
-        mwdis_donor_class: Literal["any", "same"] = "any",
+        mwdis_donor_class: DonorClass = "any",
         mwdis_logits: Literal["original", "resampled"] = "resampled",
         mwdis_at: Literal["input", "stem"] = "input",
         temperature_init: float = 0.07,
@@ -254,14 +254,6 @@ class FVMGN(RsmgModel):
                     "MWDis is on but never resamples (mwdis_p = 0): SFIE would encode an identical second view",
                     field="mwdis_p", expected="> 0 with use_mwdis", found=mwdis_p,
                     fix="set use_mwdis: false to switch MWDis off, or mwdis_p: 0.5",
-                )  # fmt: skip
-            if len(spec.source_domains) <= 1 and not mwdis_same_domain_fallback:
-                raise ConfigError(
-                    "MWDis with one source domain finds no donor from another domain, so it would never resample",
-                    field="mwdis_same_domain_fallback", expected="true with a single source domain",
-                    found=f"false, source domains {list(spec.source_domains)}",
-                    fix="set mwdis_same_domain_fallback: true (donors from the same scene), add a source, or "
-                    "use_mwdis: false",
                 )  # fmt: skip
         if use_frequency and frequency == "wavelet":
             check_wavelet(wavelet, 1, None, field="wavelet")

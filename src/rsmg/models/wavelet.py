@@ -51,7 +51,7 @@ choice runs on the CPU (a CPU generator keeps it reproducible on any device) in 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from rsmg.data.spec import DataSpec
 
 BoundaryMode = Literal["reflect", "zero", "constant", "periodic", "symmetric"]
+DonorClass = Literal["any", "same"]
+DONOR_CLASSES: tuple[str, ...] = get_args(DonorClass)
 Highs = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
@@ -216,7 +218,7 @@ class MWDis(nn.Module):
         donors: Literal["shared", "per_modality"] = "shared",
         num_source_domains: int = 1,
         same_domain_fallback: bool = False,
-        donor_class: Literal["any", "same"] = "any",
+        donor_class: DonorClass = "any",
         mode: BoundaryMode = "reflect",
         patch_size: int | None = None,
         eps: float = 1e-6,
@@ -253,7 +255,7 @@ class MWDis(nn.Module):
         self.donors = donors
         self.num_source_domains = int(num_source_domains)
         self.same_domain_fallback = bool(same_domain_fallback)
-        check_choice("MWDis donor class", donor_class, ("any", "same"), field="mwdis_donor_class")
+        check_choice("MWDis donor class", donor_class, DONOR_CLASSES, field="mwdis_donor_class")
         self.donor_class = donor_class
         self.mode = mode
         self.eps = float(eps)
@@ -477,7 +479,19 @@ class MWDis(nn.Module):
         Args:
             spec: the data spec the model is built from.
             **kwargs: every other constructor argument.
+
+        Raises:
+            ConfigError: one source domain without ``same_domain_fallback``: no sample would ever find a donor,
+                so the model would pay for a resampling that never happens.
         """
+        if len(spec.source_domains) <= 1 and not kwargs.get("same_domain_fallback", False):
+            raise ConfigError(
+                "MWDis with one source domain finds no donor from another domain, so it would never resample",
+                field="mwdis_same_domain_fallback", expected="true with a single source domain",
+                found=f"false, source domains {list(spec.source_domains)}",
+                fix="set mwdis_same_domain_fallback: true (donors from the same scene), add a source domain, "
+                "or switch MWDis off (FVMGN: use_mwdis: false; ConcatCNN: mwdis_p: 0)",
+            )  # fmt: skip
         return cls(num_source_domains=max(1, len(spec.source_domains)), patch_size=spec.patch_size, **kwargs)
 
     def extra_repr(self) -> str:
