@@ -100,6 +100,16 @@ METHODS: dict[str, tuple[str, list[str]]] = {
         "fvmgn",
         ["--data.init_args.val_split", "blocks:16"],
     ),
+    # AdamW without weight decay on biases, norm scales / shifts and the learnable temperature (timm's
+    # filter_bias_and_bn, open_clip's exclusion); every other row decays all trainable parameters
+    "baseline, norms and biases not decayed": (
+        "baseline",
+        ["--model.init_args.decay_norms_and_biases", "false"],
+    ),
+    "fvmgn, norms, biases and temperature not decayed": (
+        "fvmgn",
+        ["--model.init_args.decay_norms_and_biases", "false"],
+    ),
     # and the other way round: FVMGN's MWDis (its configs' p = 0.5, single-source donors) on the concat CNN
     "baseline + MWDis (resampled inputs)": (
         "baseline",
