@@ -312,6 +312,39 @@ def table(results: dict, protocol: str, seeds: list[int]) -> list[str]:
     return [*lines, ""]
 
 
+def majority_reference(runs: list[dict]) -> str | None:
+    """OA / AA / Kappa of always answering the target's most frequent class (the floor OA must be read against).
+
+    The test pixels are the same for every method and seed (a seeded target sample), so any run's confusion
+    matrix gives the class counts.
+    """
+    if not runs or "confusion" not in runs[0]:
+        return None
+    counts = np.asarray(runs[0]["confusion"]).sum(axis=1)
+    share = counts.max() / counts.sum()
+    return (
+        f"Reference: always answering the most frequent target class ({runs[0]['classes'][int(counts.argmax())]}, "
+        f"{int(counts.max())} of {int(counts.sum())} test pixels) scores OA {share * 100:.2f} %, AA "
+        f"{100 / len(counts):.2f} %, Kappa 0."
+    )
+
+
+def per_class_table(results: dict[str, list[dict]]) -> list[str]:
+    """Per-class accuracy (recall) %, mean over seeds: where a method's OA comes from."""
+    runs = [r for rs in results.values() for r in rs if "per_class" in r]
+    if not runs:
+        return []
+    classes = runs[0]["classes"]
+    ref = majority_reference(runs)
+    lines = [*([ref, ""] if ref else []), "Per-class accuracy % (mean over seeds):", ""]
+    lines += [f"| method | {' | '.join(classes)} |", "|---|" + "---:|" * len(classes)]
+    for method, rs in results.items():
+        if rs:
+            mean = np.mean([r["per_class"] for r in rs], axis=0) * 100
+            lines.append(f"| {method} | {' | '.join(f'{v:.1f}' for v in mean)} |")
+    return [*lines, ""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
@@ -393,9 +426,11 @@ def main() -> None:
             for seed in args.seeds:
                 d = run(protocol, method, seed, args.epochs, args.out, args.target_split)
                 if d is not None:
-                    m = json.loads((d / "metrics.json").read_text())["results"]["test"]
-                    results[method].append(next(iter(m.values())))
+                    saved = json.loads((d / "metrics.json").read_text())
+                    test = next(iter(saved["results"]["test"].values()))
+                    results[method].append({**test, "classes": saved["classes"]})
         lines += table(results, protocol, args.seeds)
+        lines += per_class_table(results)
     lines += method_table([*dict.fromkeys([*methods, *in_scene])])
     write_result(args.results, "\n".join(lines))
 

@@ -54,3 +54,20 @@ def test_aliases_and_skips_name_real_methods():
     methods = set(grid.METHODS)
     assert set(grid.SHORT) <= methods
     assert methods >= grid.CROSS_SCENE_ONLY
+
+
+def test_per_class_table_and_majority_reference():
+    run = {
+        "classes": ["trees", "ground"],
+        "per_class": [0.9, 0.5],
+        "confusion": [[27, 3], [5, 5]],  # 30 trees, 10 ground test pixels
+    }
+    other = {**run, "per_class": [0.7, 0.7]}
+    lines = grid.per_class_table({"a": [run, other], "b": [], "c": [other]})
+    text = "\n".join(lines)
+    assert "always answering the most frequent target class (trees, 30 of 40" in text
+    assert "OA 75.00 %, AA 50.00 %" in text
+    assert "| a | 80.0 | 60.0 |" in lines
+    assert "| c | 70.0 | 70.0 |" in lines
+    assert not any(line.startswith("| b |") for line in lines)  # a method whose runs all failed has no row
+    assert grid.per_class_table({"a": []}) == []
