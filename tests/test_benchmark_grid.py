@@ -58,16 +58,16 @@ def test_aliases_and_skips_name_real_methods():
 
 def test_per_class_table_and_majority_reference():
     run = {
-        "classes": ["trees", "ground"],
-        "per_class": [0.9, 0.5],
-        "confusion": [[27, 3], [5, 5]],  # 30 trees, 10 ground test pixels
+        "classes": ["trees", "ground", "water"],
+        "per_class": [0.9, 0.5, float("nan")],
+        "confusion": [[27, 3, 0], [5, 5, 0], [0, 0, 0]],  # 30 trees, 10 ground, no water test pixels
     }
-    other = {**run, "per_class": [0.7, 0.7]}
+    other = {**run, "per_class": [0.7, 0.7, float("nan")]}
     lines = grid.per_class_table({"a": [run, other], "b": [], "c": [other]})
     text = "\n".join(lines)
     assert "always answering the most frequent target class (trees, 30 of 40" in text
-    assert "OA 75.00 %, AA 50.00 %" in text
-    assert "| a | 80.0 | 60.0 |" in lines
-    assert "| c | 70.0 | 70.0 |" in lines
+    assert "OA 75.00 %, AA 50.00 % (2 classes present)" in text
+    assert "| a | 80.0 | 60.0 | — |" in lines
+    assert "| c | 70.0 | 70.0 | — |" in lines
     assert not any(line.startswith("| b |") for line in lines)  # a method whose runs all failed has no row
     assert grid.per_class_table({"a": []}) == []

@@ -110,3 +110,26 @@ def test_bad_inputs_are_clear():
     )
     with pytest.raises(DataError, match="patch size larger than scene"):
         d.setup("fit")  # checked when the scenes are read, before any loader or run directory exists
+
+
+def test_class_scope_sources_and_targets_is_the_closed_set_protocol():
+    """MUUFL → Trento: grass and water are MUUFL classes Trento does not have (Trento's list, not its labels)."""
+    kw = {"sources": ["muufl"], "targets": ["trento"], "modalities": ["lidar"], "root": str(SHARED_DATA)}
+    wide = CrossDomainDataModule(**kw, source_split="per_class:20")
+    assert wide.spec.classes == ("trees", "grass", "ground", "road", "buildings", "water")
+    closed = CrossDomainDataModule(**kw, source_split="per_class:20", class_scope="sources_and_targets")
+    assert closed.spec.classes == ("trees", "ground", "road", "buildings")
+    closed.setup("fit")
+    p = closed._prepared["muufl"]
+    train_labels = closed._class_map("muufl")[p.scene.labels.reshape(-1)[np.concatenate([p.train, p.val])]]
+    assert set(train_labels.tolist()) == {0, 1, 2, 3}  # no MUUFL grass / water pixel is trained or validated on
+    assert closed.summary()["trento"]["test"] == wide_test_pixels(kw)
+    with pytest.raises(ConfigError, match="class scope"):
+        CrossDomainDataModule(**kw, class_scope="targets")
+
+
+def wide_test_pixels(kw: dict) -> int:
+    """Trento test pixels with the default scope: the same, since every Trento class mapped is also in MUUFL."""
+    d = CrossDomainDataModule(**kw, source_split="per_class:20")
+    d.setup("fit")
+    return d.summary()["trento"]["test"]

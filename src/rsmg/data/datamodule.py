@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 import numpy as np
@@ -35,9 +35,11 @@ from rsmg.data.splits import (
     stratified_sample,
     train_val_split,
 )
-from rsmg.errors import ConfigError, DataError
+from rsmg.errors import ConfigError, DataError, check_choice
 
 log = logging.getLogger(__name__)
+
+ClassScope = Literal["sources", "sources_and_targets"]
 
 
 @dataclass
@@ -58,6 +60,13 @@ class CrossDomainDataModule(pl.LightningDataModule):
         modalities: modalities to load (``hsi``, ``lidar``, ``sar``, ``msi``); each must exist in every scene.
         root: data root (default ``$RSMG_DATA_ROOT`` or ``./data``).
         class_set: ``"shared"`` (common names across scenes, see ``class_sets.yaml``) or ``"native"``.
+        class_scope: which shared names become the model's classes. ``"sources"`` (default): every name that
+            each source scene has; a target is not consulted, so classes absent from a target stay possible
+            answers there (MUUFL → Trento: grass and water, which Trento does not have). ``"sources_and_targets"``:
+            only names that every source *and every target* has, the closed-set cross-scene protocol of the
+            HSI literature (Houston 2013 → 2018's seven common classes, Pavia U → C), where the target's class
+            inventory is known in advance. It reads the targets' class *lists* from the catalog, never a target
+            label or pixel; source pixels of dropped classes are left out of training and validation.
         bands: optional band selection by name per modality, e.g. ``{"lidar": ["dsm"]}``.
         patch_size: odd patch side in pixels (11 by default, papers.md).
         source_split: a split map shipped with the dataset (``"standard"``, ``"per_class_50"``) or a sampling
@@ -96,6 +105,7 @@ class CrossDomainDataModule(pl.LightningDataModule):
         modalities: list[str] | None = None,
         root: str | None = None,
         class_set: str = "shared",
+        class_scope: ClassScope = "sources",
         bands: dict[str, list[str]] | None = None,
         patch_size: int = 11,
         source_split: str = "standard",
@@ -130,6 +140,8 @@ class CrossDomainDataModule(pl.LightningDataModule):
         self.modalities = sorted(modalities or ["lidar"])
         self.root = root
         self.class_set = class_set
+        check_choice("class scope", class_scope, get_args(ClassScope), field="data.class_scope")
+        self.class_scope = class_scope
         self.bands = dict(bands or {})
         self.patch_size = patch_size
         self.source_split = source_split
@@ -218,16 +230,19 @@ class CrossDomainDataModule(pl.LightningDataModule):
             return first
         names = class_set_names(self.class_set)
         present = set(names)
-        for s in self.sources:
+        scenes = self.sources + (self.targets if self.class_scope == "sources_and_targets" else [])
+        for s in scenes:
             present &= {t for t in class_mapping(self.class_set, s).values() if t}
         classes = tuple(c for c in names if c in present)
         if not classes:
+            which = "sources" if self.class_scope == "sources" else "sources and targets"
             raise ConfigError(
-                "the sources share no class of the class set",
-                field="data.sources",
+                f"the {which} share no class of the class set {self.class_set!r}",
+                field="data.sources" if self.class_scope == "sources" else "data.class_scope",
                 expected="scenes with common classes",
-                found=self.sources,
-                fix="choose other sources",
+                found=scenes,
+                fix="choose other sources"
+                + ("" if self.class_scope == "sources" else ", or class_scope: sources"),
             )
         return classes
 
