@@ -122,7 +122,12 @@ def test_class_scope_sources_and_targets_is_the_closed_set_protocol():
     closed.setup("fit")
     p = closed._prepared["muufl"]
     train_labels = closed._class_map("muufl")[p.scene.labels.reshape(-1)[np.concatenate([p.train, p.val])]]
-    assert set(train_labels.tolist()) == {0, 1, 2, 3}  # no MUUFL grass / water pixel is trained or validated on
+    assert set(train_labels.tolist()) == {
+        0,
+        1,
+        2,
+        3,
+    }  # no MUUFL grass / water pixel is trained or validated on
     assert closed.summary()["trento"]["test"] == wide_test_pixels(kw)
     with pytest.raises(ConfigError, match="class scope"):
         CrossDomainDataModule(**kw, class_scope="targets")
