@@ -427,14 +427,17 @@ def main() -> None:
         "not be retrieved: papers.md).",
         "",
     ]
+    measured = 0
     for protocol in args.protocols:
         if protocol not in PROTOCOLS:
             raise SystemExit(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
         skipped = not_run(protocol)
         if skipped is not None:
-            print(f"[{protocol}] not run: benchmark cubes missing (see the results file)")
+            print(f"[{protocol}] not run: benchmark cubes missing")
+            print("\n".join(skipped))
             lines += skipped
             continue
+        measured += 1
         results: dict[str, list[dict]] = {}
         todo = methods if PROTOCOLS[protocol].cross_scene or not args.in_scene_methods else in_scene
         for method in todo:
@@ -451,6 +454,10 @@ def main() -> None:
                     results[method].append({**test, "classes": saved["classes"]})
         lines += table(results, protocol, args.seeds)
         lines += per_class_table(results)
+    if not measured:  # nothing ran: keep the results file (it may hold measured tables) as it is
+        raise SystemExit(
+            f"no protocol could run (missing files above); benchmarks/results/{args.results} unchanged"
+        )
     lines += method_table([*dict.fromkeys([*methods, *in_scene])])
     write_result(args.results, "\n".join(lines))
 

@@ -71,3 +71,16 @@ def test_per_class_table_and_majority_reference():
     assert "| c | 70.0 | 70.0 | — |" in lines
     assert not any(line.startswith("| b |") for line in lines)  # a method whose runs all failed has no row
     assert grid.per_class_table({"a": []}) == []
+
+
+def test_a_grid_that_ran_nothing_leaves_the_results_file_alone(monkeypatch):
+    """Asking for the paper settings without their cubes used to replace fvmgn_accuracy.md by a 'Not run' stub."""
+    written = []
+    monkeypatch.setattr(grid, "not_run", lambda protocol: ["Not run: cubes missing (test)."])
+    monkeypatch.setattr(grid, "write_result", lambda name, text: written.append(name))
+    monkeypatch.setattr(
+        sys, "argv", ["fvmgn_accuracy.py", "--methods", "fvmgn", "--protocols", "trento_to_muufl"]
+    )
+    with pytest.raises(SystemExit, match="unchanged"):
+        grid.main()
+    assert written == []
