@@ -63,7 +63,7 @@ def test_contract_training(model):
     out = model(batch())
     assert isinstance(out, ModelOutput)
     assert out.logits.shape == (6, len(CLASSES))
-    assert set(out.aux_losses) == {"align", "invariance", "ce_resampled"}
+    assert set(out.aux_losses) == {"align", "invariance"}  # ce_resampled only with mwdis_logits="original"
     assert all(v.ndim == 0 and v.isfinite() for v in out.aux_losses.values())
     assert set(out.embeddings) == {"fused", "hsi", "lidar"}
     assert all(v.shape[0] == 6 for v in out.embeddings.values())
@@ -201,8 +201,10 @@ def test_texts_none_is_image_only():
     m = make(texts="none").train()
     assert m.align is None and m.text_tower is None and isinstance(m.head, torch.nn.Linear)
     out = m(batch())
-    assert set(out.aux_losses) == {"invariance", "ce_resampled"}
+    assert set(out.aux_losses) == {"invariance"}
     assert out.logits.shape == (6, len(CLASSES))
+    original = make(texts="none", mwdis_logits="original").train()
+    assert set(original(batch()).aux_losses) == {"invariance", "ce_resampled"}  # a term of its own there
 
 
 def test_trainable_text_tower_gets_gradients():

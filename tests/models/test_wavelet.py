@@ -283,3 +283,17 @@ def test_same_class_donors_need_labels_and_a_valid_choice():
     assert out.donor.tolist() == [1, 0, 3, 2]
     with pytest.raises(ConfigError, match="mwdis_donor_class"):
         MWDis(donor_class="other")  # type: ignore[arg-type]
+
+
+def test_patch_size_errors_name_a_fix_that_works():
+    """A 1-px patch used to be told 'use levels <= 0, a shorter wavelet (haar)' while levels 0 is refused."""
+    from rsmg.models.wavelet import check_wavelet
+
+    with pytest.raises(ConfigError, match="use_mwdis: false") as e:
+        check_wavelet("haar", 1, 1, field="wavelet_levels")
+    assert "levels <= 0" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"levels <= 2 or larger patches") as e:
+        check_wavelet("haar", 3, 5, field="wavelet_levels")  # already haar: no 'shorter wavelet' advice
+    assert "haar)" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"shortest wavelet \(haar\)"):
+        check_wavelet("db4", 2, 11, field="wavelet_levels")

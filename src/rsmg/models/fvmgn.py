@@ -14,8 +14,9 @@ scenes), minus DTAug, which is a data-side augmentation (``rsmg.diffusion``). Da
    the text space, symmetric InfoNCE against the class texts, and the text-prototype classifier.
 
 Outputs (:class:`~rsmg.models.base.ModelOutput`): ``logits`` (B×K); in training ``aux_losses`` with
-``"align"`` (MSFFA, when texts are used and labels are in the batch) and ``"invariance"`` (when MWDis is on),
-both unweighted (recommended weights: CE 1.0, align 0.5, invariance 0.1); ``embeddings`` ``"fused"`` and
+``"align"`` (MSFFA, when texts are used and labels are in the batch), ``"invariance"`` (when MWDis is on) and,
+with ``mwdis_logits="original"``, ``"ce_resampled"`` (the resampled view's cross-entropy), all unweighted
+(recommended weights: CE 1.0, align 0.5, invariance 0.1; ``ce_resampled`` 0 unless set); ``embeddings`` ``"fused"`` and
 one per modality. A term that does not apply to a configuration is absent, not zero, so a log never shows a
 loss that was not computed.
 
@@ -155,7 +156,7 @@ class FVMGN(RsmgModel):
         norm: SFIE normalisation (``"batch"`` or ``"group"``).
         global_blocks: SFIE's self-attention blocks (False: the spatial pathway is local convs only).
         attn_sr_ratios: per SFIE scale, average-pooling of the attention keys/values (PVT-style spatial
-            reduction, no extra parameters); None = full attention. With head width 8 the CPU attention is
+            reduction, no extra parameters); None = full attention. With narrow heads the CPU attention is
             bound by the softmax's exponentials (one per query-key pair), so ``[2, 1]`` cuts the finest
             scale's attention ~3.4× (121 → 36 keys on 11×11 patches); measured in ``benchmarks/fvmgn_speed.py``.
         fuse_norm: LayerNorm on SFIE's fused embedding.
@@ -176,9 +177,10 @@ class FVMGN(RsmgModel):
             habit reflects, and on CPU oneDNN's 1×1 convolutions on 11×11 maps are several times slower in NCHW.
             On by default since an interleaved A/B on this workplace's CPU (1 thread, real Trento LiDAR
             patches, 4 rounds, variant order rotated): 2,061 vs 2,276 ms per step at batch 512, 309 vs 368 ms
-            at batch 64 (an earlier non-interleaved pair of runs had them within noise). The cross-scene tables
-            in ``benchmarks/results/fvmgn_accuracy.md`` were measured with ``channels_last=False``; pass it to
-            reproduce them bit for bit (the layout changes float rounding, so trajectories differ slightly).
+            at batch 64 (an earlier non-interleaved pair of runs had them within noise). Results files written
+            before 2026-11-29 (commit 989910b) were measured with ``channels_last=False``; pass it to reproduce
+            them bit for bit (the layout changes float rounding, so trajectories differ slightly).
+            ``benchmarks/results/fvmgn_accuracy.md`` (re-run 2026-11-30) uses the default.
         compile_encoder: compile SFIE with ``torch.compile`` (``nn.Module.compile``: in place, so parameter
             names and checkpoints are the same as without it, and a checkpoint of either loads into the
             other). Inductor fuses the normalisation / GELU / residual element-wise work around the
@@ -407,7 +409,8 @@ class FVMGN(RsmgModel):
             z0, z1 = z_all[:b], z_all[b:]
             # in float32: CPU autocast would run it in bf16, whose 2^-8 steps are the size of the term itself
             aux["invariance"] = (1 - F.cosine_similarity(z0.float(), z1.float(), dim=-1)).mean()
-            if self.training and isinstance(labels, torch.Tensor):
+            if self.training and isinstance(labels, torch.Tensor) and self.mwdis_logits == "original":
+                # with "resampled" logits this is the task's own CE: emitted only when it is a term of its own
                 aux["ce_resampled"] = F.cross_entropy(logits_all[b:].float(), labels.long().reshape(-1))
             sl = slice(b, 2 * b) if self.mwdis_logits == "resampled" else slice(0, b)
         else:

@@ -4,9 +4,11 @@ The paper decomposes every vision modality with a wavelet transform and *resampl
 high-frequency components so that the encoder learns cross-domain invariant features. The exact resampling is
 not public; rsmg implements the reading recommended in ``docs/papers.md`` and makes each choice an argument:
 
-* **Transform** — 2-D DWT per modality with ``ptwt`` (``wavelet``, ``levels``, boundary ``mode``; default
-  Haar, one level, ``"reflect"``): the approximation band LL carries illumination / sensor radiometry /
-  scene-level statistics, the detail bands LH, HL, HH carry edges and texture. Odd patch sizes (11×11) are
+* **Transform** — 2-D DWT per modality (``wavelet``, ``levels``, boundary ``mode``; default Haar, one level,
+  ``"reflect"``), computed by ``ptwt``, except one-level Haar, which by default (``fast_haar``) uses rsmg's own
+  butterfly of strided slices, validated against ptwt to 1e-6 and 2–8× faster. The approximation band LL
+  carries illumination / sensor radiometry / scene-level statistics, the detail bands LH, HL, HH carry edges
+  and texture. Odd patch sizes (11×11) are
   padded by the transform and the reconstruction is cropped back, so the round trip is exact to float
   precision.
 * **Low frequency (MixStyle-like)** — for each sample selected with probability ``p``, the per-channel mean
@@ -93,7 +95,7 @@ def check_wavelet(wavelet: str, levels: int, patch_size: int | None, *, field: s
         wavelet: a discrete wavelet name known to pywt (``"haar"``, ``"db2"``, ...).
         levels: decomposition levels (>= 1).
         patch_size: side of the patches; ``None`` skips the size check.
-        field: config key to name in the error (e.g. ``"model.init_args.wavelet_levels"``).
+        field: config key to name in the error (e.g. ``"wavelet_levels"``, the model argument's name).
 
     Raises:
         ConfigError: unknown wavelet, ``levels < 1``, or a patch too small for ``levels``.
@@ -112,12 +114,25 @@ def check_wavelet(wavelet: str, levels: int, patch_size: int | None, *, field: s
     if patch_size is not None:
         top = max_wavelet_level(patch_size, wavelet)
         if levels > top:
+            if max_wavelet_level(patch_size, "haar") < 1:  # no wavelet has a level on a 1-px patch
+                raise ConfigError(
+                    f"{patch_size}×{patch_size} patches have no spatial extent to decompose with a wavelet",
+                    field=field,
+                    expected="patches of at least 2×2 pixels for MWDis",
+                    found=f"patch_size {patch_size}",
+                    fix="switch MWDis off (use_mwdis: false; for ConcatCNN mwdis_p: 0), as "
+                    "experiments/fvmgn/houston2013_vectors.yaml does for single-pixel vectors, or use larger "
+                    "patches (data.init_args.patch_size, e.g. 11)",
+                )
+            shorter = "" if wavelet == "haar" else ", the shortest wavelet (haar)"
             raise ConfigError(
                 f"patch of {patch_size}×{patch_size} is too small for {levels} level(s) of {wavelet!r}",
                 field=field,
                 expected=f"levels <= {top} for {patch_size}-pixel patches with {wavelet!r}",
                 found=levels,
-                fix=f"use levels <= {top}, a shorter wavelet (haar) or larger patches",
+                fix=f"use levels <= {top}{shorter} or larger patches (data.init_args.patch_size)"
+                if top >= 1
+                else "use the shortest wavelet (haar) or larger patches (data.init_args.patch_size)",
             )
 
 
