@@ -90,6 +90,8 @@ def test_joint_augmentation_is_per_sample_and_identical_across_modalities():
 
 
 def test_bad_inputs_are_clear():
+    with pytest.raises(ConfigError, match="did you mean 'lidar'"):
+        CrossDomainDataModule(sources=["trento"], targets=["muufl"], modalities=["lidr"])
     with pytest.raises(ConfigError, match="patch size"):
         CrossDomainDataModule(sources=["trento"], targets=["muufl"], patch_size=4)
     with pytest.raises(ConfigError, match=r"(?s)bands.*dsm"):

@@ -11,6 +11,7 @@ labelled pixels not used for training or validation.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -253,12 +254,14 @@ class CrossDomainDataModule(pl.LightningDataModule):
             sensors = {}
             for n, info in self._infos.items():
                 if mod not in info.modalities:
+                    close = difflib.get_close_matches(mod, list(info.modalities), n=1)
                     raise ConfigError(
                         f"dataset {n!r} has no modality {mod!r}",
                         field="data.modalities",
                         expected=f"modalities of {n}: {sorted(info.modalities)}",
                         found=mod,
-                        fix="drop the modality or the dataset",
+                        fix=(f"did you mean {close[0]!r}? " if close else "")
+                        + "drop the modality or the dataset",
                     )
                 sensors[n] = get_sensor(info.modalities[mod])
             if mod in self.bands:
