@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import threading
 import zipfile
@@ -144,14 +145,14 @@ def test_full_download_verifies_and_lands_atomically(server, tmp_path):
     assert all(r is None for _, r in httpd.log)  # no Range on a fresh download
 
 
-def test_second_run_skips_without_network(server, tmp_path):
+def test_second_run_verifies_without_network(server, tmp_path):
     url, httpd, served = server
     serve(served, "t/MGMNet/TRLabel.mat", TRLABEL)
     serve(served, "t/gt.mat", MUUFL_GT)
     dl.download_dataset("toy", tmp_path, sources=table(url), progress=False)
     n = len(httpd.log)
     st = dl.download_dataset("toy", tmp_path, sources=table(url), progress=False)
-    assert [s.status for s in st] == ["skipped", "skipped"]
+    assert [s.status for s in st] == ["verified", "verified"]
     assert len(httpd.log) == n
 
 
@@ -303,8 +304,8 @@ def test_manual_file_prints_instructions_then_verifies_hand_placed_copy(server, 
     target.parent.mkdir(parents=True)
     shutil.copyfile(TRLABEL, target)
     assert dl.main([*argv, "--verify-only"]) == 0
-    assert re.search(r"t/hsi/Italy_hsi.mat\s+skipped", capsys.readouterr().out)
-    assert [s.status for s in dl.verify_dataset("toy", root, sources=src)] == ["skipped", "skipped"]
+    assert re.search(r"t/hsi/Italy_hsi.mat\s+verified", capsys.readouterr().out)
+    assert [s.status for s in dl.verify_dataset("toy", root, sources=src)] == ["verified", "verified"]
 
 
 def test_unverified_file_and_require_hash(server, tmp_path):
@@ -343,7 +344,7 @@ def test_real_table_with_mirror_downloads_verified_muufl_files(server, tmp_path,
     assert re.search(r"muufl/gt.mat\s+ok", out) and re.search(r"muufl/LiDAR.mat\s+ok", out)
     assert sorted(p for p, _ in httpd.log) == ["/muufl/LiDAR.mat", "/muufl/gt.mat"]
     st = dl.verify_dataset("muufl", tmp_path, only=["gt.mat", "LiDAR.mat"])
-    assert [s.status for s in st] == ["skipped", "skipped"]
+    assert [s.status for s in st] == ["verified", "verified"]
 
 
 def test_zip_is_unpacked_after_verification(server, tmp_path):
@@ -413,3 +414,125 @@ def test_list_prints_datasets_and_files(capsys):
     assert "data_SAR_HR.mat  [no checksum, ?, manual only]" in out
     assert dl.main(["--list", "muufl"]) == 0
     assert "trento" not in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------- CLI: labels, exit codes, root
+
+
+def sources_file(tmp_path: Path, url: str = "http://127.0.0.1:9") -> Path:
+    """`table(url)` as a YAML file for `--sources` (verify-only never opens the URLs)."""
+    import yaml
+
+    path = tmp_path / "src.yaml"
+    path.write_text(yaml.safe_dump(table(url)))
+    return path
+
+
+def place(root: Path, *which: str) -> None:
+    """Put real copies of the toy table's files under `root`, as a finished download would."""
+    for rel, src in (("t/MGMNet/TRLabel.mat", TRLABEL), ("t/gt.mat", MUUFL_GT)):
+        if rel in which:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, root / rel)
+
+
+def test_verify_only_labels_present_files_verified_in_table_and_summary(tmp_path, capsys):
+    root = tmp_path / "root"
+    place(root, "t/MGMNet/TRLabel.mat", "t/gt.mat")
+    argv = ["toy", "--root", str(root), "--sources", str(sources_file(tmp_path)), "--verify-only"]
+    assert dl.main(argv) == dl.EXIT_OK == 0
+    out = capsys.readouterr().out
+    assert "skipped" not in out  # nothing was skipped: each file was read and its checksum checked
+    assert re.search(r"t/MGMNet/TRLabel.mat\s+verified", out) and re.search(r"t/gt.mat\s+verified", out)
+    assert "toy: 2 verified (present, checksum ok)\n" in out
+    assert "missing" not in out
+
+
+def test_verify_only_missing_file_exits_3_and_prints_the_command_that_fetches_it(server, tmp_path, capsys):
+    url, httpd, served = server
+    serve(served, "t/MGMNet/TRLabel.mat", TRLABEL)
+    src = sources_file(tmp_path, url)
+    root = tmp_path / "root"
+    place(root, "t/gt.mat")
+    assert (
+        dl.main(["toy", "--root", str(root), "--sources", str(src), "--verify-only"]) == dl.EXIT_MISSING == 3
+    )
+    out = capsys.readouterr().out
+    assert "toy: 1 verified (present, checksum ok); 1 missing (absent, `rsmg download` fetches it)" in out
+    assert f"1 file(s) missing under {root.resolve()}:\n  t/MGMNet/TRLabel.mat\n" in out
+    cmd = shlex.join(["rsmg", "download", "toy", "--root", str(root.resolve()), "--sources", str(src)])
+    assert f"fetch them with: {cmd}\n" in out
+    assert httpd.log == []  # --verify-only never touches the network
+
+    # the printed command is the one that fetches it
+    assert dl.main([*shlex.split(cmd)[2:], "--no-progress"]) == dl.EXIT_OK
+    assert sha256(root / "t/MGMNet/TRLabel.mat") == sha256(TRLABEL)
+    assert dl.main(["toy", "--root", str(root), "--sources", str(src), "--verify-only"]) == dl.EXIT_OK
+
+
+def test_a_wrong_file_outranks_a_missing_one(tmp_path, capsys):
+    root = tmp_path / "root"
+    (root / "t").mkdir(parents=True)
+    (root / "t/gt.mat").write_bytes(b"not the file")
+    argv = ["toy", "--root", str(root), "--sources", str(sources_file(tmp_path)), "--verify-only"]
+    assert dl.main(argv) == dl.EXIT_FAILED == 1
+    out = capsys.readouterr().out
+    assert "1 failed" in out and "1 missing" in out and "t/MGMNet/TRLabel.mat" in out
+
+
+def test_help_documents_every_exit_status_and_usage_errors_do_not_collide(capsys):
+    assert dl.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for code, words in (
+        (dl.EXIT_OK, "every selected file is present"),
+        (dl.EXIT_FAILED, "a file failed"),
+        (dl.EXIT_MANUAL, "nothing failed, but files must still be placed by hand"),
+        (dl.EXIT_MISSING, "--verify-only: nothing failed, but files are missing"),
+    ):
+        assert re.search(rf"^  {code}  {re.escape(words)}", out, re.M), code
+    assert "$RSMG_DATA_ROOT" in out
+    # argparse would exit 2, which here means "place files by hand"
+    assert dl.main(["--no-such-flag"]) == dl.EXIT_FAILED
+    assert dl.main([]) == dl.EXIT_FAILED and "NAME is required" in capsys.readouterr().err
+
+
+def test_root_defaults_like_the_data_modules_and_is_printed(tmp_path, monkeypatch, capsys):
+    from rsmg.data import catalog
+
+    src = str(sources_file(tmp_path))
+    env_root = tmp_path / "env_root"
+    place(env_root, "t/MGMNet/TRLabel.mat", "t/gt.mat")
+    monkeypatch.chdir(tmp_path)
+
+    monkeypatch.setenv("RSMG_DATA_ROOT", str(env_root))
+    assert catalog.resolve_root() == dl.resolve_root_with_origin()[0] == env_root
+    assert dl.main(["toy", "--sources", src, "--verify-only"]) == dl.EXIT_OK
+    assert f"data root: {env_root.resolve()} (from $RSMG_DATA_ROOT)\n" in capsys.readouterr().out
+
+    assert dl.main(["toy", "--root", "elsewhere", "--sources", src, "--verify-only"]) == dl.EXIT_MISSING
+    assert f"data root: {(tmp_path / 'elsewhere').resolve()} (from --root)\n" in capsys.readouterr().out
+
+    monkeypatch.delenv("RSMG_DATA_ROOT")
+    assert catalog.resolve_root() == dl.resolve_root_with_origin()[0] == Path("data")
+    assert dl.main(["toy", "--sources", src, "--verify-only"]) == dl.EXIT_MISSING
+    out = capsys.readouterr().out
+    assert (
+        f"data root: {(tmp_path / 'data').resolve()} (from default ./data; set --root or $RSMG_DATA_ROOT"
+        in out
+    )
+    assert not (tmp_path / "data").exists()  # --verify-only creates nothing
+
+
+def test_verify_only_on_the_shared_trento_files(capsys):
+    """The reviewed command: `rsmg download trento --root <shared data> --verify-only`."""
+    rc = dl.main(["trento", "--root", str(SHARED), "--verify-only"])
+    out = capsys.readouterr().out
+    specs = [s for s in dl.load_sources()["trento"] if not s.optional]
+    absent = [s.relpath for s in specs if not s.target(SHARED).exists()]
+    assert rc == (dl.EXIT_MISSING if absent else dl.EXIT_OK)
+    assert "skipped" not in out and re.search(r"trento/MGMNet/TRLabel.mat\s+verified", out)
+    assert f"{len(specs) - len(absent)} verified (present, checksum ok)" in out
+    for rel in absent:
+        assert f"\n  {rel}\n" in out
+    if absent:
+        assert f"fetch them with: rsmg download trento --root {SHARED}\n" in out

@@ -21,6 +21,19 @@ Guarantees:
 
 Only the standard library talks to the network (:mod:`urllib.request`), so a proxy set through ``https_proxy``
 works and no ``requests`` dependency is needed.
+
+The data root is the one the data modules read (:func:`rsmg.data_root.resolve_root_with_origin`: ``--root``,
+else ``$RSMG_DATA_ROOT``, else ``./data``), so ``rsmg download trento`` fills exactly the folder a config without
+``root:`` reads from. The command prints which root it uses, and where that choice came from, before it touches
+anything. That function lives in a standard-library-only module shared with :mod:`rsmg.data.catalog`, because
+importing the catalog pulls in torch, five seconds on every ``rsmg download`` call.
+
+Exit status of ``rsmg download`` (also in ``--help``): 0 every selected file is present; 1 a file failed
+(network, checksum, ``--require-hash``) or the command could not run (usage, unknown name, bad sources table);
+2 nothing failed but files must be placed by hand; 3 (``--verify-only``) nothing failed but files are absent that
+``rsmg download`` fetches. 3 is kept apart from 1 because the two call for different actions: 1 needs a person to
+look at an error, 3 only needs the download to be run, which a script can do on its own
+(``rsmg download x --verify-only || [ $? -ne 3 ] || rsmg download x``).
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ import functools
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -44,19 +58,47 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from rsmg import __version__
+from rsmg.data_root import ENV_ROOT, resolve_root_with_origin
 from rsmg.errors import ConfigError, DataError, unknown_name_error
 
 __all__ = [
+    "ENV_ROOT",
+    "EXIT_FAILED",
+    "EXIT_MANUAL",
+    "EXIT_MISSING",
+    "EXIT_OK",
     "FileSpec",
     "FileStatus",
     "dataset_names",
     "download_dataset",
     "load_sources",
     "main",
+    "resolve_root_with_origin",
     "verify_dataset",
 ]
 
-Status = Literal["ok", "skipped", "unverified", "manual", "missing", "failed"]
+Status = Literal["ok", "verified", "unverified", "manual", "missing", "failed"]
+
+#: What each status means, printed in the summary line so the table's one-word labels are never ambiguous.
+STATUS_MEANING: dict[str, str] = {
+    "ok": "downloaded, checksum ok",
+    "verified": "present, checksum ok",
+    "unverified": "present, no checksum known",
+    "manual": "absent, place by hand",
+    "missing": "absent, `rsmg download` fetches it",
+    "failed": "see the errors above",
+}
+
+#: Environment variable naming the data root, shared with the data modules (:mod:`rsmg.data.catalog`).
+
+#: Exit status of ``rsmg download``: every selected file present (ok / verified / unverified).
+EXIT_OK = 0
+#: A file failed (network, checksum, ``--require-hash``) or the command could not run.
+EXIT_FAILED = 1
+#: Nothing failed, but files must still be placed by hand.
+EXIT_MANUAL = 2
+#: ``--verify-only``: nothing failed, but files are absent that ``rsmg download`` fetches.
+EXIT_MISSING = 3
 
 #: Seconds to wait before retry ``k`` (``k * RETRY_BACKOFF_S``); module level so tests can set it to 0.
 RETRY_BACKOFF_S = 2.0
@@ -124,9 +166,10 @@ class FileStatus:
         dataset: dataset name.
         path: path relative to the download root (``"trento/MGMNet/TRLabel.mat"``).
         target: absolute target path.
-        status: ``ok`` (downloaded and verified), ``skipped`` (already present and verified), ``unverified``
-            (present, but no checksum is known to check it against), ``manual`` (absent; must be placed by
-            hand, see ``message``), ``missing`` (absent; only from :func:`verify_dataset`) or ``failed``.
+        status: ``ok`` (downloaded and verified), ``verified`` (already present and its checksum matches;
+            nothing was fetched), ``unverified`` (present, but no checksum is known to check it against),
+            ``manual`` (absent; must be placed by hand, see ``message``), ``missing`` (absent, and
+            ``rsmg download`` fetches it; only from :func:`verify_dataset`) or ``failed``.
         size: size in bytes of the file on disk (or the expected size when absent and known).
         url: the URL it was downloaded from, if it was downloaded.
         sha256: sha256 of the file on disk, when it was computed.
@@ -588,7 +631,7 @@ def _check_present(spec: FileSpec, target: Path, require_hash: bool) -> FileStat
     d = _hash_file(target, spec)
     bad = _mismatch(spec, target, d)
     if bad is None:
-        return FileStatus(spec.dataset, spec.relpath, target, "skipped", size, sha256=d.sha256.hexdigest())
+        return FileStatus(spec.dataset, spec.relpath, target, "verified", size, sha256=d.sha256.hexdigest())
     fld, expected, found = bad
     err = DataError(
         "a file at the target path does not match its published checksum (it was left untouched)",
@@ -638,7 +681,7 @@ def _download_file(
     target = spec.target(root)
     if target.exists():
         st = _check_present(spec, target, require_hash)
-        if spec.unpack and st.status in ("skipped", "unverified"):
+        if spec.unpack and st.status in ("verified", "unverified"):
             _unpack(spec, target)
         return st
     urls = (base_url.rstrip("/") + "/" + urllib.parse.quote(spec.relpath),) if base_url else spec.urls
@@ -736,8 +779,9 @@ def download_dataset(
 ) -> list[FileStatus]:
     """Download the files of a dataset into ``root/<dir>/``, verifying each against its checksum.
 
-    Files already present and verified are skipped, so running it again is cheap and safe. Every file is
-    attempted even after one fails, so a single dead mirror does not hide the state of the others.
+    Files already present are checked, not fetched again (status ``verified``), so running it again is cheap
+    and safe. Every file is attempted even after one fails, so a single dead mirror does not hide the state of
+    the others.
 
     Args:
         name: dataset name (see :func:`dataset_names`).
@@ -816,7 +860,7 @@ def verify_dataset(
         include_optional: also report absent optional files.
 
     Returns:
-        One status per file: ``skipped`` (present and verified), ``unverified``, ``failed`` (present but
+        One status per file: ``verified`` (present, checksum ok), ``unverified``, ``failed`` (present but
         wrong), ``manual`` (absent, must be placed by hand) or ``missing`` (absent, can be downloaded).
 
     Raises:
@@ -865,6 +909,33 @@ def _print_table(statuses: Sequence[FileStatus], out: Any) -> None:
         print(f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}", file=out)
 
 
+def _print_summary(name: str, statuses: Sequence[FileStatus], out: Any) -> None:
+    """One line counting each status with its meaning, in the table's words."""
+    counts = {k: sum(s.status == k for s in statuses) for k in STATUS_MEANING}
+    parts = [f"{n} {k} ({STATUS_MEANING[k]})" for k, n in counts.items() if n]
+    print(f"\n{name}: " + ("; ".join(parts) if parts else "no file selected"), file=out)
+
+
+def _print_missing_hint(
+    args: argparse.Namespace, root: Path, statuses: Sequence[FileStatus], out: Any
+) -> None:
+    """Name the absent files ``rsmg download`` can fetch, and the command that fetches exactly the selection."""
+    missing = [s for s in statuses if s.status == "missing"]
+    if not missing:
+        return
+    cmd = ["rsmg", "download", args.name, "--root", str(root)]
+    for o in args.only or []:
+        cmd += ["--only", o]
+    if args.all:
+        cmd.append("--all")
+    if args.sources is not None:
+        cmd += ["--sources", str(args.sources)]
+    print(f"\n{len(missing)} file(s) missing under {root}:", file=out)
+    for s in missing:
+        print(f"  {s.path}", file=out)
+    print(f"fetch them with: {shlex.join(cmd)}", file=out)
+
+
 def _print_list(table: Mapping[str, tuple[FileSpec, ...]], names: Sequence[str], out: Any) -> None:
     for n in names:
         specs = table[n]
@@ -889,17 +960,29 @@ def _print_list(table: Mapping[str, tuple[FileSpec, ...]], names: Sequence[str],
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rsmg download",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the exit-status lines one per line
         description=(
-            "Download a benchmark dataset into ROOT/<dataset>/ and verify every file against its published "
+            "Download a benchmark dataset into ROOT/<dataset>/ and verify every file against its published\n"
             "or measured checksum. Files that cannot be fetched automatically are listed with instructions."
         ),
         epilog=(
-            "exit status: 0 every selected file is present (ok / skipped / unverified); 1 a file failed "
-            "(network, checksum, --require-hash); 2 nothing failed but files must still be placed by hand"
+            f"data root: --root, else ${ENV_ROOT}, else ./data (the default of the data modules); printed first.\n"
+            "\n"
+            "exit status:\n"
+            f"  {EXIT_OK}  every selected file is present (ok / verified / unverified)\n"
+            f"  {EXIT_FAILED}  a file failed (network, checksum, --require-hash), or the command could not run\n"
+            "     (usage error, unknown name)\n"
+            f"  {EXIT_MANUAL}  nothing failed, but files must still be placed by hand\n"
+            f"  {EXIT_MISSING}  --verify-only: nothing failed, but files are missing that `rsmg download` fetches\n"
+            f"  when several apply: {EXIT_FAILED}, then {EXIT_MISSING}, then {EXIT_MANUAL}"
         ),
     )
     p.add_argument("name", nargs="?", help="dataset name (see --list)")
-    p.add_argument("--root", type=Path, help="download root (files land in ROOT/<dataset folder>/)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        help=f"data root; files land in ROOT/<dataset folder>/ (default ${ENV_ROOT}, else ./data)",
+    )
     p.add_argument("--only", action="append", metavar="FILE", help="only this file (repeatable)")
     p.add_argument("--mirror", metavar="URL", help="fetch every file from URL/<relative path> instead")
     p.add_argument("--verify-only", action="store_true", help="check files on disk; no network")
@@ -920,10 +1003,16 @@ def main(argv: list[str] | None = None) -> int:
         argv: arguments after ``download`` (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 all selected files present, 1 a failure, 2 files still to be placed by hand.
+        The exit status: :data:`EXIT_OK` all selected files present, :data:`EXIT_FAILED` a failure or a usage
+        error, :data:`EXIT_MANUAL` files still to be placed by hand, :data:`EXIT_MISSING` (``--verify-only``)
+        files absent that the download fetches. A usage error returns 1, not argparse's 2, because 2 already
+        means "place files by hand".
     """
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help exits 0; argparse's usage error would exit 2, which means "manual" here
+        return EXIT_OK if e.code in (0, None) else EXIT_FAILED
     out, err = sys.stdout, sys.stderr
     try:
         table = load_sources(args.sources)
@@ -932,14 +1021,20 @@ def main(argv: list[str] | None = None) -> int:
                 raise unknown_name_error("dataset", args.name, list(table), field="download.name")
             _print_list(table, [args.name] if args.name else list(table), out)
             return 0
-        if args.name is None or args.root is None:
+        if args.name is None:
             parser.print_usage(err)
-            print("rsmg download: error: NAME and --root are required (or use --list)", file=err)
-            return 1
+            print("rsmg download: error: NAME is required (or use --list)", file=err)
+            return EXIT_FAILED
+        if args.name not in table:
+            raise unknown_name_error("dataset", args.name, list(table), field="download.name")
+        given, origin = resolve_root_with_origin(args.root)
+        root = given.resolve()
+        note = "" if origin != "default ./data" else f"; set --root or ${ENV_ROOT} to choose another"
+        print(f"data root: {root} (from {origin}{note})", file=out, flush=True)
         if args.verify_only:
             statuses = verify_dataset(
                 args.name,
-                args.root,
+                root,
                 only=args.only,
                 sources=args.sources,
                 require_hash=args.require_hash,
@@ -948,7 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             statuses = download_dataset(
                 args.name,
-                args.root,
+                root,
                 only=args.only,
                 base_url=args.mirror,
                 retries=args.retries,
@@ -961,7 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     except (ConfigError, DataError) as e:
         print(f"rsmg download: {e}", file=err)
-        return 1
+        return EXIT_FAILED
 
     for s in statuses:
         if s.status == "manual" and s.message:
@@ -973,17 +1068,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n[failed] {s.path}\n  {s.message}", file=err)
     print(file=out)
     _print_table(statuses, out)
+    _print_summary(args.name, statuses, out)
+    _print_missing_hint(args, root, statuses, out)
     if not args.verify_only and not args.only and not args.all:
-        skipped = [s for s in table[args.name] if s.optional]
-        if skipped:
+        not_fetched = [s for s in table[args.name] if s.optional]
+        if not_fetched:
             print(
-                f"\n{len(skipped)} optional file(s) not fetched (use --all or --only FILE): "
-                + ", ".join(s.path for s in skipped),
+                f"\n{len(not_fetched)} optional file(s) not fetched (use --all or --only FILE): "
+                + ", ".join(s.path for s in not_fetched),
                 file=out,
             )
-    if any(s.status in ("failed", "missing") for s in statuses):
-        return 1
-    return 2 if any(s.status == "manual" for s in statuses) else 0
+    if any(s.status == "failed" for s in statuses):
+        return EXIT_FAILED
+    if any(s.status == "missing" for s in statuses):
+        return EXIT_MISSING
+    return EXIT_MANUAL if any(s.status == "manual" for s in statuses) else EXIT_OK
 
 
 if __name__ == "__main__":

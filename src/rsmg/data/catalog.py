@@ -23,9 +23,8 @@ import yaml
 from rsmg.data.bands import get_sensor
 from rsmg.data.readers import read_mat
 from rsmg.data.scene import Scene
+from rsmg.data_root import ENV_ROOT, resolve_root_with_origin
 from rsmg.errors import DataError, MissingDatasetError, unknown_name_error
-
-ENV_ROOT = "RSMG_DATA_ROOT"
 
 
 @cache
@@ -35,11 +34,13 @@ def _yaml(name: str) -> dict[str, Any]:
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The data root: ``root`` if given, else ``$RSMG_DATA_ROOT``, else ``./data``."""
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get(ENV_ROOT)
-    return Path(env).expanduser() if env else Path("data")
+    """The data root: ``root`` if given, else ``$RSMG_DATA_ROOT``, else ``./data``.
+
+    The order is defined once, in :func:`rsmg.data_root.resolve_root_with_origin`, so that ``rsmg download``
+    without ``--root`` fills the folder the data modules read (that module imports no torch, which keeps the
+    command fast).
+    """
+    return resolve_root_with_origin(root)[0]
 
 
 def list_datasets() -> list[str]:
