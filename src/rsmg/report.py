@@ -2,22 +2,31 @@
 
 A cross-scene result is only worth a row in a paper table when it is averaged over seeds, and a table is
 only trustworthy when it says which runs it is made of. This command reads every run directory it is given
-(or finds them below the given directories), and:
+(or finds them below the given directories, also below a directory that is itself a run directory), and:
 
 * takes the method name from the run's ``config.yaml`` (short class name of ``model.init_args.net``), the
   experiment name from the logger's ``name`` (else the parent directory), the seed from ``seed_everything``;
-* takes OA / AA / Kappa (and per-class accuracy) of every target domain from ``metrics.json``;
+* takes OA / AA / Kappa (and per-class accuracy) of every target domain from ``metrics.json``, and which
+  checkpoint they were tested on (``best``, ``last``, ``end of fit``, …: recorded in ``metrics.json`` by
+  :mod:`rsmg.callbacks.results`; for older files inferred from ``config.yaml`` and ``checkpoints/``, and
+  marked so);
 * groups the runs by method (or by experiment) and reports mean ± sample std over the seeds, one column
-  group per target domain, the best mean of each column in bold;
-* lists every run it could **not** use — no ``metrics.json`` (unfinished or crashed), unreadable files, a
-  path that does not exist, a run superseded by a newer run of the same experiment and seed — in the table
-  file itself, never silently dropping one;
+  group per target domain, the best mean of each column in bold. A mean is only ever taken over one
+  checkpoint kind and distinct seeds: a group whose runs tested different checkpoints gets one row per
+  checkpoint (``FVMGN · best``, ``FVMGN · last``), and a group that holds a seed twice (the same method run
+  in two experiments) gets one row per experiment; a note under the table says why and names the config
+  keys in which the runs differ;
+* lists every run it could **not** use — no ``metrics.json`` (unfinished or crashed), a ``rsmg validate`` or
+  ``rsmg predict`` directory (no test results by design), a ``fast_dev_run`` (a smoke test), results without
+  a ``config.yaml`` (nothing says what they are), unreadable files, a path that does not exist, a run
+  superseded by a newer run of the same experiment, seed and checkpoint — in the table file itself, never
+  silently dropping one;
 * writes ``report.md``, ``report.csv`` (aggregated), ``runs.csv`` (one line per run and domain),
   ``report.json`` (everything) and ``comparison.png`` atomically to ``--out``.
 
 Example::
 
-    rsmg report outputs/baseline_trento_to_muufl outputs/fvmgn_trento_to_muufl --out outputs/report
+    rsmg report outputs/baseline_trento_to_muufl outputs/fvmgn_trento_to_muufl_lidar --out outputs/report
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import json
 import math
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,7 +53,17 @@ _METRIC_NAMES = {"oa": "OA", "aa": "AA", "kappa": "Kappa"}
 _SKIP_DIRS = {"checkpoints", "figures", "wandb", "report", "__pycache__", ".ipynb_checkpoints"}
 _MAX_DEPTH = 4
 
-Status = Literal["finished", "unfinished", "unreadable", "missing", "superseded"]
+Status = Literal[
+    "finished",
+    "unfinished",
+    "unreadable",
+    "missing",
+    "superseded",
+    "validate",
+    "predict",
+    "debug",
+    "unidentified",
+]
 
 
 @dataclass
@@ -62,6 +81,12 @@ class Run:
         classes: class names from ``metrics.json``.
         mtime: modification time of ``metrics.json`` (newest run wins among duplicates).
         config: the parsed ``config.yaml`` (empty when absent).
+        checkpoint: which weights were tested: ``best``, ``last``, ``other``, ``end of fit`` or
+            ``no checkpoint`` (empty when nothing was tested).
+        checkpoint_path: the checkpoint file tested (empty when none was loaded or it is unknown).
+        checkpoint_inferred: ``metrics.json`` predates the record, so ``checkpoint`` was inferred from
+            ``config.yaml`` and ``checkpoints/``.
+        row: the table row the run is counted in (set by :func:`aggregate`).
     """
 
     path: Path
@@ -74,6 +99,10 @@ class Run:
     classes: list[str] = field(default_factory=list)
     mtime: float = 0.0
     config: dict[str, Any] = field(default_factory=dict, repr=False)
+    checkpoint: str = ""
+    checkpoint_path: str = ""
+    checkpoint_inferred: bool = False
+    row: str = ""
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -90,7 +119,9 @@ def find_runs(paths: Sequence[str | Path]) -> tuple[list[Path], list[Run]]:
     """Run directories given or found below ``paths`` (depth ≤ 4), and the paths that hold none.
 
     A run directory is one with ``metrics.json``, ``config.yaml``, ``hparams.yaml`` or ``checkpoints/`` — so a
-    run that crashed before testing is still found (and then reported as unfinished).
+    run that crashed before testing is still found (and then reported as unfinished). The search goes on
+    below a run directory: a folder of runs can hold files of its own (a logger-less run, or what an older
+    ``fast_dev_run`` wrote into the experiments root), and stopping there would silently drop every run in it.
 
     Returns:
         ``(run directories in order, without duplicates; Run entries with status "missing")``.
@@ -99,11 +130,9 @@ def find_runs(paths: Sequence[str | Path]) -> tuple[list[Path], list[Run]]:
     missing: list[Run] = []
 
     def walk(p: Path, depth: int) -> list[Path]:
-        if _is_run_dir(p):
-            return [p]
+        out = [p] if _is_run_dir(p) else []
         if depth >= _MAX_DEPTH:
-            return []
-        out: list[Path] = []
+            return out
         for child in sorted(c for c in p.iterdir() if c.is_dir() and c.name not in _SKIP_DIRS):
             out += walk(child, depth + 1)
         return out
@@ -163,8 +192,90 @@ def _experiment_from_config(cfg: dict[str, Any], run: Path) -> str:
     return run.parent.name if run.name.startswith("version_") else run.name
 
 
+def _verb(cfg: dict[str, Any]) -> str:
+    """The ``rsmg`` verb that saved ``config.yaml``: ``fit``, ``validate or test``, ``predict`` or ``?``.
+
+    LightningCLI writes each verb's own arguments at the top level: ``verbose`` for validate and test (the
+    two are indistinguishable from their config), ``return_predictions`` for predict, neither for fit.
+    """
+    if not cfg:
+        return "?"
+    if "return_predictions" in cfg:
+        return "predict"
+    if "verbose" in cfg:
+        return "validate or test"
+    return "fit"
+
+
+def _logged_stages(run: Path) -> set[str]:
+    """Stages whose metrics the CSV logger wrote (``val``, ``test``, …): the header of ``metrics.csv``."""
+    try:
+        with (run / "metrics.csv").open() as f:
+            header = f.readline()
+    except OSError:
+        return set()
+    return {c.split("/", 1)[0] for c in header.strip().split(",") if "/" in c}
+
+
+def _why_no_metrics(run: Path, cfg: dict[str, Any], verb: str) -> tuple[Status, str]:
+    """Status and reason of a run directory without ``metrics.json``: what it is, not only what it lacks."""
+    if verb == "predict":
+        return "predict", "a `rsmg predict` run: predictions only, no test results to count"
+    if verb == "validate or test":
+        logged = _logged_stages(run)
+        if "test" in logged:
+            return (
+                "unfinished",
+                "a `rsmg test` run that logged test metrics but wrote no metrics.json "
+                "(--results.enabled false?)",
+            )
+        if "val" in logged:
+            return "validate", "a `rsmg validate` run: validation metrics only (metrics.csv), no test results"
+        return (
+            "unfinished",
+            "no metrics.json: a `rsmg validate` run, or a `rsmg test` that did not finish (their config.yaml "
+            "are alike, and no metrics.csv tells them apart)",
+        )
+    if cfg.get("test_after_fit") is False:
+        return (
+            "unfinished",
+            "no metrics.json: fit without --test_after_fit true (or it did not finish); test a checkpoint of "
+            "it with `rsmg test ... --ckpt_path <run>/checkpoints/<file>.ckpt`",
+        )
+    return (
+        "unfinished",
+        "no metrics.json (training or testing did not finish, or --test_after_fit was not set)",
+    )
+
+
+def _kind_of(ckpt: str) -> str:
+    """Checkpoint kind from its file name (the rule of :func:`rsmg.callbacks.results.checkpoint_used`)."""
+    name = ckpt.replace("\\", "/").rsplit("/", 1)[-1]
+    return "best" if name.startswith("best") else "last" if name.startswith("last") else "other"
+
+
+def _checkpoint(payload: dict[str, Any], cfg: dict[str, Any], verb: str, run: Path) -> tuple[str, str, bool]:
+    """``(kind, path, inferred)`` of the weights a run's ``metrics.json`` was computed with.
+
+    Newer files record it (``"checkpoint"``). For older ones: a ``rsmg test`` tested its ``ckpt_path`` (none:
+    ``no checkpoint``, the initial weights); a ``rsmg fit --test_after_fit`` tested its best checkpoint when
+    its ModelCheckpoint kept one (a file in ``checkpoints/`` not named ``last*``), else the weights at the end
+    of fit.
+    """
+    ck = payload.get("checkpoint")
+    if isinstance(ck, dict) and isinstance(ck.get("kind"), str) and ck["kind"]:
+        return ck["kind"], str(ck.get("path") or ""), False
+    if verb == "validate or test":
+        given = cfg.get("ckpt_path")
+        return (_kind_of(str(given)), str(given), True) if given else ("no checkpoint", "", True)
+    best = sorted(f for f in run.glob("checkpoints/*.ckpt") if not f.name.startswith("last"))
+    if best:
+        return "best", str(best[0]) if len(best) == 1 else "", True
+    return "end of fit", "", True
+
+
 def read_run(path: Path, block: str = "test") -> Run:
-    """Read one run directory: config (method, experiment, seed) and metrics (results of ``block``)."""
+    """Read one run directory: config (method, experiment, seed), metrics of ``block`` and checkpoint tested."""
     import yaml
 
     run = Run(path, "finished")
@@ -180,10 +291,10 @@ def read_run(path: Path, block: str = "test") -> Run:
     run.experiment = _experiment_from_config(cfg, path)
     seed = cfg.get("seed_everything")
     run.seed = int(seed) if isinstance(seed, int | float) and not isinstance(seed, bool) else None
+    verb = _verb(run.config)
     metrics = path / "metrics.json"
     if not metrics.is_file():
-        run.status = "unfinished"
-        run.reason = "no metrics.json (training or testing did not finish, or --test_after_fit was not set)"
+        run.status, run.reason = _why_no_metrics(path, run.config, verb)
         return run
     try:
         payload = json.loads(metrics.read_text())
@@ -191,6 +302,17 @@ def read_run(path: Path, block: str = "test") -> Run:
     except (OSError, ValueError, KeyError, TypeError) as e:
         run.status = "unreadable"
         run.reason = f"metrics.json unreadable: {e.__class__.__name__}: {e}"
+        return run
+    if payload.get("fast_dev_run"):
+        run.status = "debug"
+        run.reason = "a fast_dev_run (one batch per stage): a smoke test of the pipeline, never a result"
+        return run
+    if not cfg_file.is_file():
+        run.status = "unidentified"
+        run.reason = (
+            "metrics.json but no config.yaml: method, experiment, seed and checkpoint unknown (e.g. what an "
+            "older fast_dev_run wrote straight into the experiments root: delete it)"
+        )
         return run
     if block not in blocks:  # e.g. --block tta for "test with DTAug TTA (K=4, …)"
         matches = [b for b in blocks if block.lower() in b.lower()]
@@ -203,6 +325,9 @@ def read_run(path: Path, block: str = "test") -> Run:
     run.results = {d: r for d, r in blocks[block].items() if r.get("n", 1) != 0}  # n = 0: domain not tested
     run.classes = list(payload.get("classes", []))
     run.mtime = metrics.stat().st_mtime
+    run.checkpoint, run.checkpoint_path, run.checkpoint_inferred = _checkpoint(
+        payload, run.config, verb, path
+    )
     if not run.results:
         run.status = "unreadable"
         run.reason = f"metrics.json block {block!r} holds no domain"
@@ -224,7 +349,7 @@ class Report:
     """Aggregated results.
 
     Attributes:
-        rows: row names (methods or experiments) in order of first appearance.
+        rows: row names (methods or experiments, split as :func:`aggregate` says) in order of first appearance.
         domains: target domains in order of first appearance.
         metrics: metric keys.
         cells: row → domain → metric → :class:`Cell`.
@@ -233,6 +358,7 @@ class Report:
         runs: every run, counted or not (``status`` says which).
         group_by: ``method`` or ``experiment``.
         best: (domain, metric) → rows holding the best mean.
+        notes: why a method (or experiment) was split into several rows.
     """
 
     rows: list[str]
@@ -244,6 +370,7 @@ class Report:
     runs: list[Run]
     group_by: str
     best: dict[tuple[str, str], list[str]]
+    notes: list[str] = field(default_factory=list)
 
     def counted(self, row: str | None = None) -> list[Run]:
         """Finished runs counted in the table (of one row)."""
@@ -255,7 +382,7 @@ class Report:
 
     def key(self, run: Run) -> str:
         """Row name of a run."""
-        return run.method if self.group_by == "method" else run.experiment
+        return run.row or (run.method if self.group_by == "method" else run.experiment)
 
 
 def _mean_std(values: list[float]) -> Cell:
@@ -266,7 +393,10 @@ def _mean_std(values: list[float]) -> Cell:
     return Cell(statistics.fmean(vals), std, len(vals))
 
 
-_PATH_KEYS = ("save_dir", "default_root_dir", "root", "ckpt_path", "dirpath", "config")
+# where a run wrote or read files, not what it computed; ckpt_path is *not* one of them: it says which weights
+# were tested
+_PATH_KEYS = ("save_dir", "default_root_dir", "root", "dirpath", "config")
+_CONSOLE_KEYS = ("verbose",)  # `rsmg validate|test` print options: never change a result
 
 
 def _flatten(d: object, prefix: str = "") -> dict[str, object]:
@@ -278,30 +408,95 @@ def _flatten(d: object, prefix: str = "") -> dict[str, object]:
     return {prefix.rstrip("."): d}
 
 
+def _differing_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """Config keys whose values are not all equal across ``configs`` (output paths and print options ignored)."""
+    flat = [_flatten(c) for c in configs]
+    keys = sorted({k for f in flat for k in f})
+    return [
+        k
+        for k in keys
+        if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1
+        and k.rsplit(".", 1)[-1] not in _PATH_KEYS
+        and k not in _CONSOLE_KEYS
+    ]
+
+
 def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Keys whose values differ between two run configs (paths ignored): why a superseded run is not equal."""
-    fa, fb = _flatten(a), _flatten(b)
-    keys = sorted(set(fa) | set(fb))
-    return [k for k in keys if fa.get(k) != fb.get(k) and k.rsplit(".", 1)[-1] not in _PATH_KEYS]
+    """Keys whose values differ between two run configs: why a superseded run is not equal."""
+    return _differing_keys([a, b])
+
+
+def _listed(keys: list[str], at_most: int = 5) -> str:
+    return ", ".join(keys[:at_most]) + (", …" if len(keys) > at_most else "")
+
+
+def _base(run: Run, group_by: str) -> str:
+    return run.method if group_by == "method" else run.experiment
 
 
 def _mark_superseded(runs: list[Run], group_by: str) -> None:
-    """Keep the newest finished run per (row, experiment, seed); mark the older ones ``superseded``."""
-    newest: dict[tuple[str, str, int | None], Run] = {}
+    """Keep the newest finished run per (row, experiment, seed, checkpoint); mark older ones ``superseded``.
+
+    The checkpoint is part of the key: a later ``rsmg test`` of ``last.ckpt`` is another result than the
+    fit's own test of the best checkpoint, not a newer copy of it (both are counted, in separate rows).
+    """
+    newest: dict[tuple[str, str, int | None, str], Run] = {}
     for r in runs:
         if r.status != "finished" or r.seed is None:
             continue
-        k = (r.method if group_by == "method" else r.experiment, r.experiment, r.seed)
+        k = (_base(r, group_by), r.experiment, r.seed, r.checkpoint)
         if k in newest:
             old, new = sorted([newest[k], r], key=lambda x: x.mtime)
             old.status = "superseded"
             diff = _config_diff(old.config, new.config)
-            old.reason = f"same experiment and seed as the newer {new.path}" + (
-                f" (configs differ in {', '.join(diff[:5])}{', …' if len(diff) > 5 else ''})" if diff else ""
+            old.reason = f"same experiment, seed and checkpoint ({r.checkpoint}) as the newer {new.path}" + (
+                f" (configs differ in {_listed(diff)})" if diff else ""
             )
             newest[k] = new
         else:
             newest[k] = r
+
+
+def _assign_rows(runs: list[Run], group_by: str) -> list[str]:
+    """Give every finished run its row; split a group rather than average what must not be averaged.
+
+    A group (method or experiment) becomes one row per checkpoint kind when its runs tested different ones,
+    and, within that, one row per experiment (per method when grouping by experiment) when a seed occurs twice:
+    a mean ± std "over seeds" of two runs with the same seed is a mean over two different set-ups.
+
+    Returns:
+        One note per split, naming the config keys in which the runs of a repeated seed differ.
+    """
+    other: Callable[[Run], str] = (lambda r: r.experiment) if group_by == "method" else (lambda r: r.method)
+    other_name = "experiment" if group_by == "method" else "method"
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(_base(r, group_by), []).append(r)
+    notes: list[str] = []
+    for base, members in groups.items():
+        kinds = list(dict.fromkeys(r.checkpoint for r in members))
+        if len(kinds) > 1:
+            notes.append(
+                f"{base}: its runs tested different checkpoints ({', '.join(kinds)}), so one row per checkpoint: "
+                "a best- and a last-checkpoint test are different results, even of the same run"
+            )
+        for kind in kinds:
+            part = [r for r in members if r.checkpoint == kind]
+            label = f"{base} · {kind}" if len(kinds) > 1 else base
+            seeds = [r.seed for r in part if r.seed is not None]
+            repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+            if repeated:
+                clash = [r for r in part if r.seed in repeated]
+                diff = [k for k in _differing_keys([r.config for r in clash]) if k != "seed_everything"]
+                where = ", ".join(sorted({other(r) for r in clash}))
+                notes.append(
+                    f"{label}: seed {', '.join(map(str, repeated))} ran in more than one {other_name} ({where}), "
+                    f"so one row per {other_name}, never one mean over a repeated seed"
+                    + (f"; their configs differ in {_listed(diff, 8)}" if diff else "")
+                )
+            for r in part:
+                r.row = f"{label} · {other(r)}" if repeated else label
+    return notes
 
 
 def aggregate(runs: list[Run], metrics: Sequence[str] = METRICS, group_by: str = "method") -> Report:
@@ -310,14 +505,16 @@ def aggregate(runs: list[Run], metrics: Sequence[str] = METRICS, group_by: str =
     Args:
         runs: every run (any status); only ``finished`` ones enter the numbers.
         metrics: metric keys present in ``metrics.json`` per domain.
-        group_by: ``method`` (network class) or ``experiment`` (logger name).
+        group_by: ``method`` (network class) or ``experiment`` (logger name); a group is split into several
+            rows when its runs tested different checkpoints or repeat a seed (see :func:`_assign_rows`).
 
     Returns:
         The :class:`Report`.
     """
     _mark_superseded(runs, group_by)
     finished = [r for r in runs if r.status == "finished"]
-    report = Report([], [], list(metrics), {}, {}, [], runs, group_by, {})
+    notes = _assign_rows(finished, group_by)
+    report = Report([], [], list(metrics), {}, {}, [], runs, group_by, {}, notes)
     for r in finished:
         row = report.key(r)
         if row not in report.rows:
@@ -372,31 +569,44 @@ def _seeds(runs: list[Run]) -> str:
     )
 
 
+def _kinds(runs: list[Run]) -> str:
+    return ", ".join(dict.fromkeys(r.checkpoint or "?" for r in runs))
+
+
+def _checkpoint_text(run: Run) -> str:
+    """Which weights a run was tested with, as a reader needs it: kind, file, and whether it was inferred."""
+    s = (run.checkpoint or "?") + (f": {run.checkpoint_path}" if run.checkpoint_path else "")
+    return s + (" (inferred: metrics.json predates the record)" if run.checkpoint_inferred else "")
+
+
 def to_markdown(report: Report, title: str = "Cross-domain results") -> str:
-    """The report as markdown: main table, per-class tables, then every run not counted and why."""
+    """The report as markdown: main table, why rows were split, per-class tables, runs not counted and counted."""
     row_head = report.group_by
     other = "experiments" if report.group_by == "method" else "methods"
-    head = [row_head, "runs", "seeds", other]
+    head = [row_head, "runs", "seeds", "checkpoint", other]
     for d in report.domains:
         head += [f"{d} · {_METRIC_NAMES.get(m, m)}" for m in report.metrics]
     lines = [
         f"# {title}",
         "",
-        f"Mean ± sample std over seeds, in %, one row per {report.group_by}, one column group per target "
-        "domain; "
+        f"Mean ± sample std over seeds, in %, one row per {report.group_by} and tested checkpoint, one column "
+        "group per target domain; "
         "**bold** = best mean of the column. A cell counted over fewer runs than its row says so.",
         "",
         "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * 2 + ["---"] + ["---:"] * (len(head) - 4)) + "|",
+        "|" + "|".join(["---"] + ["---:"] * 2 + ["---"] * 2 + ["---:"] * (len(head) - 5)) + "|",
     ]
     for row in report.rows:
         members = report.counted(row)
         others = sorted({(r.experiment if report.group_by == "method" else r.method) for r in members})
-        cells = [row, str(len(members)), _seeds(members), ", ".join(others)]
+        cells = [row, str(len(members)), _seeds(members), _kinds(members), ", ".join(others)]
         for d in report.domains:
             for m in report.metrics:
                 cells.append(_fmt(report.cells[row][d][m], row in report.best.get((d, m), []), len(members)))
         lines.append("| " + " | ".join(cells) + " |")
+    if report.notes:
+        lines += ["", "Rows split so that no mean mixes checkpoints or repeats a seed:", ""]
+        lines += [f"- {n}" for n in report.notes]
     if report.classes and any(report.per_class.values()):
         for d in report.domains:
             rows = [row for row in report.rows if d in report.per_class[row]]
@@ -418,10 +628,17 @@ def to_markdown(report: Report, title: str = "Cross-domain results") -> str:
         lines += ["| path | status | reason |", "|---|---|---|"]
         lines += [f"| {r.path} | {r.status} | {r.reason} |" for r in skipped]
     else:
-        lines.append("None: every run given has results and is counted above.")
-    lines += ["", "## Runs counted", "", "| path | experiment | method | seed |", "|---|---|---|---:|"]
+        lines.append("None: every run directory found has test results and is counted above.")
     lines += [
-        f"| {r.path} | {r.experiment} | {r.method} | {r.seed if r.seed is not None else '?'} |"
+        "",
+        "## Runs counted",
+        "",
+        "| path | experiment | method | seed | checkpoint |",
+        "|---|---|---|---:|---|",
+    ]
+    lines += [
+        f"| {r.path} | {r.experiment} | {r.method} | {r.seed if r.seed is not None else '?'} | "
+        f"{_checkpoint_text(r)} |"
         for r in report.counted()
     ]
     return "\n".join(lines) + "\n"
@@ -431,14 +648,14 @@ def to_csv(report: Report) -> str:
     """Aggregated table as CSV (fractions, not %): ``<domain>/<metric>/{mean,std,n,best}`` columns."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    head = [report.group_by, "runs", "seeds"]
+    head = [report.group_by, "runs", "seeds", "checkpoint"]
     for d in report.domains:
         for m in report.metrics:
             head += [f"{d}/{m}/mean", f"{d}/{m}/std", f"{d}/{m}/n", f"{d}/{m}/best"]
     w.writerow(head)
     for row in report.rows:
         members = report.counted(row)
-        line: list[object] = [row, len(members), _seeds(members)]
+        line: list[object] = [row, len(members), _seeds(members), _kinds(members)]
         for d in report.domains:
             for m in report.metrics:
                 c = report.cells[row][d][m]
@@ -452,41 +669,40 @@ def runs_csv(report: Report) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     cls = [f"acc_{c}" for c in report.classes]
-    w.writerow(["path", "status", "reason", "experiment", "method", "seed", "domain", "n", *METRICS, *cls])
+    w.writerow(
+        [
+            "path",
+            "status",
+            "reason",
+            "experiment",
+            "method",
+            "seed",
+            "row",
+            "checkpoint",
+            "checkpoint_path",
+            "domain",
+            "n",
+            *METRICS,
+            *cls,
+        ]
+    )
     for r in report.runs:
+        who = [
+            r.path,
+            r.status,
+            r.reason,
+            r.experiment,
+            r.method,
+            r.seed,
+            r.row,
+            r.checkpoint,
+            r.checkpoint_path,
+        ]
         if not r.results:
-            w.writerow(
-                [
-                    r.path,
-                    r.status,
-                    r.reason,
-                    r.experiment,
-                    r.method,
-                    r.seed,
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    *[""] * len(cls),
-                ]
-            )
+            w.writerow([*who, "", "", *[""] * len(METRICS), *[""] * len(cls)])
         for d, res in r.results.items():
             pc = res.get("per_class", []) if len(res.get("per_class", [])) == len(cls) else [""] * len(cls)
-            w.writerow(
-                [
-                    r.path,
-                    r.status,
-                    r.reason,
-                    r.experiment,
-                    r.method,
-                    r.seed,
-                    d,
-                    res.get("n", ""),
-                    *[res.get(m, "") for m in METRICS],
-                    *pc,
-                ]
-            )
+            w.writerow([*who, d, res.get("n", ""), *[res.get(m, "") for m in METRICS], *pc])
     return buf.getvalue()
 
 
@@ -501,10 +717,12 @@ def to_json(report: Report) -> str:
         "metrics": report.metrics,
         "domains": report.domains,
         "classes": report.classes,
+        "notes": report.notes,
         "rows": {
             row: {
                 "runs": [str(r.path) for r in report.counted(row)],
                 "seeds": [r.seed for r in report.counted(row)],
+                "checkpoints": [_checkpoint_text(r) for r in report.counted(row)],
                 "domains": {
                     d: {
                         m: {
@@ -612,7 +830,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Aggregate finished runs (metrics.json + config.yaml) into mean ± std tables per method "
         "and "
         "target domain, list every run that is not counted and why, and draw a comparison figure.",
-        epilog="example: rsmg report outputs/baseline_trento_to_muufl outputs/fvmgn_trento_to_muufl "
+        epilog="example: rsmg report outputs/baseline_trento_to_muufl outputs/fvmgn_trento_to_muufl_lidar "
         "--out outputs/report",
     )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders searched for runs")
