@@ -92,3 +92,30 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
     )
     assert p.returncode != 0
     assert "unknown dataset 'mufl'" in p.stderr and "muufl" in p.stderr
+
+
+@pytest.mark.parametrize("verb", ["fit", "predict"])
+def test_missing_ckpt_path_is_a_clear_error_and_leaves_nothing(tmp_path, verb):
+    out = tmp_path / "out"
+    nope = tmp_path / "outputs" / "version_0" / "checkpoints" / "nope.ckpt"
+    p = rsmg(
+        verb,
+        "--config",
+        str(REPO / "experiments/baseline/trento_to_muufl.yaml"),
+        *SMOKE_BUDGET,
+        "--model.init_args.net.init_args.width",
+        "4",
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+        "--trainer.default_root_dir",
+        str(out),
+        "--ckpt_path",
+        str(nope),
+        check=False,
+        cwd=tmp_path,
+    )
+    assert p.returncode == 1, f"exit {p.returncode}:\n{p.stderr[-3000:]}"
+    assert f"rsmg {verb}: error:" in p.stderr and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert str(nope) in p.stderr and "field: ckpt_path" in p.stderr and "fix:" in p.stderr
+    left = sorted(str(q.relative_to(tmp_path)) for q in tmp_path.rglob("*"))
+    assert left == [], f"output left behind: {left}"  # no version_N/config.yaml

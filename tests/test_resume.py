@@ -8,10 +8,16 @@ with bit-identical weights (and optimiser state) and an identical ``metrics.json
 order and position (``rsmg.data.sampling.ResumableSampler``) and the RNG that dropout and FVMGN's MWDis
 resampling draw from restored mid-epoch; the unit
 tests below pin those pieces down without a subprocess.
+
+The shipped configurations keep checkpoints in the logger's ``version_N/checkpoints`` (no fixed ``dirpath``), so
+``--ckpt_path last`` must find the newest ``last.ckpt`` of the experiment and keep logging into that version
+(``test_ckpt_path_last_continues_the_version_of_a_shipped_config``), and refuse to start from scratch when
+there is none.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -20,6 +26,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -223,6 +230,18 @@ def _finish(p: subprocess.Popen[str], what: str) -> str:
     return out
 
 
+def _assert_same_training_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Two checkpoints hold bit-identical weights and optimiser state."""
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), f"weight {k} differs after resume"
+    for sa, sb in zip(
+        a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values(), strict=True
+    ):
+        for k in sa:
+            assert torch.equal(torch.as_tensor(sa[k]), torch.as_tensor(sb[k])), f"optimiser {k} differs"
+
+
 def _metrics(log_root: Path) -> dict[str, object]:
     files = sorted(log_root.glob("resume/version_*/metrics.json"))
     assert files, f"no metrics.json under {log_root}"
@@ -270,15 +289,122 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, model):
     a = torch.load(ref_ckpt / final, map_location="cpu", weights_only=False)
     b = torch.load(run_ckpt / final, map_location="cpu", weights_only=False)
     assert a["global_step"] == b["global_step"] == 32
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for k, v in a["state_dict"].items():
-        assert torch.equal(v, b["state_dict"][k]), f"weight {k} differs after resume"
-    for sa, sb in zip(
-        a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values(), strict=True
-    ):
-        for k in sa:
-            assert torch.equal(torch.as_tensor(sa[k]), torch.as_tensor(sb[k])), f"optimiser {k} differs"
+    _assert_same_training_state(a, b)
     ma, mb = _metrics(tmp_path / "ref_logs"), _metrics(tmp_path / "run_logs")
     assert ma["results"] == mb["results"], (ma, mb)
     assert ma["results"]["test"]["muufl"]["n"] == 4 * 512
     print(f"{model}: kill-and-resume at step {step}: {time.monotonic() - t0:.1f} s")
+
+
+# ------------------------------------------------------------------ --ckpt_path last with the shipped configs
+SHIPPED = REPO / "experiments/baseline/trento_to_muufl.yaml"
+# The shipped config with a tiny network and budget. A constant learning rate, because the cosine schedule
+# spans trainer.max_epochs, so a 2-epoch run extended to 3 and a 3-epoch run follow different schedules. No
+# dropout: resuming from a checkpoint written at the end of an epoch, Lightning does not load the train
+# loader's state (FitLoop treats a finished epoch as "not restarting"), so ResumableDataLoader's RNG
+# snapshot is not restored and dropout masks of the next epoch differ from an uninterrupted run (the data
+# order is right: it is a function of seed and epoch). Mid-epoch resumes restore it (test above).
+SHIPPED_TINY = (
+    "--model.init_args.net.init_args.width",
+    "8",
+    "--model.init_args.net.init_args.dropout",
+    "0",
+    "--model.init_args.scheduler",
+    "none",
+    "--data.init_args.target_split",
+    "fraction:0.02",
+    "--trainer.limit_train_batches",
+    "3",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.enable_progress_bar",
+    "false",
+)
+
+
+def _shipped_fit(tmp: Path, save_dir: Path, *extra: str, merge_stderr: bool = True) -> subprocess.Popen[str]:
+    """``rsmg fit`` of the shipped config, logging (and checkpointing) under ``save_dir``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rsmg",
+            "fit",
+            "--config",
+            str(SHIPPED),
+            *SHIPPED_TINY,
+            "--trainer.logger.init_args.save_dir",
+            str(save_dir),
+            "--trainer.default_root_dir",
+            str(save_dir),
+            *extra,
+        ],
+        cwd=tmp,
+        env=_env(tmp),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        text=True,
+    )
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
+def test_ckpt_path_last_continues_the_version_of_a_shipped_config(tmp_path):
+    exp = "baseline_trento_to_muufl"
+    ref = _shipped_fit(tmp_path, tmp_path / "ref", "--trainer.max_epochs", "3")  # uninterrupted, alongside
+    _finish(_shipped_fit(tmp_path, tmp_path / "run", "--trainer.max_epochs", "2"), "2-epoch fit")
+    run = tmp_path / "run" / exp / "version_0"
+    before = _csv_rows(run / "metrics.csv")
+    assert {r["epoch"] for r in before} == {"0", "1"}
+
+    resumed = _shipped_fit(tmp_path, tmp_path / "run", "--trainer.max_epochs", "3", "--ckpt_path", "last")
+    out = _finish(resumed, "resumed fit")
+    _finish(ref, "uninterrupted fit")
+    # the same version directory, not a fresh version_1 that trains from epoch 0
+    assert sorted(p.name for p in (tmp_path / "run" / exp).iterdir()) == ["version_0"]
+    assert "Restoring states from the checkpoint" in out
+    assert str(run / "checkpoints" / "last.ckpt") in out  # says what it resumed
+    after = _csv_rows(run / "metrics.csv")
+    assert [{k: r[k] for k in before[0]} for r in after[: len(before)]] == before  # kept, not rewritten
+    assert {r["epoch"] for r in after[len(before) :]} == {"2"}  # only the new epoch is appended
+
+    a = torch.load(
+        tmp_path / "ref" / exp / "version_0/checkpoints/last.ckpt", map_location="cpu", weights_only=False
+    )
+    b = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2 and a["global_step"] == b["global_step"] == 9  # 3 epochs × 3 batches
+    _assert_same_training_state(a, b)
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
+def test_ckpt_path_last_without_a_checkpoint_is_an_error(tmp_path):
+    """No ``last.ckpt`` to resume: one clear error, no silent fresh start, no new version directory."""
+    root = tmp_path / "out"
+    stale = root / "baseline_trento_to_muufl" / "version_0"  # a run that died before its first checkpoint
+    stale.mkdir(parents=True)
+    (stale / "config.yaml").write_text("{}\n")
+    budget = (
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "1",
+        "--trainer.limit_val_batches",
+        "1",
+    )
+    p = _shipped_fit(tmp_path, root, *budget, "--ckpt_path", "last", merge_stderr=False)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 1, f"exit {p.returncode}:\n{out[-2000:]}\n{err[-3000:]}"
+    assert "rsmg fit: error:" in err and "Traceback" not in err, err[-3000:]
+    assert "ckpt_path" in err and str(root / "baseline_trento_to_muufl") in err, err[-3000:]
+    assert "fix:" in err and "--ckpt_path" in err.split("fix:", 1)[1]
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    assert left == [
+        "baseline_trento_to_muufl",
+        "baseline_trento_to_muufl/version_0",
+        "baseline_trento_to_muufl/version_0/config.yaml",
+    ]

@@ -1,8 +1,9 @@
-"""Logger-agnostic callbacks: per-domain result tables, figures, embedding export, diffusion TTA, zero-shot."""
+"""Logger-agnostic callbacks: per-domain result tables, figures, embeddings, predictions, diffusion TTA, zero-shot."""
 
 from rsmg.callbacks.attention_maps import AttentionMapFigures
 from rsmg.callbacks.embeddings import EmbeddingExport
 from rsmg.callbacks.figures import FigureCallback
+from rsmg.callbacks.prediction_writer import PredictionWriter
 from rsmg.callbacks.results import PerDomainResults
 
-__all__ = ["AttentionMapFigures", "EmbeddingExport", "FigureCallback", "PerDomainResults"]
+__all__ = ["AttentionMapFigures", "EmbeddingExport", "FigureCallback", "PerDomainResults", "PredictionWriter"]

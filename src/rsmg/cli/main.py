@@ -7,7 +7,12 @@
   model at instantiation, so a YAML never repeats ``num_classes``;
 * a seed by default (``seed_everything: 42``), CSV logging under ``outputs/<experiment>/version_N`` by default,
   a per-domain results table after testing, and ``--test_after_fit true`` to test the best checkpoint on every
-  target domain right after training (the README's main job).
+  target domain right after training (the README's main job);
+* ``--ckpt_path last`` resumes the newest ``checkpoints/last.ckpt`` of the experiment and keeps logging into its
+  ``version_N`` (an error, not a fresh start, when there is none); a ``--ckpt_path`` that is not a file is an
+  error before anything is written;
+* ``rsmg predict`` writes ``predictions_<domain>.npz`` and ``.csv`` per target domain into the run directory
+  (:class:`rsmg.callbacks.PredictionWriter`).
 
 Extra verbs: ``rsmg download`` (fetch + verify datasets), ``rsmg report`` (tables from finished runs),
 ``rsmg caption`` (captions from a local VLM). ``rsmg <verb> --help`` explains each.
@@ -27,7 +32,7 @@ LIGHTNING_VERBS = {
     "fit": "train (and with --test_after_fit true, test every target domain)",
     "validate": "evaluate on the source validation split",
     "test": "evaluate on every target domain and write the results table",
-    "predict": "write predictions for every target domain",
+    "predict": "write per-pixel predictions of every target domain (predictions_<domain>.npz / .csv)",
 }
 
 USAGE = """usage: rsmg <command> [options]
@@ -42,7 +47,9 @@ Other commands:
 
 Examples:
   rsmg fit --config experiments/baseline/trento_to_muufl.yaml --test_after_fit true
+  rsmg fit --config experiments/baseline/trento_to_muufl.yaml --ckpt_path last   # resume the newest run
   rsmg test --config outputs/<experiment>/version_0/config.yaml --ckpt_path outputs/<...>/last.ckpt
+  rsmg predict --config outputs/<experiment>/version_0/config.yaml --ckpt_path outputs/<...>/last.ckpt
   rsmg download trento --root ~/data/rsmg
 """
 
