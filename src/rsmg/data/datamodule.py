@@ -19,13 +19,20 @@ from typing import Any, Literal, get_args
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
 from rsmg.data.augment import augment_batch
 from rsmg.data.bands import get_sensor
 from rsmg.data.catalog import class_mapping, class_set_names, dataset_info, load_scene
 from rsmg.data.normalization import Stats, band_statistics, stats_from_state, stats_to_state
-from rsmg.data.sampling import EvalShardSampler, ResumableDataLoader, ResumableSampler
+from rsmg.data.sampling import (
+    EvalShardSampler,
+    ResumableDataLoader,
+    ResumableSampler,
+    capture_rng_states,
+    restore_rng_states,
+)
 from rsmg.data.scene import PadMode, Scene, SceneDataset, collate_samples
 from rsmg.data.spec import DataSpec
 from rsmg.data.spectral import SpectralMode, common_grid, resample_cube
@@ -522,6 +529,9 @@ class CrossDomainDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None or not trainer.training:
             return batch
+        if self._rng_on_resume is not None:  # first training batch after a resume: continue the saved stream
+            restore_rng_states(self._rng_on_resume)
+            self._rng_on_resume = None
         sampler = self._train_sampler
         if sampler is not None and isinstance(batch, dict) and "index" in batch:
             last = sampler.batches_consumed + 1 >= trainer.num_training_batches
@@ -531,14 +541,39 @@ class CrossDomainDataModule(pl.LightningDataModule):
         return batch
 
     # ----------------------------------------------------------------- checkpoint state
+    # Global RNG states of a checkpoint being resumed, restored by the first training batch after it.
+    _rng_on_resume: dict[str, Any] | None = None
+
     def state_dict(self) -> dict[str, Any]:
-        """Normalisation statistics + spec, saved in every checkpoint."""
+        """Normalisation statistics + spec, and the global RNG states, saved in every checkpoint.
+
+        The RNG states are here (and not only in the training loader's state) because Lightning gives a
+        training loader its state back only when resuming *mid-epoch*; from a checkpoint written at the end
+        of a complete epoch (the usual ``last.ckpt``) it skips it, while the datamodule's state always comes
+        back. Nothing draws from the global RNG between a checkpoint and the next training batch (the
+        loaders' iterators seed from their own generator), so these are the states an uninterrupted run has
+        when it starts that batch.
+        """
         assert self.stats is not None, "setup() must run before saving"
-        return {"stats": stats_to_state(self.stats, self._band_names), "spec": self.spec.to_dict()}
+        return {
+            "stats": stats_to_state(self.stats, self._band_names),
+            "spec": self.spec.to_dict(),
+            "rng": capture_rng_states(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore statistics from a checkpoint (they replace freshly computed ones)."""
+        """Restore statistics from a checkpoint; when fitting, keep its RNG states for the first training batch.
+
+        The statistics replace freshly computed ones. The RNG is not restored here: the sanity check and the
+        moves to the device come in between, and CUDA may not be initialised yet. :meth:`on_after_batch_transfer`
+        restores it right before the first training step, the point of the stream the states were saved at.
+        Checkpoints written before the states were saved here have none (their mid-epoch resumes get them from
+        the training loader's state).
+        """
         self.stats = stats_from_state(state_dict["stats"], self._band_names)
+        trainer = self.trainer
+        fitting = trainer is not None and trainer.state.fn == TrainerFn.FITTING
+        self._rng_on_resume = state_dict.get("rng") if fitting else None
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Number of samples per domain and split (after setup)."""

@@ -11,7 +11,14 @@ Why this module exists:
 * **Randomness outside the sample order continues too.** The same state carries the global RNG states
   (torch, CUDA, numpy, ``random``) as they were when the checkpoint was written, so dropout masks after a
   resume are the ones the uninterrupted run draws. (Geometric augmentation is a hash of (seed, epoch, index)
-  and needs nothing.)
+  and needs nothing.) Lightning gives the loader its state back only when resuming *mid-epoch*: from a
+  checkpoint written at the end of a complete epoch (the usual ``last.ckpt``) its ``FitLoop`` is "not
+  restarting" and skips it. So :class:`~rsmg.data.datamodule.CrossDomainDataModule` saves the same RNG
+  states in its own checkpoint state, which Lightning always restores, and puts them back right before the
+  first training step after any resume. Both are captured when the checkpoint is written, and nothing draws
+  from the global RNG between then and the next training batch of an uninterrupted run (the loaders'
+  iterators take their base seed from their own ``generator``), so that is the point of the stream they
+  continue.
 * **DDP never double-counts an evaluation sample.** Both samplers subclass
   :class:`~torch.utils.data.DistributedSampler`, so Lightning keeps them instead of injecting its own.
   Training shards are padded to equal length (DDP needs the same number of steps on every rank); evaluation
@@ -282,6 +289,8 @@ class ResumableDataLoader(DataLoader):
     Same constructor as ``DataLoader`` (so Lightning can re-instantiate it). The state is the sampler's
     (when it has one of its own, e.g. :class:`ResumableSampler`) plus the global RNG states at the moment the
     checkpoint was written; set ``restore_rng = False`` on an instance to keep the RNG of the resumed process.
+    Lightning calls :meth:`load_state_dict` only for a mid-epoch resume (see the module docstring: the
+    datamodule restores the RNG after an epoch-end checkpoint as well).
     """
 
     restore_rng = True
