@@ -1,32 +1,18 @@
 """The ``rsmg`` command end to end on real data (tiny budgets), and its help and errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from _budget import SMOKE_BUDGET
+from _cli import RSMG_ENV, run_rsmg
 from _paths import REPO, SHARED_DATA
 
-ENV = {**os.environ, "RSMG_DATA_ROOT": str(SHARED_DATA), "PYTHONWARNINGS": "ignore"}
+ENV = RSMG_ENV
 
 
 def rsmg(*args, cwd=None, check=True):
-    p = subprocess.run(
-        [sys.executable, "-m", "rsmg", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=cwd or REPO,
-        timeout=600,
-    )
-    if check and p.returncode != 0:
-        raise AssertionError(
-            f"rsmg {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-        )
-    return p
+    return run_rsmg(*args, cwd=cwd, check=check)
 
 
 def test_help_lists_every_command():

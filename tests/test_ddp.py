@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from _cli import run_rsmg
 from _paths import REPO, SHARED_DATA
 from rsmg.data.datamodule import CrossDomainDataModule
 
@@ -33,17 +31,11 @@ RUNS = {
     "concat_cnn": (REPO / "experiments/baseline/trento_to_muufl.yaml", "{width: 8, depth: 2}"),
     "fvmgn": (REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml", "{width: 8, embed_dim: 32}"),
 }
-ENV = {**os.environ, "RSMG_DATA_ROOT": str(SHARED_DATA), "PYTHONWARNINGS": "ignore"}
 DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
 
 
 def _rsmg(cwd: Path, *args: str) -> str:
-    p = subprocess.run(
-        [sys.executable, "-m", "rsmg", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=400
-    )
-    assert p.returncode == 0, (
-        f"rsmg {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
-    )
+    p = run_rsmg(*args, cwd=cwd, timeout=400)
     return p.stdout + p.stderr
 
 

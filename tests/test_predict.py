@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from _budget import SMOKE_BUDGET
+from _cli import run_rsmg
 from _paths import REPO, SHARED_DATA
 from rsmg.callbacks.prediction_writer import merge_shards
 
-ENV = {**os.environ, "RSMG_DATA_ROOT": str(SHARED_DATA), "PYTHONWARNINGS": "ignore"}
 CONFIG = REPO / "experiments/baseline/trento_to_muufl.yaml"
 TARGETS = ("muufl", "trento")
 TINY = (
@@ -42,12 +39,7 @@ TINY = (
 
 
 def _rsmg(cwd: Path, *args: str) -> str:
-    p = subprocess.run(
-        [sys.executable, "-m", "rsmg", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600
-    )
-    assert p.returncode == 0, (
-        f"rsmg {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    )
+    p = run_rsmg(*args, cwd=cwd, timeout=600)
     return p.stdout + p.stderr
 
 

@@ -2,19 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from _cli import run_rsmg
 from _paths import REPO, SHARED_DATA
 from rsmg import report
 from rsmg.callbacks.results import PerDomainResults, checkpoint_used, run_dir
 from rsmg.data.spec import DataSpec
 
-ENV = {**os.environ, "RSMG_DATA_ROOT": str(SHARED_DATA), "PYTHONWARNINGS": "ignore"}
 BASELINE = str(REPO / "experiments/baseline/trento_to_muufl.yaml")
 DEBUG = REPO / "experiments/debug"
 TINY = ("--data.init_args.target_split", "fraction:0.02")
@@ -22,13 +20,7 @@ needs_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pa
 
 
 def rsmg(*args, cwd):
-    p = subprocess.run(
-        [sys.executable, "-m", "rsmg", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600
-    )
-    assert p.returncode == 0, (
-        f"rsmg {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    )
-    return p
+    return run_rsmg(*args, cwd=cwd)
 
 
 # ---------------------------------------------------------------------------------------------- unit
