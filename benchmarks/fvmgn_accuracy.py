@@ -349,17 +349,25 @@ def majority_reference(runs: list[dict]) -> str | None:
 
 
 def per_class_table(results: dict[str, list[dict]]) -> list[str]:
-    """Per-class accuracy (recall) %, mean over seeds: where a method's OA comes from."""
+    """Per-class accuracy (recall) %, mean over seeds: where a method's OA comes from.
+
+    Columns are every class any method has (methods may differ, e.g. closed-set rows drop source-only classes);
+    a class a method does not have, or one without test pixels, shows "—".
+    """
     runs = [r for rs in results.values() for r in rs if "per_class" in r]
     if not runs:
         return []
-    classes = runs[0]["classes"]
+    classes = list(dict.fromkeys(c for r in runs for c in r["classes"]))
     ref = majority_reference(runs)
-    lines = [*([ref, ""] if ref else []), "Per-class accuracy % (mean over seeds; — : no test pixels):", ""]
+    note = "Per-class accuracy % (mean over seeds; — : no test pixels, or not one of the method's classes):"
+    lines = [*([ref, ""] if ref else []), note, ""]
     lines += [f"| method | {' | '.join(classes)} |", "|---|" + "---:|" * len(classes)]
     for method, rs in results.items():
         if rs:
-            per_class = np.array([r["per_class"] for r in rs], dtype=float)  # NaN where a class has no pixels
+            per_class = np.full((len(rs), len(classes)), np.nan)  # NaN where a class has no pixels
+            for i, r in enumerate(rs):
+                for name, acc in zip(r["classes"], r["per_class"], strict=True):
+                    per_class[i, classes.index(name)] = acc
             mean = per_class.mean(axis=0) * 100
             lines.append(f"| {method} | {' | '.join('—' if np.isnan(v) else f'{v:.1f}' for v in mean)} |")
     return [*lines, ""]

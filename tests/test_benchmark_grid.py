@@ -70,6 +70,10 @@ def test_per_class_table_and_majority_reference():
     assert "| a | 80.0 | 60.0 | — |" in lines
     assert "| c | 70.0 | 70.0 | — |" in lines
     assert not any(line.startswith("| b |") for line in lines)  # a method whose runs all failed has no row
+    closed = {"classes": ["trees", "ground"], "per_class": [0.6, 0.4], "confusion": [[6, 4], [6, 4]]}
+    lines = grid.per_class_table({"a": [run], "closed": [closed]})
+    assert "| method | trees | ground | water |" in lines
+    assert "| closed | 60.0 | 40.0 | — |" in lines  # aligned by class name, not by position
     assert grid.per_class_table({"a": []}) == []
 
 
