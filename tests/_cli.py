@@ -27,3 +27,15 @@ def run_rsmg(
             f"rsmg {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
         )
     return p
+
+
+def log_args(tmp: Path, name: str) -> list[str]:
+    """CLI flags that put a run's logs (``<tmp>/logs/<name>/version_N``) and default root under ``tmp``."""
+    return [
+        "--trainer.logger.init_args.save_dir",
+        str(tmp / "logs"),
+        "--trainer.logger.init_args.name",
+        name,
+        "--trainer.default_root_dir",
+        str(tmp),
+    ]

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from _cli import run_rsmg
+from _cli import log_args, run_rsmg
 from _paths import REPO, SHARED_DATA
 from rsmg.data.datamodule import CrossDomainDataModule
 
@@ -62,14 +62,7 @@ def _config(tmp: Path, net_args: str) -> Path:
 
 
 def _logger(tmp: Path, name: str) -> list[str]:
-    return [
-        "--trainer.logger.init_args.save_dir",
-        str(tmp / "logs"),
-        "--trainer.logger.init_args.name",
-        name,
-        "--trainer.default_root_dir",
-        str(tmp),
-    ]
+    return log_args(tmp, name)
 
 
 def _assert_same_metrics(a: dict, b: dict, tol: float = 1e-6) -> None:

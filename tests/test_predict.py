@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from _budget import SMOKE_BUDGET
-from _cli import run_rsmg
-from _paths import REPO, SHARED_DATA
+from _cli import log_args, run_rsmg
+from _paths import REPO, SHARED_DATA, missing_shared_data
 from rsmg.callbacks.prediction_writer import merge_shards
 
 CONFIG = REPO / "experiments/baseline/trento_to_muufl.yaml"
@@ -44,21 +44,14 @@ def _rsmg(cwd: Path, *args: str) -> str:
 
 
 def _logs(tmp: Path, name: str) -> list[str]:
-    return [
-        "--trainer.logger.init_args.save_dir",
-        str(tmp / "logs"),
-        "--trainer.logger.init_args.name",
-        name,
-        "--trainer.default_root_dir",
-        str(tmp),
-    ]
+    return log_args(tmp, name)
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory) -> Path:
     """The version directory of a one-epoch fit (config.yaml + checkpoints/last.ckpt)."""
     if not SHARED_DATA.exists():
-        pytest.skip("shared data pack missing")
+        missing_shared_data(SHARED_DATA, "shared data pack")  # a skip on a laptop, a failure under CI
     tmp = tmp_path_factory.mktemp("predict")
     _rsmg(tmp, "fit", "--config", str(CONFIG), *SMOKE_BUDGET, *TINY, *_logs(tmp, "fit"))
     run = tmp / "logs/fit/version_0"

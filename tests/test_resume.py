@@ -199,28 +199,23 @@ def _env(tmp: Path) -> dict[str, str]:
     }
 
 
-def _fit(tmp: Path, config: Path, cfg: Path, *extra: str) -> subprocess.Popen[str]:
+def _popen_rsmg(tmp: Path, *args: str, merge_stderr: bool = True) -> subprocess.Popen[str]:
+    """``python -m rsmg ARGS`` in ``tmp``, running in the background (so a test can kill it)."""
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rsmg",
-            "fit",
-            "--config",
-            str(config),
-            "--config",
-            str(cfg),
-            "--trainer.default_root_dir",
-            str(tmp),
-            "--test_after_fit",
-            "true",
-            *extra,
-        ],
+        [sys.executable, "-m", "rsmg", *args],
         cwd=tmp,
         env=_env(tmp),
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
         text=True,
+    )
+
+
+def _fit(tmp: Path, config: Path, cfg: Path, *extra: str) -> subprocess.Popen[str]:
+    return _popen_rsmg(
+        tmp,
+        *("fit", "--config", str(config), "--config", str(cfg), "--trainer.default_root_dir", str(tmp)),
+        *("--test_after_fit", "true", *extra),
     )
 
 
@@ -322,26 +317,12 @@ SHIPPED_TINY = (
 
 def _shipped_fit(tmp: Path, save_dir: Path, *extra: str, merge_stderr: bool = True) -> subprocess.Popen[str]:
     """``rsmg fit`` of the shipped config, logging (and checkpointing) under ``save_dir``."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rsmg",
-            "fit",
-            "--config",
-            str(SHIPPED),
-            *SHIPPED_TINY,
-            "--trainer.logger.init_args.save_dir",
-            str(save_dir),
-            "--trainer.default_root_dir",
-            str(save_dir),
-            *extra,
-        ],
-        cwd=tmp,
-        env=_env(tmp),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
-        text=True,
+    return _popen_rsmg(
+        tmp,
+        *("fit", "--config", str(SHIPPED), *SHIPPED_TINY),
+        *("--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.default_root_dir", str(save_dir)),
+        *extra,
+        merge_stderr=merge_stderr,
     )
 
 
