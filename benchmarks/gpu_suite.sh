@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The GPU checks of rsmg in one go, for a CUDA node (CI has no GPU, so these never run there):
 #   1. the GPU tests (tests/test_gpu.py: a bf16 fit on the GPU tests like on the CPU; FVMGN forward+backward);
-#   2. FVMGN training speed at the experiment's batch (64) and at large batches (2048, 8192; real data only),
-#      bf16 autocast, MFU against a bf16 matmul peak measured in the same run;
-#   3. compiled vs eager SFIE at both batches (bf16 autocast): whether torch.compile pays off where the small
-#      11×11 maps make eager launch-bound.
-# Results: benchmarks/results/{fvmgn_speed,fvmgn_compile}_<TAG>*.md (TAG: a short name of the GPU, default "gpu").
-# Each step has a time limit so one hang cannot eat a short GPU allocation.
+#   2. whole protocols end to end (benchmarks/gpu_protocols.py): the README main job, the DTAug prior, FVMGN with
+#      DTAug training views, a plain test and DTAug TTA (K = 4, 5 DDIM steps) on every labelled MUUFL pixel;
+#      wall time, samples/s, peak memory and the shares of data wait / step / MWDis / text / prior per stage;
+#   3. FVMGN's training step at batch 8192 (benchmarks/gpu_step.py): eager vs fused AdamW vs torch.compile vs
+#      CUDA graphs, the GPU busy share, the top kernels and a bandwidth-roofline statement.
+# Results: benchmarks/results/gpu/{protocols,step}_<TAG>*.md (TAG: a short name of the GPU, default "gpu").
+# Each step has a time limit so one hang cannot eat a short GPU allocation. The older per-step studies
+# (fvmgn_speed.py, fvmgn_compile.py) still run on their own.
 #
-# Usage: RSMG_DATA_ROOT=../shared/data TAG=a100 bash benchmarks/gpu_suite.sh
+# Usage: RSMG_DATA_ROOT=../shared/data TAG=h200 bash benchmarks/gpu_suite.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -23,9 +25,6 @@ step() {  # step <seconds> <command...>: run with a limit, remember a failure, g
   echo "=== took $((SECONDS - t0)) s"
 }
 step 120 "$PY" -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider
-step 150 "$PY" benchmarks/fvmgn_speed.py --batch 64 --name "fvmgn_speed_${TAG}_batch64"
-step 120 "$PY" benchmarks/fvmgn_speed.py --batch 2048 --skip-generated --name "fvmgn_speed_${TAG}_batch2048"
-step 150 "$PY" benchmarks/fvmgn_speed.py --batch 8192 --skip-generated --name "fvmgn_speed_${TAG}_batch8192"
-step 180 "$PY" benchmarks/fvmgn_compile.py --batch 64 --name "fvmgn_compile_${TAG}_batch64"
-step 180 "$PY" benchmarks/fvmgn_compile.py --batch 2048 --name "fvmgn_compile_${TAG}_batch2048"
+step 400 "$PY" benchmarks/gpu_protocols.py --name "gpu/protocols_${TAG}"
+step 240 "$PY" benchmarks/gpu_step.py --batch 8192 --name "gpu/step_${TAG}_batch8192"
 exit $status

@@ -19,6 +19,8 @@ DTAUG="${DTAUG:-0}"
 if [[ "$DTAUG" == 1 ]]; then default_split=fraction:0.05; else default_split=fraction:0.25; fi
 common=(--trainer.max_epochs "${EPOCHS:-15}" --data.init_args.target_split "${TARGET_SPLIT:-$default_split}"
         --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.version seed42 --test_after_fit true)
+read -r -a extra <<< "${MAIN_JOB_EXTRA:-}"   # extra CLI options for every fit, e.g. a timing callback
+common+=("${extra[@]}")
 n=3
 if [[ "$DTAUG" == 1 ]]; then
   n=4
