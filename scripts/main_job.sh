@@ -33,10 +33,39 @@ if [[ "$DTAUG" == 1 ]]; then
   fi
   common+=(--config experiments/dtaug/tta.yaml)
 fi
-echo "== 1/$n baseline (concat CNN): Trento -> MUUFL"
-.venv/bin/rsmg fit --config experiments/baseline/trento_to_muufl.yaml "${common[@]}" --trainer.logger.init_args.name baseline
-echo "== 2/$n FVMGN: Trento -> MUUFL"
-.venv/bin/rsmg fit --config experiments/fvmgn/trento_to_muufl_lidar.yaml "${common[@]}" --trainer.logger.init_args.name fvmgn
+baseline=(.venv/bin/rsmg fit --config experiments/baseline/trento_to_muufl.yaml "${common[@]}"
+          --trainer.logger.init_args.name baseline)
+fvmgn=(.venv/bin/rsmg fit --config experiments/fvmgn/trento_to_muufl_lidar.yaml "${common[@]}"
+       --trainer.logger.init_args.name fvmgn)
+# The two fits are independent. On a GPU node (nvidia-smi finds a GPU) they run at once: the baseline in the
+# background (its output in $OUT/baseline.log, its table printed when it ends), FVMGN in the foreground with its
+# progress bars. On CPU they run one after the other (two fits on 2 cores only compete). PARALLEL=0|1 forces it.
+PARALLEL="${PARALLEL:-auto}"
+if [[ "$PARALLEL" == auto ]]; then
+  if nvidia-smi -L >/dev/null 2>&1; then PARALLEL=1; else PARALLEL=0; fi
+fi
+if [[ "$PARALLEL" == 1 ]]; then
+  mkdir -p "$OUT"
+  echo "== 1/$n baseline (concat CNN): Trento -> MUUFL, in the background (output: $OUT/baseline.log)"
+  "${baseline[@]}" > "$OUT/baseline.log" 2>&1 &
+  bpid=$!
+  trap 'kill "$bpid" 2>/dev/null || true' EXIT
+  echo "== 2/$n FVMGN: Trento -> MUUFL"
+  "${fvmgn[@]}"
+  if ! wait "$bpid"; then
+    echo "main_job.sh: the baseline fit failed; the end of $OUT/baseline.log:" >&2
+    tail -30 "$OUT/baseline.log" >&2
+    exit 1
+  fi
+  trap - EXIT
+  echo "== 1/$n baseline finished:"
+  cat "$OUT/baseline/seed42/results.md"
+else
+  echo "== 1/$n baseline (concat CNN): Trento -> MUUFL"
+  "${baseline[@]}"
+  echo "== 2/$n FVMGN: Trento -> MUUFL"
+  "${fvmgn[@]}"
+fi
 echo "== 3/$n comparison table"
 .venv/bin/rsmg report "$OUT/baseline/seed42" "$OUT/fvmgn/seed42" --out "$OUT/report" --title "Trento -> MUUFL (unseen), LiDAR"
 if [[ "$DTAUG" == 1 ]]; then
