@@ -374,7 +374,7 @@ def test_packaged_table_matches_shared_data_and_reference_hashes():
     import json
 
     table = dl.load_sources()
-    names = "trento muufl houston2013 augsburg salinas_a ucm_captions aid_minitest bigearthnet_s1s2"
+    names = "trento muufl houston2013 augsburg salinas_a ucm_captions aid_minitest bigearthnet_s1s2 rsscn7 aid ucm"
     assert list(table) == names.split()
     shared_dir = {
         "augsburg": "augsburg_labels",
@@ -404,7 +404,7 @@ def test_packaged_table_matches_shared_data_and_reference_hashes():
                                             lfs[f"datasets/{folder}/HSI.mat"]["size"])  # fmt: skip
         assert spec.urls[0].startswith("https://media.githubusercontent.com/media/zlyrs1/MACL/")
     manual_only = {s.relpath for specs in table.values() for s in specs if not s.urls}
-    assert manual_only == {"augsburg/data_SAR_HR.mat", "augsburg/data_DSM.mat"}
+    assert manual_only == {"augsburg/data_SAR_HR.mat", "augsburg/data_DSM.mat", "aid/AID.zip"}
 
 
 def test_list_prints_datasets_and_files(capsys):

@@ -16,24 +16,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
-from rsmg.data.augment import augment_batch
 from rsmg.data.bands import get_sensor
 from rsmg.data.catalog import class_mapping, class_set_names, dataset_info, load_scene
 from rsmg.data.normalization import Stats, band_statistics, stats_from_state, stats_to_state
-from rsmg.data.sampling import (
-    EvalShardSampler,
-    ResumableDataLoader,
-    ResumableSampler,
-    capture_rng_states,
-    restore_rng_states,
-)
-from rsmg.data.scene import PadMode, Scene, SceneDataset, collate_samples
+from rsmg.data.resumable import ResumableDataModule, check_loader_options
+from rsmg.data.scene import PadMode, Scene, SceneDataset
 from rsmg.data.spec import DataSpec
 from rsmg.data.spectral import SpectralMode, common_grid, resample_cube
 from rsmg.data.splits import (
@@ -59,7 +50,7 @@ class _Prepared:
     test: np.ndarray
 
 
-class CrossDomainDataModule(pl.LightningDataModule):
+class CrossDomainDataModule(ResumableDataModule):
     """Multimodal pixel-level scenes for cross-domain training and per-domain testing.
 
     Args:
@@ -183,23 +174,7 @@ class CrossDomainDataModule(pl.LightningDataModule):
                 found=patch_size,
                 fix="use e.g. 11",
             )
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(
-                    f"{key} must be a positive integer",
-                    field=f"data.{key}",
-                    expected=">= 1",
-                    found=value,
-                    fix=f"set data.init_args.{key} to e.g. 64",
-                )
-        if num_workers < 0:
-            raise ConfigError(
-                "num_workers cannot be negative",
-                field="data.num_workers",
-                expected=">= 0",
-                found=num_workers,
-                fix="use 0 (load in the main process) or the number of CPU cores",
-            )
+        check_loader_options(batch_size, eval_batch_size, num_workers)
         self._infos = {n: dataset_info(n) for n in dict.fromkeys(self.sources + self.targets)}
         self.domains = tuple(dict.fromkeys(self.sources + self.targets))
         self.classes = self._classes()
@@ -215,7 +190,6 @@ class CrossDomainDataModule(pl.LightningDataModule):
         self.stats: Stats | None = None
         self._prepared: dict[str, _Prepared] = {}
         self.excluded: dict[str, dict[str, int]] = {}
-        self._train_sampler: ResumableSampler | None = None
 
     # ----------------------------------------------------------------- static planning (no file read)
     @property
@@ -468,33 +442,6 @@ class CrossDomainDataModule(pl.LightningDataModule):
         sets = [self._dataset(s, part) for s in self.sources]
         return sets[0] if len(sets) == 1 else torch.utils.data.ConcatDataset(sets)
 
-    def _world(self) -> tuple[int, int]:
-        """(world size, global rank) of the attached trainer; (1, 0) without one."""
-        trainer = self.trainer
-        if trainer is None:
-            return 1, 0
-        return int(trainer.world_size), int(trainer.global_rank)
-
-    def _loader(self, ds: torch.utils.data.Dataset[Any], *, train: bool) -> DataLoader[Any]:
-        # Samplers are rsmg's own (rsmg.data.sampling): training order = f(seed, epoch), resumable mid-epoch;
-        # evaluation shards are disjoint and unpadded under DDP. Both subclass DistributedSampler, so
-        # Lightning keeps them. The generator seeds the loader's base seed (iter() draws no global RNG).
-        world, rank = self._world()
-        g = torch.Generator().manual_seed(self.seed)
-        common: dict[str, Any] = {
-            "generator": g,
-            "num_workers": self.num_workers,
-            "drop_last": False,
-            "collate_fn": collate_samples,
-            "persistent_workers": self.num_workers > 0,
-        }
-        if train:
-            sampler = ResumableSampler(ds, seed=self.seed, shuffle=True, num_replicas=world, rank=rank)  # type: ignore[arg-type]
-            self._train_sampler = sampler
-            return ResumableDataLoader(ds, batch_size=self.batch_size, sampler=sampler, **common)
-        shard = EvalShardSampler(ds, num_replicas=world, rank=rank)  # type: ignore[arg-type]
-        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=shard, **common)
-
     def train_dataloader(self) -> DataLoader[Any]:
         """Source training pixels in a seeded per-epoch order that a resumed run continues mid-epoch."""
         return self._loader(self._concat("train"), train=True)
@@ -524,56 +471,22 @@ class CrossDomainDataModule(pl.LightningDataModule):
         """The test dataset of one target (for maps and figures)."""
         return self._dataset(name, "test")
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Count the training batch for resumption, then joint flips/rotations (training only)."""
-        trainer = self.trainer
-        if trainer is None or not trainer.training:
-            return batch
-        if self._rng_on_resume is not None:  # first training batch after a resume: continue the saved stream
-            restore_rng_states(self._rng_on_resume)
-            self._rng_on_resume = None
-        sampler = self._train_sampler
-        if sampler is not None and isinstance(batch, dict) and "index" in batch:
-            last = sampler.batches_consumed + 1 >= trainer.num_training_batches
-            sampler.advance(len(batch["index"]), end_of_epoch=last)
-        if self.augment:
-            batch = augment_batch(batch, seed=self.seed, epoch=trainer.current_epoch)
-        return batch
-
-    # ----------------------------------------------------------------- checkpoint state
-    # Global RNG states of a checkpoint being resumed, restored by the first training batch after it.
-    _rng_on_resume: dict[str, Any] | None = None
-
     def state_dict(self) -> dict[str, Any]:
-        """Normalisation statistics + spec, and the global RNG states, saved in every checkpoint.
-
-        The RNG states are here (and not only in the training loader's state) because Lightning gives a
-        training loader its state back only when resuming *mid-epoch*; from a checkpoint written at the end
-        of a complete epoch (the usual ``last.ckpt``) it skips it, while the datamodule's state always comes
-        back. Nothing draws from the global RNG between a checkpoint and the next training batch (the
-        loaders' iterators seed from their own generator), so these are the states an uninterrupted run has
-        when it starts that batch.
-        """
+        """Normalisation statistics, spec and the global RNG states (:meth:`rng_state`), saved in checkpoints."""
         assert self.stats is not None, "setup() must run before saving"
         return {
             "stats": stats_to_state(self.stats, self._band_names),
             "spec": self.spec.to_dict(),
-            "rng": capture_rng_states(),
+            "rng": self.rng_state(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore statistics from a checkpoint; when fitting, keep its RNG states for the first training batch.
 
-        The statistics replace freshly computed ones. The RNG is not restored here: the sanity check and the
-        moves to the device come in between, and CUDA may not be initialised yet. :meth:`on_after_batch_transfer`
-        restores it right before the first training step, the point of the stream the states were saved at.
-        Checkpoints written before the states were saved here have none (their mid-epoch resumes get them from
-        the training loader's state).
+        The statistics replace freshly computed ones; the RNG states wait for :meth:`restore_rng`'s moment.
         """
         self.stats = stats_from_state(state_dict["stats"], self._band_names)
-        trainer = self.trainer
-        fitting = trainer is not None and trainer.state.fn == TrainerFn.FITTING
-        self._rng_on_resume = state_dict.get("rng") if fitting else None
+        self.restore_rng(state_dict)
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Number of samples per domain and split (after setup)."""
