@@ -3,11 +3,12 @@
 * ``tests/conftest.py`` has an autouse fixture (pytest-socket) that lets ``socket.connect`` reach loopback and
   Unix sockets only; the first tests prove that it is active in every test.
 * ``import rsmg`` and the entry points a login node or a notebook touch first (``rsmg.data``, ``rsmg.models``,
-  ``rsmg.cli.main``) import none of diffusers, wandb, transformers, open_clip (checked in fresh interpreters
-  via ``sys.modules``). ``rsmg.tasks`` imports Lightning, and Lightning imports torchmetrics, which imports
-  ``transformers`` whenever it is installed (the ``dev`` extra installs it): for ``rsmg.tasks`` the test
-  therefore records *who* imports each of the four and requires that it is never rsmg code; the strict
-  variant is an expected failure while that third-party chain exists (see its reason).
+  ``rsmg.models.image_encoders``, ``rsmg.cli.main``) import none of diffusers, wandb, transformers, open_clip,
+  timm (checked in fresh interpreters via ``sys.modules``; timm comes only when an encoder is built).
+  ``rsmg.tasks`` imports Lightning, and Lightning imports torchmetrics, which imports ``transformers``
+  whenever it is installed (the ``dev`` extra installs it): for ``rsmg.tasks`` the test therefore records
+  *who* imports each of them and requires that it is never rsmg code; the strict variant is an expected
+  failure while that third-party chain exists (see its reason).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import threading
 import pytest
 from pytest_socket import SocketConnectBlockedError
 
-FORBIDDEN = ("diffusers", "wandb", "transformers", "open_clip")
-LIGHT_MODULES = ("rsmg", "rsmg.data", "rsmg.models", "rsmg.cli.main")
+FORBIDDEN = ("diffusers", "wandb", "transformers", "open_clip", "timm")
+LIGHT_MODULES = ("rsmg", "rsmg.data", "rsmg.models", "rsmg.models.image_encoders", "rsmg.cli.main")
 
 # Records, for each forbidden top-level package, the module whose code imported it (first non-importlib frame)
 # and the chain of module-level frames leading there.
