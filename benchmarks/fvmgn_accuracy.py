@@ -24,9 +24,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from _common import ROOT, grid_run_args, machine, rsmg_fit, slug, write_result
+from _stats import mean_sd, per_class_table
 from rsmg.data.catalog import missing_files
 
 FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
@@ -325,51 +324,8 @@ def table(results: dict, protocol: str, seeds: list[int]) -> list[str]:
         if not runs:
             lines.append(f"| {method} | failed | | | 0 |")
             continue
-        cells = [f"{np.mean(v):.2f} ± {np.std(v):.2f}" for v in vals.values()]
+        cells = [mean_sd(v) for v in vals.values()]
         lines.append(f"| {method} | {' | '.join(cells)} | {len(runs)} |")
-    return [*lines, ""]
-
-
-def majority_reference(runs: list[dict]) -> str | None:
-    """OA / AA / Kappa of always answering the target's most frequent class (the floor OA must be read against).
-
-    The test pixels are the same for every method and seed (a seeded target sample), so any run's confusion
-    matrix gives the class counts.
-    """
-    if not runs or "confusion" not in runs[0]:
-        return None
-    counts = np.asarray(runs[0]["confusion"]).sum(axis=1)
-    share = counts.max() / counts.sum()
-    present = int((counts > 0).sum())  # AA averages over the classes the target has pixels of
-    return (
-        f"Reference: always answering the most frequent target class ({runs[0]['classes'][int(counts.argmax())]}, "
-        f"{int(counts.max())} of {int(counts.sum())} test pixels) scores OA {share * 100:.2f} %, AA "
-        f"{100 / present:.2f} % ({present} classes present), Kappa 0."
-    )
-
-
-def per_class_table(results: dict[str, list[dict]]) -> list[str]:
-    """Per-class accuracy (recall) %, mean over seeds: where a method's OA comes from.
-
-    Columns are every class any method has (methods may differ, e.g. closed-set rows drop source-only classes);
-    a class a method does not have, or one without test pixels, shows "—".
-    """
-    runs = [r for rs in results.values() for r in rs if "per_class" in r]
-    if not runs:
-        return []
-    classes = list(dict.fromkeys(c for r in runs for c in r["classes"]))
-    ref = majority_reference(runs)
-    note = "Per-class accuracy % (mean over seeds; — : no test pixels, or not one of the method's classes):"
-    lines = [*([ref, ""] if ref else []), note, ""]
-    lines += [f"| method | {' | '.join(classes)} |", "|---|" + "---:|" * len(classes)]
-    for method, rs in results.items():
-        if rs:
-            per_class = np.full((len(rs), len(classes)), np.nan)  # NaN where a class has no pixels
-            for i, r in enumerate(rs):
-                for name, acc in zip(r["classes"], r["per_class"], strict=True):
-                    per_class[i, classes.index(name)] = acc
-            mean = per_class.mean(axis=0) * 100
-            lines.append(f"| {method} | {' | '.join('—' if np.isnan(v) else f'{v:.1f}' for v in mean)} |")
     return [*lines, ""]
 
 
@@ -428,7 +384,7 @@ def main() -> None:
         "standardised), or height only (`_height`), shared class set, "
         f"{args.epochs} epochs, OA / AA / Kappa on {target_desc} of the unseen "
         "target scene. In-scene protocols (Houston 2013 vectors, Salinas-A): the configs' own epochs, split "
-        "and classes. Mean ± std (population) over seeds; model selection on source validation pixels only.  ",
+        "and classes. Mean ± sample std (ddof = 1) over seeds; model selection on source validation pixels only.  ",
         "The HSI cubes of Trento / MUUFL / Houston 2013 are not in the shared data pack, so only the `paper_*` "
         "sections are the paper's HSI+LiDAR cross-scene protocol, and they run only where the cubes have been "
         "fetched (`rsmg download`); every other table is **not comparable to the paper's tables** (which could "
