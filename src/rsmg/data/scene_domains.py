@@ -33,7 +33,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from rsmg.data.bands import get_sensor
-from rsmg.data.catalog import class_mapping, class_set_names
+from rsmg.data.catalog import class_mapping, class_set_names, use_catalog
 from rsmg.data.resumable import ResumableDataModule, check_loader_options
 from rsmg.data.scene_folders import (
     CLASS_SETS_FILE,
@@ -102,6 +102,8 @@ class SceneDomainDataModule(ResumableDataModule):
         cache: keep decoded images in memory as uint8 (about 67 KB per 150-px image); decoded once, in the
             main process, when the stage that needs them is set up, and shared with forked workers.
         seed: seed of every split and of the augmentation.
+        catalog: a user catalog YAML merged over the packaged one (your own datasets and class mappings; see
+            :func:`rsmg.data.catalog.use_catalog`); ``$RSMG_CATALOG`` does the same.
     """
 
     def __init__(
@@ -124,8 +126,11 @@ class SceneDomainDataModule(ResumableDataModule):
         augment: bool = True,
         cache: bool = True,
         seed: int = 42,
+        catalog: str | None = None,
     ) -> None:
         super().__init__()
+        if catalog is not None:
+            use_catalog(catalog)  # before any name below is looked up
         self.sources = _unique(sources, "data.sources")
         self.targets = _unique(targets, "data.targets")
         if not self.sources:

@@ -128,14 +128,15 @@ def dataset_folder(dataset: str, root: str | os.PathLike[str] | None = None) -> 
     entry = _image_folder_entries()[dataset]
     base = resolve_root(root)
     classes = set(entry["classes"])
-    for rel in entry["dir"]:
+    dirs = [entry["dir"]] if isinstance(entry["dir"], str) else list(entry["dir"])  # one folder, or several
+    for rel in dirs:
         d = base / rel
         if d.is_dir() and any(c.is_dir() and c.name in classes for c in d.iterdir()):
             return d
     raise MissingDatasetError(
         f"dataset {dataset!r}: no folder with its class folders",
-        file=base / entry["dir"][0],
-        expected=" or ".join(str(base / r) for r in entry["dir"]) + f", holding e.g. {entry['classes'][0]}/",
+        file=base / dirs[0],
+        expected=" or ".join(str(base / r) for r in dirs) + f", holding e.g. {entry['classes'][0]}/",
         found="nothing",
         fix=f"run `rsmg download {dataset} --root {base}` (it prints how to get files it cannot fetch), or "
         "point the data root at the shared data pack (root: or $RSMG_DATA_ROOT)",
