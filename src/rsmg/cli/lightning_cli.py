@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from rsmg.callbacks.figures import FigureCallback
 from rsmg.callbacks.prediction_writer import PredictionWriter
 from rsmg.callbacks.results import PerDomainResults
+from rsmg.cli.main import check_complete_checkpoint
 from rsmg.errors import ConfigError
 
 # ckpt_path keywords that Lightning resolves itself; "last" is resolved by rsmg (RsmgCLI._resolve_last)
@@ -63,6 +64,12 @@ class RsmgCLI(LightningCLI):
         parser.add_lightning_class_args(PerDomainResults, "results")
         parser.add_lightning_class_args(FigureCallback, "figures")  # --figures.every '[confusion,map,tsne]'
         parser.add_argument(
+            "--allow_untrained",
+            type=bool,
+            default=False,
+            help="validate / test / predict without --ckpt_path (a model that was never trained: random weights)",
+        )
+        parser.add_argument(
             "--test_after_fit",
             type=bool,
             default=False,
@@ -100,6 +107,8 @@ class RsmgCLI(LightningCLI):
         from rsmg.errors import DataError
 
         ckpt = self._check_ckpt_path(stage)  # first: costs nothing, and the data need not be read for it
+        if stage != "fit":
+            self._keep_existing_run(stage)
         dm = self.datamodule
         if dm is not None and hasattr(dm, "setup"):
             dm.setup(stage)
@@ -147,6 +156,32 @@ class RsmgCLI(LightningCLI):
                             fix="use the data configuration the checkpoint was trained with (its config.yaml)",
                         )
 
+    def _keep_existing_run(self, stage: str) -> None:
+        """Send validate / test / predict output into a new sub-folder of a run directory that already has files.
+
+        A saved ``config.yaml`` pins its logger's version, so ``rsmg test|predict --config <run>/config.yaml``
+        would open the finished run's own directory, where Lightning's CSV logger deletes ``metrics.csv`` and
+        the CLI overwrites ``config.yaml`` / ``hparams.yaml``. The output goes to ``<run>/<stage>_<k>/``
+        instead (the first free ``k``), and the folder is printed.
+        """
+        for logger in self.trainer.loggers:
+            version = getattr(logger, "_version", None)
+            root = getattr(logger, "root_dir", None)
+            if version is None or root is None:
+                continue  # an unpinned version is always a new directory
+            run = Path(root) / (version if isinstance(version, str) else f"version_{version}")
+            if not run.is_dir() or not any(run.iterdir()):
+                continue
+            k = 0
+            while (run / f"{stage}_{k}").exists():
+                k += 1
+            # CSVLogger / TensorBoardLogger take `version` only in their constructor and read `_version` lazily
+            setattr(logger, "_version", f"{run.name}/{stage}_{k}")  # noqa: B010
+            if _is_rank_zero():
+                print(
+                    f"rsmg {stage}: {run} holds a run; writing into {run / f'{stage}_{k}'} (nothing there changes)"
+                )
+
     # ------------------------------------------------------------------ --ckpt_path: check, resolve, resume
     def _set_ckpt_path(self, value: str) -> None:
         """Replace ``ckpt_path`` in the parsed config (saved as ``config.yaml``) and in the call's arguments."""
@@ -165,6 +200,15 @@ class RsmgCLI(LightningCLI):
         cfg = self.config.get(str(self.subcommand), self.config)
         value = cfg.get("ckpt_path")
         if value is None:
+            if stage != "fit" and not cfg.get("allow_untrained"):
+                raise ConfigError(
+                    f"rsmg {stage} without --ckpt_path would use a model that was never trained (random weights)",
+                    field="ckpt_path",
+                    expected="a trained checkpoint, e.g. <run>/checkpoints/last.ckpt, or 'last'",
+                    found="none",
+                    fix="pass --ckpt_path <file> (or --ckpt_path last), or --allow_untrained true if random "
+                    "weights are what you want",
+                )
             return None
         text = os.fspath(value)
         if text == "last":
@@ -176,6 +220,7 @@ class RsmgCLI(LightningCLI):
         path = Path(text)
         if not path.is_file():
             raise _missing_checkpoint(path, stage)
+        check_complete_checkpoint(path)
         return path
 
     def _resolve_last(self, stage: str) -> Path:

@@ -21,6 +21,7 @@ Extra verbs: ``rsmg download`` (fetch + verify datasets), ``rsmg report`` (table
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 EXTRA_VERBS = {
@@ -51,6 +52,8 @@ Examples:
   rsmg test --config outputs/<experiment>/version_0/config.yaml --ckpt_path outputs/<...>/last.ckpt
   rsmg predict --config outputs/<experiment>/version_0/config.yaml --ckpt_path outputs/<...>/last.ckpt
   rsmg download trento --root ~/data/rsmg
+
+Add --verbose to see Lightning's hardware and start-up lines.
 """
 
 
@@ -89,7 +92,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"rsmg: unknown command {verb!r}\n", file=sys.stderr)
         print(_usage(), file=sys.stderr)
         raise SystemExit(2)
+    if "--verbose" in argv:  # rsmg's own flag: LightningCLI must not see it
+        argv.remove("--verbose")
+        if from_sys:
+            sys.argv.remove("--verbose")
+    else:
+        _quiet_lightning()
     try:
+        ckpt = _checkpoint_arg(argv)
+        if ckpt is not None:
+            check_complete_checkpoint(ckpt)
         build_cli(None if from_sys else argv)
     except Exception as e:
         err = _rsmg_error(e)
@@ -97,6 +109,63 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"rsmg {verb}: error: {err}", file=sys.stderr)  # bad input: one clear message, no traceback
         raise SystemExit(1) from None
+
+
+def check_complete_checkpoint(path: Path) -> None:
+    """A checkpoint file that is not a complete torch archive fails here in one line, not in torch's zip reader.
+
+    ``torch.save`` writes a zip archive whose directory sits at the end, so a file cut short (a copy or a job
+    killed mid-write) has none. Legacy (non-zip) pickles are left to torch. Checked before LightningCLI parses
+    its arguments, since Lightning already opens the checkpoint while parsing.
+    """
+    import zipfile
+
+    from rsmg.errors import DataError
+
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head[:2] == b"\x80\x02" or head[:1] == b"\x80":  # a legacy pickle checkpoint: torch reads it itself
+        return
+    if head != b"PK\x03\x04" or not zipfile.is_zipfile(path):
+        size = path.stat().st_size
+        what = "zip directory missing" if head == b"PK\x03\x04" else f"not a torch archive (starts {head!r})"
+        raise DataError(
+            f"not a complete checkpoint: {size:,} bytes, {what}",
+            file=path,
+            field="ckpt_path",
+            expected="a checkpoint written by rsmg fit (a complete torch zip archive)",
+            found=f"{size:,} bytes, {what}",
+            fix="the file was cut short or is not a checkpoint: use another checkpoint (e.g. last.ckpt or a "
+            "best-*.ckpt of the run), or re-run the fit",
+        )
+
+
+def _checkpoint_arg(argv: list[str]) -> Path | None:
+    """The ``--ckpt_path`` file given on the command line, if it is an existing file."""
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--ckpt_path=") else None
+        if arg == "--ckpt_path" and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value is not None and Path(value).is_file():
+            return Path(value)
+    return None
+
+
+_LIGHTNING_NOISE = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:")
+
+
+def _quiet_lightning() -> None:
+    """Drop Lightning's hardware lines and product tip (``--verbose`` keeps them): a run's first lines are rsmg's."""
+    import logging
+
+    class _DropNoise(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not str(record.getMessage()).startswith(_LIGHTNING_NOISE)
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
 
 
 def _rsmg_error(exc: BaseException) -> BaseException | None:
