@@ -52,7 +52,7 @@ class ClassificationTask(pl.LightningModule):
             measured with. With the shipped configs it hardly matters: AdamW's decoupled decay shrinks a weight
             by ``lr · weight_decay`` = 1e-7 per step, and ``False`` moved OA by at most 0.07 points over the four
             cross-scene LiDAR protocols and both in-scene ones, 3 seeds each, for the concat CNN and FVMGN
-            (``benchmarks/results/fvmgn_accuracy_weight_decay.md``). It matters with CLIP / ViT-style decay
+            (``benchmarks/results/fvmgn_accuracy/weight_decay.md``). It matters with CLIP / ViT-style decay
             (0.05–0.2), where ``False`` is the usual choice.
         scheduler: ``"cosine"`` over ``trainer.max_epochs`` or ``"none"``.
         warmup_epochs: linear warm-up epochs before the cosine decay.
