@@ -311,6 +311,69 @@ def stale() -> list[Path]:
     return [p for p, text in outputs().items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
 
 
+FIGURE = ROOT / "docs" / "figures" / "cross_scene_comparison.png"
+FIGURE_SOURCE = "fvmgn_accuracy/ablations.md"
+# protocol section of FIGURE_SOURCE -> bar label (the target scene); methods drawn: table row -> legend label
+FIGURE_PROTOCOLS = {
+    "trento to muufl": "MUUFL",
+    "trento to muufl height": "MUUFL, height only",
+    "muufl to trento": "Trento",
+    "muufl to trento height": "Trento, height only",
+}
+FIGURE_METHODS = {"baseline (concat CNN)": "concat CNN", "fvmgn": "FVMGN"}
+
+
+def mean_std_table(source: str) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
+    """``protocol -> method -> metric -> (mean, std)`` in [0, 1] from an accuracy grid's main tables."""
+    text = (RESULTS / source).read_text(encoding="utf-8")
+    out: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
+    for heading, lines in sections(text):
+        protocol = re.sub(r"\s*\(test domain: .*\)$", "", heading)
+        found = tables(lines)
+        if not found:
+            continue
+        header = [c.strip() for c in found[0][0].strip("|").split("|")]
+        rows: dict[str, dict[str, tuple[float, float]]] = {}
+        for row in found[0][2:]:
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            values = {}
+            for name, cell in zip(header[1:], cells[1:], strict=True):
+                m = re.fullmatch(r"(-?[\d.]+) ± ([\d.]+)", cell)
+                if m:
+                    values[name.removesuffix(" %").lower()] = (float(m[1]) / 100, float(m[2]) / 100)
+            rows[cells[0]] = values
+        out[protocol] = rows
+    return out
+
+
+def figure() -> Path:
+    """Draw the README's figure: concat CNN vs FVMGN on the four cross-scene LiDAR protocols (OA, Kappa).
+
+    The figure ``rsmg report`` draws for a set of runs, here from the 3-seed means of ``FIGURE_SOURCE``.
+    """
+    sys.path.insert(0, str(ROOT / "src"))
+    from rsmg import plotting
+
+    table = mean_std_table(FIGURE_SOURCE)
+    means: dict[str, dict[str, dict[str, float]]] = {}
+    stds: dict[str, dict[str, dict[str, float]]] = {}
+    for protocol, label in FIGURE_PROTOCOLS.items():
+        for method, name in FIGURE_METHODS.items():
+            cell = table[protocol][method]
+            means.setdefault(name, {})[label] = {k: v[0] for k, v in cell.items()}
+            stds.setdefault(name, {})[label] = {k: v[1] for k, v in cell.items()}
+    fig = plotting.plot_method_comparison(
+        means,
+        stds,
+        ["oa", "kappa"],
+        counts=dict.fromkeys(means, 3),
+        title="Train on one scene, test on the unseen other (LiDAR; mean ± std over 3 seeds)",
+    )
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    plotting.save_figure(fig, FIGURE)
+    return FIGURE
+
+
 def write() -> None:
     """Write every generated file (atomically)."""
     sys.path.insert(0, str(ROOT / "src"))
@@ -324,6 +387,7 @@ def write() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is stale")
+    ap.add_argument("--figure", action="store_true", help=f"also redraw {FIGURE.relative_to(ROOT)}")
     args = ap.parse_args()
     if args.check:
         old = stale()
@@ -331,6 +395,8 @@ def main() -> None:
             print(f"stale: {p.relative_to(ROOT)}", file=sys.stderr)
         sys.exit(1 if old else 0)
     write()
+    if args.figure:
+        print(f"written {figure().relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from make_docs import ACCURACY, SCRIPTS
 from rsmg.io import atomic_write_text
 
 
-
 def load1() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
