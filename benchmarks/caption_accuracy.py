@@ -175,7 +175,7 @@ def main() -> None:
         lines += table(dataset, args.methods, args.seeds, args.out)
     if args.zero_shot:
         lines += zero_shot_table(args.seeds, args.out)
-    write_result("caption_accuracy.md", "\n".join(lines))
+    write_result("captions/accuracy.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def main() -> None:
         f"Best: {best:,.0f} patches/s (target ≥ 20,000 on 2 cores: {'met' if best >= 20000 else 'NOT met'}).",
         "",
     ]
-    write_result("data_throughput.md", "\n".join(lines))
+    write_result("pixel_data/throughput.md", "\n".join(lines))
     assert np.isfinite(best)
 
 

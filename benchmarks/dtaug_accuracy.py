@@ -4,7 +4,7 @@
 2. For each seed and method, train the classifier (optionally with DTAug training views read from a view bank
    built once from the prior) and test it with the ``DiffusionTTA`` callback, which reports plain and TTA
    metrics on the same target pixels in the same run.
-3. Write ``benchmarks/results/dtaug_accuracy.md``: OA / AA / Kappa without and with TTA, mean ± std over seeds,
+3. Write ``benchmarks/results/dtaug/accuracy.md``: OA / AA / Kappa without and with TTA, mean ± std over seeds,
    and the per-seed OA change.
 
 TTA costs ``views × steps`` UNet passes per test pixel, so the target is a seeded stratified sample of MUUFL's
@@ -176,7 +176,7 @@ def main() -> None:
         "",
         f"Total wall time of this invocation: {time.perf_counter() - t0:.0f} s (finished runs reused).",
     ]
-    write_result("dtaug_accuracy.md", "\n".join(lines) + "\n")
+    write_result("dtaug/accuracy.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -495,7 +495,7 @@ def main() -> None:
             f"{mem['reference']['train_mib']:,.0f} MiB ({mem_kind})"
         )
     lines.append("")
-    write_result("fusion_throughput.md", "\n".join(lines))
+    write_result("captions/fusion_throughput.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

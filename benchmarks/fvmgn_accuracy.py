@@ -2,7 +2,7 @@
 
 Each (protocol, method, seed) is one ``rsmg fit ... --test_after_fit true`` run (same data, same protocol,
 model selection on source validation only); the per-domain metrics.json files are aggregated into mean ± std
-tables in ``benchmarks/results/fvmgn_accuracy.md``. Runs already finished are reused (delete ``--out`` to
+tables in ``benchmarks/results/fvmgn_accuracy/ablations.md``. Runs already finished are reused (delete ``--out`` to
 start again), so the script can be interrupted and resumed.
 
 Usage::
@@ -28,6 +28,7 @@ from _common import ROOT, grid_run_args, machine, rsmg_fit, slug, write_result
 from _stats import mean_sd, per_class_table
 from rsmg.data.catalog import missing_files
 
+GRID_RESULTS = "fvmgn_accuracy/ablations.md"  # the full grid; --results names a partial one
 FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
 BASE = "experiments/baseline/trento_to_muufl.yaml"
 HOUSTON = "experiments/fvmgn/houston2013_vectors.yaml"
@@ -350,7 +351,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_fvmgn")
     ap.add_argument(
         "--results",
-        default="fvmgn_accuracy.md",
+        default=GRID_RESULTS,
         help="file under benchmarks/results/ (another name keeps a partial grid from replacing the full table)",
     )
     args = ap.parse_args()
@@ -372,7 +373,7 @@ def main() -> None:
         f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} "
         f"--methods {' '.join(repr(m) for m in args.methods)} --protocols {' '.join(args.protocols)} "
         f"--target-split {args.target_split}"
-        + (f" --results {args.results}" if args.results != "fvmgn_accuracy.md" else "")
+        + (f" --results {args.results}" if args.results != GRID_RESULTS else "")
         + (
             f" --in-scene-methods {' '.join(repr(m) for m in args.in_scene_methods)}"
             if args.in_scene_methods

@@ -10,7 +10,8 @@ Usage::
 
     RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_compile.py --batch 64 --rounds 6
 
-Writes ``benchmarks/results/fvmgn_compile.md`` (``--name`` to change).
+Writes ``benchmarks/results/fvmgn_speed/compile_cpu_batch<B>.md`` on a CPU, ``gpu/fvmgn_compile_cuda_batch<B>.md``
+on a GPU (``--name`` to change).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main() -> None:
         default="auto",
         help="autocast (auto: bf16 on CUDA, none on CPU)",
     )
-    ap.add_argument("--name", default="fvmgn_compile", help="result file: benchmarks/results/<name>.md")
+    ap.add_argument("--name", help="result file benchmarks/results/<name>.md (default: by device and batch)")
     args = ap.parse_args()
     threads = pick_threads(args.threads)
     auto = "cuda" if torch.cuda.is_available() else "cpu"
@@ -111,7 +112,12 @@ def main() -> None:
         "cache is warm).  ",
         f"Eval logits, compiled vs eager, same weights: max |diff| {diff.max().item():.1e}.",
     ]
-    write_result(f"{args.name}.md", "\n".join(lines))
+    out_name = args.name or (
+        f"fvmgn_speed/compile_cpu_batch{args.batch}"
+        if device.type == "cpu"
+        else f"gpu/fvmgn_compile_{device.type}_batch{args.batch}"
+    )
+    write_result(f"{out_name}.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -540,7 +540,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: auto, see _flops.pick_threads)")
     ap.add_argument("--skip-generated", action="store_true")
-    ap.add_argument("--name", default="fvmgn_speed", help="result file: benchmarks/results/<name>.md")
+    ap.add_argument("--name", help="result file benchmarks/results/<name>.md (default: by device and batch)")
     args = ap.parse_args()
     threads = pick_threads(args.threads)
 
@@ -741,7 +741,12 @@ def main() -> None:
         f"- process peak RSS: {peak_rss_mib():,.0f} MiB",
         "",
     ]
-    write_result(f"{args.name}.md", "\n".join(lines))
+    out_name = args.name or (
+        f"fvmgn_speed/cpu_batch{args.batch}"
+        if device.type == "cpu"
+        else f"gpu/fvmgn_speed_{device.type}_batch{args.batch}"
+    )
+    write_result(f"{out_name}.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """MWDis donor picking: the vectorised picker against the per-sample loop it replaced, across batch sizes.
 
-Why this exists: on an H200 (``results/fvmgn_speed_h200_batch2048_before_fixes.md``, bf16, batch 2048)
-MWDis took 77 ms of a 114 ms FVMGN training step (68 %), against 8 % at batch 64 (with this picker: 7 % of a
-37 ms step, ``fvmgn_speed_h200_batch2048.md``). MWDis' tensor work runs on the GPU; its donor
-choice runs on the CPU (a few bytes per sample, and a CPU generator keeps it reproducible). The old picker drew
-a B×B score matrix and looped over the batch in Python, so its cost grew with B² / B and did not shrink with a
-faster GPU. The new :meth:`rsmg.models.wavelet.MWDis.pick_donors` sorts the source samples by domain and maps
-one uniform draw per sample past its own domain's block: O(B log B), no Python loop.
+Why this exists: on an H200 (bf16, batch 2048; the file ``fvmgn_speed_h200_batch2048_before_fixes.md`` of
+commit 9a4a317's ``benchmarks/results/``) MWDis took 77 ms of a 114 ms FVMGN training step (68 %), against 8 %
+at batch 64 (with this picker: 7 % of a 37 ms step, ``results/gpu/fvmgn_speed_h200_batch2048.md``). MWDis'
+tensor work runs on the GPU; its donor choice runs on the CPU (a few bytes per sample, and a CPU generator keeps
+it reproducible). The old picker drew a B×B score matrix and looped over the batch in Python, so its cost grew
+with B² / B and did not shrink with a faster GPU. The new :meth:`rsmg.models.wavelet.MWDis.pick_donors` sorts
+the source samples by domain and maps one uniform draw per sample past its own domain's block: O(B log B), no
+Python loop.
 
 This script times both on the CPU (where the picking runs on every machine), on real-looking domain labels
 (two source domains and a target domain; and one source domain with ``same_domain_fallback``, the LiDAR
@@ -15,7 +16,7 @@ cross-scene experiments' case), and the whole ``MWDis.resample`` on a batch of r
 same rules as the old one's (other source domain; any other source sample under the fallback).
 
 Usage: ``.venv/bin/python benchmarks/mwdis_donors.py [--batches 64 512 2048 8192]``
-Writes ``benchmarks/results/mwdis_donors.md``.
+Writes ``benchmarks/results/fvmgn_speed/mwdis_donor_picking.md``.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[64, 512, 2048, 8192])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--name", default="mwdis_donors")
+    ap.add_argument("--name", default="fvmgn_speed/mwdis_donor_picking")
     args = ap.parse_args()
     threads = pick_threads(args.threads)
     cases: dict[str, tuple[dict[str, Any], Callable[[int], torch.Tensor]]] = {

@@ -115,7 +115,7 @@ def main() -> None:
         f"- Lite0 step at batch {args.batch}, {args.size} px: {step:.2f} s",
         "",
     ]
-    write_result("scene_data_throughput.md", "\n".join(lines))
+    write_result("scene_data/throughput.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -270,7 +270,7 @@ def main() -> None:
         help="block widths of the in-script prior's UNet (a cheaper prior: e.g. 16 32)",
     )
     ap.add_argument(
-        "--name", default="tta_cost", help="result files: benchmarks/results/<name>.md and <name>.png"
+        "--name", default="dtaug/tta_cost", help="result files: benchmarks/results/<name>.md and <name>.png"
     )
     ap.add_argument("--prior-batch", type=int, default=16)
     ap.add_argument("--cnn-epochs", type=int, default=10)
@@ -426,6 +426,7 @@ def main() -> None:
     cfg = [r for r in rows if r["k"] == 4 and r["steps"] <= 10]
     met = [r for r in cfg if r["ratio"] <= 12]
     png = RESULTS / f"{args.name}.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
     title = (
         f"DTAug TTA on real MUUFL LiDAR ({len(idx)} test pixels), {dev_name}, strength {args.strength}; "
         f"classifier: {'checkpoint' if args.ckpt else 'concat CNN trained in-script'}, prior: "

@@ -78,7 +78,7 @@ def test_per_class_table_and_majority_reference():
 
 
 def test_a_grid_that_ran_nothing_leaves_the_results_file_alone(monkeypatch):
-    """Asking for the paper settings without their cubes used to replace fvmgn_accuracy.md by a 'Not run' stub."""
+    """Asking for the paper settings without their cubes used to replace the full grid's file by a 'Not run' stub."""
     written = []
     monkeypatch.setattr(grid, "not_run", lambda protocol: ["Not run: cubes missing (test)."])
     monkeypatch.setattr(grid, "write_result", lambda name, text: written.append(name))

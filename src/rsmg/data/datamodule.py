@@ -59,26 +59,18 @@ class CrossDomainDataModule(ResumableDataModule):
         modalities: modalities to load (``hsi``, ``lidar``, ``sar``, ``msi``); each must exist in every scene.
         root: data root (default ``$RSMG_DATA_ROOT`` or ``./data``).
         class_set: ``"shared"`` (common names across scenes, see ``class_sets.yaml``) or ``"native"``.
-        class_scope: which shared names become the model's classes. ``"sources"`` (default): every name that
-            each source scene has; a target is not consulted, so classes absent from a target stay possible
-            answers there (MUUFL → Trento: grass and water, which Trento does not have). ``"sources_and_targets"``:
-            only names that every source *and every target* has, the closed-set cross-scene protocol of the
-            HSI literature (Houston 2013 → 2018's seven common classes, Pavia U → C), where the target's class
-            inventory is known in advance. It reads the targets' class *lists* from the catalog, never a target
-            label or pixel; source pixels of dropped classes are left out of training and validation.
+        class_scope: which shared names become classes: ``"sources"`` (default; every name each source has) or
+            ``"sources_and_targets"`` (closed set: names every source and target has, from the catalog's class
+            lists, never a target label or pixel; docs/decisions.md#class-scope).
         bands: optional band selection by name per modality, e.g. ``{"lidar": ["dsm"]}``.
         patch_size: odd patch side in pixels (11 by default, papers.md).
         source_split: a split map shipped with the dataset (``"standard"``, ``"per_class_50"``) or a sampling
             rule (``"per_class:N"``, ``"fraction:F"``, ``"all"``) for the source training pool.
         val_fraction: stratified fraction of the source pool held out for validation.
-        val_split: how validation pixels are drawn from the source pool: ``"random"`` (default; stratified
-            random pixels: with patches wider than a pixel their inputs overlap training patches, so validation
-            accuracy is optimistic, which matters for checkpoint selection only) or ``"blocks:B"`` (whole B×B
-            tiles, spatially disjoint, see :func:`rsmg.data.splits.block_train_val_split`).
-        val_buffer: with ``"blocks:B"``, training pixels within this many pixels (Chebyshev) of a validation
-            pixel are dropped; default ``patch_size - 1``, so no training patch overlaps a validation patch.
-            (In-scene, where a source is also a target, the dropped pixels are test pixels, as is every
-            labelled pixel outside training and validation.)
+        val_split: ``"random"`` stratified source pixels (default; optimistic for checkpoint selection) or
+            ``"blocks:B"`` (whole B×B tiles, spatially disjoint; docs/decisions.md#validation-split).
+        val_buffer: with ``"blocks:B"``, training pixels within this many pixels of a validation pixel are
+            dropped; default ``patch_size - 1``, so no training patch overlaps a validation patch.
         target_split: ``"all"`` labelled target pixels (default), a shipped split name (its test map), or a
             sampling rule.
         spectral_grid: how HSI cubes of different sensors are reconciled (``"interpolate"`` or ``"common"``).

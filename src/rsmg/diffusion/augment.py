@@ -1,18 +1,10 @@
 """DTAug views: noise a patch part-way and denoise it with the source prior (SDEdit / img2img reading).
 
-FVMGN's DTAug (arXiv 2511.10774, component 1) "reconstructs" inputs with a diffusion model of the
-source domains: at training time the reconstructions are added as extra inputs, at test time each test input
-is mapped through the same process so it moves towards the source distribution. The paper does not give the
-sampler; rsmg reads it as SDEdit (Meng et al., 2022), the same knobs as diffusers' img2img pipelines
-(``docs/papers.md``):
-
-1. forward-diffuse the clean stacked patch ``x_0`` to timestep ``t_s ≈ strength·T`` with the DDPM ``ᾱ``
-   (:meth:`rsmg.diffusion.prior.DiffusionPrior.add_noise`);
-2. denoise with ``steps`` DDIM updates (Song et al., 2021) from ``t_s`` down to the clean sample.
-
-``strength`` trades faithfulness (low: the view is the input plus a little denoising) for diversity (high: the
-view is a new sample of the source prior that only keeps the input's coarse layout); ``papers.md`` recommends
-0.3-0.5 and ≤ 10 steps.
+FVMGN's DTAug (arXiv 2511.10774, component 1) maps inputs through a diffusion model of the source domains.
+The paper does not give the sampler; rsmg reads it as SDEdit (Meng et al., 2022), with the knobs of diffusers'
+img2img pipelines (``docs/decisions.md#dtaug-views``): forward-diffuse the clean stacked patch to timestep
+``t_s ≈ strength·T`` (:meth:`rsmg.diffusion.prior.DiffusionPrior.add_noise`), then denoise with ``steps``
+DDIM updates (Song et al., 2021). Low ``strength`` keeps the view faithful, high makes it diverse.
 
 Determinism: every view has its own ``torch.Generator`` seeded from ``(seed, sample index, view index)``
 (:func:`view_seed`) and noise is drawn per sample on the CPU, so a sample's views do not depend on the batch

@@ -1,28 +1,17 @@
 """The diffusion prior of DTAug: a small DDPM over stacked, normalised multimodal source patches.
 
-FVMGN (Zhang et al., AAAI-26, arXiv 2511.10774, component 1, "DTAug") augments training and test inputs by
-passing them through a diffusion model that "reconstructs multimodal land-cover distributions" of the *source*
-domains. The paper does not publish the architecture; following ``docs/papers.md`` (open choices, "DTAug
-diffusion model") rsmg uses a small :class:`diffusers.UNet2DModel` trained with the DDPM noise-prediction
-objective on every modality stacked along the channel axis, and DDIM for sampling (see
-:mod:`rsmg.diffusion.augment`).
+FVMGN's DTAug (arXiv 2511.10774, component 1) passes inputs through a diffusion model of the *source* domains.
+The paper does not publish the architecture; rsmg uses a small :class:`diffusers.UNet2DModel` trained with the
+DDPM noise-prediction objective, DDIM for sampling (:mod:`rsmg.diffusion.augment`). Choices where the paper is
+silent, all configurable (``docs/decisions.md#dtaug-prior``):
 
-Choices made where the paper is silent (all configurable):
-
-* **Joint prior over all modalities.** Modalities are stacked in *sorted* modality-name order (the order of
-  :meth:`rsmg.models.base.RsmgModel.images`), so one denoiser models the joint HSI + LiDAR (+ ...) patch
-  distribution and a reconstructed view keeps the modalities consistent with each other.
-* **Inputs are already normalised.** The datamodule owns the normalisation statistics; the prior sees exactly
-  the tensors the classifier sees, so its views can replace the inputs one for one.
-* **Padding for odd patches.** Patches are small and odd (11×11 by default), but each down block of the UNet
-  halves the resolution. Inside :meth:`DiffusionPrior.forward` the noisy patch is reflect-padded up to the
-  next multiple of ``2 ** (len(block_out_channels) - 1)`` and the prediction is cropped back, so noise, loss
-  and views all live on the original ``patch_size × patch_size`` grid (replicate padding is used when a patch
-  is too small to reflect).
-* **Epsilon prediction, linear betas, no clipping.** Normalised remote-sensing values are not confined to
-  ``[-1, 1]``, so ``clip_sample`` is forced off.
-* **Unconditional.** The prior gets neither labels nor domains, so it cannot leak label information into
-  views.
+* one joint prior over all modalities, stacked in *sorted* modality-name order (as
+  :meth:`rsmg.models.base.RsmgModel.images`), so a view keeps the modalities consistent;
+* inputs already normalised by the datamodule, so views replace inputs one for one;
+* odd patches reflect-padded inside :meth:`DiffusionPrior.forward` to a multiple of
+  ``2 ** (len(block_out_channels) - 1)`` and cropped back (replicate padding when too small to reflect);
+* epsilon prediction, linear betas, ``clip_sample`` off (normalised values are not confined to ``[-1, 1]``);
+* unconditional: no labels, no domains, so no label information can leak into views.
 """
 
 from __future__ import annotations

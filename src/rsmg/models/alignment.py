@@ -1,34 +1,18 @@
 """MSFFA: multiscale spatial-frequency feature alignment (FVMGN, Zhang et al. AAAI-26, component 5).
 
 FVMGN aligns text features and vision features of several scales, in the spatial and in the frequency domain,
-in one semantic space. The loss and head are not public; rsmg's reading (``docs/papers.md``, "MSFFA"):
+in one semantic space. The loss and head are not public; rsmg's reading (``docs/decisions.md#msffa``):
 
-* **Projections** — every pooled SFIE feature (modality *m*, scale *s*, kind spatial/frequency) has its own
-  linear projection to the joint space of size ``embed_dim``; class texts (frozen tower features) share one
-  trained linear projection. Separate image projections because each (m, s, kind) lives in its own feature
-  space; one text projection because all texts come from the same encoder.
-* **Targets** — for modality *m* the class-text targets are the *shared* class texts and the *proprietary*
-  texts of *m* (``texts="both"``: the loss is the mean of the two; ``"shared"`` / ``"proprietary"``: one
-  of them — the ablations of the paper's text types).
-* **Loss** — symmetric InfoNCE against the K class-text embeddings, CLIP-style: image→text is cross-entropy
-  over the K classes; text→image treats every image of the class as a positive (SupCon-style mean of
-  log-softmax over the batch, since a batch holds several images per class); the two are averaged. The
-  alignment loss is the mean over all (m, s, kind, text group) terms (``multiscale=False``: last scale only).
-  ``loss="kl"`` is the alternative of papers.md ("KL to text-similarity distributions"): each image feature's
-  distribution over classes, ``softmax(scale·cos(v, texts))``, is pulled towards a soft target, the softmax
-  of the *frozen tower's* cosine similarities between the true class's text and every class text at
-  temperature ``kl_target_temperature``. Classes that language calls similar (trees / grass) then share
-  probability mass instead of being pushed apart as hard negatives; the target is detached, so it cannot
-  collapse.
-* **Temperature** — one learnable ``logit_scale`` (log of the inverse temperature, initialised at
-  ``1/temperature_init``), kept in ``[0, ln max_logit_scale]`` (scale 1 … 100) as in CLIP, shared by the
-  alignment loss and the classifier so both see the same sharpness. As in CLIP the *parameter* is clamped
-  (:meth:`MSFFA.clamp_logit_scale_`, called by FVMGN before each training forward), not its exponential:
-  clamping ``exp(logit_scale)`` would pass no gradient once the parameter crossed the cap, and it could never
-  come back.
-* **Classifier** — logits = ``logit_scale · cos(fused image embedding, class prototype)``, where the prototype
-  of a class is the normalised sum of its projected shared text and the mean of its projected proprietary
-  texts (``"both"``), or one of the two. The fused (all-modality) embedding has its own projection.
+* **Projections** — one linear projection per pooled SFIE feature (modality, scale, spatial/frequency) into
+  the joint space of size ``embed_dim``; one shared projection for the class texts (one text encoder).
+* **Targets** — per modality, the *shared* class texts and that modality's *proprietary* texts
+  (``texts="both"``: mean of the two losses; ``"shared"`` / ``"proprietary"``: the ablations).
+* **Loss** — symmetric class InfoNCE, CLIP-style (text → image counts every image of the class as a positive),
+  averaged over all terms; ``loss="kl"``: KL to the softmax of the frozen tower's text-text similarities.
+* **Temperature** — one learnable ``logit_scale`` shared by the loss and the classifier; as in CLIP the
+  *parameter* is clamped (:meth:`MSFFA.clamp_logit_scale_`), not its exponential, so it keeps a gradient.
+* **Classifier** — ``logit_scale · cos(fused image embedding, class prototype)``; a prototype is the
+  normalised sum of the projected shared text and the mean projected proprietary text (or one of them).
 """
 
 from __future__ import annotations

@@ -2,42 +2,22 @@
 
 The paper describes SFIE as "local-global feature reconstruction and representation" with a spatial and a
 frequency pathway, producing features at several scales that MSFFA aligns with text. The layer-level design is
-not public; rsmg's reading (``docs/papers.md``, "SFIE"), every choice an argument:
+not public; rsmg's reading, every choice an argument (``docs/decisions.md#sfie``):
 
-* **Stems** — one per modality, two conv + norm + GELU layers to ``width`` channels, so any channel count works
-  (HSI with 63/64/144 bands, a 1- or 2-raster LiDAR, SAR, MSI, RGB). ``stem="pointwise"`` (default) starts with
-  a ``1×1`` conv (a per-pixel band projection, then ``3×3``); ``"spatial"`` starts with a ``3×3`` conv (then
-  ``3×3``); ``"auto"`` takes ``"pointwise"`` where the modality has more channels than ``width`` (compressing
-  many bands per pixel, the HSI habit) and ``"spatial"`` otherwise. The trade-off: on a 1–2-channel input a
-  ``1×1`` conv + norm + GELU *expands* each pixel's raw value into ``width`` nonlinear functions of it, i.e.
-  thresholds on absolute height or intensity, which are what shifts between scenes; a ``3×3`` first layer sees
-  local contrast (height steps, roughness) as well. Measured, 3 seeds (``benchmarks/results/
-  fvmgn_accuracy_stem.md``): SFIE's plain 1-scale trunk (no MWDis) on Trento → MUUFL LiDAR height goes from
-  34.2 to 69.2 OA with the spatial stem (MUUFL → Trento 42.0 → 49.7); but full FVMGN, whose MWDis already
-  resamples those statistics, does not gain consistently from ``"auto"`` (38.8 / 66.6 / 52.2 / 22.1 pointwise vs
-  33.8 / 63.9 / 57.9 / 22.8 auto on the four LiDAR protocols), so the default stays pointwise. A batch modality without
-  a stem, or a stem without its modality, is a :class:`~rsmg.errors.DataError` naming the key.
-* **Spatial pathway, per scale** — a residual ``3×3`` conv block (local; stride 2 from the second scale on)
-  and a light transformer block over the ``h·w`` spatial tokens (global: one multi-head self-attention + MLP,
-  with a depthwise-conv positional encoding so any patch size works without a position table). Optionally
-  the keys and values are average-pooled by ``attn_sr_ratios[s]`` (PVT's spatial-reduction attention, here
-  parameter-free: PVTv2's pooling reading): every token still attends over the whole patch, through a coarser
-  summary, and the attention cost falls by about the ratio squared.
-* **Frequency pathway, per scale** — ``frequency="wavelet"``: one-level DWT of the scale's feature map, the
-  four sub-bands LL/LH/HL/HH stacked on channels; ``"fft"``: log-amplitude of the 2-D real FFT; ``"fft_phase"``:
-  that log-amplitude plus the phase as its unit phasor (cos, sin — continuous where the angle wraps, and with
-  a finite gradient at zero amplitude, unlike ``angle()``); then ``1×1`` and ``3×3`` convs. Amplitude carries
-  the "style" of a map (texture energy per frequency), phase its layout; papers.md lists both readings.
-  Its pooled output is the scale's *frequency feature*; the map is resized back and added
-  to the spatial map (the "reconstruction": frequency evidence re-enters the spatial features that the next
-  scale sees). ``"none"`` drops the pathway (the ablation of the frequency domain).
+* **Stems** — one per modality, two conv + norm + GELU layers to ``width`` channels, so any channel count works;
+  the first layer is ``1×1`` (``stem="pointwise"``), ``3×3`` (``"spatial"``) or chosen by channel count
+  (``"auto"``; ``docs/decisions.md#sfie-stems``). A batch modality without a stem, or a stem without its
+  modality, is a :class:`~rsmg.errors.DataError` naming the key.
+* **Spatial pathway, per scale** — a residual ``3×3`` conv block (local; stride 2 from the second scale on) and
+  a light transformer block over the ``h·w`` tokens (global), with a depthwise-conv positional encoding so any
+  patch size works; optionally with pooled keys/values (``attn_sr_ratios``, PVT's spatial reduction).
+* **Frequency pathway, per scale** — wavelet sub-bands, FFT log-amplitude, or log-amplitude + phase of the
+  scale's map, then ``1×1`` and ``3×3`` convs; pooled, it is the scale's *frequency feature*; resized back and
+  added to the spatial map, it is the "reconstruction" the next scale sees. ``"none"`` drops the pathway.
 * **Scales** — 1 to 3; widths ``width·2^s``; spatial sizes e.g. 11 → 6 → 3 for 11×11 patches.
-* **Fused embedding** — per modality, the last scale's map is average-pooled; the modality vectors are
-  concatenated and projected (Linear + LayerNorm) to ``out_dim``: late fusion, so the per-modality features
-  that MSFFA aligns with *proprietary* texts stay modality specific.
-
-Pooling is a global average over the patch (the label belongs to the centre pixel, but neighbours share it
-in most land-cover maps, and the average is robust to a misregistered centre).
+* **Fused embedding** — per modality the last map is average-pooled over the patch, the modality vectors are
+  concatenated and projected (Linear + LayerNorm) to ``out_dim``: late fusion keeps the per-modality features
+  that MSFFA aligns with *proprietary* texts modality specific.
 """
 
 from __future__ import annotations
@@ -260,14 +240,9 @@ def resolve_heads(attn_heads: int | list[int] | tuple[int, ...] | None, dims: li
     ``None`` (the default) gives one head per :data:`HEAD_WIDTH` channels at each scale (at least one), so the
     head width stays 16 while the channels double: ``[2, 4]`` for a width-32, 2-scale encoder.
 
-    Why per scale: the fused attention kernels work on ``head width = channels / heads`` columns at a time, and
-    at the small widths of patch models a fixed head count leaves the finest scale with very narrow heads
-    (width 32 and 4 heads: 8 columns). On one CPU thread, attention forward + backward of 1,024 maps of 11×11
-    tokens at 32 channels takes 637 ms with 4 heads and 243 ms with 2 (same FLOPs); transformers for images
-    therefore keep the head width fixed and let the head count grow with the channels (Swin, PVT). On FVMGN's
-    cross-scene LiDAR protocols ``[2, 4]`` and the former default of 4 heads at every scale are equal within
-    the seed spread (``benchmarks/results/fvmgn_accuracy_heads_per_scale.md``), and a batch-512 CPU training
-    step is 13-40 % faster (247-274 vs 196-219 samples/s, ``fvmgn_speed_batch512{,_heads2x4,_heads4*}.md``).
+    Why per scale: with a fixed count the finest scale's heads are narrow (width 32, 4 heads: 8 channels each),
+    and the fused CPU attention is slow on narrow heads; Swin and PVT keep the head width fixed instead
+    (measurements: ``docs/decisions.md#attention-heads``).
 
     Raises:
         ConfigError: a list of the wrong length, a count below 1, or one that does not divide its scale's width.

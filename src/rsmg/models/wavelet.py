@@ -2,50 +2,20 @@
 
 The paper decomposes every vision modality with a wavelet transform and *resamples* the low- and
 high-frequency components so that the encoder learns cross-domain invariant features. The exact resampling is
-not public; rsmg implements the reading recommended in ``docs/papers.md`` and makes each choice an argument:
+not public; rsmg's reading, every choice an argument (``docs/decisions.md#mwdis``):
 
 * **Transform** — 2-D DWT per modality (``wavelet``, ``levels``, boundary ``mode``; default Haar, one level,
-  ``"reflect"``), computed by ``ptwt``, except one-level Haar, which by default (``fast_haar``) uses rsmg's own
-  butterfly of strided slices, validated against ptwt to 1e-6 and 2–8× faster. The approximation band LL
-  carries illumination / sensor radiometry / scene-level statistics, the detail bands LH, HL, HH carry edges
-  and texture. Odd patch sizes (11×11) are
-  padded by the transform and the reconstruction is cropped back, so the round trip is exact to float
-  precision.
-* **Low frequency (MixStyle-like)** — for each sample selected with probability ``p``, the per-channel mean
-  and standard deviation of its LL band are replaced by those of a *donor* sample drawn from a *different
-  source domain* (``ll_mix=1.0``: replace; ``ll_mix<1``: interpolate, λ·donor + (1−λ)·own). Domain shift
-  between scenes / sensors is largely a shift of these first- and second-order statistics, which is why
-  swapping them simulates an unseen domain while the spatial layout is kept. Caveat: on pixel-level patches
-  the LL statistics also carry class signal (a pixel's spectrum, its height above ground), so with a donor of
-  another class the resampled sample carries some of that class's signal under its own label; MWDis then
-  acts as a label-noising augmentation that pushes the encoder from absolute levels towards spatial structure.
-  ``donor_class="same"`` draws donors of the sample's own class only (still from another source domain), so
-  only the domain shift is simulated; ``"any"`` (default) is the paper's wording, which names samples,
-  modalities and domains but no class condition.
-* **High frequency** — the detail bands of the selected samples are rescaled by random factors
-  ``U(1−high_jitter, 1+high_jitter)`` per sample, level and orientation (shared over channels, so the texture
-  strength changes but not its spectral shape). ``high_swap=True`` first replaces them by the *donor's*
-  detail coefficients (the "coefficient swapping" reading of papers.md: texture and edges from another
-  domain, coarse layout — and so the label — from the sample itself); the jitter then applies to the
-  swapped bands.
-* **Donors** — the donor is shared by all modalities of a sample (a scene shifts all its sensors at once;
-  ``donors="shared"``). ``donors="per_modality"`` draws a donor for each modality independently, so the
-  modalities of one sample take their statistics from different samples and domains (the "mixing across
-  modalities" reading: sensors of one scene flown on different campaigns shift independently; it also breaks
-  any shortcut through the co-occurrence of two sensors' styles). With one modality the two are the same.
-  Only source-domain samples (``domain < num_source_domains``) are ever receivers or donors: a target sample,
-  should one reach a training batch, is left untouched and never lends statistics. When no sample of another
-  source domain is in the batch (e.g. one source domain), a sample is left unchanged, unless
-  ``same_domain_fallback=True``, in which case any *other* source sample may lend.
-* **Modes** — in eval mode, or when ``p == 0``, the module is the identity (no transform is computed, the
-  input tensors are returned as they are). Samples not selected are returned exactly.
-
-Cost: one forward and one inverse DWT per modality per training batch, O(B·C·H·W) with a 2-tap (Haar) or 4-tap
-(db2) filter; zero in eval. Measured on one CPU thread (B=64, HSI 144×11×11 + LiDAR 1×11×11, Haar level 1):
-≈0.19 s for MWDis against ≈1.7 s for one forward of the default SFIE (width 64, 2 scales) — about 11 % of a
-forward, and a few percent of a training step, which runs SFIE forward and backward on both views. The donor
-choice runs on the CPU (a CPU generator keeps it reproducible on any device) in O(B log B): 0.4 ms at B = 2048
-(``benchmarks/results/mwdis_donors.md``; the per-sample loop it replaced took 77 ms of a 114 ms H200 step).
+  ``"reflect"``) by ``ptwt``, or by rsmg's own Haar butterfly (``fast_haar``; equal to ptwt to 1e-6). Odd
+  patches (11×11) are padded and the reconstruction cropped back, so the round trip is exact.
+* **Low frequency (MixStyle-like)** — for each sample selected with probability ``p``, the per-channel mean and
+  standard deviation of its LL band are replaced by (``ll_mix=1``) or mixed with those of a *donor* from a
+  *different source domain*: domain shift is largely a shift of these statistics.
+* **High frequency** — the detail bands are rescaled by ``U(1−high_jitter, 1+high_jitter)`` per sample, level
+  and orientation; ``high_swap=True`` first takes the donor's detail coefficients.
+* **Donors** — one per sample for all modalities (``donors="shared"``) or one per modality; only source
+  samples give or receive; ``donor_class="same"`` restricts donors to the receiver's class;
+  ``same_domain_fallback`` lets another sample of the same domain lend when the batch has no other domain.
+* **Modes** — identity in eval mode or with ``p == 0``; samples not selected are returned exactly.
 
 :meth:`MWDis.decompose` / :meth:`MWDis.reconstruct` are also used by the SFIE frequency branch.
 """
@@ -348,10 +318,7 @@ class MWDis(nn.Module):
         source domains in the batch (with ``same_domain_fallback``, from every other source sample when the
         batch holds no other domain). Vectorised, O(B log B) time and O(B) memory: the source samples are
         sorted by domain, and a uniform index into "all source samples but my domain's block" (or "but
-        myself") is drawn per sample and mapped past that block. An earlier version looped over the batch in
-        Python and drew a B×B score matrix; on an H200 at batch 2048 it took two thirds of a training step
-        (``benchmarks/results/fvmgn_speed_h200_batch2048_before_fixes.md``: 77 of 114 ms); with this picker
-        the same step takes 37 ms and MWDis 7 % of it (``fvmgn_speed_h200_batch2048.md``).
+        myself") is drawn per sample and mapped past that block (why: ``docs/decisions.md#mwdis``).
 
         With ``donor_class="same"`` the same rules apply within each class of the batch (a loop over the
         classes present, each step vectorised); the random draws are the same as with ``"any"``.

@@ -6,8 +6,8 @@ baseline, FVMGN and its ablations, and the caption models under the same protoco
 
 Loss = cross-entropy + Σ_k weight_k · aux_k, where the model returns the unweighted auxiliary terms (e.g.
 FVMGN's ``align`` and ``invariance``) and ``loss_weights`` in the config weights them (papers.md defaults:
-alignment 0.5, invariance 0.1). Test metrics are kept per target domain (one confusion matrix each) and
-logged as ``test/<domain>/<metric>``.
+alignment 0.5, invariance 0.1; docs/decisions.md#loss-weights). Test metrics are kept per target domain
+(one confusion matrix each) and logged as ``test/<domain>/<metric>``.
 """
 
 from __future__ import annotations
@@ -45,15 +45,9 @@ class ClassificationTask(pl.LightningModule):
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
         decay_norms_and_biases: whether weight decay also applies to every trainable parameter with at most
-            one dimension (biases, BatchNorm / LayerNorm scales and shifts, FVMGN's learnable logit scale).
-            ``False`` exempts them, as timm's ``filter_bias_and_bn`` and open_clip's training do: decaying a
-            norm's scale or the temperature pulls them towards 0, which is not a smoothness prior but a change
-            of the function's scale. The default ``True`` is what every number in ``benchmarks/results`` was
-            measured with. With the shipped configs it hardly matters: AdamW's decoupled decay shrinks a weight
-            by ``lr · weight_decay`` = 1e-7 per step, and ``False`` moved OA by at most 0.07 points over the four
-            cross-scene LiDAR protocols and both in-scene ones, 3 seeds each, for the concat CNN and FVMGN
-            (``benchmarks/results/fvmgn_accuracy_weight_decay.md``). It matters with CLIP / ViT-style decay
-            (0.05–0.2), where ``False`` is the usual choice.
+            one dimension (biases, norm scales and shifts, FVMGN's logit scale). ``False`` exempts them (timm's
+            ``filter_bias_and_bn``, open_clip); the default ``True`` is what every results file was measured
+            with, and at the configs' decay ``False`` moves OA by ≤ 0.07 (docs/decisions.md#weight-decay).
         scheduler: ``"cosine"`` over ``trainer.max_epochs`` or ``"none"``.
         warmup_epochs: linear warm-up epochs before the cosine decay.
         loss_weights: weight of each auxiliary loss the model returns (missing names weigh 0 and are logged).
