@@ -58,8 +58,10 @@ def test_user_dataset_is_merged_and_its_paths_are_relative_to_the_catalog(user_c
 def test_datamodule_trains_on_a_user_dataset(user_catalog: Path) -> None:
     from rsmg.data.scene_domains import SceneDomainDataModule
 
-    dm = SceneDomainDataModule(sources=["mine"], targets=["aid"], catalog=str(user_catalog), root=str(SHARED_DATA), image_size=64,
-                               batch_size=8, cache=False, val_fraction=0.34)  # fmt: skip
+    dm = SceneDomainDataModule(
+        sources=["mine"], targets=["aid"], catalog=str(user_catalog), root=str(SHARED_DATA), image_size=64,
+        batch_size=8, cache=False, val_fraction=0.34,
+    )  # fmt: skip
     dm.setup("fit")
     assert dm.spec.classes == ("field", "river or lake", "forest", "residential", "parking")
     batch = next(iter(dm.train_dataloader()))
