@@ -448,6 +448,11 @@ def load_scene(
     )
 
 
+def _class_sets_files() -> str:
+    """Where class mappings come from: the packaged file, then every user catalog in force."""
+    return ", ".join(["rsmg/data/resources/class_sets.yaml", *map(str, user_catalogs())])
+
+
 def class_set_names(class_set: str) -> tuple[str, ...]:
     """The common class names of a class set (``"native"`` has none of its own)."""
     sets = _yaml("class_sets.yaml")
@@ -473,7 +478,7 @@ def class_mapping(class_set: str, dataset: str) -> dict[str, str | None]:
     if key not in scenes:
         raise DataError(
             f"class set {class_set!r} has no mapping for dataset {dataset!r}",
-            file="rsmg/data/resources/class_sets.yaml",
+            file=_class_sets_files(),
             field=f"{class_set}.scenes",
             expected=f"one of {sorted(scenes)}",
             found=dataset,
@@ -484,7 +489,7 @@ def class_mapping(class_set: str, dataset: str) -> dict[str, str | None]:
     if missing:
         raise DataError(
             f"class set {class_set!r} does not cover every class of {dataset!r}",
-            file="rsmg/data/resources/class_sets.yaml",
+            file=_class_sets_files(),
             field=f"{class_set}.scenes.{key}",
             expected=list(info.classes),
             found=f"missing {missing}",
@@ -497,7 +502,7 @@ def class_mapping(class_set: str, dataset: str) -> dict[str, str | None]:
         if to is not None and to not in names:
             raise DataError(
                 "class set maps onto a name it does not define",
-                file="rsmg/data/resources/class_sets.yaml",
+                file=_class_sets_files(),
                 field=f"{class_set}.scenes.{key}.{c}",
                 expected=sorted(names),
                 found=to,
