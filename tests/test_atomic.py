@@ -2,9 +2,10 @@
 
 ``rsmg.io.atomic_write_bytes`` / ``atomic_write_text`` write to a temporary file in the same directory, fsync
 it and ``os.replace`` it over the target. Three ways of interrupting that are tried: an exception at the
-rename, an exception in the middle of writing, and SIGKILL of a process that is writing a large payload. In
-every case the target holds either the complete old or the complete new content. The results callback
-(``metrics.json`` / ``results.md`` / ``results.csv``) goes through the same path.
+rename, an exception in the middle of writing, and SIGKILL of a writer process at a point it signals (half of
+the new bytes written, or all of them but not yet renamed). In every case the target holds either the complete
+old or the complete new content. The results callback (``metrics.json`` / ``results.md`` / ``results.csv``)
+goes through the same path.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -66,46 +66,96 @@ def test_new_file_gets_normal_permissions_and_parents(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o666 & ~readers._current_umask()
 
 
+# The child process writes payload A completely, then payload B with every file it opens for writing wrapped so
+# that the write stops at the kill point, tells the parent ("PAUSED <bytes on disk>") and waits there to be
+# killed. The hook sits below the writer (io.open / builtins.open: os.fdopen, Path.open and open() all go
+# through them), so the test kills whatever writer rsmg uses at a point it signalled, never after a sleep.
 WRITER = textwrap.dedent("""\
-    import sys
+    import builtins, io, os, sys
     from rsmg.io import atomic_write_bytes
-    target, size = sys.argv[1], int(sys.argv[2])
-    payloads = [b"A" * size, b"B" * size]
-    i = 0
-    while True:
-        print("writing", i, flush=True)
-        atomic_write_bytes(target, payloads[i % 2])
-        i += 1
+    target, size, kill_point = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    atomic_write_bytes(target, b"A" * size)  # the complete old file
+    real_open = io.open
+
+    def pause(fh):
+        fh.flush()
+        os.fsync(fh.fileno())
+        print("PAUSED", os.fstat(fh.fileno()).st_size, flush=True)
+        sys.stdin.read()  # blocks until SIGKILL (or EOF if the parent died)
+        os._exit(3)
+
+    class Stalling:
+        def __init__(self, fh):
+            self._fh = fh
+
+        def write(self, data):
+            if kill_point == "mid-write":
+                self._fh.write(data[: len(data) // 2])
+                pause(self._fh)
+            return self._fh.write(data)
+
+        def close(self):
+            if kill_point == "written-not-renamed":
+                pause(self._fh)
+            return self._fh.close()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.close()
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+    def stalling_open(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        return Stalling(fh) if any(c in mode for c in "wax+") else fh
+
+    io.open = builtins.open = stalling_open
+    atomic_write_bytes(target, b"B" * size)
+    print("FINISHED", flush=True)  # the hook was never reached: the parent fails the test
 """)
 
 
-@pytest.mark.slow
-def test_sigkill_during_large_write_leaves_old_or_new_never_partial(tmp_path):
-    size = 48 * 2**20
+@pytest.mark.parametrize(
+    ("kill_point", "on_disk"),
+    [
+        pytest.param("mid-write", 0.5, id="mid-write"),
+        pytest.param("written-not-renamed", 1.0, id="not-renamed"),
+    ],
+)
+def test_sigkill_during_large_write_leaves_old_or_new_never_partial(tmp_path, kill_point, on_disk):
+    """SIGKILL at a point the writer signals (half of the new bytes on disk, or all of them before the rename).
+
+    A writer that writes in place fails the mid-write case: the target then holds half of the new content.
+    """
+    size = 4 * 2**20
     target = tmp_path / "embeddings.npz"
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    interrupted_mid_write = 0
-    for attempt in range(6):
-        p = subprocess.Popen(
-            [sys.executable, str(script), str(target), str(size)], stdout=subprocess.PIPE, text=True
-        )
+    p = subprocess.Popen(
+        [sys.executable, str(script), str(target), str(size), kill_point],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
         assert p.stdout is not None
-        for _ in range(2 + attempt):  # let a complete file exist, then kill inside a later write
-            assert p.stdout.readline().startswith("writing")
-        time.sleep(0.02 * attempt)
+        line = p.stdout.readline()
+        assert line.startswith("PAUSED"), f"the writer did not stop at {kill_point}: {line!r}"
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=60)
-        data = target.read_bytes()
-        assert len(data) == size and data in (b"A" * size, b"B" * size), "target is partial"
-        partial = [tmp_path / n for n in _leftovers(tmp_path)]
-        if any(q.stat().st_size < size for q in partial):
-            interrupted_mid_write += 1
-        for q in partial:  # a SIGKILLed process cannot clean up; the temp file is hidden and ignored
-            q.unlink()
-        if interrupted_mid_write >= 2:
-            break
-    assert interrupted_mid_write >= 1, "never managed to kill the writer in the middle of a write"
+    finally:
+        p.kill()
+        p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL
+    assert int(line.split()[1]) == int(size * on_disk)  # the new bytes on disk when it was killed
+    data = target.read_bytes()
+    assert len(data) == size and data == b"A" * size, "target is not the complete old file"
+    # a SIGKILLed process cannot clean up: the partial new file is left, hidden, beside the target
+    (partial,) = [tmp_path / n for n in _leftovers(tmp_path)]
+    assert partial.name.startswith(".embeddings.npz.") and partial.stat().st_size == int(size * on_disk)
 
 
 def test_results_callback_writes_atomically(tmp_path, monkeypatch):

@@ -1,25 +1,27 @@
-"""The ``rsmg`` command end to end on real data (tiny budgets), and its help and errors."""
+"""The ``rsmg`` command end to end on real data (tiny budgets), and its help and errors.
+
+The commands run in this process (``rsmg.cli.main.main``, see ``tests/_cli.py``); ``python -m rsmg --help`` runs
+as a real subprocess, which also checks the module entry point (cheap: the usage needs no torch).
+"""
 
 import json
 
 import pytest
 
 from _budget import SMOKE_BUDGET
-from _cli import RSMG_ENV, run_rsmg
+from _cli import call_rsmg, run_rsmg
 from _paths import REPO, SHARED_DATA
 
-ENV = RSMG_ENV
+
+def rsmg(*args, cwd, check=True):
+    return call_rsmg(*args, cwd=cwd, check=check)
 
 
-def rsmg(*args, cwd=None, check=True):
-    return run_rsmg(*args, cwd=cwd, check=check)
-
-
-def test_help_lists_every_command():
-    out = rsmg("--help").stdout
+def test_help_lists_every_command(tmp_path):
+    out = run_rsmg("--help").stdout  # the real `python -m rsmg`
     for verb in ("fit", "validate", "test", "predict", "download", "report", "caption"):
         assert verb in out
-    assert "--data" in rsmg("fit", "--help").stdout
+    assert "--data" in rsmg("fit", "--help", cwd=tmp_path).stdout
 
 
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")

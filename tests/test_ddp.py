@@ -5,7 +5,8 @@ real Trento → MUUFL configurations of the concat CNN and of FVMGN and tests it
 ``rsmg test`` tests the same checkpoint in one process. ``metrics.json`` must agree to 1e-6 with identical
 confusion matrices and pixel counts: evaluation shards (``rsmg.data.sampling.EvalShardSampler``) are disjoint
 and unpadded, so no MUUFL pixel is counted twice, and the confusion matrices are summed across ranks. Every
-process group lives in a subprocess, so nothing is left behind between tests.
+process group lives in a subprocess, so nothing is left behind between tests; the one-process test runs in the
+test process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from _cli import log_args, run_rsmg
+from _cli import call_rsmg, log_args, run_rsmg
 from _paths import REPO, SHARED_DATA
 from rsmg.data.datamodule import CrossDomainDataModule
 
@@ -35,7 +36,8 @@ DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.acceler
 
 
 def _rsmg(cwd: Path, *args: str) -> str:
-    p = run_rsmg(*args, cwd=cwd, timeout=400)
+    """``rsmg ARGS``: DDP in a subprocess (Lightning relaunches argv for each rank), one process in this one."""
+    p = run_rsmg(*args, cwd=cwd, timeout=400) if "ddp" in args else call_rsmg(*args, cwd=cwd)
     return p.stdout + p.stderr
 
 

@@ -2,7 +2,6 @@
 
 import lightning.pytorch as pl
 import pytest
-import torch
 
 from _paths import SHARED_DATA
 from rsmg.data.datamodule import CrossDomainDataModule
@@ -17,7 +16,6 @@ pytestmark = [
 
 def test_short_fvmgn_fit_beats_chance_on_salinas_a(tmp_path):
     pl.seed_everything(0)
-    torch.set_num_threads(2)
     dm = CrossDomainDataModule(
         sources=["salinas_a"],
         targets=["salinas_a"],

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import socket
@@ -59,11 +60,26 @@ PROBE = textwrap.dedent("""\
 """) % (FORBIDDEN,)
 
 
+@functools.cache
+def _probes() -> dict[str, dict[str, dict[str, object]]]:
+    """Every module's probe, each in a fresh interpreter, all started at once (imports are I/O-bound)."""
+    procs = {
+        m: subprocess.Popen(
+            [sys.executable, "-c", PROBE, m], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for m in (*LIGHT_MODULES, "rsmg.tasks")
+    }
+    results = {}
+    for module, p in procs.items():
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        line = next(x for x in out.splitlines() if x.startswith("PROBE "))
+        results[module] = json.loads(line[len("PROBE ") :])
+    return results
+
+
 def _imported_by(module: str) -> dict[str, dict[str, object]]:
-    p = subprocess.run([sys.executable, "-c", PROBE, module], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    line = next(x for x in p.stdout.splitlines() if x.startswith("PROBE "))
-    return json.loads(line[len("PROBE ") :])
+    return _probes()[module]
 
 
 # ---------------------------------------------------------------------------------------------- sockets

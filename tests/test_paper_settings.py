@@ -14,15 +14,13 @@ HSI path fails the test (each run prints its OA with ``-s``).
 """
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from _budget import SMOKE_BUDGET
+from _cli import call_rsmg
 from _paths import REPO, SHARED_DATA
 from data.standin_cubes import CUBES, standin_root
 from rsmg.data.bands import get_sensor
@@ -43,7 +41,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def fit(config: Path, root: Path, out: Path, *extra: str) -> dict:
-    env = {**os.environ, "RSMG_DATA_ROOT": str(root), "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
+    """``rsmg fit`` (in this process) of a paper setting on the stand-in data root, tested after fit."""
     args = [
         *("--config", str(config)),
         *("--model.init_args.warmup_epochs", "0"),
@@ -52,15 +50,7 @@ def fit(config: Path, root: Path, out: Path, *extra: str) -> dict:
         *("--test_after_fit", "true"),
         *extra,
     ]
-    p = subprocess.run(
-        [sys.executable, "-m", "rsmg", "fit", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=out,
-        timeout=600,
-    )
-    assert p.returncode == 0, f"{config.name} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    call_rsmg("fit", *args, cwd=out, env={"RSMG_DATA_ROOT": str(root), "HF_HUB_OFFLINE": "1"})
     (run,) = out.glob("*/version_0")
     return {"metrics": json.loads((run / "metrics.json").read_text()), "run": run}
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from _budget import SMOKE_BUDGET
-from _cli import log_args, run_rsmg
+from _cli import call_rsmg, log_args, run_rsmg
 from _paths import REPO, SHARED_DATA, missing_shared_data
 from rsmg.callbacks.prediction_writer import merge_shards
 
@@ -39,7 +39,8 @@ TINY = (
 
 
 def _rsmg(cwd: Path, *args: str) -> str:
-    p = run_rsmg(*args, cwd=cwd, timeout=600)
+    """``rsmg ARGS`` in this process; with ``--trainer.strategy ddp`` in a subprocess (DDP relaunches argv)."""
+    p = run_rsmg(*args, cwd=cwd, timeout=600) if "ddp" in args else call_rsmg(*args, cwd=cwd)
     return p.stdout + p.stderr
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from _cli import run_rsmg
+from _cli import call_rsmg
 from _paths import REPO, SHARED_DATA
 from rsmg import report
 from rsmg.callbacks.results import PerDomainResults, checkpoint_used, run_dir
@@ -20,7 +20,7 @@ needs_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pa
 
 
 def rsmg(*args, cwd):
-    return run_rsmg(*args, cwd=cwd)
+    return call_rsmg(*args, cwd=cwd)
 
 
 # ---------------------------------------------------------------------------------------------- unit

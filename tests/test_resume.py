@@ -3,7 +3,8 @@
 The end-to-end test runs the real Trento → MUUFL configuration of the concat CNN and of FVMGN (tiny networks,
 2 epochs) three times each as
 ``python -m rsmg fit`` subprocesses: uninterrupted; killed with SIGKILL in the middle of epoch 0 right after
-its first step checkpoint; resumed from that checkpoint with ``--ckpt_path last``. The resumed run must end
+its first step checkpoint (the run says it has reached that point and waits there, so the kill lands at the
+same step every time); resumed from that checkpoint with ``--ckpt_path last``. The resumed run must end
 with bit-identical weights (and optimiser state) and an identical ``metrics.json``. That needs the training
 order and position (``rsmg.data.sampling.ResumableSampler``) and the RNG that dropout and FVMGN's MWDis
 resampling draw from restored mid-epoch; the unit
@@ -12,7 +13,7 @@ tests below pin those pieces down without a subprocess.
 The shipped configurations keep checkpoints in the logger's ``version_N/checkpoints`` (no fixed ``dirpath``), so
 ``--ckpt_path last`` must find the newest ``last.ckpt`` of the experiment and keep logging into that version
 (``test_ckpt_path_last_continues_the_version_of_a_shipped_config``), and refuse to start from scratch when
-there is none.
+there is none. Those runs need no process boundary and call ``rsmg.cli.main.main`` in the test process.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import pytest
 import torch
 
+from _cli import call_rsmg
 from _paths import REPO, SHARED_DATA
 from rsmg.data.sampling import (
     EvalShardSampler,
@@ -50,19 +52,23 @@ RUNS = {
 }
 STEPS_PER_CKPT = 4
 
-THROTTLE = '''
-"""Test helper: sleep after every training batch so a SIGKILL lands mid-epoch (changes no number)."""
-import time
+PAUSE = '''
+"""Test helper: at the start of one training step, say so on stdout and wait there to be killed."""
+import os
+import sys
 
 import lightning.pytorch as pl
 
 
-class Throttle(pl.Callback):
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds = seconds
+class PauseAt(pl.Callback):
+    def __init__(self, step: int | None = None) -> None:
+        self.step = step
 
-    def on_train_batch_end(self, *args, **kwargs) -> None:
-        time.sleep(self.seconds)
+    def on_train_batch_start(self, trainer, *args, **kwargs) -> None:
+        if self.step is not None and trainer.global_step == self.step:
+            print(f"PAUSED at step {trainer.global_step}", flush=True)
+            sys.stdin.read()  # blocks until SIGKILL (or EOF, if the test died)
+            os._exit(3)
 '''
 
 
@@ -152,8 +158,8 @@ def _roundtrip(obj: object) -> object:
 
 
 # ---------------------------------------------------------------------------------------------- end to end
-def _write_run_config(tmp: Path, name: str, ckpt_dir: Path, throttle: float, net_args: str) -> Path:
-    cfg = tmp / f"{name}.yaml"
+def _write_run_config(tmp: Path, name: str, ckpt_dir: Path, pause_at: int | None, net_args: str) -> Path:
+    cfg = tmp / f"{name}{'' if pause_at is None else f'_paused_at_{pause_at}'}.yaml"
     cfg.write_text(
         textwrap.dedent(f"""\
         trainer:
@@ -174,8 +180,8 @@ def _write_run_config(tmp: Path, name: str, ckpt_dir: Path, throttle: float, net
                 save_top_k: -1
                 save_last: true
                 filename: "{{step}}"
-            - class_path: rsmg_test_throttle.Throttle
-              init_args: {{seconds: {throttle}}}
+            - class_path: rsmg_test_pause.PauseAt
+              init_args: {{step: {"null" if pause_at is None else pause_at}}}
         model:
           init_args:
             net:
@@ -199,14 +205,15 @@ def _env(tmp: Path) -> dict[str, str]:
     }
 
 
-def _popen_rsmg(tmp: Path, *args: str, merge_stderr: bool = True) -> subprocess.Popen[str]:
+def _popen_rsmg(tmp: Path, *args: str) -> subprocess.Popen[str]:
     """``python -m rsmg ARGS`` in ``tmp``, running in the background (so a test can kill it)."""
     return subprocess.Popen(
         [sys.executable, "-m", "rsmg", *args],
         cwd=tmp,
         env=_env(tmp),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
 
@@ -248,31 +255,35 @@ def _metrics(log_root: Path) -> dict[str, object]:
 @pytest.mark.parametrize("model", sorted(RUNS))
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, model):
     config, net_args = RUNS[model]
-    (tmp_path / "rsmg_test_throttle.py").write_text(THROTTLE)
+    (tmp_path / "rsmg_test_pause.py").write_text(PAUSE)
     ref_ckpt, run_ckpt = tmp_path / "ref_ckpt", tmp_path / "run_ckpt"
-    ref_cfg = _write_run_config(tmp_path, "ref", ref_ckpt, throttle=0.0, net_args=net_args)
-    run_cfg = _write_run_config(tmp_path, "run", run_ckpt, throttle=0.3, net_args=net_args)
+    ref_cfg = _write_run_config(tmp_path, "ref", ref_ckpt, pause_at=None, net_args=net_args)
+    # the victim stops at the start of the step after its first step checkpoint (step=4.ckpt and last.ckpt
+    # written) and waits there to be killed
+    run_cfg = _write_run_config(tmp_path, "run", run_ckpt, pause_at=STEPS_PER_CKPT, net_args=net_args)
     # same logs, same checkpoint dir
-    resume_cfg = _write_run_config(tmp_path, "run", run_ckpt, throttle=0.0, net_args=net_args)
+    resume_cfg = _write_run_config(tmp_path, "run", run_ckpt, pause_at=None, net_args=net_args)
     t0 = time.monotonic()
     ref = _fit(tmp_path, config, ref_cfg)  # the uninterrupted run works alongside the one we kill
     victim = _fit(tmp_path, config, run_cfg)
-    first = run_ckpt / f"step={STEPS_PER_CKPT}.ckpt"
-    last = run_ckpt / "last.ckpt"
-    deadline = time.monotonic() + 240
-    while not (first.exists() and last.exists()) and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert victim.poll() is None, f"run ended before it could be killed:\n{victim.communicate()[0][-3000:]}"
-    assert last.exists(), "no checkpoint within the time limit"
-    time.sleep(0.15)  # let the checkpoint write finish (steps are ≥ 0.3 s apart)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate(timeout=60)
+    try:
+        assert victim.stdout is not None
+        lines: list[str] = []
+        while not (lines and lines[-1].startswith("PAUSED")):
+            line = victim.stdout.readline()
+            assert line, "the run ended before it reached its first checkpoint:\n" + "".join(lines)[-3000:]
+            lines.append(line)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=60)
+    finally:
+        victim.kill()
     assert victim.returncode == -signal.SIGKILL
     saved = sorted(p.name for p in run_ckpt.glob("*.ckpt"))
-    killed_at = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved == sorted(["last.ckpt", f"step={STEPS_PER_CKPT}.ckpt"]), saved
+    killed_at = torch.load(run_ckpt / "last.ckpt", map_location="cpu", weights_only=False)
     step, epoch = killed_at["global_step"], killed_at["epoch"]
     loader_state = killed_at["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["sampler"]
-    assert epoch == 0 and 0 < step < 16, (step, epoch, saved)  # mid-epoch: 16 batches per epoch
+    assert epoch == 0 and step == STEPS_PER_CKPT, (step, epoch, saved)  # mid-epoch: 16 batches per epoch
     assert loader_state["samples_consumed"] == 32 * step and not loader_state["epoch_complete"]
 
     resumed = _fit(tmp_path, config, resume_cfg, "--ckpt_path", "last")
@@ -315,15 +326,21 @@ SHIPPED_TINY = (
 )
 
 
-def _shipped_fit(tmp: Path, save_dir: Path, *extra: str, merge_stderr: bool = True) -> subprocess.Popen[str]:
-    """``rsmg fit`` of the shipped config, logging (and checkpointing) under ``save_dir``."""
-    return _popen_rsmg(
-        tmp,
+def _shipped_fit(
+    tmp: Path, save_dir: Path, *extra: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``rsmg fit`` of the shipped config (in this process), logging (and checkpointing) under ``save_dir``."""
+    return call_rsmg(
         *("fit", "--config", str(SHIPPED), *SHIPPED_TINY),
         *("--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.default_root_dir", str(save_dir)),
         *extra,
-        merge_stderr=merge_stderr,
+        cwd=tmp,
+        check=check,
     )
+
+
+def _output(p: subprocess.CompletedProcess[str]) -> str:
+    return p.stdout + p.stderr
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -335,15 +352,15 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
 def test_ckpt_path_last_continues_the_version_of_a_shipped_config(tmp_path):
     exp = "baseline_trento_to_muufl"
-    ref = _shipped_fit(tmp_path, tmp_path / "ref", "--trainer.max_epochs", "3")  # uninterrupted, alongside
-    _finish(_shipped_fit(tmp_path, tmp_path / "run", "--trainer.max_epochs", "2"), "2-epoch fit")
+    _shipped_fit(tmp_path, tmp_path / "ref", "--trainer.max_epochs", "3")  # uninterrupted
+    _shipped_fit(tmp_path, tmp_path / "run", "--trainer.max_epochs", "2")
     run = tmp_path / "run" / exp / "version_0"
     before = _csv_rows(run / "metrics.csv")
     assert {r["epoch"] for r in before} == {"0", "1"}
 
-    resumed = _shipped_fit(tmp_path, tmp_path / "run", "--trainer.max_epochs", "3", "--ckpt_path", "last")
-    out = _finish(resumed, "resumed fit")
-    _finish(ref, "uninterrupted fit")
+    out = _output(
+        _shipped_fit(tmp_path, tmp_path / "run", "--trainer.max_epochs", "3", "--ckpt_path", "last")
+    )
     # the same version directory, not a fresh version_1 that trains from epoch 0
     assert sorted(p.name for p in (tmp_path / "run" / exp).iterdir()) == ["version_0"]
     assert "Restoring states from the checkpoint" in out
@@ -371,8 +388,8 @@ def test_resume_from_an_epoch_end_checkpoint_keeps_the_dropout_rng(tmp_path):
     """
     exp = "baseline_trento_to_muufl"
     dropout = ("--model.init_args.net.init_args.dropout", "0.5")  # overrides SHIPPED_TINY's 0
-    ref = _shipped_fit(tmp_path, tmp_path / "ref", *dropout, "--trainer.max_epochs", "3")  # alongside
-    _finish(_shipped_fit(tmp_path, tmp_path / "run", *dropout, "--trainer.max_epochs", "2"), "2-epoch fit")
+    _shipped_fit(tmp_path, tmp_path / "ref", *dropout, "--trainer.max_epochs", "3")  # uninterrupted
+    _shipped_fit(tmp_path, tmp_path / "run", *dropout, "--trainer.max_epochs", "2")
     run = tmp_path / "run" / exp / "version_0"
     written = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     loader_state = written["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["sampler"]
@@ -381,8 +398,7 @@ def test_resume_from_an_epoch_end_checkpoint_keeps_the_dropout_rng(tmp_path):
     resumed = _shipped_fit(
         tmp_path, tmp_path / "run", *dropout, "--trainer.max_epochs", "3", "--ckpt_path", "last"
     )
-    out = _finish(resumed, "resumed fit")
-    _finish(ref, "uninterrupted fit")
+    out = _output(resumed)
     assert "Restoring states from the checkpoint" in out
     a = torch.load(
         tmp_path / "ref" / exp / "version_0/checkpoints/last.ckpt", map_location="cpu", weights_only=False
@@ -407,8 +423,8 @@ def test_ckpt_path_last_without_a_checkpoint_is_an_error(tmp_path):
         "--trainer.limit_val_batches",
         "1",
     )
-    p = _shipped_fit(tmp_path, root, *budget, "--ckpt_path", "last", merge_stderr=False)
-    out, err = p.communicate(timeout=300)
+    p = _shipped_fit(tmp_path, root, *budget, "--ckpt_path", "last", check=False)
+    out, err = p.stdout, p.stderr
     assert p.returncode == 1, f"exit {p.returncode}:\n{out[-2000:]}\n{err[-3000:]}"
     assert "rsmg fit: error:" in err and "Traceback" not in err, err[-3000:]
     assert "ckpt_path" in err and str(root / "baseline_trento_to_muufl") in err, err[-3000:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from _paths import SHARED_DATA, missing_shared_data
@@ -20,15 +19,6 @@ TINY_UNET = {
     "norm_num_groups": 8,
     "attention_head_dim": 8,
 }
-
-
-@pytest.fixture
-def one_thread():
-    """The test machine is shared: one intra-op thread is much faster than oversubscribed ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_spec(

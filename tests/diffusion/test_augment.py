@@ -11,10 +11,7 @@ import torch
 from rsmg.diffusion import DiffusionAugmenter, ViewBank, ddim_timesteps, view_seed
 from rsmg.errors import ConfigError, DataError
 
-from . import make_prior, one_thread, random_images
-
-__all__ = ["one_thread"]
-pytestmark = pytest.mark.usefixtures("one_thread")
+from . import make_prior, random_images
 
 TOL = 1e-5
 

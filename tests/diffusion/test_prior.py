@@ -12,10 +12,7 @@ from rsmg.data.spec import DataSpec
 from rsmg.diffusion import DiffusionPrior
 from rsmg.errors import ConfigError, DataError
 
-from . import TINY_UNET, lidar_patches, make_prior, make_spec, one_thread, random_images
-
-__all__ = ["one_thread"]
-pytestmark = pytest.mark.usefixtures("one_thread")
+from . import TINY_UNET, lidar_patches, make_prior, make_spec, random_images
 
 
 def fixed_loss(prior: DiffusionPrior, x0: torch.Tensor) -> float:

@@ -97,15 +97,6 @@ class MasklessAttention(nn.Module):
         return self.inner(query, key_value, None, need_weights)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread is ~5x faster than oversubscribed ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tower():
     """A real (tiny, randomly initialised) CLIP-BPE text tower: real tokenizer, real padding."""

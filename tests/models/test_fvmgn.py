@@ -11,16 +11,6 @@ from rsmg.models.base import ModelOutput
 from rsmg.models.fvmgn import FVMGN
 from rsmg.models.sfie import SFIE, FrequencyBlock
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is faster than contending for shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 CLASSES = ("trees", "grass", "ground", "road", "buildings", "water")
 SPEC = DataSpec(
     classes=CLASSES,

@@ -9,15 +9,6 @@ from rsmg.errors import ConfigError, DataError
 from rsmg.models.wavelet import MWDis
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is faster than contending for shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _stats(m: MWDis, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ll, _ = m.decompose(x)
     return ll.mean(dim=(-2, -1)), ll.std(dim=(-2, -1), unbiased=False)

@@ -17,16 +17,6 @@ from rsmg.text.class_texts import (
 )
 from rsmg.text.towers import create_text_tower
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is faster than contending for shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 MODALITIES = ["hsi", "lidar", "sar", "msi", "rgb"]
 EXPECTED = {
     "shared": ["trees", "grass", "ground", "road", "buildings", "water"],

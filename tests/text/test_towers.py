@@ -10,16 +10,6 @@ import torch
 from rsmg.errors import ConfigError
 from rsmg.text.towers import TextTower, create_text_tower
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread is faster than contending for shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TEXTS = [
     "a patch of trees",
     "flat roofs of buildings and their shadows seen by an airborne hyperspectral camera",

@@ -54,10 +54,7 @@ class BagOfCharsTower(nn.Module):
 def minilm():
     from rsmg.text.towers import create_text_tower
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches on a shared 2-core machine: oversubscribed threads are slower
-    yield create_text_tower("minilm", pretrained=True, frozen=True)
-    torch.set_num_threads(before)
+    return create_text_tower("minilm", pretrained=True, frozen=True)
 
 
 def test_real_minilm_zero_shot_classifier(minilm):
