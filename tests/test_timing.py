@@ -6,46 +6,35 @@ from pathlib import Path
 import pytest
 
 from _budget import SMOKE_BUDGET
-from _cli import log_args
+from _cli import call_rsmg, log_args
 from _paths import REPO, SHARED_DATA, missing_shared_data
 from rsmg.callbacks.timing import PhaseTimer, _batch_size
 
 
 @pytest.fixture(scope="module")
-def timing(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch) -> dict:
+def timing(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for scene in ("trento", "muufl"):
         if not (SHARED_DATA / scene).is_dir():
             missing_shared_data(SHARED_DATA / scene, f"{scene} LiDAR")
-    from rsmg.cli.main import main
-
     tmp = tmp_path_factory.mktemp("timing")
-    monkeypatch_module.setenv("RSMG_DATA_ROOT", str(SHARED_DATA))
-    monkeypatch_module.chdir(REPO)
-    main(
-        [
-            "fit",
-            "--config",
-            "experiments/fvmgn/trento_to_muufl_lidar.yaml",
-            *SMOKE_BUDGET,
-            *log_args(tmp, "timed"),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.callbacks+",
-            "rsmg.callbacks.timing.PhaseTimer",
-            "--data.init_args.target_split",
-            "fraction:0.01",
-            "--test_after_fit",
-            "true",
-        ]
+    call_rsmg(
+        "fit",
+        "--config",
+        "experiments/fvmgn/trento_to_muufl_lidar.yaml",
+        *SMOKE_BUDGET,
+        *log_args(tmp, "timed"),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.callbacks+",
+        "rsmg.callbacks.timing.PhaseTimer",
+        "--data.init_args.target_split",
+        "fraction:0.01",
+        "--test_after_fit",
+        "true",
+        cwd=REPO,
     )
     (path,) = Path(tmp / "logs" / "timed").glob("version_*/timing.json")
     return json.loads(path.read_text())
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 def test_every_stage_is_timed_with_its_samples(timing: dict) -> None:
