@@ -44,6 +44,7 @@ SCRIPTS: dict[str, tuple[str, bool]] = {
     "tta_cost": ("tta_cost.md", True),
     "fusion_throughput": ("fusion_throughput.md", True),
     "scene_data_throughput": ("scene_data_throughput.md", True),
+    "scene_step_cost": ("scene_step_cost.md", True),
     "fvmgn_accuracy": ("fvmgn_accuracy.md", False),
     "dtaug_accuracy": ("dtaug_accuracy.md", False),
     "caption_accuracy": ("caption_accuracy.md", False),
