@@ -98,6 +98,7 @@ SCRIPTS: dict[str, tuple[str, bool]] = {
     "tta_cost": ("dtaug/tta_cost.md", True),
     "fusion_throughput": ("captions/fusion_throughput.md", True),
     "scene_data_throughput": ("scene_data/throughput.md", True),
+    "scene_step_cost": ("scene_data/step_cost.md", True),
     "fvmgn_accuracy": ("fvmgn_accuracy/ablations.md", False),
     "dtaug_accuracy": ("dtaug/accuracy.md", False),
     "caption_accuracy": ("captions/accuracy.md", False),

@@ -41,6 +41,16 @@ PER_MODEL: dict[str, dict[str, Any]] = {
         "attn_heads": 2,
         "mwdis_same_domain_fallback": True,  # one source scene (Trento)
     },
+    "scene_classifier": {"pretrained": False, "mixstyle_p": 0.5},
+    "fvmgn_scenes": {
+        "pretrained": False,
+        "text_tower": "clip-bpe",
+        "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
+        "class_set": "shared",  # Trento's classes; no per-domain texts for LiDAR scenes
+        "texts": "shared",
+        "frequency": "fft",  # 11-px patches give 1-px maps at stride 16: too small for a wavelet level
+        "mwdis_same_domain_fallback": True,
+    },
 }
 CAPTIONS = ("a road between buildings", "dense trees", "bare ground near a road", "a flat roof")
 

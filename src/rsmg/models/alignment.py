@@ -56,6 +56,39 @@ def symmetric_class_infonce(
     return 0.5 * (i2t + t2i)
 
 
+def domain_class_infonce(
+    image: torch.Tensor, texts: torch.Tensor, domain: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor | None:
+    """Symmetric InfoNCE of every sample against its *own domain's* class texts.
+
+    The per-domain counterpart of :func:`symmetric_class_infonce` (scene datasets: one text per class and
+    dataset): the batch is split by domain, each part is aligned with its domain's ``K×E`` texts, and the
+    parts' losses are averaged weighted by their sizes. Samples whose domain has no texts (``domain >= D``,
+    e.g. a target sample) are left out.
+
+    Args:
+        image: ``B×E`` L2-normalised image embeddings.
+        texts: ``D×K×E`` L2-normalised class-text embeddings of ``D`` domains.
+        domain: ``B`` domain indices (``0..D-1`` have texts).
+        labels: ``B`` class indices.
+        scale: the (positive) logit scale.
+
+    Returns:
+        The scalar loss, or ``None`` when no sample has a domain with texts.
+    """
+    terms, sizes = [], []
+    for d in torch.unique(domain).tolist():
+        if not 0 <= d < texts.shape[0]:
+            continue
+        sel = domain == d
+        terms.append(symmetric_class_infonce(image[sel], texts[d], labels[sel], scale))
+        sizes.append(sel.sum())
+    if not terms:
+        return None
+    w = torch.stack(sizes).to(terms[0].dtype)
+    return (torch.stack(terms) * w).sum() / w.sum()
+
+
 class MSFFA(nn.Module):
     """Multiscale spatial-frequency feature alignment and the text-prototype classifier.
 
@@ -142,14 +175,16 @@ class MSFFA(nn.Module):
     def text_targets(self, emb: ClassTextEmbeddings) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Project and normalise class-text embeddings: ``(shared K×E, {modality: K×E})``."""
         shared = F.normalize(self.text_proj(emb.shared), dim=-1)
+        if self.texts == "shared":  # nothing reads proprietary texts: a model may then have none
+            return shared, {}
         prop = {m: F.normalize(self.text_proj(emb.proprietary[m]), dim=-1) for m in self.modalities}
         return shared, prop
 
     def prototypes(self, shared: torch.Tensor, prop: dict[str, torch.Tensor]) -> torch.Tensor:
         """Class prototypes ``K×E`` for the classifier (see the module docstring)."""
-        p_mean = torch.stack([prop[m] for m in self.modalities]).mean(0)
         if self.texts == "shared":
             return shared
+        p_mean = torch.stack([prop[m] for m in self.modalities]).mean(0)
         if self.texts == "proprietary":
             return F.normalize(p_mean, dim=-1)
         return F.normalize(shared + p_mean, dim=-1)
@@ -168,6 +203,14 @@ class MSFFA(nn.Module):
         t = F.normalize(text.detach().float(), dim=-1)
         return (t @ t.t() / self.kl_target_temperature).softmax(dim=-1)
 
+    def image_embeddings(self, out: SFIEOutput) -> dict[tuple[str, int, str], torch.Tensor]:
+        """Normalised projections of every aligned feature, keyed by (modality, scale, spatial/frequency)."""
+        emb = {}
+        for m, s, k in self.keys:
+            feat = out.spatial[m][s] if k == "spatial" else out.frequency[m][s]
+            emb[(m, s, k)] = F.normalize(self.image_proj[f"{m}__s{s}__{k}"](feat), dim=-1)
+        return emb
+
     def loss(self, out: SFIEOutput, labels: torch.Tensor, emb: ClassTextEmbeddings) -> torch.Tensor:
         """Alignment loss: mean over modalities, scales, spatial/frequency and text groups (see ``loss``)."""
         shared, prop = self.text_targets(emb)
@@ -183,9 +226,7 @@ class MSFFA(nn.Module):
             if self.texts in ("both", "proprietary"):
                 groups[m].append((prop[m], self.soft_targets(emb.proprietary[m])[labels] if kl else None))
         terms = []
-        for m, s, k in self.keys:
-            feat = out.spatial[m][s] if k == "spatial" else out.frequency[m][s]
-            v = F.normalize(self.image_proj[f"{m}__s{s}__{k}"](feat), dim=-1)
+        for (m, _s, _k), v in self.image_embeddings(out).items():
             for text, target in groups[m]:
                 if target is not None:
                     logp = (scale * v @ text.t()).float().log_softmax(dim=-1)

@@ -40,6 +40,34 @@ def scale_sizes(patch_size: int, scales: int) -> list[int]:
     return sizes
 
 
+def two_view_terms(
+    z_all: torch.Tensor,
+    logits_all: torch.Tensor,
+    labels: object,
+    mwdis_logits: Literal["original", "resampled"],
+) -> tuple[dict[str, torch.Tensor], slice]:
+    """The training terms between the original (first half) and the MWDis-resampled view (second half).
+
+    Args:
+        z_all: ``2B×E`` embeddings of both views (the joint space, or the fused features without texts).
+        logits_all: ``2B×K`` logits of both views.
+        labels: the batch's labels (``B``), or anything else when the batch has none.
+        mwdis_logits: which view's logits the task's cross-entropy reads.
+
+    Returns:
+        ``({"invariance": mean cosine distance between the views[, "ce_resampled": ...]}, slice of the
+        returned view)``; ``ce_resampled`` only with ``mwdis_logits="original"`` and labels (with
+        ``"resampled"`` it would be the task's own CE).
+    """
+    b = z_all.shape[0] // 2
+    z0, z1 = z_all[:b], z_all[b:]
+    # in float32: CPU autocast would run it in bf16, whose 2^-8 steps are the size of the term itself
+    aux = {"invariance": (1 - F.cosine_similarity(z0.float(), z1.float(), dim=-1)).mean()}
+    if isinstance(labels, torch.Tensor) and mwdis_logits == "original":
+        aux["ce_resampled"] = F.cross_entropy(logits_all[b:].float(), labels.long().reshape(-1))
+    return aux, slice(b, 2 * b) if mwdis_logits == "resampled" else slice(0, b)
+
+
 @register_model("fvmgn")
 class FVMGN(RsmgModel):
     """FVMGN (see the module docstring). MWDis and alignment options: :meth:`__init__`.
@@ -311,13 +339,8 @@ class FVMGN(RsmgModel):
                 aux["align"] = self.align.loss(enc, torch.cat([y, y]) if two_views else y, emb)
 
         if two_views:
-            z0, z1 = z_all[:b], z_all[b:]
-            # in float32: CPU autocast would run it in bf16, whose 2^-8 steps are the size of the term itself
-            aux["invariance"] = (1 - F.cosine_similarity(z0.float(), z1.float(), dim=-1)).mean()
-            if self.training and isinstance(labels, torch.Tensor) and self.mwdis_logits == "original":
-                # with "resampled" logits this is the task's own CE: emitted only when it is a term of its own
-                aux["ce_resampled"] = F.cross_entropy(logits_all[b:].float(), labels.long().reshape(-1))
-            sl = slice(b, 2 * b) if self.mwdis_logits == "resampled" else slice(0, b)
+            view_aux, sl = two_view_terms(z_all, logits_all, labels, self.mwdis_logits)
+            aux.update(view_aux)
         else:
             sl = slice(0, b)
         embeddings = {"fused": enc.fused[sl]}

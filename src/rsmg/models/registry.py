@@ -32,7 +32,13 @@ def _populate() -> None:
     # importing the modules registers their models; optional heavy ones register lazily on first use
     import importlib
 
-    for mod in ("rsmg.models.baseline", "rsmg.models.fvmgn", "rsmg.models.caption_models"):
+    for mod in (
+        "rsmg.models.baseline",
+        "rsmg.models.fvmgn",
+        "rsmg.models.caption_models",
+        "rsmg.models.scene_models",
+        "rsmg.models.fvmgn_scenes",
+    ):
         try:
             importlib.import_module(mod)
         except (

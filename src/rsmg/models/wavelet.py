@@ -151,6 +151,59 @@ def _haar_idwt2(ll: torch.Tensor, lh: torch.Tensor, hl: torch.Tensor, hh: torch.
     return torch.stack([row0, row1], dim=-2).reshape(*ll.shape[:-2], 2 * ll.shape[-2], 2 * ll.shape[-1])
 
 
+def pick_other_domain(
+    d: torch.Tensor,
+    chosen: torch.Tensor,
+    u: torch.Tensor,
+    *,
+    num_source_domains: int,
+    same_domain_fallback: bool,
+) -> torch.Tensor:
+    """Per chosen source sample, a partner drawn uniformly from the source samples of the *other* domains.
+
+    The donor rule of :meth:`MWDis.pick_donors`, also used by MixStyle's cross-domain mixing
+    (:mod:`rsmg.models.mixstyle`). Vectorised, O(B log B): the source samples are sorted by domain, and a
+    uniform index into "all source samples but my domain's block" (or "but myself", the fallback) is mapped
+    past that block.
+
+    Args:
+        d: ``B`` long CPU tensor of domain indices; ``d < num_source_domains`` are source samples.
+        chosen: ``B`` bool, the samples that want a partner.
+        u: ``B`` float64 uniforms in [0, 1), one per sample (they pick the partner).
+        num_source_domains: domains ``0..num_source_domains-1`` are sources.
+        same_domain_fallback: when no other source domain is in the batch, any other source sample may be the
+            partner (else the sample gets none).
+
+    Returns:
+        ``B`` long tensor: partner index, ``-1`` for samples without one (not chosen, not a source, or alone).
+    """
+    b = d.numel()
+    donor = torch.full((b,), -1, dtype=torch.long)
+    is_src = d < num_source_domains
+    receivers = chosen & is_src
+    if not receivers.any():
+        return donor
+    src = torch.nonzero(is_src).reshape(-1)
+    order = src[torch.argsort(d[src], stable=True)]  # source samples, grouped by domain
+    n_src = order.numel()
+    counts = torch.bincount(d[order], minlength=num_source_domains)
+    starts = torch.cumsum(counts, 0) - counts  # where each domain's block begins in `order`
+    # each sample's domain, clamped only so that it can index `counts` (non-sources are never receivers)
+    rd = d.clamp(0, num_source_domains - 1)
+    n_other = n_src - counts[rd]  # candidates in other source domains, per sample
+    k = (u * n_other).long().clamp(max=(n_other - 1).clamp(min=0))
+    pos = torch.where(k < starts[rd], k, k + counts[rd])  # skip the sample's own domain block
+    donor = torch.where(receivers & (n_other > 0), order[pos.clamp(max=n_src - 1)], donor)
+    if same_domain_fallback and n_src > 1:
+        rank = torch.zeros(b, dtype=torch.long)
+        rank[order] = torch.arange(n_src)  # position of each source sample in `order`
+        kf = (u * (n_src - 1)).long().clamp(max=n_src - 2)
+        pos_f = torch.where(kf < rank, kf, kf + 1)  # any other source sample: skip myself
+        fallback = receivers & (n_other == 0)
+        donor = torch.where(fallback, order[pos_f.clamp(0, n_src - 1)], donor)
+    return donor
+
+
 @dataclass
 class MWDisOutput:
     """Result of :meth:`MWDis.resample`.
@@ -354,31 +407,10 @@ class MWDis(nn.Module):
 
     def _pick(self, d: torch.Tensor, chosen: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Donors among the samples given (domains ``d``, selection ``chosen``, uniforms ``u``); see above."""
-        b = d.numel()
-        donor = torch.full((b,), -1, dtype=torch.long)
-        is_src = d < self.num_source_domains
-        receivers = chosen & is_src
-        if not receivers.any():
-            return donor
-        src = torch.nonzero(is_src).reshape(-1)
-        order = src[torch.argsort(d[src], stable=True)]  # source samples, grouped by domain
-        n_src = order.numel()
-        counts = torch.bincount(d[order], minlength=self.num_source_domains)
-        starts = torch.cumsum(counts, 0) - counts  # where each domain's block begins in `order`
-        # each sample's domain, clamped only so that it can index `counts` (non-sources are never receivers)
-        rd = d.clamp(0, self.num_source_domains - 1)
-        n_other = n_src - counts[rd]  # candidates in other source domains, per sample
-        k = (u * n_other).long().clamp(max=(n_other - 1).clamp(min=0))
-        pos = torch.where(k < starts[rd], k, k + counts[rd])  # skip the sample's own domain block
-        donor = torch.where(receivers & (n_other > 0), order[pos.clamp(max=n_src - 1)], donor)
-        if self.same_domain_fallback and n_src > 1:
-            rank = torch.zeros(b, dtype=torch.long)
-            rank[order] = torch.arange(n_src)  # position of each source sample in `order`
-            kf = (u * (n_src - 1)).long().clamp(max=n_src - 2)
-            pos_f = torch.where(kf < rank, kf, kf + 1)  # any other source sample: skip myself
-            fallback = receivers & (n_other == 0)
-            donor = torch.where(fallback, order[pos_f.clamp(0, n_src - 1)], donor)
-        return donor
+        return pick_other_domain(
+            d, chosen, u, num_source_domains=self.num_source_domains,
+            same_domain_fallback=self.same_domain_fallback,
+        )  # fmt: skip
 
     def resample(
         self,

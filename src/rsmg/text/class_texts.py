@@ -12,6 +12,13 @@ code, and a result can be reproduced with the texts that produced it (open_clip'
 data). Each file has ``templates`` (``{class}``, ``{modality}``, ``{description}``), the modalities' prose
 names, and per class a ``shared`` description plus one description per modality.
 
+Scene datasets (RSSCN7, AID, UC Merced) are one modality (RGB) but several *domains*: their "proprietary"
+texts are per dataset (what a class looks like at that dataset's resolution, sensor and region). A file may
+therefore also carry a top-level ``domains`` mapping (dataset → prose name), a ``templates.domain`` template
+(``{class}``, ``{domain}``, ``{description}``), and per class a ``domains`` mapping (dataset → description);
+:func:`load_class_texts` renders them when asked for ``domains`` (``docs/decisions.md``, "per-domain class
+texts").
+
 Class names are matched exactly first, then after normalisation (case, spaces, ``_`` and ``-``), so a spec
 saying ``"apple trees"`` finds ``Apple trees``. Anything missing is a :class:`~rsmg.errors.DataError` naming
 the file, the class or modality, and the fix.
@@ -44,6 +51,8 @@ class ClassTexts:
         shared: class → shared text.
         proprietary: ``(modality, class)`` → proprietary text.
         source: the YAML file the texts came from.
+        domains: domains (datasets) as asked for; empty unless asked.
+        domain: ``(domain, class)`` → per-domain text.
     """
 
     classes: tuple[str, ...]
@@ -51,6 +60,8 @@ class ClassTexts:
     shared: dict[str, str]
     proprietary: dict[tuple[str, str], str]
     source: str = ""
+    domains: tuple[str, ...] = ()
+    domain: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def shared_list(self) -> list[str]:
         """Shared texts in class order."""
@@ -60,6 +71,10 @@ class ClassTexts:
         """Proprietary texts of one modality in class order."""
         return [self.proprietary[(modality, c)] for c in self.classes]
 
+    def domain_list(self, domain: str) -> list[str]:
+        """Per-domain texts of one domain in class order."""
+        return [self.domain[(domain, c)] for c in self.classes]
+
 
 @dataclass
 class ClassTextEmbeddings:
@@ -68,10 +83,12 @@ class ClassTextEmbeddings:
     Attributes:
         shared: ``K×D`` (K classes, D tower width).
         proprietary: modality → ``K×D``.
+        domain: domain → ``K×D`` (per-domain texts, when loaded).
     """
 
     shared: torch.Tensor
     proprietary: dict[str, torch.Tensor] = field(default_factory=dict)
+    domain: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _norm_name(s: str) -> str:
@@ -141,19 +158,22 @@ def load_class_texts(
     class_set: str,
     classes: list[str] | tuple[str, ...],
     modalities: list[str] | tuple[str, ...],
+    domains: list[str] | tuple[str, ...] = (),
 ) -> ClassTexts:
-    """Load and render the shared and proprietary texts of ``classes`` for ``modalities``.
+    """Load and render the shared and proprietary texts of ``classes`` for ``modalities`` (and ``domains``).
 
     Args:
         class_set: class-set name (``"shared"``, a scene name) or a YAML path with the same layout.
         classes: class names in label order (``DataSpec.classes``).
-        modalities: vision modalities (``DataSpec.modalities`` keys).
+        modalities: vision modalities (``DataSpec.modalities`` keys); may be empty.
+        domains: datasets whose per-domain texts are wanted (the ``domains`` entries of each class).
 
     Returns:
-        :class:`ClassTexts` with every class × modality filled.
+        :class:`ClassTexts` with every class × modality (and class × domain) filled.
 
     Raises:
-        DataError: a class or a modality missing from the file (the message names the file and the fix).
+        DataError: a class, a modality or a domain missing from the file (the message names the file and
+            the fix).
         ConfigError: unknown class set.
     """
     path = class_texts_file(class_set)
@@ -164,9 +184,12 @@ def load_class_texts(
     t_shared = str(templates.get("shared", "{description}"))
     t_prop = str(templates.get("proprietary", "a {modality} image of {class}: {description}"))
     mod_names: dict[str, str] = data.get("modalities", {}) or {}
+    t_domain = str(templates.get("domain", "a {domain} image of {class}: {description}"))
+    dom_names: dict[str, str] = data.get("domains", {}) or {}
 
     shared: dict[str, str] = {}
     prop: dict[tuple[str, str], str] = {}
+    per_domain: dict[tuple[str, str], str] = {}
     for c in classes:
         key = c if c in table else by_norm.get(_norm_name(c))
         if key is None:
@@ -204,12 +227,28 @@ def load_class_texts(
             prop[(m, c)] = t_prop.format(
                 **{"class": display, "modality": mod_names.get(m, m), "description": str(entry[m]).strip()}
             )
+        by_domain = entry.get("domains") or {}
+        for d in domains:
+            if not isinstance(by_domain, dict) or not by_domain.get(d):
+                raise DataError(
+                    f"class {key!r} has no per-domain text for domain {d!r}",
+                    file=path,
+                    field=f"classes.{key}.domains.{d}",
+                    expected=f"a description of how {key!r} looks in the {d!r} images",
+                    found=f"domains {sorted(by_domain) if isinstance(by_domain, dict) else by_domain!r}",
+                    fix=f"add '{d}: ...' under '{key}: domains:' in {path.name}, or use texts: shared",
+                )
+            per_domain[(d, c)] = t_domain.format(
+                **{"class": display, "domain": dom_names.get(d, d), "description": str(by_domain[d]).strip()}
+            )
     return ClassTexts(
         classes=tuple(classes),
         modalities=tuple(modalities),
         shared=shared,
         proprietary=prop,
         source=str(path),
+        domains=tuple(domains),
+        domain=per_domain,
     )
 
 
@@ -236,9 +275,9 @@ def _encode(tower: Any, texts: list[str]) -> torch.Tensor:
 def encode_class_texts(tower: Any, texts: ClassTexts) -> ClassTextEmbeddings:
     """Encode class texts with a :class:`~rsmg.text.towers.TextTower` (pooled features).
 
-    All texts (shared and every modality's proprietary ones) go through the tower in one batch. With a frozen
-    tower the result is constant and cached per tower; with a trainable tower it is recomputed (and carries
-    gradients) at every call.
+    All texts (shared, every modality's proprietary ones and every domain's) go through the tower in one batch.
+    With a frozen tower the result is constant and cached per tower; with a trainable tower it is recomputed
+    (and carries gradients) at every call.
 
     Args:
         tower: the text tower.
@@ -249,6 +288,9 @@ def encode_class_texts(tower: Any, texts: ClassTexts) -> ClassTextEmbeddings:
     """
     k = len(texts.classes)
     flat = texts.shared_list() + [t for m in texts.modalities for t in texts.proprietary_list(m)]
+    flat += [t for d in texts.domains for t in texts.domain_list(d)]
     emb = _encode(tower, flat)
     prop = {m: emb[k * (i + 1) : k * (i + 2)] for i, m in enumerate(texts.modalities)}
-    return ClassTextEmbeddings(shared=emb[:k], proprietary=prop)
+    first = 1 + len(texts.modalities)  # blocks of K rows: shared, each modality, then each domain
+    dom = {d: emb[k * (first + j) : k * (first + j + 1)] for j, d in enumerate(texts.domains)}
+    return ClassTextEmbeddings(shared=emb[:k], proprietary=prop, domain=dom)

@@ -1,0 +1,166 @@
+"""Cost of one training step of the scene classifiers on CPU: input size × frozen stages, per epoch.
+
+Issue 20 asks that ERM with EfficientNet-Lite0 over the leave-one-dataset-out source set cost ≤ 2 minutes per
+epoch on 2 CPU cores. This measures forward + backward + AdamW of the real models
+(:class:`~rsmg.models.scene_models.SceneClassifier`, optionally
+:class:`~rsmg.models.fvmgn_scenes.SceneFVMGN`) at batch 32 on random images (the cost does not depend on the
+pixels), for input sizes and ``freeze="stages:N"`` settings, and projects one epoch over the largest LODO source
+pool (target UC Merced: AID + RSSCN7, scene5; the training part after the 20 % validation split) plus its
+validation pass.
+
+The machine is shared and often oversubscribed, so the primary number is the *process CPU time* of a step on
+**one** torch thread (``--threads 1``, the default): other processes delay it but hardly add to it, whereas
+with several threads OpenMP's spin-waiting for a descheduled partner thread inflates CPU time as well (seen
+here: 6.3 CPU s per 128-px step on 2 threads at load 12, against 1.1 s on one thread). "Epoch, one idle
+core" = training steps × step CPU time + validation batches × eval-forward CPU time; on two idle cores it is
+shorter. Wall times and the 1-minute load average are printed beside them.
+
+Usage: ``RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/scene_step_cost.py --sizes 128 160 224``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from _common import command, machine, write_result
+from rsmg.data.scene_domains import SceneDomainDataModule
+from rsmg.data.spec import DataSpec
+
+
+def lodo_pool(target: str) -> tuple[int, int]:
+    """Training and validation images of the LODO protocol with ``target`` held out (scene5, no decoding)."""
+    others = [d for d in ("ucm", "aid", "rsscn7") if d != target]
+    dm = SceneDomainDataModule(others, [target], class_set="scene5", cache=False)
+    dm.setup("fit")
+    summary = dm.summary()
+    return sum(summary[d]["train"] for d in others), sum(summary[d]["val"] for d in others)
+
+
+def build(kind: str, spec: DataSpec, freeze: str) -> torch.nn.Module:
+    """The model a YAML of experiments/scenes builds (random text tower: its cost is paid once, at build)."""
+    if kind == "erm":
+        from rsmg.models.scene_models import SceneClassifier
+
+        return SceneClassifier(spec, pretrained=False, freeze=freeze)
+    from rsmg.models.fvmgn_scenes import SceneFVMGN
+
+    return SceneFVMGN(
+        spec,
+        pretrained=False,
+        freeze=freeze,
+        text_tower="clip-bpe",
+        text_tower_kwargs={"width": 64, "layers": 1, "heads": 2},
+    )
+
+
+def step_cost(
+    model: torch.nn.Module, spec: DataSpec, batch: int, steps: int
+) -> tuple[float, float, float, float]:
+    """Median wall and CPU seconds of a training step, and of an eval forward at the same batch."""
+    size = spec.patch_size
+    g = torch.Generator().manual_seed(0)
+    data = {
+        "image_rgb": torch.randn(batch, 3, size, size, generator=g),
+        "label": torch.arange(batch) % spec.num_classes,
+        "domain": torch.arange(batch) % len(spec.source_domains),
+    }
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    walls, cpus = [], []
+    for _ in range(steps + 1):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = model(data)
+        loss = torch.nn.functional.cross_entropy(out.logits, data["label"])
+        for v in out.aux_losses.values():
+            loss = loss + 0.1 * v
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    model.eval()
+    ev_walls, ev_cpus = [], []
+    with torch.no_grad():
+        for _ in range(2):
+            t0, c0 = time.perf_counter(), time.process_time()
+            model(data)
+            ev_walls.append(time.perf_counter() - t0)
+            ev_cpus.append(time.process_time() - c0)
+    med = len(walls[1:]) // 2
+    return sorted(walls[1:])[med], sorted(cpus[1:])[med], min(ev_walls), min(ev_cpus)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 160, 224])
+    ap.add_argument("--freeze", nargs="+", default=["none", "stages:2", "stages:4", "stages:5", "stages:6"])
+    ap.add_argument("--models", nargs="+", default=["erm"], choices=["erm", "fvmgn"])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument(
+        "--target", default="ucm", help="LODO target whose source pool is projected (largest: ucm)"
+    )
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="scene_data/step_cost.md")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    n_train, n_val = lodo_pool(args.target)
+    rows = []
+    for kind in args.models:
+        for size in args.sizes:
+            spec = DataSpec(
+                classes=("field", "river or lake", "forest", "residential", "parking"),
+                modalities={"rgb": 3},
+                domains=("aid", "rsscn7", "ucm"),
+                source_domains=("aid", "rsscn7"),
+                patch_size=size,
+            )
+            for freeze in args.freeze:
+                torch.manual_seed(0)
+                model = build(kind, spec, freeze)
+                wall, cpu, ev_wall, ev_cpu = step_cost(model, spec, args.batch, args.steps)
+                steps = -(-n_train // args.batch)
+                epoch_cpu = steps * cpu + n_val / args.batch * ev_cpu
+                epoch_wall = steps * wall + n_val / args.batch * ev_wall
+                load = os.getloadavg()[0]
+                rows.append((kind, size, freeze, cpu, wall, ev_cpu, epoch_cpu, epoch_wall, load))
+                print(
+                    f"{kind} {size}px {freeze}: step {cpu:.2f} CPU s ({wall:.2f} wall), eval {ev_cpu:.2f} CPU s; "
+                    f"epoch {epoch_cpu / 60:.1f} min from CPU time, {epoch_wall / 60:.1f} wall (load {load:.2f})",
+                    flush=True,
+                )
+    lines = [
+        "# Scene classifiers: training-step cost on CPU by input size and frozen stages",
+        "",
+        f"Command: `{command()}`  ",
+        f"Machine: {machine()}  ",
+        f"Epoch projected over the LODO source pool with target {args.target} (scene5): {n_train:,} training + "
+        f"{n_val:,} validation images, batch {args.batch} (eval forward at the same batch). Random weights and "
+        f"images (cost does not depend on them); EfficientNet-Lite0, channels_last; {args.threads} torch "
+        f"thread(s); median of {args.steps} steps after one warm-up.",
+        "",
+        "| model | px | frozen | step CPU s | step wall s | eval fwd CPU s | epoch, one idle core (min) "
+        "| epoch wall (min) | load |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        *[
+            f"| {k} | {s} | {f} | {c:.2f} | {w:.2f} | {ec:.2f} | {epc / 60:.1f} | {epw / 60:.1f} | {ld:.2f} |"
+            for k, s, f, c, w, ec, epc, epw, ld in rows
+        ],
+        "",
+        "## Key numbers",
+        "",
+        *[
+            f"- {k} {s} px {f}: {epc / 60:.1f} min/epoch on one idle core (CPU time; {epw / 60:.1f} wall here)"
+            for k, s, f, c, w, ec, epc, epw, ld in rows
+        ],
+        "",
+    ]
+    write_result(args.out, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

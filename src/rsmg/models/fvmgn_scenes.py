@@ -1,0 +1,320 @@
+"""FVMGN adapted to scene images on a pretrained backbone (issue 20: where FVMGN's parts can show what they do).
+
+The pixel-patch FVMGN (:class:`rsmg.models.fvmgn.FVMGN`) trains its own SFIE from scratch on HSI / LiDAR
+patches. On scene datasets (RSSCN7, AID, UC Merced, each a domain) the same parts are composed around the
+pretrained backbone the baselines use (:mod:`rsmg.models.scene_models`), so a comparison with ERM, the linear
+probe and MixStyle differs in FVMGN's parts only. Data flow in training:
+
+1. **MWDis on the images** (:class:`~rsmg.models.wavelet.MWDis`, Haar, one level): each selected image's LL
+   channel statistics are taken from an image of the *other* source dataset (the paper's multi-source
+   setting: donors only across domains), its detail bands rescaled. The original and the resampled batch go
+   through the backbone together (2B); ``logits`` are the resampled view's (``mwdis_logits``, as in FVMGN).
+2. **Backbone, multiscale** — :meth:`~rsmg.models.image_encoders.ImageTokenEncoder.forward_multiscale`: the
+   pooled embedding and the maps at strides ``reductions`` (default 8, 16, 32) from one pass.
+3. **Frequency pathway** — SFIE's :class:`~rsmg.models.sfie.FrequencyBlock` on every map (wavelet sub-bands →
+   convs; its pooled output is the scale's *frequency feature*; the block adds it back onto the map, SFIE's
+   "reconstruction", through a zero-initialised ``1×1`` conv).
+4. **Fused embedding** — ``Linear + LayerNorm`` over the backbone's pooled embedding and every scale's pooled
+   (frequency-enriched) map: the multiscale late fusion SFIE does across modalities, here across scales.
+5. **Class texts + MSFFA** (:mod:`rsmg.text.class_texts`, :class:`~rsmg.models.alignment.MSFFA`) — shared
+   class texts and *per-domain* texts (how the class looks in that dataset's imagery: resolution, sensor,
+   region), encoded once by the frozen pretrained MiniLM tower and kept as buffers. Every scale's spatial and
+   frequency feature and the fused embedding are projected into the joint space and aligned, by symmetric
+   class InfoNCE, with the shared texts and with the texts of the sample's *own* source dataset
+   (:func:`~rsmg.models.alignment.domain_class_infonce`). Both views are aligned, each with its sample's
+   domain text.
+6. **Text-prototype classifier** — ``logits = scale · cos(fused, shared class text)``: shared texts only,
+   since a target dataset has no per-domain text at test time.
+
+Training terms (``aux_losses``, unweighted; configs weight them CE 1.0, ``align`` 0.5, ``invariance`` 0.1 as
+papers.md recommends): ``align`` (with texts and labels), ``invariance`` (with MWDis: cosine distance of the two
+views' fused embeddings), ``ce_resampled`` (only with ``mwdis_logits="original"``). A term that does not apply
+is absent.
+
+Ablations (one switch each): ``use_mwdis: false`` (one view, no invariance); ``texts: none`` (linear head on the
+fused embedding, no tower, no alignment); ``texts: shared`` (no per-domain texts); ``use_frequency: false`` (no
+frequency blocks: the fused embedding pools the plain maps, alignment is spatial only); ``reductions: [32]``
+(single scale: one map, one frequency block, one scale aligned).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsmg.data.spec import DataSpec
+from rsmg.errors import ConfigError, check_choice
+from rsmg.models.alignment import MSFFA, domain_class_infonce, symmetric_class_infonce
+from rsmg.models.base import ModelOutput, RsmgModel
+from rsmg.models.fvmgn import two_view_terms
+from rsmg.models.registry import register_model
+from rsmg.models.scene_models import scene_backbone, scene_image
+from rsmg.models.sfie import FREQUENCY_KINDS, FrequencyBlock, SFIEOutput
+from rsmg.models.wavelet import DonorClass, MWDis, max_wavelet_level
+from rsmg.text.class_texts import ClassTextEmbeddings, encode_class_texts, load_class_texts
+
+__all__ = ["SceneFVMGN", "text_domain_key"]
+
+
+def text_domain_key(domain: str) -> str:
+    """The per-domain text a domain reads: its dataset (``rsscn7_zoom2`` → ``rsscn7``), else its own name."""
+    from rsmg.data.scene_folders import parse_domain
+
+    try:
+        return parse_domain(domain).dataset
+    except ConfigError:
+        return domain
+
+
+@register_model("fvmgn_scenes")
+class SceneFVMGN(RsmgModel):
+    """FVMGN for scene images on a pretrained backbone (see the module docstring).
+
+    Args:
+        spec: the data spec (linked from the datamodule); its source domains are the datasets whose texts
+            are read.
+        encoder: image-encoder registry name (default EfficientNet-Lite0).
+        pretrained: load the encoder's offline ImageNet weights.
+        freeze: ``"none"``, ``"all"`` or ``"stages:N"`` (as the baselines, for the same budget).
+        modality: which ``image_<modality>`` the model reads.
+        reductions: strides of the backbone maps the frequency pathway and the alignment use (``[32]``: the
+            single-scale ablation).
+        use_mwdis: MWDis on the input images (+ the second view and the invariance term).
+        use_frequency: the frequency pathway (and frequency alignment).
+        frequency: kind of frequency block, ``"wavelet"``, ``"fft"`` or ``"fft_phase"``.
+        texts: ``"both"`` (shared + per-domain alignment), ``"shared"``, or ``"none"`` (linear head).
+        class_set: class-text set (``scene7``; ``scene5`` is its alias).
+        text_tower: ``"minilm"`` (pretrained all-MiniLM-L6-v2, frozen) or ``"clip-bpe"`` (tests).
+        text_pretrained: load the tower's weights.
+        text_tower_kwargs: extra arguments of :func:`rsmg.text.towers.create_text_tower`.
+        fused_dim: width of the fused embedding.
+        embed_dim: size of the joint image-text space.
+        wavelet: wavelet of MWDis and of the frequency blocks.
+        wavelet_levels: MWDis decomposition levels.
+        mwdis_p: probability that a source image is resampled.
+        mwdis_ll_mix: weight of the donor's LL statistics (1 = replace).
+        mwdis_high_jitter: half-width of the detail-band rescaling.
+        mwdis_same_domain_fallback: donors from the same domain when the batch has no other source domain
+            (needed with one source domain).
+        mwdis_donor_class: ``"any"`` or ``"same"`` (donors of the receiver's class only).
+        mwdis_logits: the view whose logits the CE reads, ``"resampled"`` (FVMGN's default) or ``"original"``.
+        temperature_init: initial temperature of the logit scale.
+        channels_last: NHWC weights and images (speed only, see :func:`~rsmg.models.scene_models.scene_backbone`).
+    """
+
+    text_shared: torch.Tensor
+    text_domain: torch.Tensor
+
+    def __init__(
+        self,
+        spec: DataSpec,
+        *,
+        encoder: str = "efficientnet_lite0",
+        pretrained: bool = True,
+        freeze: str = "none",
+        modality: str = "rgb",
+        reductions: list[int] | tuple[int, ...] = (8, 16, 32),
+        use_mwdis: bool = True,
+        use_frequency: bool = True,
+        frequency: Literal["wavelet", "fft", "fft_phase"] = "wavelet",
+        texts: Literal["both", "shared", "none"] = "both",
+        class_set: str = "scene5",
+        text_tower: Literal["minilm", "clip-bpe"] = "minilm",
+        text_pretrained: bool = True,
+        text_tower_kwargs: dict[str, Any] | None = None,
+        fused_dim: int = 512,
+        embed_dim: int = 256,
+        wavelet: str = "haar",
+        wavelet_levels: int = 1,
+        mwdis_p: float = 0.5,
+        mwdis_ll_mix: float = 1.0,
+        mwdis_high_jitter: float = 0.5,
+        mwdis_same_domain_fallback: bool = False,
+        mwdis_donor_class: DonorClass = "any",
+        mwdis_logits: Literal["original", "resampled"] = "resampled",
+        temperature_init: float = 0.07,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__(spec)
+        check_choice("texts option", texts, ("both", "shared", "none"), field="texts")
+        check_choice("frequency pathway", frequency, FREQUENCY_KINDS, field="frequency")
+        check_choice("MWDis logits", mwdis_logits, ("original", "resampled"), field="mwdis_logits")
+        self.modality = modality
+        self.reductions = tuple(int(r) for r in reductions)
+        self.texts = texts
+        self.mwdis_logits = mwdis_logits
+        self.channels_last = channels_last
+        self.backbone = scene_backbone(
+            spec,
+            encoder,
+            pretrained=pretrained,
+            freeze=freeze,
+            modality=modality,
+            channels_last=channels_last,
+        )
+        channels = self.backbone.feature_channels(self.reductions)
+        self.mwdis = (
+            MWDis.for_spec(
+                spec,
+                wavelet=wavelet,
+                levels=wavelet_levels,
+                p=mwdis_p,
+                ll_mix=mwdis_ll_mix,
+                high_jitter=mwdis_high_jitter,
+                same_domain_fallback=mwdis_same_domain_fallback,
+                donor_class=mwdis_donor_class,
+            )
+            if use_mwdis
+            else None
+        )
+        self.freq: nn.ModuleList | None = None
+        if use_frequency:
+            if frequency == "wavelet":
+                self._check_map_sizes(wavelet)
+            self.freq = nn.ModuleList(FrequencyBlock(c, frequency, wavelet) for c in channels)
+            if channels_last:
+                self.freq.to(memory_format=torch.channels_last)
+        self.fuse = nn.Sequential(
+            nn.Linear(self.backbone.width + sum(channels), fused_dim), nn.LayerNorm(fused_dim)
+        )
+        self.head: nn.Linear | None = None
+        self.align: MSFFA | None = None
+        if texts == "none":
+            self.head = nn.Linear(fused_dim, spec.num_classes)
+            return
+
+        from rsmg.text.towers import create_text_tower
+
+        tower = create_text_tower(
+            text_tower, pretrained=text_pretrained, frozen=True, **(text_tower_kwargs or {})
+        )
+        keys = [text_domain_key(d) for d in spec.source_domains] if texts == "both" else []
+        ct = load_class_texts(class_set, list(spec.classes), [], domains=list(dict.fromkeys(keys)))
+        emb = encode_class_texts(tower, ct)
+        self.register_buffer("text_shared", emb.shared.detach().clone())
+        if keys:  # one K×D block per source domain, in spec order (= the batch's domain index)
+            self.register_buffer("text_domain", torch.stack([emb.domain[k] for k in keys]).detach().clone())
+        self.align = MSFFA(
+            [modality],
+            list(channels),
+            fused_dim,
+            tower.width,
+            embed_dim=embed_dim,
+            use_frequency=use_frequency,
+            multiscale=True,  # the scales are chosen by `reductions`
+            texts="shared",  # the classifier's prototypes: a target dataset has no per-domain text
+            temperature_init=temperature_init,
+        )
+
+    def _check_map_sizes(self, wavelet: str) -> None:
+        """Every map must allow one wavelet level: measured by one forward of a blank image (cheap, exact)."""
+        size = self.spec.patch_size
+        was = self.backbone.training
+        self.backbone.eval()
+        with torch.no_grad():
+            blank = torch.zeros(1, self.spec.modalities[self.modality], size, size)
+            sides = [min(m.shape[-2:]) for m in self.backbone.feature_maps(blank, self.reductions)]
+        self.backbone.train(was)
+        if any(max_wavelet_level(s, wavelet) < 1 for s in sides):
+            raise ConfigError(
+                f"{size}-px images give backbone maps of sides {sides} at strides {list(self.reductions)}: too "
+                f"small for one level of the {wavelet!r} frequency pathway",
+                field="reductions",
+                expected=f"every map side allowing one level of {wavelet!r} (haar: >= 2 px)",
+                found=f"image_size {size}, strides {list(self.reductions)}",
+                fix="use larger images (data.init_args.image_size >= 64), smaller strides, frequency: fft, "
+                "or use_frequency: false",
+            )
+
+    # -- encoding ------------------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> SFIEOutput:
+        """Backbone maps → per-scale spatial and frequency features → fused embedding (SFIE's output type)."""
+        ms = self.backbone.forward_multiscale(x, self.reductions)
+        spatial, frequency, maps = [], [], []
+        for s, m in enumerate(ms.maps):
+            spatial.append(m.mean(dim=(-2, -1)))
+            if self.freq is not None:
+                z, m = self.freq[s](m)
+                frequency.append(z.mean(dim=(-2, -1)))
+            maps.append(m)
+        fused = self.fuse(torch.cat([ms.pooled, *[m.mean(dim=(-2, -1)) for m in maps]], dim=1))
+        mod = self.modality
+        return SFIEOutput(
+            spatial={mod: spatial},
+            frequency={mod: frequency},
+            maps={mod: maps},
+            modality={mod: ms.pooled},
+            fused=fused,
+        )
+
+    def alignment_loss(
+        self, enc: SFIEOutput, labels: torch.Tensor, domain: torch.Tensor | None
+    ) -> torch.Tensor:
+        """MSFFA's alignment loss with per-domain texts.
+
+        Mean symmetric InfoNCE of every aligned feature (scales × spatial/frequency, and the fused embedding)
+        against the shared texts and, with ``texts="both"``, against its own domain's texts.
+        """
+        assert self.align is not None and enc.fused is not None
+        shared, _ = self.align.text_targets(ClassTextEmbeddings(shared=self.text_shared))
+        per_domain = (
+            F.normalize(self.align.text_proj(self.text_domain), dim=-1)
+            if self.texts == "both" and domain is not None
+            else None
+        )
+        scale = self.align.scale()
+        feats = [*self.align.image_embeddings(enc).values(), self.align.embed_fused(enc.fused)]
+        terms = []
+        for v in feats:
+            terms.append(symmetric_class_infonce(v, shared, labels, scale))
+            if per_domain is not None:
+                assert domain is not None
+                t = domain_class_infonce(v, per_domain, domain, labels, scale)
+                if t is not None:
+                    terms.append(t)
+        return torch.stack(terms).mean()
+
+    # -- forward -------------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, object]) -> ModelOutput:
+        """Classify a batch (training: two views, alignment and invariance terms; see the module docstring)."""
+        x = scene_image(batch, self.modality)
+        b = x.shape[0]
+        labels = batch.get("label")
+        domain = batch.get("domain")
+        lab = labels.long().reshape(-1) if isinstance(labels, torch.Tensor) else None
+        dom = domain.long().reshape(-1) if isinstance(domain, torch.Tensor) else None
+        two_views = self.training and self.mwdis is not None
+        if self.training and self.align is not None:
+            self.align.clamp_logit_scale_()  # before any use in this step's graph
+        if two_views:
+            assert self.mwdis is not None
+            res = self.mwdis({self.modality: x}, dom, labels=lab)[self.modality]
+            x = torch.cat([x, res])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        enc = self.encode(x)
+        assert enc.fused is not None
+        aux: dict[str, torch.Tensor] = {}
+        if self.align is None:
+            assert self.head is not None
+            z_all, logits_all = enc.fused, self.head(enc.fused)
+        else:
+            z_all = self.align.embed_fused(enc.fused)
+            logits_all = self.align.logits(enc.fused, ClassTextEmbeddings(shared=self.text_shared))
+            if self.training and lab is not None:
+                views = 2 if two_views else 1
+                aux["align"] = self.alignment_loss(
+                    enc, lab.repeat(views), dom.repeat(views) if dom is not None else None
+                )
+        sl = slice(0, b)
+        if two_views:
+            view_aux, sl = two_view_terms(z_all, logits_all, labels, self.mwdis_logits)
+            aux.update(view_aux)
+        return ModelOutput(
+            logits=logits_all[sl],
+            aux_losses=aux if self.training else {},
+            embeddings={"fused": enc.fused[sl], "pooled": enc.modality[self.modality][sl]},
+        )
