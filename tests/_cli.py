@@ -87,19 +87,31 @@ def _isolated(cwd: Path | str, env: dict[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _captured(out: io.StringIO, err: io.StringIO) -> Iterator[None]:
-    """Send prints and log records (Lightning's go to stderr, as in a terminal) into ``out`` / ``err``."""
+    """Send prints and log records (Lightning's go to stderr, as in a terminal) into ``out`` / ``err``.
+
+    Lightning's own stderr handlers hold whatever ``sys.stderr`` was when Lightning was imported (possibly
+    an earlier test's capture, closed since): they write to ``err`` while the command runs.
+    """
     handler = logging.StreamHandler(err)
     handler.setLevel(logging.INFO)
-    loggers = [logging.getLogger()]
-    loggers += [lg for n in _LIGHTNING_LOGGERS if not (lg := logging.getLogger(n)).propagate]
-    for lg in loggers:
-        lg.addHandler(handler)
+    root = logging.getLogger()
+    own = [
+        h
+        for lg in (root, *map(logging.getLogger, _LIGHTNING_LOGGERS))
+        for h in lg.handlers
+        if type(h) is logging.StreamHandler  # not pytest's capture handlers (subclasses)
+    ]
+    streams = [h.stream for h in own]
+    for h in own:
+        h.stream = err
+    root.addHandler(handler)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             yield
     finally:
-        for lg in loggers:
-            lg.removeHandler(handler)
+        root.removeHandler(handler)
+        for h, stream in zip(own, streams, strict=True):
+            h.stream = stream
 
 
 def call_rsmg(

@@ -66,7 +66,6 @@ def test_setup_stops_last_ckpt_of_a_fast_dev_run_only(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- real runs
-@pytest.mark.slow
 @needs_data
 def test_fast_dev_run_overlay_leaves_the_experiments_root_clean(tmp_path):
     fdr = str(DEBUG / "fast_dev_run.yaml")

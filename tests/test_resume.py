@@ -348,7 +348,6 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
 def test_ckpt_path_last_continues_the_version_of_a_shipped_config(tmp_path):
     exp = "baseline_trento_to_muufl"
@@ -377,7 +376,6 @@ def test_ckpt_path_last_continues_the_version_of_a_shipped_config(tmp_path):
     _assert_same_training_state(a, b)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
 def test_resume_from_an_epoch_end_checkpoint_keeps_the_dropout_rng(tmp_path):
     """2 epochs, then resumed from the epoch-end ``last.ckpt`` to 3, equals 3 uninterrupted epochs, with dropout.
