@@ -292,8 +292,9 @@ def main() -> None:
         "newly trained runs (reused runs cost nothing).  ",
         "Every run: `experiments/scenes/data_lodo_ucm.yaml` (with the protocol's sources, targets and class set) "
         "+ the method's model pieces + `trainer_cpu.yaml` "
-        "(input size, frozen stages, epochs and batch are the same for every method; chosen on source validation, "
-        "see those files). Checkpoint chosen on source validation; the target is read only at test time. "
+        "(input size, frozen stages, epochs and batch are the same for every method; chosen for the CPU budget from "
+        "the measured step cost, `results/scene_data/step_cost.md`, not on any accuracy). Checkpoint chosen on "
+        "source validation; the target is read only at test time. "
         f"Mean ± sample std (ddof = 1) over model seeds {args.seeds}; data split fixed (data seed {args.data_seed}); "
         "paired differences are per seed against ERM. Nothing here was tuned on target numbers.",
         "",
