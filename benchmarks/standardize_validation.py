@@ -4,7 +4,9 @@
 of the source rasters, applied unchanged to every scene) and ``per_patch`` (each patch's own). This script fits
 the concat CNN and FVMGN on Trento with each (the cross-scene LiDAR configs, height + intensity), and reports the
 Trento validation OA that checkpoint selection sees: the best epoch's and the last epoch's. The runs are
-``rsmg fit`` *without* a test: no target (MUUFL) number is computed, so none can steer the choice.
+``rsmg fit`` *without* a test: no target (MUUFL) number is computed, so none can steer the choice. The rule,
+fixed before measuring: the default is the variant with the higher mean best-epoch validation OA over both
+models and all seeds (docs/decisions.md#intensity-standardisation).
 
 Usage::
 
@@ -59,7 +61,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_standardize_validation")
-    ap.add_argument("--results", default="standardize_validation.md")
+    ap.add_argument("--results", default="fvmgn_accuracy/standardize_validation.md")
     args = ap.parse_args()
     header = machine()
     best: dict[tuple[str, str], dict[int, float]] = {}
@@ -91,12 +93,22 @@ def main() -> None:
             f"| {method} | {stats} | {mean_sd(list(per_seed.values()))} | "
             f"{mean_sd(list(last[method, stats].values()))} | {len(per_seed)} |"
         )
-    lines += ["", "Paired per-seed differences, per_patch − source (best val OA, points):", ""]
+    pooled = {v: [x for (_, st), d in best.items() if st == v for x in d.values()] for v in VARIANTS}
+    means = {v: sum(x) / len(x) for v, x in pooled.items() if x}
+    paired = []
     for method in CONFIGS:
         if (method, "per_patch") in best and (method, "source") in best:
             pp, src = best[method, "per_patch"], best[method, "source"]
-            diffs = {s: pp[s] - src[s] for s in sorted(pp) if s in src}
-            lines.append(f"- {method}: {paired_cell(diffs)}")
+            paired.append(f"{method} {paired_cell({k: pp[k] - src[k] for k in sorted(pp) if k in src})}")
+    if means:
+        chosen = max(means, key=lambda v: means[v])
+        pooled_text = ", ".join(f"{v} {m:.2f} % ({len(pooled[v])} runs)" for v, m in means.items())
+        lines += [
+            "",
+            f"Best: `{chosen}`, by the rule fixed before measuring (the higher mean best-epoch validation OA over "
+            f"both models and all seeds: {pooled_text}). Paired per-seed differences, per_patch − source, "
+            f"best-epoch validation OA in points: {'; '.join(paired) or '–'}.",
+        ]
     write_result(args.results, "\n".join(lines) + "\n")
 
 

@@ -32,7 +32,6 @@ CATALOG_ENV = "RSMG_CATALOG"
 _SECTIONS = {"datasets.yaml": "datasets", "class_sets.yaml": "class_sets"}
 _PATH_KEYS = ("file", "dir")
 
-DATASETS_FILE = "rsmg/data/resources/datasets.yaml"
 HEIGHTS = ("absolute", "above_ground")  # what a LiDAR raster's height band holds (catalog field `height`)
 
 
@@ -66,6 +65,11 @@ def use_catalog(path: str | os.PathLike[str]) -> None:
     if p not in paths:
         paths.append(p)
     os.environ[CATALOG_ENV] = os.pathsep.join(map(str, paths))
+
+
+def datasets_files() -> str:
+    """Where dataset entries come from, for error messages: the packaged file, then every user catalog in force."""
+    return ", ".join(["rsmg/data/resources/datasets.yaml", *map(str, user_catalogs())])
 
 
 def _yaml(name: str) -> dict[str, Any]:
@@ -258,7 +262,7 @@ def dataset_info(name: str) -> DatasetInfo:
         if h not in HEIGHTS:
             raise DataError(
                 f"unknown LiDAR height kind of {name!r}",
-                file=DATASETS_FILE,
+                file=datasets_files(),
                 field=f"{name}.modalities.{m}.height",
                 expected=" or ".join(HEIGHTS),
                 found=h,

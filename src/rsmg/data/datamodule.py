@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsmg.data.bands import get_sensor
-from rsmg.data.catalog import DATASETS_FILE, class_mapping, class_set_names, dataset_info, load_scene
+from rsmg.data.catalog import class_mapping, class_set_names, dataset_info, datasets_files, load_scene
 from rsmg.data.normalization import Stats, band_statistics, stats_from_state, stats_to_state
 from rsmg.data.resumable import ResumableDataModule, check_loader_options
 from rsmg.data.scene import PadMode, Scene, SceneDataset
@@ -85,19 +85,14 @@ class CrossDomainDataModule(ResumableDataModule):
         num_workers: DataLoader workers.
         augment: random flips / rotations (identical across modalities of a sample) during training.
         seed: seed of every split and of the augmentation hash.
-        ndsm_bands: LiDAR height bands converted from surface elevation to height above ground (see
-            :func:`rsmg.data.lidar.ndsm`), e.g. ``["dsm"]``; label-free. Applied only to scenes whose catalog
-            entry says ``height: absolute``; a raster that is already height above ground (Trento) is left as
-            it is (the terrain filter would cut its wide objects, Woods 10.7 m → 6.5 m).
+        ndsm_bands: LiDAR height bands turned into height above ground (:func:`rsmg.data.lidar.ndsm`), only
+            in scenes whose catalog entry says ``height: absolute`` (docs/decisions.md#lidar-preprocessing).
         ndsm_window: opening window (px) of the terrain estimate.
-        standardize: bands z-scored robustly (median, IQR / 1.349), per modality, e.g.
-            ``{"lidar": ["intensity"]}`` for uncalibrated intensities (:mod:`rsmg.data.standardize`).
-        standardize_stats: where the statistics of ``standardize`` come from: ``"source"`` (the source scenes'
-            rasters, applied unchanged to every scene) or ``"per_patch"`` (each patch's own), both inductive;
-            or ``"per_scene"`` (each scene's own: **transductive** when a target is not a source, and the run's
-            results say so). The default was chosen on source validation only (docs/decisions.md).
-        scene_standardize: removed (it meant ``per_scene`` for every scene, the unseen targets included); a
-            non-empty value is refused with an error naming ``standardize`` / ``standardize_stats``.
+        standardize: bands z-scored robustly per modality, e.g. ``{"lidar": ["intensity"]}``.
+        standardize_stats: their statistics: ``"source"`` or ``"per_patch"`` (inductive), or ``"per_scene"``
+            (transductive on an unseen target, and labelled so); :mod:`rsmg.data.standardize`,
+            docs/decisions.md#intensity-standardisation.
+        scene_standardize: removed (it meant ``per_scene``); a non-empty value is an error naming the above.
     """
 
     def __init__(
@@ -357,7 +352,7 @@ class CrossDomainDataModule(ResumableDataModule):
             if height is None:
                 raise DataError(
                     f"the catalog does not say what {scene.name!r}'s LiDAR height raster holds",
-                    file=DATASETS_FILE,
+                    file=datasets_files(),
                     field=f"{scene.name}.modalities.lidar.height",
                     expected="absolute or above_ground",
                     found="no height field",
