@@ -149,7 +149,8 @@ def main() -> None:
         f"--strength {args.strength} --target-split {args.target_split}`  ",
         f"Machine: {machine()}  ",
         "Protocol: train on Trento (source), select on Trento validation pixels, test on unseen MUUFL; LiDAR height "
-        "above ground + scene-standardised intensity, shared class set (the README main job's setting). "
+        "above ground + robustly standardised intensity (`data.standardize_stats` of the configs), shared class set "
+        "(the README main job's setting). "
         f"Target pixels: a seeded stratified sample ({args.target_split}) of MUUFL's labelled pixels, the same "
         "pixels for the plain and the TTA columns of a run.  ",
         f"Prior: `{PRIOR}` ({args.prior_epochs} epochs on Trento source patches only; final training loss "

@@ -158,7 +158,7 @@ class Protocol:
 
 
 # LiDAR height only: the uncalibrated intensity of the two surveys (different sensors and gains) is dropped
-HEIGHT_ONLY = ["--data.init_args.bands", "{lidar: [dsm]}", "--data.init_args.scene_standardize", "{}"]
+HEIGHT_ONLY = ["--data.init_args.bands", "{lidar: [dsm]}", "--data.init_args.standardize", "{}"]
 TRENTO_TO_MUUFL = ["--data.init_args.sources", "[trento]", "--data.init_args.targets", "[muufl]"]
 MUUFL_TO_TRENTO = [
     "--data.init_args.sources",
@@ -187,8 +187,7 @@ PROTOCOLS: dict[str, Protocol] = {
         "muufl",
         True,
         "cross-scene: train on Trento, test on unseen MUUFL; LiDAR height above ground only (intensity "
-        "dropped: the two surveys' intensities are uncalibrated, and per-scene standardisation does not make "
-        "them comparable, see the first table)",
+        "dropped: the two surveys' intensities are uncalibrated, see the first table)",
         CLOSED_SET,
     ),
     "muufl_to_trento": Protocol(
@@ -326,7 +325,10 @@ def table(results: dict, protocol: str, seeds: list[int]) -> list[str]:
             lines.append(f"| {method} | failed | | | 0 |")
             continue
         cells = [mean_sd(v) for v in vals.values()]
-        lines.append(f"| {method} | {' | '.join(cells)} | {len(runs)} |")
+        label = method + (
+            " — **transductive**" if any(r.get("protocol") == "transductive" for r in runs) else ""
+        )
+        lines.append(f"| {label} | {' | '.join(cells)} | {len(runs)} |")
     return [*lines, ""]
 
 
@@ -381,8 +383,9 @@ def main() -> None:
         )
         + "`  ",
         f"Machine: {machine()}  ",
-        "Cross-scene protocols: LiDAR height (converted to height above ground) + intensity (per-scene "
-        "standardised), or height only (`_height`), shared class set, "
+        "Cross-scene protocols: LiDAR height above ground (nDSM where the catalog says the raster is an absolute "
+        "DSM) + intensity (robust z-score, `data.standardize_stats` of the configs; a row whose runs used a "
+        "target's own statistics says **transductive**), or height only (`_height`), shared class set, "
         f"{args.epochs} epochs, OA / AA / Kappa on {target_desc} of the unseen "
         "target scene. In-scene protocols (Houston 2013 vectors, Salinas-A): the configs' own epochs, split "
         "and classes. Mean ± sample std (ddof = 1) over seeds; model selection on source validation pixels only.  ",
@@ -416,7 +419,8 @@ def main() -> None:
                 if d is not None:
                     saved = json.loads((d / "metrics.json").read_text())
                     test = next(iter(saved["results"]["test"].values()))
-                    results[method].append({**test, "classes": saved["classes"]})
+                    protocol_of_run = saved.get("protocol", "unknown")
+                    results[method].append({**test, "classes": saved["classes"], "protocol": protocol_of_run})
         lines += table(results, protocol, args.seeds)
         lines += per_class_table(results)
     if not measured:  # nothing ran: keep the results file (it may hold measured tables) as it is

@@ -3,7 +3,7 @@
 Two configurations, one process, one run:
 
 * **real** — the data of ``experiments/fvmgn/trento_to_muufl_lidar.yaml``: real Trento LiDAR patches (11×11,
-  height above ground + scene-standardised intensity) from ``CrossDomainDataModule``; FVMGN built from its
+  height above ground + robustly standardised intensity) from ``CrossDomainDataModule``; FVMGN built from its
   ``spec`` with the pretrained frozen MiniLM text tower and the experiment's sizes (width 32, embed 128, 2
   scales, MWDis with same-domain donors because there is one source scene).
 * **generated** — a synthetic HSI + LiDAR spec (63 + 2 channels, two source domains so MWDis draws donors from
@@ -227,7 +227,7 @@ def real_batches(batch: int, n_batches: int, device: torch.device) -> tuple[list
         targets=["muufl"],
         modalities=["lidar"],
         ndsm_bands=["dsm"],
-        scene_standardize={"lidar": ["intensity"]},
+        standardize={"lidar": ["intensity"]},
         batch_size=batch,
     )
     dm.setup("fit")

@@ -298,7 +298,7 @@ def main() -> None:
         targets=["muufl"],
         modalities=["lidar"],
         ndsm_bands=["dsm"],
-        scene_standardize={"lidar": ["intensity"]},
+        standardize={"lidar": ["intensity"]},
         batch_size=64,
     )
     ckpt_state = None
@@ -440,7 +440,8 @@ def main() -> None:
         f"Command: `{command()}`  ",
         f"Machine: {mach}  ",
         f"Device: {dev_name}; {threads}; run time {time.perf_counter() - t_start:.0f} s.  ",
-        f"Data (real): Trento → MUUFL LiDAR (height above ground + scene-standardised intensity), shared classes "
+        f"Data (real): Trento → MUUFL LiDAR (height above ground + intensity standardised with "
+        f"`{dm.standardize_stats}` statistics, {dm.protocol}), shared classes "
         f"{list(dm.spec.classes)}; a seeded subsample (seed {args.seed}) of {len(idx):,} of the {len(target):,} "
         f"labelled MUUFL test pixels; timing on the first {time_n} of them in batches of ≤ {args.batch}"
         + (

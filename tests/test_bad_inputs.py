@@ -292,7 +292,7 @@ def other_band_checkpoint(tmp_path_factory) -> Path:
             str(SHARED_DATA),
             "--data.init_args.bands",
             "{lidar: [dsm]}",
-            "--data.init_args.scene_standardize",
+            "--data.init_args.standardize",
             "{}",
             *TINY,
             "--trainer.limit_val_batches",

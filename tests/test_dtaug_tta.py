@@ -34,7 +34,7 @@ def setup_run(tmp_path_factory):
         target_split="per_class:40",
         eval_batch_size=64,
         ndsm_bands=["dsm"],
-        scene_standardize={"lidar": ["intensity"]},
+        standardize={"lidar": ["intensity"]},
     )
     prior = DiffusionPrior.from_spec(dm.spec, unet=TINY_UNET, num_train_timesteps=50)
     prior_path = prior.save(tmp / "prior.pt")

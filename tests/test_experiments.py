@@ -50,6 +50,6 @@ def test_overlay_parses_on_its_base(overlay):
         "tta": "DiffusionTTA",
         "train_views": "TrainingViews",
         "zero_shot_aid": "ZeroShotEval",
-        "lidar_height_only": "scene_standardize: {}",
+        "lidar_height_only": "standardize: {}",
     }[Path(overlay).stem]
     assert key in out

@@ -31,7 +31,7 @@ def _dm():
         root=str(SHARED_DATA),
         target_split="per_class:200",
         ndsm_bands=["dsm"],
-        scene_standardize={"lidar": ["intensity"]},
+        standardize={"lidar": ["intensity"]},
         batch_size=64,
     )
 

@@ -96,7 +96,7 @@ def test_mean_std_best_and_not_counted(runs, tmp_path):
     assert skipped == {("version_2", "unfinished"), ("nope", "missing")}
 
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| method | runs | seeds | checkpoint | experiments | muufl · OA |" in md
+    assert "| method | runs | seeds | checkpoint | protocol | experiments | muufl · OA |" in md
     assert "**85.00 ± 7.07**" in md  # FVMGN muufl OA, best of its column, in bold
     assert "60.00 ± 10.00" in md and "**60.00 ± 10.00**" not in md.split("muufl · OA")[1].split("\n")[2]
     assert "(1/2 runs)" in md  # FVMGN houston: counted over fewer runs than the row
@@ -120,7 +120,10 @@ def test_group_by_experiment_and_metric_subset(runs, tmp_path):
     rep = report.build_report([runs], tmp_path / "rep", group_by="experiment", metrics=["kappa"])
     assert rep.rows == ["baseline_t2m", "fvmgn_t2m"] and rep.metrics == ["kappa"]
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| experiment | runs | seeds | checkpoint | methods | muufl · Kappa | houston · Kappa |" in md
+    assert (
+        "| experiment | runs | seeds | checkpoint | protocol | methods | muufl · Kappa | houston · Kappa |"
+        in md
+    )
 
 
 def test_rerun_of_same_seed_supersedes_older_run(tmp_path):
@@ -310,3 +313,46 @@ def test_examples_name_directories_the_shipped_experiments_write():
     text = (report.__doc__ or "") + report._parser().format_help()
     used = set(re.findall(r"outputs/([\w.-]+)", text)) - {"report"}
     assert used and used <= names, sorted(used - names)
+
+
+def test_transductive_runs_are_labelled_and_never_averaged_with_inductive_ones(tmp_path):
+    """The protocol from metrics.json, or inferred for older files from the config's per-scene option."""
+    from types import SimpleNamespace
+
+    from rsmg.callbacks.results import PerDomainResults
+    from rsmg.data.spec import DataSpec
+
+    out = tmp_path / "outputs"
+    # a run written by the results callback itself, with a data module that says transductive
+    run = make_run(out, "fvmgn_t2m", 0, "FVMGN", 1)
+    dm = SimpleNamespace(
+        protocol="transductive", protocol_reason="muufl standardised with its own statistics"
+    )
+    trainer = SimpleNamespace(
+        is_global_zero=True, log_dir=str(run), default_root_dir=str(out), datamodule=dm, global_step=1
+    )
+    res = {"muufl": {"oa": 0.8, "aa": 0.4, "kappa": 0.5, "per_class": [0.8] * 4, "n": 10}}
+    module = SimpleNamespace(test_results=res, spec=DataSpec(classes=tuple(CLASSES), modalities={"lidar": 2}))
+    PerDomainResults(title="t").on_test_end(trainer, module)  # type: ignore[arg-type]
+    assert json.loads((run / "metrics.json").read_text())["protocol"] == "transductive"
+    assert (run / "results.md").read_text().startswith("Protocol: **transductive** (muufl standardised")
+    # the same method, inductive (recorded), and an older run whose config used the removed per-scene option
+    make_run(out, "fvmgn_t2m", 1, "FVMGN", 2, {"muufl": (0.6, 0.4, 0.3)}, payload={"protocol": "inductive"})
+    old = {
+        "data": {
+            "init_args": {
+                "sources": ["trento"],
+                "targets": ["muufl"],
+                "scene_standardize": {"lidar": ["intensity"]},
+            }
+        }
+    }
+    make_run(out, "fvmgn_old", 0, "FVMGN", 3, {"muufl": (0.7, 0.4, 0.3)}, config=old)
+    rep = report.build_report([out], tmp_path / "rep", figure=False)
+    assert rep.rows == ["FVMGN · transductive", "FVMGN"]
+    assert sorted(r.seed for r in rep.counted("FVMGN · transductive")) == [1, 3]
+    assert rep.cells["FVMGN"]["muufl"]["oa"].mean == pytest.approx(0.6)  # the inductive run alone
+    md = (tmp_path / "rep" / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| FVMGN · transductive | 2 | 1, 3 |"))
+    assert set(row.split(" | ")[4].split(", ")) == {"transductive", "transductive (inferred)"}
+    assert "| FVMGN | 1 | 2 | end of fit | inductive |" in md

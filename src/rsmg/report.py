@@ -6,6 +6,10 @@ only trustworthy when it says which runs it is made of. This command reads every
 
 * takes the method name from the run's ``config.yaml`` (short class name of ``model.init_args.net``), the
   experiment name from the logger's ``name`` (else the parent directory), the seed from ``seed_everything``;
+* takes the run's protocol, ``inductive`` or ``transductive`` (a statistic of a target scene shaped its
+  inputs), from ``metrics.json`` (for older files inferred from ``config.yaml``, and marked so); a transductive
+  run is never averaged with inductive ones: its row name ends in ``· transductive``, and the table has a
+  ``protocol`` column;
 * takes OA / AA / Kappa (and per-class accuracy) of every target domain from ``metrics.json``, and which
   checkpoint they were tested on (``best``, ``last``, ``end of fit``, …: recorded in ``metrics.json`` by
   :mod:`rsmg.callbacks.results`; for older files inferred from ``config.yaml`` and ``checkpoints/``, and
@@ -86,6 +90,8 @@ class Run:
         checkpoint_path: the checkpoint file tested (empty when none was loaded or it is unknown).
         checkpoint_inferred: ``metrics.json`` predates the record, so ``checkpoint`` was inferred from
             ``config.yaml`` and ``checkpoints/``.
+        protocol: ``inductive``, ``transductive`` or ``unknown`` (see :func:`_protocol`).
+        protocol_inferred: ``metrics.json`` predates the record, so ``protocol`` was inferred from ``config.yaml``.
         row: the table row the run is counted in (set by :func:`aggregate`).
     """
 
@@ -102,6 +108,8 @@ class Run:
     checkpoint: str = ""
     checkpoint_path: str = ""
     checkpoint_inferred: bool = False
+    protocol: str = ""
+    protocol_inferred: bool = False
     row: str = ""
 
 
@@ -274,6 +282,32 @@ def _checkpoint(payload: dict[str, Any], cfg: dict[str, Any], verb: str, run: Pa
     return "end of fit", "", True
 
 
+def _protocol(payload: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, bool]:
+    """``(protocol, inferred)`` of a run: from ``metrics.json``, else from the data options of ``config.yaml``.
+
+    Before the record, a run was transductive when it standardised bands with each scene's own statistics
+    (``scene_standardize``, or ``standardize`` with ``standardize_stats: per_scene``) and tested on a target
+    that was not a source.
+    """
+    if "protocol" in payload:
+        return str(payload["protocol"]), False
+    data = cfg.get("data")
+    args = data.get("init_args") if isinstance(data, dict) else None
+    if not isinstance(args, dict):
+        return "unknown", True
+
+    def bands(key: str) -> bool:
+        value = args.get(key)
+        return isinstance(value, dict) and any(value.values())
+
+    per_scene = bands("scene_standardize") or (
+        bands("standardize") and args.get("standardize_stats") == "per_scene"
+    )
+    sources = args.get("sources") or []
+    unseen = [t for t in args.get("targets") or [] if t not in sources]
+    return ("transductive" if per_scene and unseen else "inductive"), True
+
+
 def read_run(path: Path, block: str = "test") -> Run:
     """Read one run directory: config (method, experiment, seed), metrics of ``block`` and checkpoint tested."""
     import yaml
@@ -328,6 +362,7 @@ def read_run(path: Path, block: str = "test") -> Run:
     run.checkpoint, run.checkpoint_path, run.checkpoint_inferred = _checkpoint(
         payload, run.config, verb, path
     )
+    run.protocol, run.protocol_inferred = _protocol(payload, run.config)
     if not run.results:
         run.status = "unreadable"
         run.reason = f"metrics.json block {block!r} holds no domain"
@@ -431,7 +466,9 @@ def _listed(keys: list[str], at_most: int = 5) -> str:
 
 
 def _base(run: Run, group_by: str) -> str:
-    return run.method if group_by == "method" else run.experiment
+    """The row group of a run; a transductive run never shares one with inductive runs."""
+    base = run.method if group_by == "method" else run.experiment
+    return base + (" · transductive" if run.protocol == "transductive" else "")
 
 
 def _mark_superseded(runs: list[Run], group_by: str) -> None:
@@ -573,6 +610,12 @@ def _kinds(runs: list[Run]) -> str:
     return ", ".join(dict.fromkeys(r.checkpoint or "?" for r in runs))
 
 
+def _protocols(runs: list[Run]) -> str:
+    return ", ".join(
+        dict.fromkeys((r.protocol or "?") + (" (inferred)" if r.protocol_inferred else "") for r in runs)
+    )
+
+
 def _checkpoint_text(run: Run) -> str:
     """Which weights a run was tested with, as a reader needs it: kind, file, and whether it was inferred."""
     s = (run.checkpoint or "?") + (f": {run.checkpoint_path}" if run.checkpoint_path else "")
@@ -583,7 +626,7 @@ def to_markdown(report: Report, title: str = "Cross-domain results") -> str:
     """The report as markdown: main table, why rows were split, per-class tables, runs not counted and counted."""
     row_head = report.group_by
     other = "experiments" if report.group_by == "method" else "methods"
-    head = [row_head, "runs", "seeds", "checkpoint", other]
+    head = [row_head, "runs", "seeds", "checkpoint", "protocol", other]
     for d in report.domains:
         head += [f"{d} · {_METRIC_NAMES.get(m, m)}" for m in report.metrics]
     lines = [
@@ -591,15 +634,24 @@ def to_markdown(report: Report, title: str = "Cross-domain results") -> str:
         "",
         f"Mean ± sample std over seeds, in %, one row per {report.group_by} and tested checkpoint, one column "
         "group per target domain; "
-        "**bold** = best mean of the column. A cell counted over fewer runs than its row says so.",
+        "**bold** = best mean of the column. A cell counted over fewer runs than its row says so. Protocol "
+        "*transductive*: a statistic of the target scene shaped its inputs (not a cross-scene generalisation "
+        "result); *inductive*: none did.",
         "",
         "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * 2 + ["---"] * 2 + ["---:"] * (len(head) - 5)) + "|",
+        "|" + "|".join(["---"] + ["---:"] * 2 + ["---"] * 3 + ["---:"] * (len(head) - 6)) + "|",
     ]
     for row in report.rows:
         members = report.counted(row)
         others = sorted({(r.experiment if report.group_by == "method" else r.method) for r in members})
-        cells = [row, str(len(members)), _seeds(members), _kinds(members), ", ".join(others)]
+        cells = [
+            row,
+            str(len(members)),
+            _seeds(members),
+            _kinds(members),
+            _protocols(members),
+            ", ".join(others),
+        ]
         for d in report.domains:
             for m in report.metrics:
                 cells.append(_fmt(report.cells[row][d][m], row in report.best.get((d, m), []), len(members)))
@@ -633,12 +685,12 @@ def to_markdown(report: Report, title: str = "Cross-domain results") -> str:
         "",
         "## Runs counted",
         "",
-        "| path | experiment | method | seed | checkpoint |",
-        "|---|---|---|---:|---|",
+        "| path | experiment | method | seed | checkpoint | protocol |",
+        "|---|---|---|---:|---|---|",
     ]
     lines += [
         f"| {r.path} | {r.experiment} | {r.method} | {r.seed if r.seed is not None else '?'} | "
-        f"{_checkpoint_text(r)} |"
+        f"{_checkpoint_text(r)} | {_protocols([r])} |"
         for r in report.counted()
     ]
     return "\n".join(lines) + "\n"
@@ -648,14 +700,14 @@ def to_csv(report: Report) -> str:
     """Aggregated table as CSV (fractions, not %): ``<domain>/<metric>/{mean,std,n,best}`` columns."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    head = [report.group_by, "runs", "seeds", "checkpoint"]
+    head = [report.group_by, "runs", "seeds", "checkpoint", "protocol"]
     for d in report.domains:
         for m in report.metrics:
             head += [f"{d}/{m}/mean", f"{d}/{m}/std", f"{d}/{m}/n", f"{d}/{m}/best"]
     w.writerow(head)
     for row in report.rows:
         members = report.counted(row)
-        line: list[object] = [row, len(members), _seeds(members), _kinds(members)]
+        line: list[object] = [row, len(members), _seeds(members), _kinds(members), _protocols(members)]
         for d in report.domains:
             for m in report.metrics:
                 c = report.cells[row][d][m]
@@ -680,6 +732,7 @@ def runs_csv(report: Report) -> str:
             "row",
             "checkpoint",
             "checkpoint_path",
+            "protocol",
             "domain",
             "n",
             *METRICS,
@@ -697,6 +750,7 @@ def runs_csv(report: Report) -> str:
             r.row,
             r.checkpoint,
             r.checkpoint_path,
+            _protocols([r]) if r.status == "finished" else "",
         ]
         if not r.results:
             w.writerow([*who, "", "", *[""] * len(METRICS), *[""] * len(cls)])
@@ -723,6 +777,7 @@ def to_json(report: Report) -> str:
                 "runs": [str(r.path) for r in report.counted(row)],
                 "seeds": [r.seed for r in report.counted(row)],
                 "checkpoints": [_checkpoint_text(r) for r in report.counted(row)],
+                "protocols": [_protocols([r]) for r in report.counted(row)],
                 "domains": {
                     d: {
                         m: {

@@ -35,7 +35,7 @@ def _dm(seed: int = 42) -> CrossDomainDataModule:
         target_split="per_class:5",
         batch_size=32,
         ndsm_bands=["dsm"],
-        scene_standardize={"lidar": ["intensity"]},
+        standardize={"lidar": ["intensity"]},
         seed=seed,
     )
 

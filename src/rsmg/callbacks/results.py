@@ -11,6 +11,11 @@ the terminal. Rank zero writes; other ranks only compute.
 checkpoint, a later ``rsmg test --ckpt_path …/last.ckpt`` the last one, and the two are different results of
 the same run and seed that ``rsmg report`` must never merge or silently replace one by the other.
 
+``metrics.json`` also records the run's ``protocol``: ``inductive`` (no statistic of a target domain shaped its
+inputs) or ``transductive`` (one did, e.g. ``data.standardize_stats: per_scene`` on an unseen target scene), with
+``protocol_reason``, from the data module (``unknown`` when it declares none). ``results.md`` opens with it and
+the printed tables carry the word in their titles, so a transductive number never appears without it.
+
 A ``fast_dev_run`` is a smoke test, not a run. Lightning swaps its logger for a dummy one, so there is no
 version directory and the run directory would be ``default_root_dir`` — the experiments root (``outputs/``)
 that holds every real run. Tables and figures written there lie among the real runs, and ``rsmg report
@@ -89,6 +94,21 @@ def checkpoint_used(trainer: pl.Trainer) -> dict[str, str | None]:
 
 def _pct(x: object) -> str:
     return "–" if not isinstance(x, float) or math.isnan(x) else f"{100 * x:.2f}"
+
+
+def run_protocol(trainer: pl.Trainer) -> tuple[str, str]:
+    """``(protocol, reason)`` of the data the trainer tests on (see the module docstring)."""
+    dm = getattr(trainer, "datamodule", None)
+    proto = getattr(dm, "protocol", None)
+    if proto is None:
+        return "unknown", "the data module does not declare its protocol"
+    return str(proto), str(getattr(dm, "protocol_reason", ""))
+
+
+def protocol_line(protocol: str, reason: str) -> str:
+    """The first line of ``results.md``: the protocol in words, bold unless inductive."""
+    word = protocol if protocol == "inductive" else f"**{protocol}**"
+    return f"Protocol: {word}" + (f" ({reason})" if reason else "") + "\n\n"
 
 
 def results_markdown(results: dict[str, dict[str, Any]], classes: list[str], title: str = "") -> str:
@@ -172,18 +192,25 @@ class PerDomainResults(pl.Callback):
         classes = list(module_spec(pl_module).classes)
         title = self.title or str(out)
         blocks = {"test": results, **self.extra}
+        protocol, reason = run_protocol(trainer)
         payload: dict[str, Any] = {
             "classes": classes,
             "domains": list(results),
             "results": blocks,
             "checkpoint": checkpoint_used(trainer),
+            "protocol": protocol,
+            "protocol_reason": reason,
         }
         if getattr(trainer, "fast_dev_run", False):
             payload["fast_dev_run"] = True
         atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2))
-        md = "".join(results_markdown(r, classes, f"{title} — {name}") + "\n" for name, r in blocks.items())
+        md = protocol_line(protocol, reason)
+        md += "".join(
+            results_markdown(r, classes, f"{title} — {name} — {protocol}") + "\n"
+            for name, r in blocks.items()
+        )
         atomic_write_text(out / "results.md", md)
         atomic_write_text(out / "results.csv", results_csv(results, classes))
         for name, r in blocks.items():
-            print_results(r, classes, f"{title} — {name} (OA/AA/Kappa %, per-class accuracy %)")
+            print_results(r, classes, f"{title} — {name} — {protocol} (OA/AA/Kappa %, per-class accuracy %)")
         print(f"results written to {out}/results.md, results.csv, metrics.json")

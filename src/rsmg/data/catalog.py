@@ -32,6 +32,8 @@ CATALOG_ENV = "RSMG_CATALOG"
 _SECTIONS = {"datasets.yaml": "datasets", "class_sets.yaml": "class_sets"}
 _PATH_KEYS = ("file", "dir")
 
+HEIGHTS = ("absolute", "above_ground")  # what a LiDAR raster's height band holds (catalog field `height`)
+
 
 @cache
 def _packaged(name: str) -> dict[str, Any]:
@@ -63,6 +65,11 @@ def use_catalog(path: str | os.PathLike[str]) -> None:
     if p not in paths:
         paths.append(p)
     os.environ[CATALOG_ENV] = os.pathsep.join(map(str, paths))
+
+
+def datasets_files() -> str:
+    """Where dataset entries come from, for error messages: the packaged file, then every user catalog in force."""
+    return ", ".join(["rsmg/data/resources/datasets.yaml", *map(str, user_catalogs())])
 
 
 def _yaml(name: str) -> dict[str, Any]:
@@ -232,6 +239,7 @@ class DatasetInfo:
     modalities: dict[str, str]  # modality -> sensor
     downloadable_modalities: tuple[str, ...]
     splits: tuple[str, ...]
+    heights: dict[str, str]  # modality -> "absolute" | "above_ground", for modalities with a height raster
 
     def channels(self, modality: str) -> int:
         """Number of bands of a modality's sensor."""
@@ -249,6 +257,17 @@ def dataset_info(name: str) -> DatasetInfo:
         raise unknown_name_error("dataset", name, list(table), field="data.sources / data.targets")
     e = table[name]
     mods = {m: v["sensor"] for m, v in e["modalities"].items()}
+    heights = {m: v["height"] for m, v in e["modalities"].items() if "height" in v}
+    for m, h in heights.items():
+        if h not in HEIGHTS:
+            raise DataError(
+                f"unknown LiDAR height kind of {name!r}",
+                file=datasets_files(),
+                field=f"{name}.modalities.{m}.height",
+                expected=" or ".join(HEIGHTS),
+                found=h,
+                fix="absolute for a surface elevation above a datum, above_ground for a normalised DSM",
+            )
     return DatasetInfo(
         name=name,
         kind=e["kind"],
@@ -257,6 +276,7 @@ def dataset_info(name: str) -> DatasetInfo:
         modalities=mods,
         downloadable_modalities=tuple(m for m, v in e["modalities"].items() if v.get("download")),
         splits=tuple(e.get("splits", {})),
+        heights=heights,
     )
 
 

@@ -3,7 +3,9 @@
 This is the protocol of remote-sensing multimodality generalisation (FVMGN, papers.md §1): the model is fitted
 on source domains only; validation is carved from the sources only (model selection never sees a target);
 each target domain is a separate test loader so metrics are reported per domain. Normalisation statistics are
-computed on the source training pixels, stored in the checkpoint, and applied unchanged everywhere.
+computed on the source training pixels, stored in the checkpoint, and applied unchanged everywhere. By default no
+statistic of a target scene is used (inductive); the one option that does (``standardize_stats: per_scene``)
+labels the run ``transductive`` (:attr:`CrossDomainDataModule.protocol`, written to ``metrics.json``).
 
 A dataset may be both source and target (in-scene experiments, e.g. Salinas-A): its test pixels are then the
 labelled pixels not used for training or validation.
@@ -21,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsmg.data.bands import get_sensor
-from rsmg.data.catalog import class_mapping, class_set_names, dataset_info, load_scene
+from rsmg.data.catalog import class_mapping, class_set_names, dataset_info, datasets_files, load_scene
 from rsmg.data.normalization import Stats, band_statistics, stats_from_state, stats_to_state
 from rsmg.data.resumable import ResumableDataModule, check_loader_options
 from rsmg.data.scene import PadMode, Scene, SceneDataset
@@ -34,6 +36,7 @@ from rsmg.data.splits import (
     stratified_sample,
     train_val_split,
 )
+from rsmg.data.standardize import DEFAULT_STATS, Protocol, StandardizeStats, protocol, robust_stats
 from rsmg.errors import ConfigError, DataError, check_choice
 
 log = logging.getLogger(__name__)
@@ -82,11 +85,14 @@ class CrossDomainDataModule(ResumableDataModule):
         num_workers: DataLoader workers.
         augment: random flips / rotations (identical across modalities of a sample) during training.
         seed: seed of every split and of the augmentation hash.
-        ndsm_bands: LiDAR bands converted from surface elevation to height above ground (see
-            :func:`rsmg.data.lidar.ndsm`), e.g. ``["dsm"]``; label-free, same for every scene.
+        ndsm_bands: LiDAR height bands turned into height above ground (:func:`rsmg.data.lidar.ndsm`), only
+            in scenes whose catalog entry says ``height: absolute`` (docs/decisions.md#lidar-preprocessing).
         ndsm_window: opening window (px) of the terrain estimate.
-        scene_standardize: bands z-scored with their own scene's statistics, per modality, e.g.
-            ``{"lidar": ["intensity"]}`` for uncalibrated intensities; label-free, same for every scene.
+        standardize: bands z-scored robustly per modality, e.g. ``{"lidar": ["intensity"]}``.
+        standardize_stats: their statistics: ``"source"`` or ``"per_patch"`` (inductive), or ``"per_scene"``
+            (transductive on an unseen target, and labelled so); :mod:`rsmg.data.standardize`,
+            docs/decisions.md#intensity-standardisation.
+        scene_standardize: removed (it meant ``per_scene``); a non-empty value is an error naming the above.
     """
 
     def __init__(
@@ -115,6 +121,8 @@ class CrossDomainDataModule(ResumableDataModule):
         seed: int = 42,
         ndsm_bands: list[str] | None = None,
         ndsm_window: int = 41,
+        standardize: dict[str, list[str]] | None = None,
+        standardize_stats: StandardizeStats = DEFAULT_STATS,
         scene_standardize: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__()
@@ -157,7 +165,22 @@ class CrossDomainDataModule(ResumableDataModule):
         self.seed = seed
         self.ndsm_bands = list(ndsm_bands or [])
         self.ndsm_window = ndsm_window
-        self.scene_standardize = dict(scene_standardize or {})
+        if scene_standardize and any(scene_standardize.values()):
+            raise ConfigError(
+                "data.scene_standardize was replaced: it standardised every scene, the unseen targets "
+                "included, with that scene's own statistics (transductive)",
+                field="data.scene_standardize",
+                expected="data.standardize (+ data.standardize_stats)",
+                found=scene_standardize,
+                fix=f"write standardize: {scene_standardize} (statistics: {DEFAULT_STATS!r}, inductive); add "
+                "standardize_stats: per_scene only to reproduce the old behaviour, labelled transductive",
+            )
+        self.standardize = {m: list(b) for m, b in (standardize or {}).items() if b}
+        check_choice(
+            "standardisation statistics", standardize_stats, get_args(StandardizeStats),
+            field="data.standardize_stats",
+        )  # fmt: skip
+        self.standardize_stats = standardize_stats
         if patch_size < 1 or patch_size % 2 == 0:
             raise ConfigError(
                 "patch size must be a positive odd number",
@@ -171,6 +194,7 @@ class CrossDomainDataModule(ResumableDataModule):
         self.domains = tuple(dict.fromkeys(self.sources + self.targets))
         self.classes = self._classes()
         self._band_names, self._hsi_grid = self._plan_bands()
+        self._check_standardize()
         self.spec = DataSpec(
             classes=self.classes,
             modalities={m: len(self._band_names[m]) for m in self.modalities},
@@ -259,6 +283,42 @@ class CrossDomainDataModule(ResumableDataModule):
                 names[mod] = next(iter(counts.values()))
         return names, grid
 
+    def _check_standardize(self) -> None:
+        for mod, bands in self.standardize.items():
+            loaded = self._band_names.get(mod, ())
+            for band in bands:
+                if band not in loaded:
+                    raise ConfigError(
+                        "standardize band not loaded",
+                        field=f"data.standardize.{mod}",
+                        expected=list(loaded),
+                        found=band,
+                        fix="name a loaded band, or drop it (e.g. standardize: {} with bands: {lidar: [dsm]})",
+                    )
+        if self.standardize and self.standardize_stats == "per_patch" and self.patch_size < 3:
+            raise ConfigError(
+                "per-patch standardisation needs patches",
+                field="data.standardize_stats",
+                expected="patch_size >= 3",
+                found=f"per_patch with patch_size {self.patch_size}",
+                fix="use standardize_stats: source, or a larger patch_size",
+            )
+
+    @property
+    def protocol(self) -> Protocol:
+        """``transductive`` when an unseen target's own statistics shape its inputs, else ``inductive``."""
+        return protocol(self.standardize, self.standardize_stats, self.sources, self.targets)[0]
+
+    @property
+    def protocol_reason(self) -> str:
+        """Why :attr:`protocol` is what it is (written beside it in ``metrics.json``)."""
+        return protocol(self.standardize, self.standardize_stats, self.sources, self.targets)[1]
+
+    def _standardize_indices(self) -> dict[str, tuple[int, ...]]:
+        return {
+            m: tuple(self._band_names[m].index(b) for b in bands) for m, bands in self.standardize.items()
+        }
+
     # ----------------------------------------------------------------- loading
     def _reconcile(self, scene: Scene) -> Scene:
         for mod in self.modalities:
@@ -275,9 +335,11 @@ class CrossDomainDataModule(ResumableDataModule):
         return scene
 
     def _preprocess(self, scene: Scene) -> None:
-        from rsmg.data.lidar import ndsm, scene_standardize
+        from rsmg.data.lidar import ndsm
+        from rsmg.data.standardize import scene_standardize
 
         names = scene.band_names
+        height = self._infos[scene.name].heights.get("lidar") if self.ndsm_bands else None
         for band in self.ndsm_bands:
             if "lidar" not in names or band not in names["lidar"]:
                 raise ConfigError(
@@ -287,20 +349,27 @@ class CrossDomainDataModule(ResumableDataModule):
                     found=band,
                     fix="name a loaded LiDAR band",
                 )
+            if height is None:
+                raise DataError(
+                    f"the catalog does not say what {scene.name!r}'s LiDAR height raster holds",
+                    file=datasets_files(),
+                    field=f"{scene.name}.modalities.lidar.height",
+                    expected="absolute or above_ground",
+                    found="no height field",
+                    fix="add height: absolute (surface elevation) or height: above_ground (normalised DSM)",
+                )
+            if height == "above_ground":
+                log.warning(
+                    "%s: LiDAR band %r is already height above ground (catalog), so data.ndsm_bands leaves it "
+                    "as it is", scene.name, band,
+                )  # fmt: skip
+                continue
             i = names["lidar"].index(band)
             scene.modalities["lidar"][i] = ndsm(scene.modalities["lidar"][i], self.ndsm_window)
-        for mod, bands in self.scene_standardize.items():
-            for band in bands:
-                if mod not in names or band not in names[mod]:
-                    raise ConfigError(
-                        "scene_standardize band not loaded",
-                        field=f"data.scene_standardize.{mod}",
-                        expected=list(names.get(mod, ())),
-                        found=band,
-                        fix="name a loaded band",
-                    )
-                i = names[mod].index(band)
-                scene.modalities[mod][i] = scene_standardize(scene.modalities[mod][i])
+        if self.standardize_stats == "per_scene":
+            for mod, idx in self._standardize_indices().items():
+                for i in idx:
+                    scene.modalities[mod][i] = scene_standardize(scene.modalities[mod][i])
 
     def _class_map(self, name: str) -> np.ndarray:
         mapping = class_mapping(self.class_set, name)
@@ -389,6 +458,10 @@ class CrossDomainDataModule(ResumableDataModule):
                 )
                 for m in self.modalities
             }
+            if self.standardize_stats == "source":
+                self._source_robust_stats(self.stats)
+        if self.protocol == "transductive":
+            log.warning("transductive run: %s", self.protocol_reason)
         for name, prep in self._prepared.items():
             h, w = prep.scene.shape
             if self.patch_size > 1 and self.patch_size > min(h, w):
@@ -405,6 +478,22 @@ class CrossDomainDataModule(ResumableDataModule):
                 log.warning(
                     "target %s: pixels of classes without a source counterpart excluded: %s", name, counts
                 )
+
+    def _source_robust_stats(self, stats: Stats) -> None:
+        """Replace the mean / std of each ``standardize`` band by median and IQR / 1.349 of the source rasters.
+
+        Every pixel of every source scene counts (label-free; invalid pixels excluded), so the statistics of a
+        band are the same whichever split is drawn, and they are stored in the checkpoint like the others.
+        """
+        for mod, idx in self._standardize_indices().items():
+            mean, std = stats[mod]
+            for i in idx:
+                values = []
+                for s in self.sources:
+                    scene = self._prepared[s].scene
+                    band = scene.modalities[mod][i]
+                    values.append(band[scene.valid] if scene.valid is not None else band.ravel())
+                mean[i], std[i] = robust_stats(np.concatenate(values))
 
     def _excluded_report(self, scene: Scene, lut: np.ndarray) -> dict[str, int]:
         out = {}
@@ -426,6 +515,7 @@ class CrossDomainDataModule(ResumableDataModule):
             class_map=p.class_map,
             domain=self.domains.index(name),
             normalize=self.stats,
+            patch_standardize=self._standardize_indices() if self.standardize_stats == "per_patch" else None,
             pad_mode=self.pad_mode,
             index_offset=offset,
         )

@@ -77,6 +77,20 @@ class ResumableDataModule(pl.LightningDataModule):
     # Global RNG states of a checkpoint being resumed, restored by the first training batch after it.
     _rng_on_resume: dict[str, Any] | None = None
 
+    @property
+    def protocol(self) -> str:
+        """``inductive`` or ``transductive``, written into ``metrics.json`` and every results table.
+
+        Every data module here fits its statistics on training data only, hence ``inductive``; one with an
+        option that reads a statistic of a test domain (``CrossDomainDataModule``) overrides this.
+        """
+        return "inductive"
+
+    @property
+    def protocol_reason(self) -> str:
+        """Why :attr:`protocol` is what it is."""
+        return "statistics fitted on training data only"
+
     def _world(self) -> tuple[int, int]:
         """(world size, global rank) of the attached trainer; (1, 0) without one."""
         trainer = self.trainer

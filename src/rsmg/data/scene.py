@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from rsmg.data.spec import image_key
+from rsmg.data.standardize import patch_standardize
 from rsmg.errors import DataError
 
 PadMode = Literal["reflect", "constant", "edge"]
@@ -156,6 +157,8 @@ class SceneDataset(Dataset[dict[str, object]]):
             must already be filtered out by the caller.
         domain: domain index put in every sample.
         normalize: modality → (mean, std) arrays of length C; applied once to the padded arrays.
+        patch_standardize: modality → band indices z-scored per patch with the patch's own median and IQR
+            (:func:`rsmg.data.standardize.patch_standardize`), after ``normalize``.
         pad_mode: how patches are completed at the scene border.
         index_offset: added to ``index`` so indices are unique across the datasets of one datamodule.
     """
@@ -169,6 +172,7 @@ class SceneDataset(Dataset[dict[str, object]]):
         class_map: np.ndarray,
         domain: int,
         normalize: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        patch_standardize: dict[str, tuple[int, ...]] | None = None,
         pad_mode: PadMode = "reflect",
         index_offset: int = 0,
     ) -> None:
@@ -195,6 +199,7 @@ class SceneDataset(Dataset[dict[str, object]]):
         self.domain = domain
         self.index_offset = index_offset
         self.positions = np.asarray(positions, dtype=np.int64)
+        self.patch_standardize = {m: tuple(i) for m, i in (patch_standardize or {}).items() if i}
         labels_flat = scene.labels.ravel()[self.positions].astype(np.int64)
         self.labels = np.asarray(class_map, dtype=np.int64)[labels_flat]
         if (self.labels < 0).any():
@@ -232,6 +237,11 @@ class SceneDataset(Dataset[dict[str, object]]):
         for mod, arr in self._arrays.items():
             # advanced indexing: B×p×p index grids → C×B×p×p, then batch first
             out[image_key(mod)] = arr[:, rows, cols].permute(1, 0, 2, 3).contiguous()
+        if self.patch_standardize:
+            for mod, bands in self.patch_standardize.items():
+                x = out[image_key(mod)]
+                for i in bands:
+                    x[:, i] = patch_standardize(x[:, i])
         return out
 
     def __getitem__(self, i: int) -> dict[str, object]:
