@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 StandardizeStats = Literal["source", "per_patch", "per_scene"]
 Protocol = Literal["inductive", "transductive"]
-# The default of data.standardize_stats, chosen on Trento *validation* OA only (docs/decisions.md#intensity-standardisation).
+# The default of data.standardize_stats, chosen on Trento *validation* OA only
+# (docs/decisions.md#intensity-standardisation).
 DEFAULT_STATS: StandardizeStats = "source"
 IQR_TO_STD = 1.349  # IQR of a standard normal distribution
 PATCH_SCALE_FLOOR = (
