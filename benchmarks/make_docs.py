@@ -45,7 +45,10 @@ STUDIES: list[Study] = [
         "`benchmarks/fvmgn_accuracy.py`: FVMGN, its ablations and the concat-CNN baseline, 3 seeds, checkpoint "
         "chosen on source validation pixels only. The HSI cubes are not in the shared data pack, so the "
         "cross-scene rows are LiDAR-only proxies of the paper's HSI+LiDAR protocols, not comparable to its "
-        "tables. Why each default is what it is: [decisions.md](decisions.md).",
+        "tables. The grids measured before issue #21 z-scored intensity with each scene's own statistics, the "
+        "targets' included, so their cross-scene rows with intensity are **transductive**, and they cut Trento's "
+        "heights with nDSM ([decisions](decisions.md#lidar-preprocessing)). Why each default is what it is: "
+        "[decisions.md](decisions.md).",
         "ablations.md",
     ),
     Study(
@@ -100,6 +103,7 @@ SCRIPTS: dict[str, tuple[str, bool]] = {
     "scene_data_throughput": ("scene_data/throughput.md", True),
     "scene_step_cost": ("scene_data/step_cost.md", True),
     "fvmgn_accuracy": ("fvmgn_accuracy/ablations.md", False),
+    "standardize_validation": ("fvmgn_accuracy/standardize_validation.md", False),
     "dtaug_accuracy": ("dtaug/accuracy.md", False),
     "caption_accuracy": ("captions/accuracy.md", False),
 }

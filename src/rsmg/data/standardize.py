@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 StandardizeStats = Literal["source", "per_patch", "per_scene"]
 Protocol = Literal["inductive", "transductive"]
-# The default of data.standardize_stats, chosen on Trento *validation* OA only
-# (docs/decisions.md#intensity-standardisation).
+# The default of data.standardize_stats; to be confirmed on Trento *validation* OA only, never on a target
+# (docs/decisions.md#intensity-standardisation: the measurement is pending).
 DEFAULT_STATS: StandardizeStats = "source"
 IQR_TO_STD = 1.349  # IQR of a standard normal distribution
 PATCH_SCALE_FLOOR = (
