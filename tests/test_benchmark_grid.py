@@ -6,26 +6,15 @@ against the current signatures without training. Every method is parsed on one c
 protocol with the FVMGN and baseline models (the data overrides are the protocol's own).
 """
 
-import contextlib
-import io
 import sys
 
 import pytest
 
+from _cli import parses
 from _paths import REPO
-from rsmg.cli.main import build_cli
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import fvmgn_accuracy as grid
-
-
-def parses(args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(sys, "argv", ["rsmg"])  # only ``args`` reach the CLI, not pytest's own arguments
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as e:
-        build_cli(["fit", *args, "--print_config"])
-    assert e.value.code in (0, None), buf.getvalue()[-2000:]
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize("method", sorted(grid.METHODS))

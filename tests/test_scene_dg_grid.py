@@ -4,27 +4,16 @@ A typo in a method's config pieces would otherwise surface as a FAILED run hours
 ``--print_config`` checks every key against the current signatures without reading data or training.
 """
 
-import contextlib
-import io
 import sys
 
 import pytest
 
+from _cli import parses
 from _paths import REPO
-from rsmg.cli.main import build_cli
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import _stats
 import scene_dg
-
-
-def parses(args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(sys, "argv", ["rsmg"])  # only ``args`` reach the CLI, not pytest's own arguments
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as e:
-        build_cli(["fit", *args, "--print_config"])
-    assert e.value.code in (0, None), buf.getvalue()[-2000:]
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize("method", sorted(scene_dg.METHODS))
