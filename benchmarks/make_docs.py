@@ -63,14 +63,16 @@ STUDIES: list[Study] = [
         "GPU (one NVIDIA H200)",
         "Measured on a lent H200 (`benchmarks/gpu_suite.sh`, `gpu_protocols.py`, `gpu_step.py`, "
         "`gpu_precision.py`, and `fvmgn_speed.py` / `fvmgn_compile.py` with `--name gpu/...`); each file's "
-        "provenance note says at which commit.",
+        "provenance note says at which commit. The accuracies of the main job and the protocols there predate "
+        "issue #21: with intensity they are **transductive** (each target's own intensity statistics).",
         "protocols_h200.md",
     ),
     Study(
         "dtaug",
         "DTAug: diffusion training views and test-time augmentation",
         "`benchmarks/dtaug_accuracy.py` (accuracy, 3 seeds) and `benchmarks/tta_cost.py` (accuracy vs cost of "
-        "test-time augmentation) on Trento → MUUFL LiDAR.",
+        "test-time augmentation) on Trento → MUUFL LiDAR. Measured before issue #21, with each scene's intensity "
+        "z-scored with its own statistics: **transductive**.",
         "accuracy.md",
     ),
     Study(
