@@ -204,16 +204,22 @@ class HookTimer:
             h.remove()
 
 
+def loss_of(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """CE + 0.5·align + 0.1·invariance, as the task computes it."""
+    out = model(batch)
+    loss = F.cross_entropy(out.logits.float(), batch["label"])
+    for name, w in LOSS_WEIGHTS.items():
+        if name in out.aux_losses:
+            loss = loss + w * out.aux_losses[name].float()
+    return loss
+
+
 def make_step(
     model: nn.Module, opt: torch.optim.Optimizer, amp: torch.dtype | None, device: torch.device
 ) -> Callable[[Batch], None]:
     def step(batch: Batch) -> None:
         with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-            out = model(batch)
-            loss = F.cross_entropy(out.logits.float(), batch["label"])
-            for name, w in LOSS_WEIGHTS.items():
-                if name in out.aux_losses:
-                    loss = loss + w * out.aux_losses[name].float()
+            loss = loss_of(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -32,11 +32,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from _common import RESULTS, command, machine, write_result
 from _flops import matmul_peak_flops, sync
-from fvmgn_speed import LOSS_WEIGHTS, build, real_batches
+from fvmgn_speed import build, loss_of, real_batches
 
 Batch = dict[str, Any]
 
@@ -55,16 +54,6 @@ def copy_bandwidth(device: torch.device, n_bytes: int = 2 << 30) -> float:
             best = min(best, time.perf_counter() - t)
     del x, y
     return 2 * n_bytes / best
-
-
-def loss_of(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """CE + 0.5·align + 0.1·invariance, as the task computes it."""
-    out = model(batch)
-    loss = F.cross_entropy(out.logits.float(), batch["label"])
-    for name, w in LOSS_WEIGHTS.items():
-        if name in out.aux_losses:
-            loss = loss + w * out.aux_losses[name].float()
-    return loss
 
 
 def make_step(model: torch.nn.Module, fwd: Callable[[Batch], torch.Tensor], opt: torch.optim.Optimizer,
