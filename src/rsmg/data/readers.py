@@ -1,4 +1,4 @@
-"""File readers for every format rsmg consumes, plus atomic writers for every file it produces.
+"""File readers for every format rsmg consumes (the atomic writers for what it produces are in :mod:`rsmg.io`).
 
 Each reader turns one file on disk into numpy arrays or plain Python objects and nothing else: no band
 selection by name, no normalisation, no patching (those live in the dataset modules). What the readers do
@@ -23,12 +23,10 @@ Heavy libraries (rasterio, h5py, scipy, PIL) are imported inside the functions t
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import os
 import struct
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterable
@@ -38,13 +36,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rsmg.errors import DataError, OutputError
+from rsmg.errors import DataError
 
 __all__ = [
     "CaptionRecord",
     "Raster",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "check_finite",
     "list_mat_keys",
     "read_array",
@@ -908,74 +904,3 @@ def read_name_list(path: PathLike) -> list[str]:
             "name list is empty", file=p, expected="one name per line", found="none", fix=_REDOWNLOAD
         )
     return names
-
-
-# ----------------------------------------------------------------------------------------------------------
-# atomic writes
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()  # read once at import: os.umask is process-global and not thread-safe to probe
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one.
-
-    A run killed mid-write (pre-emption, out-of-memory, Ctrl-C) must never leave a half-written metrics file,
-    split list or checkpoint index that a resumed run then trusts. The data goes to a temporary file in the
-    same directory (so the rename cannot cross file systems), is fsync'ed, and replaces the target with
-    ``os.replace`` (atomic on POSIX and Windows); the directory is fsync'ed too so the rename survives a
-    crash. Parent directories are created.
-
-    Returns:
-        The target path.
-    """
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise OutputError(
-            "cannot write the output file",
-            file=target,
-            found=f"{exc.strerror}: {exc.filename or target.parent}",
-            fix="write to a directory you can create files in (trainer.default_root_dir / the logger's "
-            "save_dir), or fix the permissions of this one",
-        ) from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            mode = target.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o666 & ~_UMASK  # mkstemp creates 0600; give the file the permissions open() would
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # directory fsync is not supported everywhere (e.g. Windows)
-        dfd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    return target
-
-
-def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Text version of :func:`atomic_write_bytes` (UTF-8 by default; newlines written as given).
-
-    Returns:
-        The target path.
-    """
-    return atomic_write_bytes(path, text.encode(encoding))

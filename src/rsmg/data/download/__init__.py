@@ -11,7 +11,7 @@ the file at, and verifies the file once a user has placed it.
 Guarantees:
 
 * a file only ever appears at its target path complete and verified (download to ``<target>.part``, check size
-  and checksum, then :func:`os.replace`, which is atomic on one filesystem);
+  and checksum, then :func:`rsmg.io.atomic_move`, an ``os.replace``, atomic on one filesystem);
 * an interrupted download resumes (``Range: bytes=N-``; a server that ignores Range answers 200 and the
   download restarts from byte 0 instead of appending a second copy);
 * a checksum mismatch deletes the ``.part`` and raises :class:`~rsmg.errors.DataError` naming the file, the

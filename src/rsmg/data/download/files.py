@@ -6,7 +6,6 @@ size and checksum are checked, then it is renamed into place (atomic on one file
 
 from __future__ import annotations
 
-import os
 import shutil
 import urllib.parse
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Literal
 from rsmg.data.download.fetch import _TRANSIENT, _describe, _fetch, _hash_file, _mismatch, _Permanent
 from rsmg.data.download.sources import FileSpec
 from rsmg.errors import ConfigError, DataError
+from rsmg.io import atomic_move
 
 __all__ = ["STATUS_MEANING", "FileStatus", "Status"]
 
@@ -229,7 +229,7 @@ def _download_file(
                 ),
             )
             continue
-        os.replace(part, target)
+        atomic_move(part, target)
         sha = digests.sha256.hexdigest()
         size = target.stat().st_size
         if spec.unpack:
