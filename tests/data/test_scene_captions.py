@@ -7,6 +7,7 @@ batch; and an image whose captions are all removed must be served with none (``"
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,3 +97,26 @@ def test_a_dataset_without_captions_is_refused_with_the_fix():
     with pytest.raises(ConfigError, match="no usable caption source") as e:
         dm.train_dataset()
     assert "aid.captions" in str(e.value) and "captions: false" in str(e.value)
+
+
+def test_held_out_classes_never_train_and_are_tested_in_full():
+    held = ["baseballdiamond", "harbor"]
+    kw: dict = {"class_set": "ucm21", "root": str(SHARED_DATA), "image_size": 32, "cache": False}
+    kw |= {"test_fraction": 0.1, "val_fraction": 1 / 9}
+    plain = SceneDomainDataModule(["ucm"], ["ucm"], **kw)
+    zs = SceneDomainDataModule(["ucm"], ["ucm"], held_out_classes=held, **kw)
+    for dm in (plain, zs):
+        dm.setup(None)
+    assert zs.classes == plain.classes and zs.seen_classes == tuple(c for c in plain.classes if c not in held)
+    ids = [plain.classes.index(c) for c in held]
+    a, b = plain._prepared["ucm"], zs._prepared["ucm"]
+    labels = np.array([r.label for r in b.records])
+    assert not np.isin(labels[b.train], ids).any() and not np.isin(labels[b.val], ids).any()
+    assert all((labels[b.test] == i).sum() == (labels == i).sum() == 100 for i in ids)
+    seen = ~np.isin(labels, ids)
+    # the seen classes' three splits are exactly those of the run without held-out classes
+    for part in ("train", "val", "test"):
+        pa, pb = getattr(a, part), getattr(b, part)
+        assert set(pa[seen[pa]].tolist()) == set(pb[seen[pb]].tolist()), part
+    with pytest.raises(ConfigError, match="held-out class"):
+        SceneDomainDataModule(["ucm"], ["ucm"], held_out_classes=["harbour"], **kw)

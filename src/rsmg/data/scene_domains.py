@@ -51,7 +51,7 @@ from rsmg.data.scene_folders import (
 )
 from rsmg.data.spec import DataSpec
 from rsmg.data.splits import check_val_fraction, require_nonempty, stratified_sample, train_val_split
-from rsmg.errors import ConfigError, DataError, check_choice
+from rsmg.errors import ConfigError, DataError, check_choice, unknown_name_error
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,9 @@ class SceneDomainDataModule(ResumableDataModule):
             learns the image-only path.
         eval_caption: the caption of validation/test images: ``"first"``, ``"join"`` (all, joined) or
             ``"none"`` (test without captions).
+        held_out_classes: classes kept out of training and validation (zero-shot: a model can only name them
+            through their class texts); every image of them in a target is tested. The seen classes' splits
+            are the same as without held-out classes.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class SceneDomainDataModule(ResumableDataModule):
         text_transforms: list[Any] | None = None,
         caption_dropout: float = 0.0,
         eval_caption: Literal["first", "join", "none"] = "first",
+        held_out_classes: list[str] | None = None,
     ) -> None:
         super().__init__()
         if catalog is not None:
@@ -191,6 +195,16 @@ class SceneDomainDataModule(ResumableDataModule):
         self._captions: dict[str, list[tuple[str, ...]]] = {}
         self._mappings = {n: class_mapping(class_set, d.dataset) for n, d in self._domains.items()}
         self.classes = self._classes()
+        self.held_out_classes = list(held_out_classes or [])
+        for c in self.held_out_classes:
+            if c not in self.classes:
+                raise unknown_name_error("held-out class", c, self.classes, field="data.held_out_classes")
+        if len(self.held_out_classes) >= len(self.classes):
+            raise ConfigError(
+                "every class is held out", field="data.held_out_classes", expected="at least one seen class",
+                found=self.held_out_classes, fix="hold out fewer classes",
+            )  # fmt: skip
+        self.seen_classes = tuple(c for c in self.classes if c not in self.held_out_classes)
         self.spec = DataSpec(
             classes=self.classes,
             modalities={"rgb": 3},
@@ -319,6 +333,12 @@ class SceneDomainDataModule(ResumableDataModule):
             pool = pool[chosen]
             tr, va = train_val_split(labels[pool], self.val_fraction, seed=seed)
             dom.train, dom.val = pool[tr], pool[va]
+            held = np.isin(labels, [self.classes.index(c) for c in self.held_out_classes])
+            if held.any():  # zero-shot classes: never trained on or validated; every image of them is tested
+                # removed after the split, so the seen classes' splits are those of a run without held-out classes
+                dom.train, dom.val = dom.train[~held[dom.train]], dom.val[~held[dom.val]]
+                if name in self.targets:
+                    dom.test = np.union1d(dom.test, np.flatnonzero(held))
             if fitting:
                 self._decode_missing([dom.records[i] for i in np.concatenate([dom.train, dom.val, dom.test])])
             require_nonempty(
