@@ -67,8 +67,10 @@ __all__ = [
     "EXIT_MANUAL",
     "EXIT_MISSING",
     "EXIT_OK",
+    "DatasetInfo",
     "FileSpec",
     "FileStatus",
+    "dataset_info",
     "dataset_names",
     "download_dataset",
     "load_sources",
@@ -205,10 +207,30 @@ def _yaml_load(text: str, where: str) -> Any:
 
 
 @functools.lru_cache(maxsize=1)
+def _default_doc() -> tuple[Any, str]:
+    ref = _default_sources_file()
+    return _yaml_load(ref.read_text(encoding="utf-8"), str(ref)), str(ref)
+
+
+@functools.lru_cache(maxsize=1)
 def _default_sources() -> dict[str, tuple[FileSpec, ...]]:
     """Parse the packaged table once per process (500 entries; the CLI and tests ask for it repeatedly)."""
-    ref = _default_sources_file()
-    return _parse_sources(_yaml_load(ref.read_text(encoding="utf-8"), str(ref)), str(ref))
+    return _parse_sources(*_default_doc())
+
+
+def _read_doc(source: str | Path | Mapping[str, Any] | None) -> tuple[Any, str]:
+    """The parsed sources document and where it came from (for messages)."""
+    if source is None:
+        return _default_doc()
+    if isinstance(source, Mapping):
+        return source, "<sources mapping>"
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(
+            "cannot read the sources file", file=source, found=str(e), fix="pass an existing YAML file"
+        ) from e
+    return _yaml_load(text, str(source)), str(source)
 
 
 def load_sources(source: str | Path | Mapping[str, Any] | None = None) -> dict[str, tuple[FileSpec, ...]]:
@@ -229,15 +251,48 @@ def load_sources(source: str | Path | Mapping[str, Any] | None = None) -> dict[s
     """
     if source is None:
         return dict(_default_sources())
-    if isinstance(source, Mapping):
-        return _parse_sources(source, "<sources mapping>")
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(
-            "cannot read the sources file", file=source, found=str(e), fix="pass an existing YAML file"
-        ) from e
-    return _parse_sources(_yaml_load(text, str(source)), str(source))
+    return _parse_sources(*_read_doc(source))
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the sources table says about a dataset besides its files (printed by ``rsmg download --list``).
+
+    Attributes:
+        name: dataset name (``"trento"``).
+        description: one line (sensor, size, classes).
+        homepage: the official page.
+        licence: the terms the data are distributed under, as far as its publishers state them.
+    """
+
+    name: str
+    description: str | None = None
+    homepage: str | None = None
+    licence: str | None = None
+
+
+def dataset_info(source: str | Path | Mapping[str, Any] | None = None) -> dict[str, DatasetInfo]:
+    """Dataset name → its description, homepage and licence, in table order (the table is validated first)."""
+    names = list(load_sources(source))
+    doc, where = _read_doc(source)
+    datasets = doc.get("datasets", doc)
+    out: dict[str, DatasetInfo] = {}
+    for name in names:
+        entry = datasets[name]
+        meta: dict[str, str | None] = {}
+        for key in ("description", "homepage", "licence"):
+            value = entry.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(
+                    f"dataset {key} is not text",
+                    file=where,
+                    field=f"datasets.{name}.{key}",
+                    expected="a string",
+                    found=repr(value)[:80],
+                )
+            meta[key] = None if value is None else " ".join(value.split())
+        out[name] = DatasetInfo(name, **meta)
+    return out
 
 
 def _parse_sources(doc: Any, where: str) -> dict[str, tuple[FileSpec, ...]]:
@@ -936,12 +991,45 @@ def _print_missing_hint(
     print(f"fetch them with: {shlex.join(cmd)}", file=out)
 
 
-def _print_list(table: Mapping[str, tuple[FileSpec, ...]], names: Sequence[str], out: Any) -> None:
+def _presence(spec: FileSpec, root: Path) -> str:
+    """Whether a file is at its target under ``root``, judged by name and size only (no hashing, no network)."""
+    target = spec.target(root)
+    if target.is_file():
+        if spec.size is not None and target.stat().st_size != spec.size:
+            return "present, wrong size"
+        return "present"
+    return "partial" if target.with_name(target.name + ".part").is_file() else "absent"
+
+
+def _print_list(
+    table: Mapping[str, tuple[FileSpec, ...]],
+    info: Mapping[str, DatasetInfo],
+    names: Sequence[str],
+    root: Path,
+    out: Any,
+) -> None:
+    """Every dataset with its size, source, licence and what of it is already under ``root``; files below."""
     for n in names:
         specs = table[n]
         folder = specs[0].relpath[: -len(specs[0].path) - 1]
-        print(f"{n}  ({len(specs)} files, folder {folder}/)", file=out)
-        for s in specs:
+        fetched = [s for s in specs if not s.optional]  # what `rsmg download <name>` selects
+        known = sum(s.size or 0 for s in fetched)
+        unknown = sum(s.size is None for s in fetched)
+        size = _human(known) if not unknown else f"{_human(known)} + {unknown} file(s) of unknown size"
+        presence = [_presence(s, root) for s in specs]
+        here = sum(p == "present" for p in presence)
+        state = (
+            "all present"
+            if here == len(specs)
+            else ("none present" if here == 0 else f"{here} of {len(specs)} present")
+        )
+        print(f"{n}  ({len(specs)} files, folder {folder}/; {size}; {state} under {root / folder})", file=out)
+        meta = info.get(n, DatasetInfo(n))
+        if meta.description:
+            print(f"  {meta.description}", file=out)
+        print(f"  source: {meta.homepage or 'not recorded'}", file=out)
+        print(f"  licence: {meta.licence or 'not recorded in the sources table'}", file=out)
+        for s, p in zip(specs, presence, strict=True):
             check = "sha256" if s.sha256 else ("md5" if s.md5 else "no checksum")
             flags = [check, _human(s.size)]
             if not s.urls:
@@ -952,9 +1040,15 @@ def _print_list(table: Mapping[str, tuple[FileSpec, ...]], names: Sequence[str],
                 flags.append("optional")
             if s.unpack:
                 flags.append("unpacked")
+            flags.append(p)
             print(f"  {s.path}  [{', '.join(flags)}]", file=out)
             for u in s.urls[:2]:
                 print(f"      {u}", file=out)
+    print(
+        "\npresent: a file of the listed name (and size, where known) is there; "
+        "`rsmg download <name> --verify-only` checks the checksums",
+        file=out,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -986,7 +1080,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", metavar="FILE", help="only this file (repeatable)")
     p.add_argument("--mirror", metavar="URL", help="fetch every file from URL/<relative path> instead")
     p.add_argument("--verify-only", action="store_true", help="check files on disk; no network")
-    p.add_argument("--list", action="store_true", help="list datasets and their files, then exit")
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="list datasets (size, source, licence, what is already under the root) and their files; no network",
+    )
     p.add_argument("--all", action="store_true", help="include optional files (huge archives, alt. copies)")
     p.add_argument("--require-hash", action="store_true", help="fail on files with no known checksum")
     p.add_argument("--retries", type=int, default=3, help="attempts per URL (default 3)")
@@ -1019,7 +1117,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             if args.name is not None and args.name not in table:
                 raise unknown_name_error("dataset", args.name, list(table), field="download.name")
-            _print_list(table, [args.name] if args.name else list(table), out)
+            given, origin = resolve_root_with_origin(args.root)
+            root = given.resolve()
+            print(f"data root: {root} (from {origin})\n", file=out)
+            _print_list(
+                table, dataset_info(args.sources), [args.name] if args.name else list(table), root, out
+            )
             return 0
         if args.name is None:
             parser.print_usage(err)
