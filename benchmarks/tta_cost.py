@@ -50,6 +50,7 @@ from rsmg.data.datamodule import CrossDomainDataModule
 from rsmg.data.scene import SceneDataset
 from rsmg.diffusion import DiffusionAugmenter, DiffusionPrior
 from rsmg.diffusion.loading import load_prior
+from rsmg.io import atomic_open
 from rsmg.metrics import metrics_from_confusion
 from rsmg.models.baseline import ConcatCNN
 from rsmg.tasks import ClassificationTask
@@ -231,10 +232,9 @@ def plot(
     ax2.set_title("cost vs steps per number of views K")
     ax2.legend(fontsize=8, loc="upper left")
     fig.suptitle(title, fontsize=10)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
 
 
 # ----------------------------------------------------------------------------------------- main

@@ -1,7 +1,8 @@
 """Atomic outputs: an interrupted write never leaves a half-written file where the previous one was.
 
-``rsmg.io.atomic_write_bytes`` / ``atomic_write_text`` write to a temporary file in the same directory, fsync
-it and ``os.replace`` it over the target. Three ways of interrupting that are tried: an exception at the
+``rsmg.io.atomic_open`` (under ``atomic_write_bytes`` / ``_text`` / ``_json``, ``atomic_save_npz`` and
+``atomic_torch_save``) writes to a temporary file in the same directory, fsyncs it and ``os.replace``s it over
+the target. Three ways of interrupting that are tried: an exception at the
 rename, an exception in the middle of writing, and SIGKILL of a writer process at a point it signals (half of
 the new bytes written, or all of them but not yet renamed). In every case the target holds either the complete
 old or the complete new content. The results callback (``metrics.json`` / ``results.md`` / ``results.csv``)
@@ -21,10 +22,18 @@ from types import SimpleNamespace
 
 import pytest
 
+from rsmg import io as rio
 from rsmg.callbacks.results import PerDomainResults
-from rsmg.data import readers
 from rsmg.data.spec import DataSpec
-from rsmg.io import atomic_write_bytes, atomic_write_text
+from rsmg.io import (
+    atomic_move,
+    atomic_open,
+    atomic_save_npz,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 
 
 def _leftovers(d: Path) -> list[str]:
@@ -38,7 +47,7 @@ def test_failure_at_rename_keeps_previous_file(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk vanished during rename")
 
-    monkeypatch.setattr(readers.os, "replace", boom)
+    monkeypatch.setattr(rio.os, "replace", boom)
     with pytest.raises(OSError, match="rename"):
         atomic_write_text(target, '{"oa": 0.9}' * 1000)
     assert target.read_text() == '{"oa": 0.5}'
@@ -52,7 +61,7 @@ def test_interrupt_while_writing_keeps_previous_file(tmp_path, monkeypatch):
     def interrupted(fd):
         raise KeyboardInterrupt  # Ctrl-C between the write and the rename
 
-    monkeypatch.setattr(readers.os, "fsync", interrupted)
+    monkeypatch.setattr(rio.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_bytes(target, b"new," * 100_000)
     assert target.read_bytes() == b"old,complete\n"
@@ -63,7 +72,56 @@ def test_new_file_gets_normal_permissions_and_parents(tmp_path):
     target = tmp_path / "a" / "b" / "out.txt"
     atomic_write_text(target, "x")
     assert target.read_text() == "x"
-    assert target.stat().st_mode & 0o777 == 0o666 & ~readers._current_umask()
+    assert target.stat().st_mode & 0o777 == 0o666 & ~rio._current_umask()
+
+
+def test_replacing_keeps_permissions_and_encodes_text(tmp_path):
+    p = tmp_path / "metrics.json"
+    assert atomic_write_text(p, '{"acc": 0.5}\n') == p
+    os.chmod(p, 0o640)
+    atomic_write_bytes(p, b"\x00\x01")
+    assert p.read_bytes() == b"\x00\x01"
+    assert p.stat().st_mode & 0o7777 == 0o640  # replacing keeps the file's permissions
+    atomic_write_text(p, "café", encoding="utf-8")
+    assert p.read_bytes() == "café".encode()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["metrics.json"]  # no temp file left
+
+
+def test_exception_inside_atomic_open_keeps_previous_file(tmp_path):
+    """What the npz and torch writers rely on: a failure after half of the content is written changes nothing."""
+    target = tmp_path / "predictions.npz"
+    atomic_write_bytes(target, b"old")
+    with pytest.raises(RuntimeError, match="half"), atomic_open(target) as fh:
+        fh.write(b"new" * 1000)
+        raise RuntimeError("killed after half of the arrays")
+    assert target.read_bytes() == b"old"
+    assert _leftovers(tmp_path) == []
+
+
+def test_json_npz_and_torch_writers_round_trip(tmp_path):
+    import numpy as np
+    import torch
+
+    j = atomic_write_json(tmp_path / "meta.json", {"b": 1, "a": "é"}, indent=1, sort_keys=True)
+    assert j.read_text(encoding="utf-8") == '{\n "a": "é",\n "b": 1\n}\n'
+    arrays = {"pred": np.arange(6, dtype=np.int64).reshape(2, 3), "classes": np.array(["trees", "road"])}
+    with np.load(atomic_save_npz(tmp_path / "p.npz", arrays)) as z:
+        assert sorted(z.files) == ["classes", "pred"]
+        np.testing.assert_array_equal(z["pred"], arrays["pred"])
+        assert z["classes"].tolist() == ["trees", "road"]
+    state = {"w": torch.arange(4.0), "config": {"steps": 3}}
+    loaded = torch.load(atomic_torch_save(tmp_path / "prior.pt", state), weights_only=True)
+    assert torch.equal(loaded["w"], state["w"]) and loaded["config"] == {"steps": 3}
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_move_replaces_the_target_with_the_finished_part(tmp_path):
+    target = tmp_path / "TRLabel.mat"
+    target.write_bytes(b"old")
+    part = tmp_path / "TRLabel.mat.part"
+    part.write_bytes(b"verified")
+    assert atomic_move(part, target) == target
+    assert target.read_bytes() == b"verified" and not part.exists()
 
 
 # The child process writes payload A completely, then payload B with every file it opens for writing wrapped so
@@ -187,7 +245,7 @@ def test_results_callback_writes_atomically(tmp_path, monkeypatch):
             raise OSError("killed between two outputs")
         real_replace(src, dst)
 
-    monkeypatch.setattr(readers.os, "replace", fail_second)
+    monkeypatch.setattr(rio.os, "replace", fail_second)
     module.test_results = {"muufl": {**res["muufl"], "oa": 0.9, "n": 11}}
     with pytest.raises(OSError):
         cb.on_test_end(trainer, module)  # type: ignore[arg-type]

@@ -52,6 +52,14 @@ PER_MODEL: dict[str, dict[str, Any]] = {
         "mwdis_same_domain_fallback": True,
     },
 }
+# CaptionFVMGN passes its SceneFVMGN options through **kwargs, so the generic ones are named here
+PER_MODEL["fvmgn_captions"] = {
+    **PER_MODEL["fvmgn_scenes"],
+    "modality": "lidar",
+    "embed_dim": 32,
+    "caption_width": 16,
+    "caption_heads": 2,
+}
 CAPTIONS = ("a road between buildings", "dense trees", "bare ground near a road", "a flat roof")
 
 

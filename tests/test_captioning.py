@@ -21,9 +21,10 @@ from _paths import SHARED_DATA, missing_shared_data
 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach the Hub, whatever a test does
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from rsmg import captioning
-from rsmg.captioning import main
+from rsmg.cli.caption import main
 from rsmg.errors import ConfigError, DataError
+from rsmg.text import captions
+from rsmg.text.captions import runs
 
 AID = SHARED_DATA / "aid_text_minitest" / "minitest"
 needs_aid = pytest.mark.skipif(not AID.is_dir(), reason=f"shared data pack missing: {AID}")
@@ -219,13 +220,13 @@ def test_resume_after_truncation_captions_only_the_rest(vlm_dir, images, tmp_pat
     part.write_text("".join(lines[:2]), encoding="utf-8")  # as if killed after the first 2 images
 
     seen: list[int] = []
-    real = captioning.Captioner.caption
+    real = captions.Captioner.caption
 
     def counting(self, pics):
         seen.append(len(pics))
         return real(self, pics)
 
-    monkeypatch.setattr(captioning.Captioner, "caption", counting)
+    monkeypatch.setattr(captions.Captioner, "caption", counting)
     assert main(_caption_args(images, vlm_dir, part, "--batch-size", "2")) == 0
     assert sum(seen) == 2
     got, want = _records(part), _records(full)
@@ -234,14 +235,14 @@ def test_resume_after_truncation_captions_only_the_rest(vlm_dir, images, tmp_pat
     assert got[:2] == want[:2]  # the old records are kept untouched (times included)
 
     seen.clear()  # a finished manifest: nothing to do, and the model is not even loaded
-    monkeypatch.setattr(captioning.Captioner, "load", lambda self: pytest.fail("model loaded"))
+    monkeypatch.setattr(captions.Captioner, "load", lambda self: pytest.fail("model loaded"))
     assert main(_caption_args(images, vlm_dir, part)) == 0
     assert seen == []
 
 
 def test_interrupt_keeps_finished_batches(vlm_dir, images, tmp_path, monkeypatch, capsys):
     out = tmp_path / "caps.jsonl"
-    real = captioning.Captioner.caption
+    real = captions.Captioner.caption
     calls = []
 
     def dying(self, pics):
@@ -250,13 +251,13 @@ def test_interrupt_keeps_finished_batches(vlm_dir, images, tmp_path, monkeypatch
             raise KeyboardInterrupt
         return real(self, pics)
 
-    monkeypatch.setattr(captioning.Captioner, "caption", dying)
+    monkeypatch.setattr(captions.Captioner, "caption", dying)
     assert main(_caption_args(images, vlm_dir, out, "--batch-size", "2")) == 130
     assert "resume" in capsys.readouterr().err
     assert [r["image"] for r in _records(out)] == ["Airport/airport_1.jpg", "Airport/airport_2.jpg"]
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # no temp file left behind
 
-    monkeypatch.setattr(captioning.Captioner, "caption", real)
+    monkeypatch.setattr(captions.Captioner, "caption", real)
     assert main(_caption_args(images, vlm_dir, out, "--batch-size", "2", "--limit", "1")) == 0
     assert len(_records(out)) == 3
     assert main(_caption_args(images, vlm_dir, out, "--batch-size", "2")) == 0
@@ -287,10 +288,10 @@ def test_plain_prompt_without_chat_template(vlm_dir, images, tmp_path):
             cfg = json.loads(f.read_text())
             cfg.pop("chat_template", None)
             f.write_text(json.dumps(cfg))
-    cap = captioning.Captioner(plain, prompt=PROMPT, device="cpu").load()
+    cap = captions.Captioner(plain, prompt=PROMPT, device="cpu").load()
     assert cap.prompt_format == "plain"
     assert cap.prompt_text == f"<image>\n{PROMPT}"  # LLaVA needs one image token per image
-    texts = cap.caption([captioning._pil_rgb(images / "Beach" / "beach_1.jpg")])
+    texts = cap.caption([runs._pil_rgb(images / "Beach" / "beach_1.jpg")])
     assert len(texts) == 1 and isinstance(texts[0], str)
 
 
@@ -317,16 +318,16 @@ def test_model_dir_errors(tmp_path, images, capsys):
     empty.mkdir()
     (empty / "config.json").write_text('{"model_type": "llava"}')
     with pytest.raises(DataError, match="no weights") as exc:
-        captioning.check_model_dir(empty)
+        captions.check_model_dir(empty)
     assert exc.value.file == empty and exc.value.fix and "--local-dir" in exc.value.fix
 
     no_cfg = tmp_path / "no_config"
     no_cfg.mkdir()
     (no_cfg / "model.safetensors").write_bytes(b"")
     with pytest.raises(DataError, match=r"no config\.json"):
-        captioning.check_model_dir(no_cfg)
+        captions.check_model_dir(no_cfg)
     with pytest.raises(DataError, match="does not exist"):
-        captioning.check_model_dir(tmp_path / "llava-hf" / "llava-1.5-7b-hf")
+        captions.check_model_dir(tmp_path / "llava-hf" / "llava-1.5-7b-hf")
 
     out = tmp_path / "caps.jsonl"
     assert main(_caption_args(images, empty, out)) == 1
@@ -337,9 +338,9 @@ def test_model_dir_errors(tmp_path, images, capsys):
 
 def test_bad_arguments(images, tmp_path, capsys):
     with pytest.raises(ConfigError, match="max-new-tokens"):
-        captioning.GenerationSettings(max_new_tokens=0)
+        captions.GenerationSettings(max_new_tokens=0)
     with pytest.raises(ConfigError, match="top-p"):
-        captioning.GenerationSettings.from_args(
+        captions.GenerationSettings.from_args(
             max_new_tokens=4, do_sample=True, temperature=1.0, top_p=1.5, num_beams=1, seed=0
         )
     assert main([str(images), "--out", str(tmp_path / "x.jsonl")]) == 2
@@ -347,7 +348,7 @@ def test_bad_arguments(images, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(images), "--model", "m", "--from-files", "t", "--out", "x"])
     with pytest.raises(DataError, match="no image found"):
-        captioning.find_images(images, "**/*.png")
+        captions.find_images(images, "**/*.png")
 
 
 def test_manifest_round_trip_and_corrupt_line(tmp_path):
@@ -356,12 +357,12 @@ def test_manifest_round_trip_and_corrupt_line(tmp_path):
         "B/b.jpg": {"image": "B/b.jpg", "caption": "line\u2028separator, é"},
         "A/a.jpg": {"image": "A/a.jpg"},
     }
-    captioning.write_manifest(out, recs)
-    assert list(captioning.read_manifest(out)) == ["A/a.jpg", "B/b.jpg"]
-    assert captioning.read_manifest(out)["B/b.jpg"] == recs["B/b.jpg"]
+    captions.write_manifest(out, recs)
+    assert list(captions.read_manifest(out)) == ["A/a.jpg", "B/b.jpg"]
+    assert captions.read_manifest(out)["B/b.jpg"] == recs["B/b.jpg"]
     out.write_text(out.read_text(encoding="utf-8") + '{"image": "C/c.jpg", "capt\n', encoding="utf-8")
     with pytest.raises(DataError, match="line 3") as exc:
-        captioning.read_manifest(out)
+        captions.read_manifest(out)
     assert exc.value.file == out and "--overwrite" in str(exc.value.fix)
 
 
@@ -393,7 +394,7 @@ def test_file_backend_missing_caption(images, tmp_path, capsys):
     (text / "Beach" / "beach_2.txt").unlink()
     out = tmp_path / "caps.jsonl"
     with pytest.raises(DataError) as exc:
-        captioning.captions_from_files(images, text, out)
+        captions.captions_from_files(images, text, out)
     msg = str(exc.value)
     assert str(images / "Beach" / "beach_2.jpg") in msg and str(text / "Beach" / "beach_2.txt") in msg
     assert not out.exists()
@@ -419,7 +420,7 @@ def test_audit_real_aid_texts(tmp_path, capsys):
 
     manifest = tmp_path / "aid.jsonl"
     assert main([str(AID / "image"), "--from-files", str(AID / "text"), "--out", str(manifest)]) == 0
-    from_manifest = captioning.audit_source(manifest)
+    from_manifest = captions.audit_source(manifest)
     assert from_manifest["classes"] == result["classes"]
 
 
@@ -430,20 +431,20 @@ def test_audit_classes_from_folders(images, tmp_path):
     (text / "Airport" / "a.txt").write_text(
         "Planes near a forest. This scene can be classified as an airport."
     )
-    plain = captioning.audit_source(text)
-    with_folders = captioning.audit_source(text, classes_from_folders=True)
+    plain = captions.audit_source(text)
+    with_folders = captions.audit_source(text, classes_from_folders=True)
     assert plain["classes"]["Airport"]["verdict"] == 1
     assert plain["classes"]["Airport"]["other_class"] == 0
     assert with_folders["classes"]["Airport"]["other_class"] == 1
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"image": "Airport/a.jpg", "caption": "an airport"}) + "\n")
     with pytest.raises(ConfigError, match="needs the image folder"):
-        captioning.audit_source(manifest, classes_from_folders=True)
+        captions.audit_source(manifest, classes_from_folders=True)
     flat = tmp_path / "flat"
     flat.mkdir()
     (flat / "x.txt").write_text("an airport")
     with pytest.raises(DataError, match="class folder"):
-        captioning.audit_source(flat)
+        captions.audit_source(flat)
 
 
 def test_rsmg_command_dispatches_caption(tmp_path):
@@ -465,7 +466,8 @@ def test_import_is_light():
     import sys
 
     code = (
-        "import sys, rsmg.captioning; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+        "import sys, rsmg.cli.caption, rsmg.text.captions; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "[]"

@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 
 from _paths import SHARED_DATA
-from rsmg import download as dl
+from rsmg.cli import download as cli
+from rsmg.data import download as dl
+from rsmg.data.download import fetch
+from rsmg.data_root import resolve_root_with_origin
 from rsmg.errors import ConfigError, DataError
 
 SHARED = SHARED_DATA
@@ -103,7 +106,7 @@ def _local_only(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(dl, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(fetch, "RETRY_BACKOFF_S", 0.0)
 
 
 def serve(served: Path, rel: str, src: Path | bytes) -> Path:
@@ -271,7 +274,7 @@ def test_unknown_dataset_lists_valid_names(tmp_path, capsys):
     for name in ("trento", "muufl", "houston2013", "augsburg", "salinas_a", "ucm_captions", "aid_minitest"):
         assert name in msg
     assert "did you mean 'trento'" in msg
-    assert dl.main(["trentoo", "--root", str(tmp_path)]) == 1
+    assert cli.main(["trentoo", "--root", str(tmp_path)]) == 1
     assert "bigearthnet_s1s2" in capsys.readouterr().err
 
 
@@ -295,7 +298,7 @@ def test_manual_file_prints_instructions_then_verifies_hand_placed_copy(server, 
     (tmp_path / "src.yaml").write_text(yaml.safe_dump(src))
     root = tmp_path / "root"
     argv = ["toy", "--root", str(root), "--sources", str(tmp_path / "src.yaml"), "--no-progress"]
-    assert dl.main(argv) == 2  # nothing failed, but a file must still be placed by hand
+    assert cli.main(argv) == 2  # nothing failed, but a file must still be placed by hand
     out = capsys.readouterr().out
     target = (root / "t/hsi/Italy_hsi.mat").resolve()
     assert f"place the file by hand at: {target}" in out and "L. Bruzzone" in out
@@ -303,7 +306,7 @@ def test_manual_file_prints_instructions_then_verifies_hand_placed_copy(server, 
 
     target.parent.mkdir(parents=True)
     shutil.copyfile(TRLABEL, target)
-    assert dl.main([*argv, "--verify-only"]) == 0
+    assert cli.main([*argv, "--verify-only"]) == 0
     assert re.search(r"t/hsi/Italy_hsi.mat\s+verified", capsys.readouterr().out)
     assert [s.status for s in dl.verify_dataset("toy", root, sources=src)] == ["verified", "verified"]
 
@@ -338,7 +341,7 @@ def test_real_table_with_mirror_downloads_verified_muufl_files(server, tmp_path,
         "--only",
         "muufl/LiDAR.mat",
     ]
-    assert dl.main([*argv, "--no-progress"]) == 0
+    assert cli.main([*argv, "--no-progress"]) == 0
     assert sha256(tmp_path / "muufl/LiDAR.mat") == sha256(MUUFL_LIDAR)
     out = capsys.readouterr().out
     assert re.search(r"muufl/gt.mat\s+ok", out) and re.search(r"muufl/LiDAR.mat\s+ok", out)
@@ -408,12 +411,12 @@ def test_packaged_table_matches_shared_data_and_reference_hashes():
 
 
 def test_list_prints_datasets_and_files(tmp_path, capsys):
-    assert dl.main(["--list", "--root", str(tmp_path)]) == 0
+    assert cli.main(["--list", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"data root: {tmp_path.resolve()} (from --root)" in out
     assert "trento  (" in out and "tyust-dayu/Italy_hsi.mat  [sha256" in out
     assert "data_SAR_HR.mat  [no checksum, ?, manual only, absent]" in out
-    assert dl.main(["--list", "muufl", "--root", str(tmp_path)]) == 0
+    assert cli.main(["--list", "muufl", "--root", str(tmp_path)]) == 0
     assert "trento" not in capsys.readouterr().out
 
 
@@ -432,7 +435,7 @@ def test_list_gives_size_source_licence_and_presence_without_network(tmp_path, m
     shutil.copyfile(TRLABEL, root / "trento/MGMNet/TRLabel.mat")  # right name and size: present
     (root / "trento/MGMNet/TSLabel.mat").write_bytes(b"x")  # right name, wrong size
     (root / "trento/MGMNet/LiDAR.mat.part").write_bytes(b"x")  # an interrupted download
-    assert dl.main(["--list", "--root", str(root)]) == 0
+    assert cli.main(["--list", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     info = dl.dataset_info()
     table = dl.load_sources()
@@ -447,7 +450,7 @@ def test_list_gives_size_source_licence_and_presence_without_network(tmp_path, m
     known = sum(s.size or 0 for s in table["trento"] if not s.optional)
     unknown = sum(s.size is None for s in table["trento"] if not s.optional)
     assert (
-        f"; {dl._human(known)} + {unknown} file(s) of unknown size; 1 of 9 present under {root / 'trento'})"
+        f"; {cli._human(known)} + {unknown} file(s) of unknown size; 1 of 9 present under {root / 'trento'})"
         in head
     )
     assert re.search(r"MGMNet/TRLabel.mat  \[sha256, [0-9.]+ KB, present\]", trento)
@@ -490,7 +493,7 @@ def test_verify_only_labels_present_files_verified_in_table_and_summary(tmp_path
     root = tmp_path / "root"
     place(root, "t/MGMNet/TRLabel.mat", "t/gt.mat")
     argv = ["toy", "--root", str(root), "--sources", str(sources_file(tmp_path)), "--verify-only"]
-    assert dl.main(argv) == dl.EXIT_OK == 0
+    assert cli.main(argv) == cli.EXIT_OK == 0
     out = capsys.readouterr().out
     assert "skipped" not in out  # nothing was skipped: each file was read and its checksum checked
     assert re.search(r"t/MGMNet/TRLabel.mat\s+verified", out) and re.search(r"t/gt.mat\s+verified", out)
@@ -505,7 +508,9 @@ def test_verify_only_missing_file_exits_3_and_prints_the_command_that_fetches_it
     root = tmp_path / "root"
     place(root, "t/gt.mat")
     assert (
-        dl.main(["toy", "--root", str(root), "--sources", str(src), "--verify-only"]) == dl.EXIT_MISSING == 3
+        cli.main(["toy", "--root", str(root), "--sources", str(src), "--verify-only"])
+        == cli.EXIT_MISSING
+        == 3
     )
     out = capsys.readouterr().out
     assert "toy: 1 verified (present, checksum ok); 1 missing (absent, `rsmg download` fetches it)" in out
@@ -515,9 +520,9 @@ def test_verify_only_missing_file_exits_3_and_prints_the_command_that_fetches_it
     assert httpd.log == []  # --verify-only never touches the network
 
     # the printed command is the one that fetches it
-    assert dl.main([*shlex.split(cmd)[2:], "--no-progress"]) == dl.EXIT_OK
+    assert cli.main([*shlex.split(cmd)[2:], "--no-progress"]) == cli.EXIT_OK
     assert sha256(root / "t/MGMNet/TRLabel.mat") == sha256(TRLABEL)
-    assert dl.main(["toy", "--root", str(root), "--sources", str(src), "--verify-only"]) == dl.EXIT_OK
+    assert cli.main(["toy", "--root", str(root), "--sources", str(src), "--verify-only"]) == cli.EXIT_OK
 
 
 def test_a_wrong_file_outranks_a_missing_one(tmp_path, capsys):
@@ -525,25 +530,25 @@ def test_a_wrong_file_outranks_a_missing_one(tmp_path, capsys):
     (root / "t").mkdir(parents=True)
     (root / "t/gt.mat").write_bytes(b"not the file")
     argv = ["toy", "--root", str(root), "--sources", str(sources_file(tmp_path)), "--verify-only"]
-    assert dl.main(argv) == dl.EXIT_FAILED == 1
+    assert cli.main(argv) == cli.EXIT_FAILED == 1
     out = capsys.readouterr().out
     assert "1 failed" in out and "1 missing" in out and "t/MGMNet/TRLabel.mat" in out
 
 
 def test_help_documents_every_exit_status_and_usage_errors_do_not_collide(capsys):
-    assert dl.main(["--help"]) == 0
+    assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     for code, words in (
-        (dl.EXIT_OK, "every selected file is present"),
-        (dl.EXIT_FAILED, "a file failed"),
-        (dl.EXIT_MANUAL, "nothing failed, but files must still be placed by hand"),
-        (dl.EXIT_MISSING, "--verify-only: nothing failed, but files are missing"),
+        (cli.EXIT_OK, "every selected file is present"),
+        (cli.EXIT_FAILED, "a file failed"),
+        (cli.EXIT_MANUAL, "nothing failed, but files must still be placed by hand"),
+        (cli.EXIT_MISSING, "--verify-only: nothing failed, but files are missing"),
     ):
         assert re.search(rf"^  {code}  {re.escape(words)}", out, re.M), code
     assert "$RSMG_DATA_ROOT" in out
     # argparse would exit 2, which here means "place files by hand"
-    assert dl.main(["--no-such-flag"]) == dl.EXIT_FAILED
-    assert dl.main([]) == dl.EXIT_FAILED and "NAME is required" in capsys.readouterr().err
+    assert cli.main(["--no-such-flag"]) == cli.EXIT_FAILED
+    assert cli.main([]) == cli.EXIT_FAILED and "NAME is required" in capsys.readouterr().err
 
 
 def test_root_defaults_like_the_data_modules_and_is_printed(tmp_path, monkeypatch, capsys):
@@ -555,16 +560,16 @@ def test_root_defaults_like_the_data_modules_and_is_printed(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
 
     monkeypatch.setenv("RSMG_DATA_ROOT", str(env_root))
-    assert catalog.resolve_root() == dl.resolve_root_with_origin()[0] == env_root
-    assert dl.main(["toy", "--sources", src, "--verify-only"]) == dl.EXIT_OK
+    assert catalog.resolve_root() == resolve_root_with_origin()[0] == env_root
+    assert cli.main(["toy", "--sources", src, "--verify-only"]) == cli.EXIT_OK
     assert f"data root: {env_root.resolve()} (from $RSMG_DATA_ROOT)\n" in capsys.readouterr().out
 
-    assert dl.main(["toy", "--root", "elsewhere", "--sources", src, "--verify-only"]) == dl.EXIT_MISSING
+    assert cli.main(["toy", "--root", "elsewhere", "--sources", src, "--verify-only"]) == cli.EXIT_MISSING
     assert f"data root: {(tmp_path / 'elsewhere').resolve()} (from --root)\n" in capsys.readouterr().out
 
     monkeypatch.delenv("RSMG_DATA_ROOT")
-    assert catalog.resolve_root() == dl.resolve_root_with_origin()[0] == Path("data")
-    assert dl.main(["toy", "--sources", src, "--verify-only"]) == dl.EXIT_MISSING
+    assert catalog.resolve_root() == resolve_root_with_origin()[0] == Path("data")
+    assert cli.main(["toy", "--sources", src, "--verify-only"]) == cli.EXIT_MISSING
     out = capsys.readouterr().out
     assert (
         f"data root: {(tmp_path / 'data').resolve()} (from default ./data; set --root or $RSMG_DATA_ROOT"
@@ -575,11 +580,11 @@ def test_root_defaults_like_the_data_modules_and_is_printed(tmp_path, monkeypatc
 
 def test_verify_only_on_the_shared_trento_files(capsys):
     """The reviewed command: `rsmg download trento --root <shared data> --verify-only`."""
-    rc = dl.main(["trento", "--root", str(SHARED), "--verify-only"])
+    rc = cli.main(["trento", "--root", str(SHARED), "--verify-only"])
     out = capsys.readouterr().out
     specs = [s for s in dl.load_sources()["trento"] if not s.optional]
     absent = [s.relpath for s in specs if not s.target(SHARED).exists()]
-    assert rc == (dl.EXIT_MISSING if absent else dl.EXIT_OK)
+    assert rc == (cli.EXIT_MISSING if absent else cli.EXIT_OK)
     assert "skipped" not in out and re.search(r"trento/MGMNet/TRLabel.mat\s+verified", out)
     assert f"{len(specs) - len(absent)} verified (present, checksum ok)" in out
     for rel in absent:

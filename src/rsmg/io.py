@@ -1,5 +1,169 @@
-"""Output helpers shared by every writer in rsmg: files are written atomically (temp file + rename)."""
+"""Atomic file outputs: the one place in rsmg that writes a file to a temporary name and renames it into place.
 
-from rsmg.data.readers import atomic_write_bytes, atomic_write_text
+A run killed mid-write (pre-emption, out-of-memory, Ctrl-C) must never leave a half-written metrics file,
+split list, prediction archive, view bank or prior that a resumed run then trusts. Every writer in rsmg
+(results, predictions, embeddings, figures, caption manifests, the diffusion bank and prior, verified downloads)
+goes through :func:`atomic_open` or :func:`atomic_move`: the data goes to a temporary file in the target's
+directory (so the rename cannot cross file systems), is fsync'ed, and replaces the target with ``os.replace``
+(atomic on POSIX and Windows); the directory is fsync'ed too so the rename survives a crash. Readers therefore
+see either the old file or the complete new one. numpy and torch are imported only by the writers that need
+them.
+"""
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from rsmg.errors import OutputError
+
+__all__ = [
+    "atomic_move",
+    "atomic_open",
+    "atomic_save_npz",
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+]
+
+PathLike = str | os.PathLike[str]
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once at import: os.umask is process-global and not thread-safe to probe
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # directory fsync is not supported everywhere (e.g. Windows)
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike) -> Iterator[IO[bytes]]:
+    """Open a binary file whose content replaces ``path`` only if the ``with`` block completes.
+
+    Inside the block, write to the yielded handle (``torch.save(obj, f)``, ``np.savez(f, ...)``, ``f.write``).
+    On a clean exit the temporary file is fsync'ed, given the permissions the target has (or those ``open``
+    would give a new file: ``mkstemp`` creates 0600) and renamed over the target; on an exception it is
+    deleted and the target is untouched. Parent directories are created.
+
+    Raises:
+        OutputError: the temporary file cannot be created (read-only or missing directory, permissions).
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(
+            "cannot write the output file",
+            file=target,
+            found=f"{exc.strerror}: {exc.filename or target.parent}",
+            fix="write to a directory you can create files in (trainer.default_root_dir / the logger's "
+            "save_dir), or fix the permissions of this one",
+        ) from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_UMASK
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
+
+
+def atomic_move(src: PathLike, path: PathLike) -> Path:
+    """Move a finished file (a verified download's ``.part``) over ``path`` atomically, durably.
+
+    For files that cannot be written in one go through :func:`atomic_open` (a download resumed across runs);
+    ``src`` must be on the same file system as ``path``, e.g. beside it.
+
+    Returns:
+        The target path.
+    """
+    target = Path(path)
+    with open(src, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(src, target)
+    _fsync_dir(target.parent)
+    return target
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one.
+
+    Returns:
+        The target path.
+    """
+    with atomic_open(path) as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Text version of :func:`atomic_write_bytes` (UTF-8 by default; newlines written as given).
+
+    Returns:
+        The target path.
+    """
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: PathLike, data: Any, *, indent: int | None = 2, sort_keys: bool = False) -> Path:
+    """Write ``data`` as JSON (UTF-8, non-ASCII kept, a final newline) atomically.
+
+    Returns:
+        The target path.
+    """
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, ensure_ascii=False) + "\n"
+    return atomic_write_text(path, text)
+
+
+def atomic_save_npz(path: PathLike, arrays: Mapping[str, Any], *, compressed: bool = True) -> Path:
+    """Write ``arrays`` as a NumPy ``.npz`` archive atomically, streamed to disk (no copy in memory).
+
+    Returns:
+        The target path.
+    """
+    import numpy as np
+
+    save = np.savez_compressed if compressed else np.savez
+    with atomic_open(path) as fh:
+        save(fh, **arrays)
+    return Path(path)
+
+
+def atomic_torch_save(path: PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically, so a crash never leaves a truncated checkpoint or prior.
+
+    Returns:
+        The target path.
+    """
+    import torch
+
+    with atomic_open(path) as fh:
+        torch.save(obj, fh)
+    return Path(path)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from pathlib import Path
 
 import h5py
@@ -14,12 +12,9 @@ import pytest
 import scipy.io
 
 from _paths import SHARED_DATA, missing_shared_data
-from rsmg.data import readers
 from rsmg.data.readers import (
     CaptionRecord,
     Raster,
-    atomic_write_bytes,
-    atomic_write_text,
     check_finite,
     list_mat_keys,
     read_array,
@@ -527,39 +522,6 @@ def test_name_list(fixture_dir, tmp_path):
     with data_error(d, "listed twice", "remove the duplicate") as ei:
         read_name_list(d)
     assert ei.value.field == "entry 3"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# atomic writes
-# ----------------------------------------------------------------------------------------------------------
-
-
-def test_atomic_write_creates_and_replaces(tmp_path):
-    p = tmp_path / "sub" / "dir" / "metrics.json"
-    assert atomic_write_text(p, '{"acc": 0.5}\n') == p
-    assert p.read_text() == '{"acc": 0.5}\n'
-    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~readers._UMASK
-    os.chmod(p, 0o640)
-    atomic_write_bytes(p, b"\x00\x01")
-    assert p.read_bytes() == b"\x00\x01"
-    assert stat.S_IMODE(p.stat().st_mode) == 0o640  # replacing keeps the file's permissions
-    atomic_write_text(p, "café", encoding="utf-8")
-    assert p.read_bytes() == "café".encode()
-    assert sorted(x.name for x in p.parent.iterdir()) == ["metrics.json"]  # no temp file left
-
-
-def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
-    p = tmp_path / "split.txt"
-    p.write_text("old\n")
-
-    def boom(fd):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(readers.os, "fsync", boom)
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write_text(p, "new\n")
-    assert p.read_text() == "old\n"
-    assert [x.name for x in tmp_path.iterdir()] == ["split.txt"]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -402,7 +402,7 @@ def test_transform_matches_the_encoder_preprocessing():
 )
 def test_download_layout_is_found(tmp_path, dataset, layout):
     """What `rsmg download` unpacks (or the manual note asks for) is a folder the catalog reads."""
-    from rsmg.download import load_sources
+    from rsmg.data.download import load_sources
 
     (tmp_path / layout).mkdir(parents=True)
     assert dataset_folder(dataset, tmp_path) == (tmp_path / layout).parent

@@ -33,7 +33,7 @@ from lightning.pytorch.utilities import move_data_to_device
 
 from rsmg.callbacks.results import run_dir
 from rsmg.errors import ConfigError
-from rsmg.io import atomic_write_bytes
+from rsmg.io import atomic_save_npz, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -427,9 +427,7 @@ class EmbeddingExport(pl.Callback):
         target = Path(self.path)
         if not target.is_absolute():
             target = (out_dir if out_dir is not None else run_dir(trainer)) / target
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-        written = [atomic_write_bytes(target, buf.getvalue())]
+        written = [atomic_save_npz(target, arrays)]
         if self.parquet is not False and _parquet_available():
             written.append(_write_parquet(target.with_suffix(".parquet"), arrays, emb_names))
         n_by = {

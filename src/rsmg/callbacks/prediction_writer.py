@@ -42,7 +42,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from rsmg.callbacks.results import run_dir
 from rsmg.errors import ConfigError
-from rsmg.io import atomic_write_bytes, atomic_write_text
+from rsmg.io import atomic_save_npz, atomic_write_text
 
 __all__ = ["PredictionWriter", "merge_shards"]
 
@@ -199,9 +199,7 @@ class PredictionWriter(BasePredictionWriter):
                 "domain": np.array(name, dtype=str),
             }
             stem = out_dir / f"{self.prefix}_{_safe_name(name)}"
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **arrays)
-            paths = [atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())]
+            paths = [atomic_save_npz(stem.with_suffix(".npz"), arrays)]
             if self.write_csv:
                 paths.append(atomic_write_text(stem.with_suffix(".csv"), _csv(arrays, labels)))
             self.written[name] = paths

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 EXTRA_VERBS = {
-    "download": ("rsmg.download", "fetch a dataset from its official source and verify sha256"),
+    "download": ("rsmg.cli.download", "fetch a dataset from its official source and verify sha256"),
     "report": ("rsmg.report", "aggregate finished runs into mean ± std tables and figures"),
-    "caption": ("rsmg.captioning", "write captions for an image folder with a local vision-language model"),
+    "caption": ("rsmg.cli.caption", "write captions for an image folder with a local vision-language model"),
 }
 LIGHTNING_VERBS = {
     "fit": "train (and with --test_after_fit true, test every target domain)",

@@ -51,7 +51,7 @@ from rsmg.data.scene_folders import (
 )
 from rsmg.data.spec import DataSpec
 from rsmg.data.splits import check_val_fraction, require_nonempty, stratified_sample, train_val_split
-from rsmg.errors import ConfigError, DataError
+from rsmg.errors import ConfigError, DataError, check_choice, unknown_name_error
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,17 @@ class SceneDomainDataModule(ResumableDataModule):
         seed: seed of every split and of the augmentation.
         catalog: a user catalog YAML merged over the packaged one (your own datasets and class mappings; see
             :func:`rsmg.data.catalog.use_catalog`); ``$RSMG_CATALOG`` does the same.
+        captions: serve each image's caption as ``batch["text"]`` (the dataset's catalog ``captions`` entry;
+            :mod:`rsmg.data.scene_captions`). Training: one of the image's captions, hashed per epoch.
+        text_transforms: leakage control applied to every caption (names of :mod:`rsmg.text.leakage`, e.g.
+            ``[drop_verdicts, mask_class_names]``).
+        caption_dropout: share of training samples served without a caption (``""``), so that a fused model
+            learns the image-only path.
+        eval_caption: the caption of validation/test images: ``"first"``, ``"join"`` (all, joined) or
+            ``"none"`` (test without captions).
+        held_out_classes: classes kept out of training and validation (zero-shot: a model can only name them
+            through their class texts); every image of them in a target is tested. The seen classes' splits
+            are the same as without held-out classes.
     """
 
     def __init__(
@@ -127,6 +138,11 @@ class SceneDomainDataModule(ResumableDataModule):
         cache: bool = True,
         seed: int = 42,
         catalog: str | None = None,
+        captions: bool = False,
+        text_transforms: list[Any] | None = None,
+        caption_dropout: float = 0.0,
+        eval_caption: Literal["first", "join", "none"] = "first",
+        held_out_classes: list[str] | None = None,
     ) -> None:
         super().__init__()
         if catalog is not None:
@@ -166,8 +182,29 @@ class SceneDomainDataModule(ResumableDataModule):
         self.augment = augment
         self.cache = cache
         self.seed = seed
+        if not 0.0 <= caption_dropout < 1.0:
+            raise ConfigError(
+                "caption dropout out of range", field="data.caption_dropout", expected="0 <= p < 1",
+                found=caption_dropout, fix="use e.g. 0.2 (or 0: every training image keeps a caption)",
+            )  # fmt: skip
+        check_choice("eval caption", eval_caption, ("first", "join", "none"), field="data.eval_caption")
+        self.captions = captions
+        self.text_transforms = list(text_transforms or [])
+        self.caption_dropout = caption_dropout
+        self.eval_caption = eval_caption
+        self._captions: dict[str, list[tuple[str, ...]]] = {}
         self._mappings = {n: class_mapping(class_set, d.dataset) for n, d in self._domains.items()}
         self.classes = self._classes()
+        self.held_out_classes = list(held_out_classes or [])
+        for c in self.held_out_classes:
+            if c not in self.classes:
+                raise unknown_name_error("held-out class", c, self.classes, field="data.held_out_classes")
+        if len(self.held_out_classes) >= len(self.classes):
+            raise ConfigError(
+                "every class is held out", field="data.held_out_classes", expected="at least one seen class",
+                found=self.held_out_classes, fix="hold out fewer classes",
+            )  # fmt: skip
+        self.seen_classes = tuple(c for c in self.classes if c not in self.held_out_classes)
         self.spec = DataSpec(
             classes=self.classes,
             modalities={"rgb": 3},
@@ -175,6 +212,7 @@ class SceneDomainDataModule(ResumableDataModule):
             source_domains=tuple(self.sources),
             patch_size=image_size,
             band_names={"rgb": get_sensor("rgb").band_names},
+            has_text=captions,
         )
         self._prepared: dict[str, _Domain] = {}
         self._source_digests: set[bytes] = set()
@@ -295,6 +333,12 @@ class SceneDomainDataModule(ResumableDataModule):
             pool = pool[chosen]
             tr, va = train_val_split(labels[pool], self.val_fraction, seed=seed)
             dom.train, dom.val = pool[tr], pool[va]
+            held = np.isin(labels, [self.classes.index(c) for c in self.held_out_classes])
+            if held.any():  # zero-shot classes: never trained on or validated; every image of them is tested
+                # removed after the split, so the seen classes' splits are those of a run without held-out classes
+                dom.train, dom.val = dom.train[~held[dom.train]], dom.val[~held[dom.val]]
+                if name in self.targets:
+                    dom.test = np.union1d(dom.test, np.flatnonzero(held))
             if fitting:
                 self._decode_missing([dom.records[i] for i in np.concatenate([dom.train, dom.val, dom.test])])
             require_nonempty(
@@ -349,6 +393,7 @@ class SceneDomainDataModule(ResumableDataModule):
         records: list[ImageRecord] = []
         domains: list[np.ndarray] = []
         indices: list[np.ndarray] = []
+        captions: list[tuple[str, ...]] = []
         for name in names:
             dom = self._prepared.get(name)
             if dom is None or (part == "test" and not dom.read):
@@ -362,6 +407,9 @@ class SceneDomainDataModule(ResumableDataModule):
             pos = getattr(dom, part)
             d = self.domains.index(name)
             records += [dom.records[i] for i in pos]
+            if self.captions:
+                caps = self._domain_captions(name, dom)
+                captions += [caps[i] for i in pos]
             domains.append(np.full(len(pos), d, dtype=np.int64))
             indices.append((d << 40) | (_PARTS[part] << 36) | pos.astype(np.int64))
         return SceneImageDataset(
@@ -370,7 +418,42 @@ class SceneDomainDataModule(ResumableDataModule):
             domains=np.concatenate(domains),
             indices=np.concatenate(indices),
             cache=self._images,
+            captions=captions if self.captions else None,
+            eval_caption=self.eval_caption,
         )
+
+    def _domain_captions(self, name: str, dom: _Domain) -> list[tuple[str, ...]]:
+        """Captions of a domain's records (read once, after deduplication; leakage control applied)."""
+        if name not in self._captions:
+            from rsmg.data.scene_captions import load_scene_captions
+
+            caps = load_scene_captions(self._domains[name].dataset, dom.records, root=self.root)
+            if self.text_transforms:
+                from rsmg.text.leakage import build_text_transform
+
+                folder_classes = sorted({r.folder_class for r in dom.records})
+                tf = build_text_transform(self.text_transforms, [*self.classes, *folder_classes])
+                assert tf is not None
+                # a caption that leakage control empties ("it is a beach .") is no caption: dropped
+                caps = [tuple(x for x in (tf(c) for c in t) if x.strip()) for t in caps]
+            self._captions[name] = caps
+        return self._captions[name]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment (base class), then pick each training sample's caption (hashed; dropped with p)."""
+        batch = super().on_after_batch_transfer(batch, dataloader_idx)
+        trainer = self.trainer
+        if trainer is not None and trainer.training and isinstance(batch, dict) and "captions" in batch:
+            from rsmg.data.scene_captions import choose_train_captions
+
+            batch["text"] = choose_train_captions(
+                batch["captions"],
+                batch["index"],
+                seed=self.seed,
+                epoch=trainer.current_epoch,
+                dropout=self.caption_dropout,
+            )
+        return batch
 
     def train_dataloader(self) -> DataLoader[Any]:
         """Source training images in a seeded per-epoch order that a resumed run continues mid-epoch."""

@@ -493,6 +493,10 @@ class SceneImageDataset(Dataset[dict[str, Any]]):
         indices: sample index of each record, unique across the datamodule's datasets (the per-sample
             augmentation hash reads it).
         cache: decoded images by path (shared, read-only here).
+        captions: each record's captions (after leakage control); then a batch also has ``captions`` (all of
+            them, per sample) and ``text`` (the one chosen by ``eval_caption``; training batches get theirs
+            from :func:`rsmg.data.scene_captions.choose_train_captions`).
+        eval_caption: ``"first"``, ``"join"`` or ``"none"`` (no caption: image only).
     """
 
     def __init__(
@@ -503,6 +507,8 @@ class SceneImageDataset(Dataset[dict[str, Any]]):
         domains: np.ndarray,
         indices: np.ndarray,
         cache: ImageCache | None = None,
+        captions: Sequence[tuple[str, ...]] | None = None,
+        eval_caption: str = "first",
     ) -> None:
         self.records = list(records)
         n = len(self.records)
@@ -513,6 +519,10 @@ class SceneImageDataset(Dataset[dict[str, Any]]):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.cache = cache if cache is not None else {}
         self.labels = np.array([r.label for r in self.records], dtype=np.int64)
+        if captions is not None and len(captions) != n:
+            raise ValueError(f"{n} records but {len(captions)} caption tuples")
+        self.captions = list(captions) if captions is not None else None
+        self.eval_caption = eval_caption
 
     def __len__(self) -> int:
         return len(self.records)
@@ -536,6 +546,12 @@ class SceneImageDataset(Dataset[dict[str, Any]]):
         batch["label"] = torch.from_numpy(self.labels[pos])
         batch["domain"] = torch.from_numpy(self.domains[pos])
         batch["index"] = torch.from_numpy(self.indices[pos])
+        if self.captions is not None:
+            from rsmg.data.scene_captions import eval_text
+
+            caps = [self.captions[int(i)] for i in pos]
+            batch["captions"] = caps
+            batch["text"] = [eval_text(c, self.eval_caption) for c in caps]  # type: ignore[arg-type]
         return batch
 
     def __getitem__(self, i: int) -> dict[str, Any]:

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +38,7 @@ import torch
 from rsmg.data.spec import image_key
 from rsmg.diffusion.augment import DiffusionAugmenter
 from rsmg.errors import ConfigError, DataError
+from rsmg.io import atomic_write_json
 
 BANK_FORMAT = "rsmg.view_bank"
 BANK_FORMAT_VERSION = 1
@@ -60,19 +60,6 @@ _KEY_FIELDS = (
     "num_samples",
     "dtype",
 )
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_meta(bank_dir: Path) -> dict[str, Any]:
@@ -351,7 +338,7 @@ class ViewBank:
                 partial / VIEWS_FILE, mode="w+", dtype=dtype, shape=tuple(shape)
             )
             del views
-            _write_json_atomic(partial / META_FILE, meta)
+            atomic_write_json(partial / META_FILE, meta, indent=1, sort_keys=True)
 
         views = np.load(partial / VIEWS_FILE, mmap_mode="r+")
         chunk = int(meta["chunk_size"])
@@ -371,10 +358,10 @@ class ViewBank:
             views.flush()
             done.add(ci)
             meta["completed_chunks"] = sorted(done)
-            _write_json_atomic(partial / META_FILE, meta)
+            atomic_write_json(partial / META_FILE, meta, indent=1, sort_keys=True)
         del views
         meta["complete"] = True
-        _write_json_atomic(partial / META_FILE, meta)
+        atomic_write_json(partial / META_FILE, meta, indent=1, sort_keys=True)
 
         # Swap into place; an old bank (rebuild) is moved aside first, so bank_dir is never half-written.
         old_dir = bank_dir.with_name(f".{bank_dir.name}.old")

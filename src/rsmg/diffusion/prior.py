@@ -20,8 +20,6 @@ import copy
 import hashlib
 import inspect
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from torch import nn
 
 from rsmg.data.spec import IMAGE_PREFIX, DataSpec, image_key
 from rsmg.errors import ConfigError, DataError
+from rsmg.io import atomic_torch_save
 
 FORMAT = "rsmg.diffusion_prior"
 FORMAT_VERSION = 1
@@ -518,17 +517,7 @@ class DiffusionPrior(nn.Module):
             "config": self.config,
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_torch_save(path, payload)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DiffusionPrior:

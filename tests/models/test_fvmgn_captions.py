@@ -1,0 +1,115 @@
+"""The unified model (FVMGN on scenes + caption cross-attention) on real UC Merced images and captions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from _paths import SHARED_DATA, missing_shared_data
+from rsmg.data.scene_domains import SceneDomainDataModule
+from rsmg.errors import DataError
+from rsmg.models.fvmgn_captions import CaptionFVMGN
+from rsmg.models.registry import list_models
+from rsmg.text.caption_features import CaptionFeatureCache
+from rsmg.text.towers import create_text_tower
+
+TINY: dict[str, Any] = {
+    "pretrained": False,
+    "text_tower": "clip-bpe",
+    "text_pretrained": False,
+    "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
+    "embed_dim": 32,
+    "fused_dim": 64,
+    "caption_width": 32,
+    "caption_heads": 2,
+    "class_set": "ucm21",
+    "texts": "shared",
+    "mwdis_same_domain_fallback": True,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def ucm() -> tuple[Any, dict[str, Any]]:
+    """Spec and a real 12-image batch (64 px) with leakage-controlled captions, some of them empty."""
+    if not (SHARED_DATA / "ucm_captions").is_dir():
+        missing_shared_data(SHARED_DATA / "ucm_captions", "UCM captions")
+    dm = SceneDomainDataModule(
+        ["ucm"], ["ucm"], class_set="ucm21", root=str(SHARED_DATA), image_size=64, source_split="per_class:3",
+        captions=True, text_transforms=["drop_verdicts", "mask_class_names"],
+    )  # fmt: skip
+    dm.setup("fit")
+    ds = dm.train_dataset()
+    batch = dict(ds.__getitems__(list(range(0, 36, 3))))
+    batch["text"][3] = ""  # at least one sample without a caption
+    return dm.spec, batch
+
+
+def model(spec: Any, **kw: Any) -> CaptionFVMGN:
+    torch.manual_seed(0)
+    return CaptionFVMGN(spec, **{**TINY, **kw})
+
+
+def test_registered_and_trains_with_every_term(ucm):
+    spec, batch = ucm
+    assert "fvmgn_captions" in list_models()
+    m = model(spec).train()
+    out = m(batch)
+    assert out.logits.shape == (12, 21) and set(out.aux_losses) == {"align", "invariance"}
+    loss = torch.nn.functional.cross_entropy(out.logits, batch["label"]) + sum(out.aux_losses.values())
+    loss.backward()
+    for name in ("null_token", "caption_fusion.blocks.0.text_to_image.q.weight", "fuse.0.weight"):
+        g = dict(m.named_parameters())[name].grad
+        assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0, name
+    assert not any(p.requires_grad for p in m.captions.parameters())  # the frozen tower
+
+
+def test_a_sample_without_caption_uses_its_image_only(ucm):
+    spec, batch = ucm
+    m = model(spec, return_attention=True).eval()
+    none = dict(batch, text=[""] * 12)
+    with torch.no_grad():
+        a = m(none)
+        b = m(dict(batch, text=["", *batch["text"][1:]]))
+        c = m(dict(none, text=["   ", *[""] * 11]))  # whitespace is no caption either
+    assert torch.isfinite(a.logits).all() and torch.isfinite(a.attention["text_to_image"]).all()
+    assert torch.allclose(a.logits[0], b.logits[0], atol=1e-5)  # other samples' captions do not matter
+    assert torch.allclose(a.logits[0], c.logits[0], atol=1e-5)
+    # ... and a caption does change the prediction of a sample that has one
+    with_caption = next(i for i, t in enumerate(batch["text"]) if t and i > 0)
+    assert not torch.allclose(a.logits[with_caption], b.logits[with_caption], atol=1e-4)
+    assert a.attention["text_to_image"].shape[:2] == (12, 2)
+
+
+def test_a_batch_without_captions_is_refused(ucm):
+    spec, batch = ucm
+    m = model(spec).eval()
+    with pytest.raises(DataError, match="caption list") as e:
+        m({k: v for k, v in batch.items() if k != "text"})
+    assert "captions: true" in str(e.value)
+
+
+def test_caption_cache_matches_the_tower_and_encodes_each_caption_once():
+    tower = create_text_tower("clip-bpe", pretrained=False, frozen=True, width=32, layers=1, heads=2)
+    cache = CaptionFeatureCache(tower)
+    texts = ["a beach with waves", "", "many cars in rows", "a beach with waves"]
+    hidden, mask = cache(texts)
+    assert len(cache) == 2 and mask[1].sum() == 0 and (hidden[1] == 0).all()
+    direct = tower.encode(["a beach with waves", "many cars in rows"])
+    n0, n2 = int(mask[0].sum()), int(mask[2].sum())
+    assert torch.allclose(hidden[0, :n0], direct.hidden[0, :n0], atol=1e-5)
+    assert torch.allclose(hidden[2, :n2], direct.hidden[1, :n2], atol=1e-5)
+    assert torch.equal(hidden[0], hidden[3])
+    cache.to(torch.float64)
+    assert len(cache) == 0  # features of the old dtype/device are dropped
+    keep = CaptionFeatureCache(tower.float(), empty_is_none=False)
+    assert keep([""])[1].sum() > 0  # encoded as its special tokens
