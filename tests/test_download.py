@@ -410,13 +410,63 @@ def test_packaged_table_matches_shared_data_and_reference_hashes():
     assert manual_only == {"augsburg/data_SAR_HR.mat", "augsburg/data_DSM.mat", "aid/AID.zip"}
 
 
-def test_list_prints_datasets_and_files(capsys):
-    assert cli.main(["--list"]) == 0
+def test_list_prints_datasets_and_files(tmp_path, capsys):
+    assert cli.main(["--list", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
+    assert f"data root: {tmp_path.resolve()} (from --root)" in out
     assert "trento  (" in out and "tyust-dayu/Italy_hsi.mat  [sha256" in out
-    assert "data_SAR_HR.mat  [no checksum, ?, manual only]" in out
-    assert cli.main(["--list", "muufl"]) == 0
+    assert "data_SAR_HR.mat  [no checksum, ?, manual only, absent]" in out
+    assert cli.main(["--list", "muufl", "--root", str(tmp_path)]) == 0
     assert "trento" not in capsys.readouterr().out
+
+
+def test_list_gives_size_source_licence_and_presence_without_network(tmp_path, monkeypatch, capsys):
+    """Every packaged dataset with its size, homepage, licence and what is under the root; no socket opened."""
+    import socket
+    import urllib.request
+
+    def no_network(*a, **k):
+        raise AssertionError("rsmg download --list opened a connection")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    root = tmp_path / "root"
+    (root / "trento/MGMNet").mkdir(parents=True)
+    shutil.copyfile(TRLABEL, root / "trento/MGMNet/TRLabel.mat")  # right name and size: present
+    (root / "trento/MGMNet/TSLabel.mat").write_bytes(b"x")  # right name, wrong size
+    (root / "trento/MGMNet/LiDAR.mat.part").write_bytes(b"x")  # an interrupted download
+    assert cli.main(["--list", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    info = dl.dataset_info()
+    table = dl.load_sources()
+    assert list(info) == list(table)
+    for name, meta in info.items():
+        assert meta.homepage and meta.homepage.startswith("http") and meta.licence, name
+        assert f"\n{name}  ({len(table[name])} files, folder " in out
+        assert f"  source: {meta.homepage}\n  licence: {meta.licence}\n" in out
+    assert "bigearthnet_s1s2" in out and "Community Data License Agreement - Permissive 1.0" in out
+    trento = out[out.index("\ntrento  (") : out.index("\nmuufl  (")]
+    head = trento.splitlines()[1]
+    known = sum(s.size or 0 for s in table["trento"] if not s.optional)
+    unknown = sum(s.size is None for s in table["trento"] if not s.optional)
+    assert (
+        f"; {cli._human(known)} + {unknown} file(s) of unknown size; 1 of 9 present under {root / 'trento'})"
+        in head
+    )
+    assert re.search(r"MGMNet/TRLabel.mat  \[sha256, [0-9.]+ KB, present\]", trento)
+    assert "MGMNet/TSLabel.mat  [sha256, 3.3 KB, present, wrong size]" in trento
+    assert "MGMNet/LiDAR.mat  [sha256, 285.1 KB, partial]" in trento
+    assert "MACL/HSI.mat  [sha256, 11.5 MB, manual fallback, optional, absent]" in trento
+    assert "muufl  (5 files, folder muufl/; " in out and "; none present under" in out
+
+
+def test_dataset_licence_must_be_text(tmp_path):
+    doc = table("http://127.0.0.1:9")
+    doc["datasets"]["toy"]["licence"] = ["MIT"]
+    with pytest.raises(ConfigError, match=r"datasets\.toy\.licence"):
+        dl.dataset_info(doc)
+    doc["datasets"]["toy"]["licence"] = "CC-BY-4.0"
+    assert dl.dataset_info(doc)["toy"] == dl.DatasetInfo("toy", None, None, "CC-BY-4.0")
 
 
 # ----------------------------------------------------------------------------------- CLI: labels, exit codes, root

@@ -96,6 +96,12 @@ class ConfigError(RsmgError, ValueError):
         super().__init__(_format(what, file=file, field=field, expected=expected, found=found, fix=fix))
 
 
+class UnknownOptionError(ConfigError):
+    """An option or config key the command does not accept: a usage error, so ``rsmg`` exits 2 (as argparse)."""
+
+    exit_code = 2
+
+
 class OutputError(RsmgError, OSError):
     """An output (metrics, tables, figures, embeddings) cannot be written where it was asked to go.
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from rsmg.data.download.datasets import download_dataset, verify_dataset
 from rsmg.data.download.files import STATUS_MEANING, FileStatus
-from rsmg.data.download.sources import FileSpec, load_sources
+from rsmg.data.download.sources import DatasetInfo, FileSpec, dataset_info, load_sources
 from rsmg.data_root import ENV_ROOT, resolve_root_with_origin
 from rsmg.errors import ConfigError, DataError, unknown_name_error
 
@@ -86,12 +86,45 @@ def _print_missing_hint(
     print(f"fetch them with: {shlex.join(cmd)}", file=out)
 
 
-def _print_list(table: Mapping[str, tuple[FileSpec, ...]], names: Sequence[str], out: Any) -> None:
+def _presence(spec: FileSpec, root: Path) -> str:
+    """Whether a file is at its target under ``root``, judged by name and size only (no hashing, no network)."""
+    target = spec.target(root)
+    if target.is_file():
+        if spec.size is not None and target.stat().st_size != spec.size:
+            return "present, wrong size"
+        return "present"
+    return "partial" if target.with_name(target.name + ".part").is_file() else "absent"
+
+
+def _print_list(
+    table: Mapping[str, tuple[FileSpec, ...]],
+    info: Mapping[str, DatasetInfo],
+    names: Sequence[str],
+    root: Path,
+    out: Any,
+) -> None:
+    """Every dataset with its size, source, licence and what of it is already under ``root``; files below."""
     for n in names:
         specs = table[n]
         folder = specs[0].relpath[: -len(specs[0].path) - 1]
-        print(f"{n}  ({len(specs)} files, folder {folder}/)", file=out)
-        for s in specs:
+        fetched = [s for s in specs if not s.optional]  # what `rsmg download <name>` selects
+        known = sum(s.size or 0 for s in fetched)
+        unknown = sum(s.size is None for s in fetched)
+        size = _human(known) if not unknown else f"{_human(known)} + {unknown} file(s) of unknown size"
+        presence = [_presence(s, root) for s in specs]
+        here = sum(p == "present" for p in presence)
+        state = (
+            "all present"
+            if here == len(specs)
+            else ("none present" if here == 0 else f"{here} of {len(specs)} present")
+        )
+        print(f"{n}  ({len(specs)} files, folder {folder}/; {size}; {state} under {root / folder})", file=out)
+        meta = info.get(n, DatasetInfo(n))
+        if meta.description:
+            print(f"  {meta.description}", file=out)
+        print(f"  source: {meta.homepage or 'not recorded'}", file=out)
+        print(f"  licence: {meta.licence or 'not recorded in the sources table'}", file=out)
+        for s, p in zip(specs, presence, strict=True):
             check = "sha256" if s.sha256 else ("md5" if s.md5 else "no checksum")
             flags = [check, _human(s.size)]
             if not s.urls:
@@ -102,9 +135,15 @@ def _print_list(table: Mapping[str, tuple[FileSpec, ...]], names: Sequence[str],
                 flags.append("optional")
             if s.unpack:
                 flags.append("unpacked")
+            flags.append(p)
             print(f"  {s.path}  [{', '.join(flags)}]", file=out)
             for u in s.urls[:2]:
                 print(f"      {u}", file=out)
+    print(
+        "\npresent: a file of the listed name (and size, where known) is there; "
+        "`rsmg download <name> --verify-only` checks the checksums",
+        file=out,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,7 +175,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", metavar="FILE", help="only this file (repeatable)")
     p.add_argument("--mirror", metavar="URL", help="fetch every file from URL/<relative path> instead")
     p.add_argument("--verify-only", action="store_true", help="check files on disk; no network")
-    p.add_argument("--list", action="store_true", help="list datasets and their files, then exit")
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="list datasets (size, source, licence, what is already under the root) and their files; no network",
+    )
     p.add_argument("--all", action="store_true", help="include optional files (huge archives, alt. copies)")
     p.add_argument("--require-hash", action="store_true", help="fail on files with no known checksum")
     p.add_argument("--retries", type=int, default=3, help="attempts per URL (default 3)")
@@ -169,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             if args.name is not None and args.name not in table:
                 raise unknown_name_error("dataset", args.name, list(table), field="download.name")
-            _print_list(table, [args.name] if args.name else list(table), out)
+            given, origin = resolve_root_with_origin(args.root)
+            root = given.resolve()
+            print(f"data root: {root} (from {origin})\n", file=out)
+            _print_list(
+                table, dataset_info(args.sources), [args.name] if args.name else list(table), root, out
+            )
             return 0
         if args.name is None:
             parser.print_usage(err)

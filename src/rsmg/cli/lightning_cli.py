@@ -58,6 +58,44 @@ class RsmgCLI(LightningCLI):
         kwargs.setdefault("datamodule_class", LightningDataModule)
         super().__init__(*args, **kwargs)
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """Parsers that raise on bad input (``exit_on_error=False``), so :meth:`parse_arguments` can explain it."""
+        kwargs.setdefault("exit_on_error", False)
+        return super().init_parser(**kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse; on failure name a misspelt option or YAML key and the closest valid keys (:mod:`rsmg.cli.suggest`).
+
+        Any other parse error is reported as jsonargparse reports it (usage, message, exit status 2).
+        """
+        import sys
+
+        from jsonargparse import ArgumentError
+
+        from rsmg.cli.suggest import find_unknown, unknown_error
+
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as e:
+            argv = (
+                [str(a) for a in (sys.argv[1:] if args is None else args)]
+                if isinstance(args, list | None)
+                else []
+            )
+            parsers = getattr(self, "_subcommand_parsers", None)  # absent with run=False: one flat parser
+            subcommand = next((a for a in argv if a in parsers), None) if parsers else None
+            if subcommand is not None and parsers:
+                hit = find_unknown(parsers[subcommand], argv[argv.index(subcommand) + 1 :])
+            else:
+                hit = find_unknown(parser, argv)
+            if hit is not None:
+                raise unknown_error(hit, subcommand or "fit") from None
+            target = (
+                parsers[subcommand] if subcommand is not None and parsers else parser
+            )  # its usage is shown
+            target.exit_on_error = True
+            target.error(str(e))
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link ``data.spec`` → ``model.init_args.spec`` and add the results callback and options."""
         parser.link_arguments("data.spec", "model.init_args.spec", apply_on="instantiate")

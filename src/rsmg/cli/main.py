@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         if err is None:
             raise
         print(f"rsmg {verb}: error: {err}", file=sys.stderr)  # bad input: one clear message, no traceback
-        raise SystemExit(1) from None
+        raise SystemExit(getattr(err, "exit_code", 1)) from None
 
 
 def check_complete_checkpoint(path: Path) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from rsmg.data.bands import get_sensor
-from rsmg.data.readers import read_mat
+from rsmg.data.readers import read_array, read_mat
 from rsmg.data.scene import Scene
 from rsmg.data_root import ENV_ROOT, resolve_root_with_origin
 from rsmg.errors import ConfigError, DataError, MissingDatasetError, unknown_name_error
@@ -160,6 +160,24 @@ def _check_user_dataset(entry: Any, where: str, path: Path) -> None:
                 fix="add sensor: (e.g. rgb, lidar_dsm)",
             )
         get_sensor(ref["sensor"])  # an unknown sensor lists the known ones
+        if entry["kind"] in ("scene", "vectors") and ref.get("layout") not in ("HWC", "NC"):
+            raise DataError(
+                "raster modality lacks its layout",
+                file=path,
+                field=f"{where}.modalities.{mod}.layout",
+                expected="HWC (rows x columns x bands) or NC (vectors: samples x bands)",
+                found=ref.get("layout", "nothing"),
+                fix="add layout: HWC for an H x W x C raster (an H x W array is read as one band)",
+            )
+    if entry["kind"] in ("scene", "vectors") and not isinstance(entry.get("labels"), dict):
+        raise DataError(
+            "scene entry lacks its label map",
+            file=path,
+            field=f"{where}.labels",
+            expected="{file: <.mat / .npy / .npz>, key: <variable, .mat / .npz only>} (0 unlabelled, 1..K classes)",
+            found=entry.get("labels", "nothing"),
+            fix="add labels: {file: ...} with ids in the order of classes:",
+        )
 
 
 def _absolute_paths(entry: Any, base: Path) -> Any:
@@ -338,11 +356,12 @@ def missing_files(
     return [base / _options(ref["file"])[0] for ref in refs if _find(base, ref["file"]) is None]
 
 
-def _load_mat(
+def _load_array(
     root: Path, ref: dict[str, Any], dataset: str, *, download: bool = False
 ) -> tuple[np.ndarray, Path]:
     path = _file(root, ref["file"], dataset, download=download or bool(ref.get("download")))
-    arr = read_mat(path, key=ref.get("key"), candidates=tuple(ref.get("candidates", ())))
+    read = read_array if path.suffix.lower() in (".npy", ".npz") else read_mat  # a user scene saved by numpy
+    arr = read(path, key=ref.get("key"), candidates=tuple(ref.get("candidates", ())))
     return np.asarray(arr), path
 
 
@@ -397,7 +416,7 @@ def load_scene(
     band_names: dict[str, tuple[str, ...]] = {}
     for mod in modalities:
         ref = _modality_ref(entry, name, mod)
-        raw, path = _load_mat(base, ref, name)
+        raw, path = _load_array(base, ref, name)
         arr = _to_chw(raw, ref["layout"], path, mod)
         sensor = get_sensor(ref["sensor"])
         if arr.shape[0] != len(sensor.bands):
@@ -414,7 +433,7 @@ def load_scene(
     split_maps: dict[str, np.ndarray] = {}
     for split, parts in entry.get("splits", {}).items():
         for part, ref in parts.items():
-            m, p = _load_mat(base, ref, name)
+            m, p = _load_array(base, ref, name)
             split_maps[f"{split}/{part}"] = np.asarray(m).astype(np.int64)
             files[f"{split}/{part}"] = str(p)
 
@@ -424,7 +443,7 @@ def load_scene(
         labels = np.maximum(split_maps[f"{s}/train"], split_maps[f"{s}/test"])
         files["labels"] = files[f"{s}/train"]
     else:
-        raw, p = _load_mat(base, lab, name)
+        raw, p = _load_array(base, lab, name)
         labels = np.asarray(raw)
         files["labels"] = str(p)
         if info.kind == "vectors":

@@ -23,7 +23,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsmg.data.bands import get_sensor
-from rsmg.data.catalog import class_mapping, class_set_names, dataset_info, datasets_files, load_scene
+from rsmg.data.catalog import (
+    class_mapping,
+    class_set_names,
+    dataset_info,
+    datasets_files,
+    load_scene,
+    use_catalog,
+)
 from rsmg.data.normalization import Stats, band_statistics, stats_from_state, stats_to_state
 from rsmg.data.resumable import ResumableDataModule, check_loader_options
 from rsmg.data.scene import PadMode, Scene, SceneDataset
@@ -74,8 +81,7 @@ class CrossDomainDataModule(ResumableDataModule):
             ``"blocks:B"`` (whole B×B tiles, spatially disjoint; docs/decisions.md#validation-split).
         val_buffer: with ``"blocks:B"``, training pixels within this many pixels of a validation pixel are
             dropped; default ``patch_size - 1``, so no training patch overlaps a validation patch.
-        target_split: ``"all"`` labelled target pixels (default), a shipped split name (its test map), or a
-            sampling rule.
+        target_split: ``"all"`` labelled target pixels (default), a shipped split name (its test map) or a rule.
         spectral_grid: how HSI cubes of different sensors are reconciled (``"interpolate"`` or ``"common"``).
         hsi_bands: number of bands of the common HSI grid (default: the fewest among the sensors).
         nonfinite: ``"reject"`` NaN/inf with an error, or ``"mask"`` the affected pixels out.
@@ -93,6 +99,7 @@ class CrossDomainDataModule(ResumableDataModule):
             (transductive on an unseen target, and labelled so); :mod:`rsmg.data.standardize`,
             docs/decisions.md#intensity-standardisation.
         scene_standardize: removed (it meant ``per_scene``); a non-empty value is an error naming the above.
+        catalog: a user catalog YAML (your scenes, class mappings) merged over the packaged one (``use_catalog``).
     """
 
     def __init__(
@@ -124,8 +131,11 @@ class CrossDomainDataModule(ResumableDataModule):
         standardize: dict[str, list[str]] | None = None,
         standardize_stats: StandardizeStats = DEFAULT_STATS,
         scene_standardize: dict[str, list[str]] | None = None,
+        catalog: str | None = None,
     ) -> None:
         super().__init__()
+        if catalog is not None:
+            use_catalog(catalog)  # before any name below is looked up
         if not sources:
             raise ConfigError(
                 "no source domain",

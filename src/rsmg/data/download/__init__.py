@@ -31,13 +31,15 @@ checksums), :mod:`~rsmg.data.download.files` (one file: check, fetch, verify, pl
 
 from rsmg.data.download.datasets import download_dataset, verify_dataset
 from rsmg.data.download.files import STATUS_MEANING, FileStatus, Status
-from rsmg.data.download.sources import FileSpec, dataset_names, load_sources
+from rsmg.data.download.sources import DatasetInfo, FileSpec, dataset_info, dataset_names, load_sources
 
 __all__ = [
     "STATUS_MEANING",
+    "DatasetInfo",
     "FileSpec",
     "FileStatus",
     "Status",
+    "dataset_info",
     "dataset_names",
     "download_dataset",
     "load_sources",

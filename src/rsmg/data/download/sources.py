@@ -17,7 +17,7 @@ from typing import Any
 
 from rsmg.errors import ConfigError, unknown_name_error
 
-__all__ = ["FileSpec", "dataset_names", "load_sources"]
+__all__ = ["DatasetInfo", "FileSpec", "dataset_info", "dataset_names", "load_sources"]
 
 _HEX = re.compile(r"[0-9a-f]+")
 
@@ -77,10 +77,30 @@ def _yaml_load(text: str, where: str) -> Any:
 
 
 @functools.lru_cache(maxsize=1)
+def _default_doc() -> tuple[Any, str]:
+    ref = _default_sources_file()
+    return _yaml_load(ref.read_text(encoding="utf-8"), str(ref)), str(ref)
+
+
+@functools.lru_cache(maxsize=1)
 def _default_sources() -> dict[str, tuple[FileSpec, ...]]:
     """Parse the packaged table once per process (500 entries; the CLI and tests ask for it repeatedly)."""
-    ref = _default_sources_file()
-    return _parse_sources(_yaml_load(ref.read_text(encoding="utf-8"), str(ref)), str(ref))
+    return _parse_sources(*_default_doc())
+
+
+def _read_doc(source: str | Path | Mapping[str, Any] | None) -> tuple[Any, str]:
+    """The parsed sources document and where it came from (for messages)."""
+    if source is None:
+        return _default_doc()
+    if isinstance(source, Mapping):
+        return source, "<sources mapping>"
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(
+            "cannot read the sources file", file=source, found=str(e), fix="pass an existing YAML file"
+        ) from e
+    return _yaml_load(text, str(source)), str(source)
 
 
 def load_sources(source: str | Path | Mapping[str, Any] | None = None) -> dict[str, tuple[FileSpec, ...]]:
@@ -101,15 +121,48 @@ def load_sources(source: str | Path | Mapping[str, Any] | None = None) -> dict[s
     """
     if source is None:
         return dict(_default_sources())
-    if isinstance(source, Mapping):
-        return _parse_sources(source, "<sources mapping>")
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(
-            "cannot read the sources file", file=source, found=str(e), fix="pass an existing YAML file"
-        ) from e
-    return _parse_sources(_yaml_load(text, str(source)), str(source))
+    return _parse_sources(*_read_doc(source))
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the sources table says about a dataset besides its files (printed by ``rsmg download --list``).
+
+    Attributes:
+        name: dataset name (``"trento"``).
+        description: one line (sensor, size, classes).
+        homepage: the official page.
+        licence: the terms the data are distributed under, as far as its publishers state them.
+    """
+
+    name: str
+    description: str | None = None
+    homepage: str | None = None
+    licence: str | None = None
+
+
+def dataset_info(source: str | Path | Mapping[str, Any] | None = None) -> dict[str, DatasetInfo]:
+    """Dataset name → its description, homepage and licence, in table order (the table is validated first)."""
+    names = list(load_sources(source))
+    doc, where = _read_doc(source)
+    datasets = doc.get("datasets", doc)
+    out: dict[str, DatasetInfo] = {}
+    for name in names:
+        entry = datasets[name]
+        meta: dict[str, str | None] = {}
+        for key in ("description", "homepage", "licence"):
+            value = entry.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(
+                    f"dataset {key} is not text",
+                    file=where,
+                    field=f"datasets.{name}.{key}",
+                    expected="a string",
+                    found=repr(value)[:80],
+                )
+            meta[key] = None if value is None else " ".join(value.split())
+        out[name] = DatasetInfo(name, **meta)
+    return out
 
 
 def _parse_sources(doc: Any, where: str) -> dict[str, tuple[FileSpec, ...]]:
