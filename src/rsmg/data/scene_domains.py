@@ -106,15 +106,12 @@ class SceneDomainDataModule(ResumableDataModule):
             :func:`rsmg.data.catalog.use_catalog`); ``$RSMG_CATALOG`` does the same.
         captions: serve each image's caption as ``batch["text"]`` (the dataset's catalog ``captions`` entry;
             :mod:`rsmg.data.scene_captions`). Training: one of the image's captions, hashed per epoch.
-        text_transforms: leakage control applied to every caption (names of :mod:`rsmg.text.leakage`, e.g.
-            ``[drop_verdicts, mask_class_names]``).
-        caption_dropout: share of training samples served without a caption (``""``), so that a fused model
-            learns the image-only path.
+        text_transforms: leakage control on every caption (:mod:`rsmg.text.leakage`, e.g. ``[drop_verdicts]``).
+        caption_dropout: share of training samples served without a caption (``""``): the image-only path.
         eval_caption: the caption of validation/test images: ``"first"``, ``"join"`` (all, joined) or
             ``"none"`` (test without captions).
-        held_out_classes: classes kept out of training and validation (zero-shot: a model can only name them
-            through their class texts); every image of them in a target is tested. The seen classes' splits
-            are the same as without held-out classes.
+        held_out_classes: classes kept out of training and validation (zero-shot); every image of them in a
+            target is tested. The seen classes' splits are the same as without held-out classes.
     """
 
     def __init__(
