@@ -49,27 +49,101 @@ ZERO_SHOT_METHODS = ("unified (fvmgn_captions)", "image + class texts (fvmgn_sce
 
 
 def run(
-    method: str, seed: int, leakage: str, epochs: int | None, out: Path, held_out: bool = False
+    method: str,
+    seed: int,
+    leakage: str,
+    epochs: int | None,
+    out: Path,
+    held_out: bool = False,
+    transfer: str | None = None,
 ) -> tuple[Path | None, float]:
     """Train + test one cell (reused when its metrics.json exists)."""
-    save = out / f"{'zero_shot_' if held_out else ''}leakage_{leakage}"
+    mode = f"transfer_{transfer}_" if transfer else ("zero_shot_" if held_out else "")
+    save = out / f"{mode}leakage_{leakage}"
     run_dir = save / slug(method) / f"seed{seed}"
     if (run_dir / "metrics.json").exists():
         return run_dir, float("nan")
-    args = ["--config", str(PIECES / "data_ucm21.yaml")]
+    data = "data_ucm_to_aid_minitest.yaml" if transfer else "data_ucm21.yaml"
+    args = ["--config", str(PIECES / data)]
     for piece in METHODS[method]:
         args += ["--config", str(piece)]
     if held_out:
         args += ["--config", str(PIECES / "zero_shot_ucm21.yaml")]
     args += ["--config", str(ROOT / "experiments" / "scenes" / "trainer_cpu.yaml"), *EXTRA.get(method, [])]
+    if transfer:
+        args += ["--data.init_args.class_set", transfer]
+        if method in ZERO_SHOT_METHODS:  # their class texts follow the class set
+            args += [NET + "class_set", transfer]
     if leakage == "off":
         args += ["--data.init_args.text_transforms", "[]"]
     if epochs:
         args += ["--trainer.max_epochs", str(epochs)]
     args += [*grid_run_args(save, slug(method), seed), "--data.init_args.seed", "0"]
     t0 = time.perf_counter()
-    ok = rsmg_fit(args, f"[{'zero-shot, ' if held_out else ''}leakage {leakage}] {method} seed {seed}")
+    ok = rsmg_fit(args, f"[{mode}leakage {leakage}] {method} seed {seed}")
     return (run_dir if ok else None), time.perf_counter() - t0
+
+
+def test_without_captions(run_dir: Path) -> dict | None:
+    """The run's selected checkpoint tested again with no caption at all (``eval_caption: none``)."""
+    import subprocess
+    import sys
+
+    out = run_dir / "test_0" / "metrics.json"
+    if not out.exists():
+        ckpt = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
+        if not ckpt:
+            return None
+        cmd = [
+            *(sys.executable, "-m", "rsmg", "test", "--config", str(run_dir / "config.yaml")),
+            *("--ckpt_path", str(ckpt[-1]), "--data.init_args.eval_caption", "none"),
+            *("--trainer.enable_progress_bar", "false"),
+        ]
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        if p.returncode != 0 or not out.exists():
+            print(f"test without captions failed for {run_dir}:\n{p.stderr[-2000:]}", flush=True)
+            return None
+    saved = json.loads(out.read_text())
+    return next(iter(saved["results"]["test"].values()))
+
+
+READS_CAPTIONS = ("unified (fvmgn_captions)", "text only", "dual cross-attention", "concat", "vote")
+
+
+def transfer_report(args: argparse.Namespace, results: dict[str, dict[int, dict]], t0: float) -> list[str]:
+    """UC Merced → AID minitest: OA with the test images' captions, and without any (same checkpoints)."""
+    lines = [
+        f"# UC Merced (human captions) → AID minitest (VLM captions), class set `{args.transfer}`, leakage "
+        f"control {args.leakage}",
+        "",
+        "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ucm_captions.py --transfer "
+        f"{args.transfer} --methods " + " ".join(f"'{m}'" for m in args.methods)
+        + f" --seeds {' '.join(map(str, args.seeds))} --leakage {args.leakage}`  ",
+        f"Machine: {machine()}  ",
+        f"Grid wall time: {(time.perf_counter() - t0) / 60:.1f} min (runs found in `--out` are reused).  ",
+        "Every run: `experiments/captioned_scenes/data_ucm_to_aid_minitest.yaml` + the method's model piece + "
+        "`experiments/scenes/trainer_cpu.yaml`; checkpoint chosen on UC Merced validation images; the AID images "
+        "are read only at test time, once with their captions and once without any (the same checkpoint). "
+        "Mean ± sample std over model seeds.",
+        "",
+        "| method | OA % with captions | OA % without captions | AA % with captions | seeds |",
+        "|---|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for method, by_seed in results.items():
+        with_c = mean_sd([r["oa"] * 100 for r in by_seed.values()])
+        aa = mean_sd([r["aa"] * 100 for r in by_seed.values()])
+        without = "same (reads no caption)"
+        if method in READS_CAPTIONS:
+            runs = [r.get("no_captions") for r in by_seed.values()]
+            without = mean_sd([r["oa"] * 100 for r in runs if r]) if all(runs) else "failed"
+        lines.append(f"| {method} | {with_c} | {without} | {aa} | {len(by_seed)} |")
+    ref = majority_reference([next(iter(r.values())) for r in results.values()][:1]) if results else None
+    lines += [
+        "",
+        *([ref, ""] if ref else []),
+        *per_class_table({m: list(r.values()) for m, r in results.items()}),
+    ]
+    return lines
 
 
 HELD_OUT = (
@@ -180,17 +254,21 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--leakage", choices=["on", "off"], default="on")
     ap.add_argument("--held-out", action="store_true", help="zero-shot protocol (zero_shot_ucm21.yaml)")
+    ap.add_argument(
+        "--transfer", choices=["ucm_aid", "ucm_aid2"], default=None, help="UC Merced → AID minitest"
+    )
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_ucm_captions")
     ap.add_argument("--name", default=None, help="results file under benchmarks/results/ (default derived)")
     args = ap.parse_args()
-    args.methods = args.methods or list(ZERO_SHOT_METHODS if args.held_out else METHODS)
+    default = [m for m in METHODS if m not in ("concat", "vote")] if args.transfer else list(METHODS)
+    args.methods = args.methods or (list(ZERO_SHOT_METHODS) if args.held_out else default)
     t0 = time.perf_counter()
     results: dict[str, dict[int, dict]] = {}
     walls: dict[str, list[float]] = {}
     for method in args.methods:
         for seed in args.seeds:
-            d, wall = run(method, seed, args.leakage, args.epochs, args.out, args.held_out)
+            d, wall = run(method, seed, args.leakage, args.epochs, args.out, args.held_out, args.transfer)
             walls.setdefault(method, []).append(wall)
             if d is not None:
                 saved = json.loads((d / "metrics.json").read_text())
@@ -198,7 +276,14 @@ def main() -> None:
                     **next(iter(saved["results"]["test"].values())),
                     "classes": saved["classes"],
                 }
+                if args.transfer and method in READS_CAPTIONS:
+                    results[method][seed]["no_captions"] = test_without_captions(d)
     seeds = "".join(map(str, args.seeds))
+    if args.transfer:
+        lines = transfer_report(args, results, t0)
+        name = f"captions_ucm/ucm_to_aid_minitest_{args.transfer}_leakage_{args.leakage}_seeds{seeds}.md"
+        write_result(args.name or name, "\n".join(lines) + "\n")
+        return
     if args.held_out:
         lines = zero_shot_report(args, results, t0)
         write_result(args.name or f"captions_ucm/ucm21_zero_shot_leakage_{args.leakage}_seeds{seeds}.md",
