@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from typing import Any
 
 import torch
 
@@ -46,15 +47,20 @@ def build(kind: str, spec: DataSpec, freeze: str) -> torch.nn.Module:
         from rsmg.models.scene_models import SceneClassifier
 
         return SceneClassifier(spec, pretrained=False, freeze=freeze)
+    tower: dict[str, Any] = {
+        "text_tower": "clip-bpe",
+        "text_tower_kwargs": {"width": 64, "layers": 1, "heads": 2},
+    }
+    if kind.startswith("fvmgn_captions"):
+        from rsmg.models.fvmgn_captions import CaptionFVMGN
+
+        # the caption tower is frozen and its features cached by text, so a tiny random tower costs what
+        # MiniLM costs after the first epoch (one cache lookup per caption)
+        mwdis = kind == "fvmgn_captions"
+        return CaptionFVMGN(spec, pretrained=False, freeze=freeze, use_mwdis=mwdis, texts="shared", **tower)
     from rsmg.models.fvmgn_scenes import SceneFVMGN
 
-    return SceneFVMGN(
-        spec,
-        pretrained=False,
-        freeze=freeze,
-        text_tower="clip-bpe",
-        text_tower_kwargs={"width": 64, "layers": 1, "heads": 2},
-    )
+    return SceneFVMGN(spec, pretrained=False, freeze=freeze, **tower)
 
 
 def step_cost(
@@ -63,10 +69,12 @@ def step_cost(
     """Median wall and CPU seconds of a training step, and of an eval forward at the same batch."""
     size = spec.patch_size
     g = torch.Generator().manual_seed(0)
-    data = {
+    labels = torch.arange(batch) % spec.num_classes
+    data: dict[str, Any] = {
         "image_rgb": torch.randn(batch, 3, size, size, generator=g),
-        "label": torch.arange(batch) % spec.num_classes,
+        "label": labels,
         "domain": torch.arange(batch) % len(spec.source_domains),
+        "text": [f"caption {i % 8} of a scene with roads and trees" for i in range(batch)],
     }
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model.train()
@@ -74,7 +82,7 @@ def step_cost(
     for _ in range(steps + 1):
         t0, c0 = time.perf_counter(), time.process_time()
         out = model(data)
-        loss = torch.nn.functional.cross_entropy(out.logits, data["label"])
+        loss = torch.nn.functional.cross_entropy(out.logits, labels)
         for v in out.aux_losses.values():
             loss = loss + 0.1 * v
         opt.zero_grad()
@@ -98,7 +106,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 160, 224])
     ap.add_argument("--freeze", nargs="+", default=["none", "stages:2", "stages:4", "stages:5", "stages:6"])
-    ap.add_argument("--models", nargs="+", default=["erm"], choices=["erm", "fvmgn"])
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=["erm"],
+        choices=["erm", "fvmgn", "fvmgn_captions", "fvmgn_captions_no_mwdis"],
+        help="fvmgn_captions: the unified model; _no_mwdis: without its training-time extras (MWDis, 2nd view)",
+    )
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument(

@@ -100,8 +100,10 @@ class CaptionFVMGN(SceneFVMGN):
         self._side: dict[str, torch.Tensor] = {}
 
     # -- the caption branch ----------------------------------------------------------------------------
-    def batch_context(self, batch: dict[str, object], views: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Caption tokens ``(views·B)×(1+L)×D`` with the no-caption token first, and their mask."""
+    def batch_context(
+        self, batch: dict[str, object], rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Caption tokens ``len(rows)×(1+L)×D`` (samples ``rows``), the no-caption token first, and their mask."""
         texts = batch.get("text")
         if isinstance(texts, tuple):
             texts = list(texts)
@@ -119,9 +121,8 @@ class CaptionFVMGN(SceneFVMGN):
         b = hidden.shape[0]
         hidden = torch.cat([self.null_token.to(hidden.dtype).expand(b, 1, -1), hidden], dim=1)
         mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=mask.device), mask], dim=1)
-        self._side = {"has_caption": mask[:, 1:].any(dim=1), "caption": hidden}
-        if views > 1:
-            hidden, mask = hidden.repeat(views, 1, 1), mask.repeat(views, 1)
+        if rows.numel() != b or not torch.equal(rows, torch.arange(b, device=rows.device)):
+            hidden, mask = hidden[rows], mask[rows]
         return hidden, mask
 
     def extra_features(self, ms: MultiscaleFeatures, context: Any) -> list[torch.Tensor]:
@@ -139,10 +140,10 @@ class CaptionFVMGN(SceneFVMGN):
         out = super().forward(batch)
         b = out.logits.shape[0]
         side, self._side = self._side, {}
-        pooled = side["caption_pooled"]
+        pooled = self.full_views(side["caption_pooled"], b)
         two = pooled.shape[0] == 2 * b  # the view the logits come from (SceneFVMGN's rule)
         first = slice(b, 2 * b) if two and self.mwdis_logits == "resampled" else slice(0, b)
         out.embeddings["caption"] = pooled[first]
         if "attention" in side:
-            out.attention["text_to_image"] = side["attention"][first]
+            out.attention["text_to_image"] = self.full_views(side["attention"], b)[first]
         return out

@@ -104,6 +104,9 @@ class SceneFVMGN(RsmgModel):
         mwdis_logits: the view whose logits the CE reads, ``"resampled"`` (FVMGN's default) or ``"original"``.
         temperature_init: initial temperature of the logit scale.
         channels_last: NHWC weights and images (speed only, see :func:`~rsmg.models.scene_models.scene_backbone`).
+        second_view: which samples' MWDis view is encoded: ``"all"`` or ``"resampled"`` (MWDis leaves the others
+            unchanged, so their second view equals the original; skipping it saves about ``1 - mwdis_p`` of the
+            second view's cost, and only batch statistics differ).
     """
 
     text_shared: torch.Tensor
@@ -138,8 +141,12 @@ class SceneFVMGN(RsmgModel):
         mwdis_logits: Literal["original", "resampled"] = "resampled",
         temperature_init: float = 0.07,
         channels_last: bool = True,
+        second_view: Literal["all", "resampled"] = "all",
     ) -> None:
         super().__init__(spec)
+        check_choice("second view", second_view, ("all", "resampled"), field="second_view")
+        self.second_view = second_view
+        self._second_rows: torch.Tensor | None = None
         check_choice("texts option", texts, ("both", "shared", "none"), field="texts")
         check_choice("frequency pathway", frequency, FREQUENCY_KINDS, field="frequency")
         check_choice("MWDis logits", mwdis_logits, ("original", "resampled"), field="mwdis_logits")
@@ -231,12 +238,24 @@ class SceneFVMGN(RsmgModel):
             )
 
     # -- encoding ------------------------------------------------------------------------------------
-    def batch_context(self, batch: dict[str, object], views: int) -> Any:
-        """What :meth:`extra_features` needs besides the images, for ``views`` stacked copies of the batch.
+    def batch_context(self, batch: dict[str, object], rows: torch.Tensor) -> Any:
+        """What :meth:`extra_features` needs besides the images, for the batch's samples ``rows``.
 
-        Nothing here; the captions in :class:`~rsmg.models.fvmgn_captions.CaptionFVMGN`.
+        The images passed to :meth:`encode` are ``batch[rows]``, MWDis views included. Nothing here; the
+        captions in :class:`~rsmg.models.fvmgn_captions.CaptionFVMGN`.
         """
         return None
+
+    def full_views(self, t: torch.Tensor, b: int) -> torch.Tensor:
+        """Rows of both views, ``2B×…``, from what was encoded.
+
+        With ``second_view="resampled"`` only the resampled samples' second view was encoded; the others' second
+        view *is* their original, bit for bit.
+        """
+        idx = self._second_rows
+        if idx is None or (t.shape[0] == 2 * b and idx.numel() == b):
+            return t
+        return torch.cat([t[:b], t[:b].index_copy(0, idx, t[b:])])
 
     def extra_features(self, ms: MultiscaleFeatures, context: Any) -> list[torch.Tensor]:
         """Further ``N×D`` vectors the fused embedding reads (a subclass hook; none here)."""
@@ -302,13 +321,22 @@ class SceneFVMGN(RsmgModel):
         two_views = self.training and self.mwdis is not None
         if self.training and self.align is not None:
             self.align.clamp_logit_scale_()  # before any use in this step's graph
+        rows = torch.arange(b, device=x.device)
+        self._second_rows = None
         if two_views:
             assert self.mwdis is not None
-            res = self.mwdis({self.modality: x}, dom, labels=lab)[self.modality]
+            out = self.mwdis.resample({self.modality: x}, dom, labels=lab)
+            res = out.images[self.modality]
+            second = rows
+            if self.second_view == "resampled":
+                second = torch.nonzero(out.donor.to(x.device) >= 0).reshape(-1)
+                res = res[second]
+            self._second_rows = second
+            rows = torch.cat([rows, second])
             x = torch.cat([x, res])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        enc = self.encode(x, self.batch_context(batch, 2 if two_views else 1))
+        enc = self.encode(x, self.batch_context(batch, rows))
         assert enc.fused is not None
         aux: dict[str, torch.Tensor] = {}
         if self.align is None:
@@ -318,16 +346,16 @@ class SceneFVMGN(RsmgModel):
             z_all = self.align.embed_fused(enc.fused)
             logits_all = self.align.logits(enc.fused, ClassTextEmbeddings(shared=self.text_shared))
             if self.training and lab is not None:
-                views = 2 if two_views else 1
-                aux["align"] = self.alignment_loss(
-                    enc, lab.repeat(views), dom.repeat(views) if dom is not None else None
-                )
+                aux["align"] = self.alignment_loss(enc, lab[rows], dom[rows] if dom is not None else None)
         sl = slice(0, b)
+        fused, pooled = enc.fused, enc.modality[self.modality]
         if two_views:
+            z_all, logits_all = self.full_views(z_all, b), self.full_views(logits_all, b)
+            fused, pooled = self.full_views(fused, b), self.full_views(pooled, b)
             view_aux, sl = two_view_terms(z_all, logits_all, labels, self.mwdis_logits)
             aux.update(view_aux)
         return ModelOutput(
             logits=logits_all[sl],
             aux_losses=aux if self.training else {},
-            embeddings={"fused": enc.fused[sl], "pooled": enc.modality[self.modality][sl]},
+            embeddings={"fused": fused[sl], "pooled": pooled[sl]},
         )
