@@ -8,7 +8,8 @@ same step every time); resumed from that checkpoint with ``--ckpt_path last``. T
 with bit-identical weights (and optimiser state) and an identical ``metrics.json``. That needs the training
 order and position (``rsmg.data.sampling.ResumableSampler``) and the RNG that dropout and FVMGN's MWDis
 resampling draw from restored mid-epoch (the caption each image is served, and caption dropout, are hashed from
-seed, epoch and index, so they need only the epoch and position); the unit
+seed, epoch and index, so they need only the epoch and position; the cached caption features of the frozen text
+tower must not depend on which batch first met a caption, ``rsmg.text.caption_features``); the unit
 tests below pin those pieces down without a subprocess.
 
 The shipped configurations keep checkpoints in the logger's ``version_N/checkpoints`` (no fixed ``dirpath``), so
