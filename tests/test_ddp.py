@@ -1,10 +1,11 @@
 """Rank invariance: the per-domain test metrics do not depend on the number of DDP processes.
 
 ``rsmg fit`` runs with ``--trainer.strategy ddp --trainer.devices 2 --trainer.accelerator cpu`` (gloo) on the
-real Trento → MUUFL configurations of the concat CNN and of FVMGN and tests its best checkpoint on MUUFL; then
+real Trento → MUUFL configurations of the concat CNN and of FVMGN, and of the unified model (``fvmgn_captions``)
+on real UC Merced images and captions, and tests its best checkpoint on the target (MUUFL, UC Merced); then
 ``rsmg test`` tests the same checkpoint in one process. ``metrics.json`` must agree to 1e-6 with identical
-confusion matrices and pixel counts: evaluation shards (``rsmg.data.sampling.EvalShardSampler``) are disjoint
-and unpadded, so no MUUFL pixel is counted twice, and the confusion matrices are summed across ranks. Every
+confusion matrices and sample counts: evaluation shards (``rsmg.data.sampling.EvalShardSampler``) are disjoint
+and unpadded, so no test sample is counted twice, and the confusion matrices are summed across ranks. Every
 process group lives in a subprocess, so nothing is left behind between tests; the one-process test runs in the
 test process.
 """
@@ -14,8 +15,10 @@ from __future__ import annotations
 import json
 import math
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -26,11 +29,66 @@ from rsmg.data.datamodule import CrossDomainDataModule
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
 
-# model -> (its real Trento -> MUUFL config, a tiny network of that model); FVMGN's DDP fit also checks that
-# every parameter gets a gradient on every rank (MWDis views, alignment temperature), or DDP would refuse to sync
+
+@dataclass(frozen=True)
+class Run:
+    """One model's DDP run: its real configuration pieces, a tiny network, and the test set it is scored on."""
+
+    configs: tuple[Path, ...]
+    net: dict[str, Any]  # model.init_args.net.init_args over the configs'
+    data: dict[str, Any]  # data.init_args over the configs'
+    test_domain: str
+    test_n: int  # every test sample once
+
+
+MUUFL_PIXELS = 23246 + 6882 + 1826 + 6687 + 1385 + 6240  # muufl/README.md
+# FVMGN's DDP fit also checks that every parameter gets a gradient on every rank (MWDis views, alignment
+# temperature), or DDP would refuse to sync. The unified model (fvmgn_captions) runs on real UC Merced images
+# and captions (64 px, untrained tiny image and text towers): the caption branch (no-caption token, fusion) must
+# get gradients on both ranks too, and the 210 held-out UC Merced images are split into two eval shards.
+CAPTIONED = REPO / "experiments/captioned_scenes"
 RUNS = {
-    "concat_cnn": (REPO / "experiments/baseline/trento_to_muufl.yaml", "{width: 8, depth: 2}"),
-    "fvmgn": (REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml", "{width: 8, embed_dim: 32}"),
+    "concat_cnn": Run(
+        (REPO / "experiments/baseline/trento_to_muufl.yaml",),
+        {"width": 8, "depth": 2},
+        {"eval_batch_size": 4096},
+        test_domain="muufl",
+        test_n=MUUFL_PIXELS,
+    ),
+    "fvmgn": Run(
+        (REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml",),
+        {"width": 8, "embed_dim": 32},
+        {"eval_batch_size": 4096},
+        test_domain="muufl",
+        test_n=MUUFL_PIXELS,
+    ),
+    "fvmgn_captions": Run(
+        (
+            CAPTIONED / "data_ucm21.yaml",
+            CAPTIONED / "model_fvmgn_captions.yaml",
+            REPO / "experiments/scenes/trainer_cpu.yaml",
+        ),
+        {
+            "pretrained": False,
+            "text_tower": "clip-bpe",
+            "text_pretrained": False,
+            "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
+            "embed_dim": 32,
+            "fused_dim": 64,
+            "caption_width": 32,
+            "caption_heads": 2,
+        },
+        {
+            "image_size": 64,
+            "source_split": "per_class:3",
+            "caption_dropout": 0.3,
+            "num_workers": 0,
+            "batch_size": 7,
+            "eval_batch_size": 64,
+        },
+        test_domain="ucm",
+        test_n=210,
+    ),
 }
 DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
 
@@ -41,7 +99,7 @@ def _rsmg(cwd: Path, *args: str) -> str:
     return p.stdout + p.stderr
 
 
-def _config(tmp: Path, net_args: str) -> Path:
+def _config(tmp: Path, run: Run) -> Path:
     cfg = tmp / "tiny.yaml"
     cfg.write_text(
         textwrap.dedent(f"""\
@@ -54,10 +112,9 @@ def _config(tmp: Path, net_args: str) -> Path:
         model:
           init_args:
             net:
-              init_args: {net_args}
+              init_args: {json.dumps(run.net)}
         data:
-          init_args:
-            eval_batch_size: 4096
+          init_args: {json.dumps(run.data)}
         """)
     )
     return cfg
@@ -67,9 +124,9 @@ def _logger(tmp: Path, name: str) -> list[str]:
     return log_args(tmp, name)
 
 
-def _assert_same_metrics(a: dict, b: dict, tol: float = 1e-6) -> None:
+def _assert_same_metrics(a: dict, b: dict, domains: list[str], tol: float = 1e-6) -> None:
     assert a["classes"] == b["classes"]
-    assert a["domains"] == b["domains"] == ["muufl"]  # only target domains, never a NaN row for a source
+    assert a["domains"] == b["domains"] == domains  # only target domains, never a NaN row for a source
     for dom in a["domains"]:
         ra, rb = a["results"]["test"][dom], b["results"]["test"][dom]
         assert ra["n"] == rb["n"], f"{dom}: {ra['n']} vs {rb['n']} pixels (double counting?)"
@@ -83,44 +140,37 @@ def _assert_same_metrics(a: dict, b: dict, tol: float = 1e-6) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(RUNS))
 def test_ddp_two_processes_match_one_process(tmp_path, model):
-    config, net_args = RUNS[model]
-    cfg = _config(tmp_path, net_args)
+    run = RUNS[model]
+    cfg = _config(tmp_path, run)
+    configs = [a for c in (*run.configs, cfg) for a in ("--config", str(c))]
     # 1) DDP fit on 2 CPU processes (gloo), then test of its best checkpoint, still on 2 processes
     _rsmg(
         tmp_path,
         "fit",
-        "--config",
-        str(config),
-        "--config",
-        str(cfg),
+        *configs,
         *_logger(tmp_path, "ddp"),
         *DDP,
         "--test_after_fit",
         "true",
     )
-    run = tmp_path / "logs/ddp/version_0"
-    ckpt = next((run / "checkpoints").glob("best-*.ckpt"))
+    logs = tmp_path / "logs/ddp/version_0"
+    ckpt = next((logs / "checkpoints").glob("best-*.ckpt"))
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     sampler_state = state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["sampler"]
     assert sampler_state["num_replicas"] == 2  # the training shards really were split over 2 ranks
-    two = json.loads((run / "metrics.json").read_text())
+    two = json.loads((logs / "metrics.json").read_text())
     # 2) the same checkpoint tested by one process
     _rsmg(
         tmp_path,
         "test",
-        "--config",
-        str(config),
-        "--config",
-        str(cfg),
+        *configs,
         *_logger(tmp_path, "one"),
         "--ckpt_path",
         str(ckpt),
     )
     one = json.loads((tmp_path / "logs/one/version_0/metrics.json").read_text())
-    _assert_same_metrics(one, two)
-    assert (
-        one["results"]["test"]["muufl"]["n"] == 23246 + 6882 + 1826 + 6687 + 1385 + 6240
-    )  # every pixel once
+    _assert_same_metrics(one, two, [run.test_domain])
+    assert one["results"]["test"][run.test_domain]["n"] == run.test_n  # every sample once
 
 
 def test_eval_shards_cover_every_sample_once_and_train_shards_are_equal():

@@ -1,13 +1,15 @@
 """Resume after SIGKILL: a killed-and-resumed ``rsmg fit`` ends exactly where an uninterrupted one does.
 
-The end-to-end test runs the real Trento → MUUFL configuration of the concat CNN and of FVMGN (tiny networks,
-2 epochs) three times each as
+The end-to-end test runs the real Trento → MUUFL configuration of the concat CNN and of FVMGN, and the unified
+model (``fvmgn_captions``) on real UC Merced images and captions (tiny networks, 2 epochs), three times each as
 ``python -m rsmg fit`` subprocesses: uninterrupted; killed with SIGKILL in the middle of epoch 0 right after
 its first step checkpoint (the run says it has reached that point and waits there, so the kill lands at the
 same step every time); resumed from that checkpoint with ``--ckpt_path last``. The resumed run must end
 with bit-identical weights (and optimiser state) and an identical ``metrics.json``. That needs the training
 order and position (``rsmg.data.sampling.ResumableSampler``) and the RNG that dropout and FVMGN's MWDis
-resampling draw from restored mid-epoch; the unit
+resampling draw from restored mid-epoch (the caption each image is served, and caption dropout, are hashed from
+seed, epoch and index, so they need only the epoch and position; the cached caption features of the frozen text
+tower must not depend on which batch first met a caption, ``rsmg.text.caption_features``); the unit
 tests below pin those pieces down without a subprocess.
 
 The shipped configurations keep checkpoints in the logger's ``version_N/checkpoints`` (no fixed ``dirpath``), so
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +47,68 @@ from rsmg.data.sampling import (
 )
 from rsmg.errors import ConfigError
 
-# model -> (its real Trento -> MUUFL config, a tiny network of that model). FVMGN adds MWDis, whose donor and
-# jitter draws come from the global RNG mid-step, and the learnable alignment temperature.
+
+@dataclass(frozen=True)
+class Run:
+    """One model's kill-and-resume run: its real configuration pieces, a tiny network and a small budget."""
+
+    configs: tuple[Path, ...]
+    net: dict[str, Any]  # model.init_args.net.init_args over the configs'
+    data: dict[str, Any]  # data.init_args over the configs' (batch_size included)
+    steps_per_epoch: int  # training batches per epoch (the kill lands in the middle of epoch 0)
+    test_domain: str
+    test_n: int  # test samples counted in metrics.json
+
+
+# FVMGN adds MWDis, whose donor and jitter draws come from the global RNG mid-step, and the learnable alignment
+# temperature. The unified model (fvmgn_captions) runs on real UC Merced images and captions (3 training images
+# per class, 64 px, untrained tiny image and text towers) with caption dropout, so the hashed per-epoch caption
+# choice and dropout (rsmg.data.scene_captions) must come back after the kill too; its test loader serves all
+# 210 held-out UC Merced images (4 batches of 64). 2 × 6 steps: a multiple of STEPS_PER_CKPT, so both runs
+# write a checkpoint at the last step.
+CAPTIONED = REPO / "experiments/captioned_scenes"
+SCENE_TRAINER = REPO / "experiments/scenes/trainer_cpu.yaml"
 RUNS = {
-    "concat_cnn": (REPO / "experiments/baseline/trento_to_muufl.yaml", "{width: 8, depth: 2, dropout: 0.2}"),
-    "fvmgn": (REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml", "{width: 8, embed_dim: 32}"),
+    "concat_cnn": Run(
+        (REPO / "experiments/baseline/trento_to_muufl.yaml",),
+        {"width": 8, "depth": 2, "dropout": 0.2},
+        {"batch_size": 32, "eval_batch_size": 512},
+        steps_per_epoch=16,
+        test_domain="muufl",
+        test_n=4 * 512,
+    ),
+    "fvmgn": Run(
+        (REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml",),
+        {"width": 8, "embed_dim": 32},
+        {"batch_size": 32, "eval_batch_size": 512},
+        steps_per_epoch=16,
+        test_domain="muufl",
+        test_n=4 * 512,
+    ),
+    "fvmgn_captions": Run(
+        (CAPTIONED / "data_ucm21.yaml", CAPTIONED / "model_fvmgn_captions.yaml", SCENE_TRAINER),
+        {
+            "pretrained": False,
+            "text_tower": "clip-bpe",
+            "text_pretrained": False,
+            "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
+            "embed_dim": 32,
+            "fused_dim": 64,
+            "caption_width": 32,
+            "caption_heads": 2,
+        },
+        {
+            "image_size": 64,
+            "source_split": "per_class:3",  # 42 training images, 21 validation images
+            "caption_dropout": 0.3,
+            "num_workers": 0,
+            "batch_size": 7,
+            "eval_batch_size": 64,
+        },
+        steps_per_epoch=6,
+        test_domain="ucm",
+        test_n=210,
+    ),
 }
 STEPS_PER_CKPT = 4
 
@@ -158,7 +218,7 @@ def _roundtrip(obj: object) -> object:
 
 
 # ---------------------------------------------------------------------------------------------- end to end
-def _write_run_config(tmp: Path, name: str, ckpt_dir: Path, pause_at: int | None, net_args: str) -> Path:
+def _write_run_config(tmp: Path, name: str, ckpt_dir: Path, pause_at: int | None, run: Run) -> Path:
     cfg = tmp / f"{name}{'' if pause_at is None else f'_paused_at_{pause_at}'}.yaml"
     cfg.write_text(
         textwrap.dedent(f"""\
@@ -185,11 +245,9 @@ def _write_run_config(tmp: Path, name: str, ckpt_dir: Path, pause_at: int | None
         model:
           init_args:
             net:
-              init_args: {net_args}
+              init_args: {json.dumps(run.net)}
         data:
-          init_args:
-            batch_size: 32
-            eval_batch_size: 512
+          init_args: {json.dumps(run.data)}
         """)
     )
     return cfg
@@ -218,10 +276,11 @@ def _popen_rsmg(tmp: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _fit(tmp: Path, config: Path, cfg: Path, *extra: str) -> subprocess.Popen[str]:
+def _fit(tmp: Path, configs: tuple[Path, ...], cfg: Path, *extra: str) -> subprocess.Popen[str]:
+    pieces = [a for c in (*configs, cfg) for a in ("--config", str(c))]
     return _popen_rsmg(
         tmp,
-        *("fit", "--config", str(config), "--config", str(cfg), "--trainer.default_root_dir", str(tmp)),
+        *("fit", *pieces, "--trainer.default_root_dir", str(tmp)),
         *("--test_after_fit", "true", *extra),
     )
 
@@ -254,18 +313,22 @@ def _metrics(log_root: Path) -> dict[str, object]:
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
 @pytest.mark.parametrize("model", sorted(RUNS))
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, model):
-    config, net_args = RUNS[model]
+    run = RUNS[model]
+    total = 2 * run.steps_per_epoch
+    assert (
+        run.steps_per_epoch > STEPS_PER_CKPT and total % STEPS_PER_CKPT == 0
+    )  # a mid-epoch kill, a final ckpt
     (tmp_path / "rsmg_test_pause.py").write_text(PAUSE)
     ref_ckpt, run_ckpt = tmp_path / "ref_ckpt", tmp_path / "run_ckpt"
-    ref_cfg = _write_run_config(tmp_path, "ref", ref_ckpt, pause_at=None, net_args=net_args)
+    ref_cfg = _write_run_config(tmp_path, "ref", ref_ckpt, pause_at=None, run=run)
     # the victim stops at the start of the step after its first step checkpoint (step=4.ckpt and last.ckpt
     # written) and waits there to be killed
-    run_cfg = _write_run_config(tmp_path, "run", run_ckpt, pause_at=STEPS_PER_CKPT, net_args=net_args)
+    run_cfg = _write_run_config(tmp_path, "run", run_ckpt, pause_at=STEPS_PER_CKPT, run=run)
     # same logs, same checkpoint dir
-    resume_cfg = _write_run_config(tmp_path, "run", run_ckpt, pause_at=None, net_args=net_args)
+    resume_cfg = _write_run_config(tmp_path, "run", run_ckpt, pause_at=None, run=run)
     t0 = time.monotonic()
-    ref = _fit(tmp_path, config, ref_cfg)  # the uninterrupted run works alongside the one we kill
-    victim = _fit(tmp_path, config, run_cfg)
+    ref = _fit(tmp_path, run.configs, ref_cfg)  # the uninterrupted run works alongside the one we kill
+    victim = _fit(tmp_path, run.configs, run_cfg)
     try:
         assert victim.stdout is not None
         lines: list[str] = []
@@ -283,22 +346,25 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, model):
     killed_at = torch.load(run_ckpt / "last.ckpt", map_location="cpu", weights_only=False)
     step, epoch = killed_at["global_step"], killed_at["epoch"]
     loader_state = killed_at["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["sampler"]
-    assert epoch == 0 and step == STEPS_PER_CKPT, (step, epoch, saved)  # mid-epoch: 16 batches per epoch
-    assert loader_state["samples_consumed"] == 32 * step and not loader_state["epoch_complete"]
+    assert epoch == 0 and step == STEPS_PER_CKPT, (step, epoch, saved)  # mid-epoch
+    assert (
+        loader_state["samples_consumed"] == run.data["batch_size"] * step
+        and not loader_state["epoch_complete"]
+    )
 
-    resumed = _fit(tmp_path, config, resume_cfg, "--ckpt_path", "last")
+    resumed = _fit(tmp_path, run.configs, resume_cfg, "--ckpt_path", "last")
     out = _finish(resumed, "resumed fit")
     _finish(ref, "uninterrupted fit")
     assert "Restoring states from the checkpoint" in out
 
-    final = "step=32.ckpt"  # 2 epochs × 16 batches
+    final = f"step={total}.ckpt"  # 2 epochs
     a = torch.load(ref_ckpt / final, map_location="cpu", weights_only=False)
     b = torch.load(run_ckpt / final, map_location="cpu", weights_only=False)
-    assert a["global_step"] == b["global_step"] == 32
+    assert a["global_step"] == b["global_step"] == total
     _assert_same_training_state(a, b)
     ma, mb = _metrics(tmp_path / "ref_logs"), _metrics(tmp_path / "run_logs")
     assert ma["results"] == mb["results"], (ma, mb)
-    assert ma["results"]["test"]["muufl"]["n"] == 4 * 512
+    assert ma["results"]["test"][run.test_domain]["n"] == run.test_n
     print(f"{model}: kill-and-resume at step {step}: {time.monotonic() - t0:.1f} s")
 
 

@@ -113,3 +113,20 @@ def test_caption_cache_matches_the_tower_and_encodes_each_caption_once():
     assert len(cache) == 0  # features of the old dtype/device are dropped
     keep = CaptionFeatureCache(tower.float(), empty_is_none=False)
     assert keep([""])[1].sum() > 0  # encoded as its special tokens
+
+
+def test_cached_caption_features_do_not_depend_on_the_batch_they_were_first_met_in():
+    """Bit-identical features whatever the cache held before: what resume and DDP rank invariance need.
+
+    Encoded in a batch, a caption's features move in the last bits with the batch's size and padded length;
+    the cache would then make each step's features depend on the run's history.
+    """
+    torch.manual_seed(0)
+    tower = create_text_tower("clip-bpe", pretrained=False, frozen=True, width=32, layers=1, heads=2)
+    text = "a beach with waves"
+    company = ["many buildings and some green trees are around a parking lot with many cars", "a river", text]
+    alone, _ = CaptionFeatureCache(tower)([text])
+    crowd, mask = CaptionFeatureCache(tower)(company)
+    n = alone.shape[1]
+    assert int(mask[2].sum()) == n
+    assert torch.equal(crowd[2, :n], alone[0])
