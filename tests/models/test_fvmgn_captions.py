@@ -130,3 +130,25 @@ def test_cached_caption_features_do_not_depend_on_the_batch_they_were_first_met_
     n = alone.shape[1]
     assert int(mask[2].sum()) == n
     assert torch.equal(crowd[2, :n], alone[0])
+
+
+def test_second_view_of_resampled_samples_only_gives_the_same_views(ucm):
+    """``second_view="resampled"`` skips the samples MWDis left unchanged; with batch statistics frozen (the
+    only difference with dropout off), logits, invariance and embeddings match ``"all"`` exactly."""
+    spec, batch = ucm
+    outs, encoded = {}, {}
+    for mode in ("all", "resampled"):
+        m = model(spec, second_view=mode, mwdis_p=0.5, caption_dropout=0.0).train()  # no dropout draws
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.eval()
+        seen: list[int] = []
+        m.fuse.register_forward_pre_hook(lambda _m, args, seen=seen: seen.append(args[0].shape[0]))
+        torch.manual_seed(3)  # the same MWDis draws
+        outs[mode] = m(batch)
+        encoded[mode] = seen[0]
+    a, r = outs["all"], outs["resampled"]
+    assert encoded["all"] == 24 and 12 < encoded["resampled"] < 24
+    assert torch.allclose(a.logits, r.logits, atol=1e-5)
+    assert torch.allclose(a.aux_losses["invariance"], r.aux_losses["invariance"], atol=1e-6)
+    assert torch.allclose(a.embeddings["caption"], r.embeddings["caption"], atol=1e-5)
