@@ -3,7 +3,8 @@
 Runs, one after another, each through the ``rsmg`` CLI exactly as a user would (plus the opt-in
 :class:`rsmg.callbacks.timing.PhaseTimer`, which writes ``timing.json`` into every run directory):
 
-1. the README main job (``scripts/main_job.sh``: concat CNN + FVMGN, Trento → MUUFL, test on 25 % of MUUFL);
+1. the LiDAR job (``scripts/main_job_lidar.sh``, the README main job until issue 20: concat CNN + FVMGN, Trento →
+   MUUFL, test on 25 % of MUUFL);
 2. the DTAug source prior (``experiments/dtaug/prior_trento_lidar.yaml``, Trento patches only);
 3. FVMGN with DTAug training views (``experiments/dtaug/train_views.yaml``: a bank of 4 views per patch);
 4. plain test of the main job's FVMGN on every labelled MUUFL pixel (``target_split all``);
@@ -41,14 +42,14 @@ def protocols(
     """(label, command, extra environment, directories holding its timing.json files)."""
     rsmg = [".venv/bin/rsmg"]
     log = ["--trainer.logger.init_args.save_dir", str(OUT), "--trainer.logger.init_args.version", "seed42"]
-    main_out = Path("outputs/main_job")
+    main_out = Path("outputs/main_job_lidar")
     ckpt = main_out / "fvmgn/seed42/checkpoints/last.ckpt"
     where = "every labelled MUUFL pixel" if split == "all" else f"MUUFL target_split {split}"
     test_all = ["--data.init_args.target_split", split, "--data.init_args.eval_batch_size", str(eval_batch)]
     return [
         (
             f"README main job (concat CNN + FVMGN, {epochs} epochs each, test on 25 % of MUUFL)",
-            ["bash", "scripts/main_job.sh"],
+            ["bash", "scripts/main_job_lidar.sh"],
             {"MAIN_JOB_EXTRA": " ".join(TIMER), "EPOCHS": str(epochs)},
             [main_out / "baseline/seed42", main_out / "fvmgn/seed42"],
         ),

