@@ -152,3 +152,17 @@ def test_second_view_of_resampled_samples_only_gives_the_same_views(ucm):
     assert torch.allclose(a.logits, r.logits, atol=1e-5)
     assert torch.allclose(a.aux_losses["invariance"], r.aux_losses["invariance"], atol=1e-6)
     assert torch.allclose(a.embeddings["caption"], r.embeddings["caption"], atol=1e-5)
+
+
+def test_attention_maps_cover_the_image_tokens_for_every_sample(ucm):
+    """What AttentionMapFigures draws: per level, caption→image attention averaged over the caption's words
+    (or over the no-caption token for a sample without caption); a distribution over the image tokens."""
+    spec, batch = ucm
+    m = model(spec, return_attention=True).eval()
+    with torch.no_grad():
+        out = m(batch)
+    pooled, full = out.attention["text_to_image_pooled"], out.attention["text_to_image"]
+    assert pooled.shape == (12, 2, 4)  # 64 px: a 2 × 2 stride-32 map
+    assert torch.allclose(pooled.sum(-1), torch.ones(12, 2), atol=1e-5)
+    assert torch.allclose(pooled[3], full[3, :, 0])  # batch["text"][3] == "": the no-caption token's row
+    assert not torch.allclose(pooled[0], full[0, :, 0])  # a captioned sample: its words, not that token

@@ -97,7 +97,10 @@ class AttentionMapFigures(pl.Callback):
         self._samples = []
         self._quota = math.ceil(self.num_samples / max(1, len(module_spec(pl_module).classes)))
         net = getattr(pl_module, "net", None)
-        if net is None or not hasattr(net, "return_attention") or getattr(net, "fusion", None) is None:
+        fusion = getattr(net, "fusion", None) or getattr(
+            net, "caption_fusion", None
+        )  # CaptionFVMGN: the latter
+        if net is None or not hasattr(net, "return_attention") or fusion is None:
             self.skipped_reason = (
                 f"{type(net).__name__} has no caption→image attention (fusion="
                 f"{getattr(net, 'fusion_mode', '?')!r}); attention maps need fusion='cross_attention'"
@@ -129,7 +132,8 @@ class AttentionMapFigures(pl.Callback):
             net.return_attention = before
         pooled = out.attention["text_to_image_pooled"].float().cpu()  # B×levels×N
         amap = pooled.mean(dim=1) if self.level == "mean" else pooled[:, int(self.level)]
-        prefix = int(getattr(net.image_encoder, "num_prefix_tokens", 0))
+        encoder = getattr(net, "image_encoder", None) or getattr(net, "backbone", None)
+        prefix = int(getattr(encoder, "num_prefix_tokens", 0))
         images = batch[image_key(net.modality)].float().cpu().numpy()
         preds = out.logits.argmax(-1).cpu().numpy()
         for i in range(len(preds)):

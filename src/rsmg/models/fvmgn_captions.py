@@ -123,6 +123,10 @@ class CaptionFVMGN(SceneFVMGN):
         mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=mask.device), mask], dim=1)
         if rows.numel() != b or not torch.equal(rows, torch.arange(b, device=rows.device)):
             hidden, mask = hidden[rows], mask[rows]
+        # the query rows an attention map averages: the caption's words, or the no-caption token if none
+        words = mask.clone()
+        words[:, 0] = ~mask[:, 1:].any(dim=1)
+        self._side["words"] = words
         return hidden, mask
 
     def extra_features(self, ms: MultiscaleFeatures, context: Any) -> list[torch.Tensor]:
@@ -131,6 +135,8 @@ class CaptionFVMGN(SceneFVMGN):
         out = self.caption_fusion(ms.tokens, hidden, mask, need_weights=self.return_attention)
         if out.attention is not None:
             self._side["attention"] = out.attention
+            m = self._side["words"][:, None, :, None].to(out.attention.dtype)
+            self._side["attention_pooled"] = (out.attention * m).sum(2) / m.sum(2).clamp_min(1.0)
         self._side["caption_pooled"] = out.text
         return [out.image, out.text]
 
@@ -144,6 +150,7 @@ class CaptionFVMGN(SceneFVMGN):
         two = pooled.shape[0] == 2 * b  # the view the logits come from (SceneFVMGN's rule)
         first = slice(b, 2 * b) if two and self.mwdis_logits == "resampled" else slice(0, b)
         out.embeddings["caption"] = pooled[first]
-        if "attention" in side:
+        if "attention" in side:  # B×levels×(1+L)×N (row 0: the no-caption token) and B×levels×N
             out.attention["text_to_image"] = self.full_views(side["attention"], b)[first]
+            out.attention["text_to_image_pooled"] = self.full_views(side["attention_pooled"], b)[first]
         return out
