@@ -1,0 +1,65 @@
+"""The captioned-scene YAML pieces compose: every method with the UC Merced data piece and the scene trainer, and
+the unified model with the UC Merced → AID minitest and zero-shot pieces (what benchmarks/ucm_captions.py runs)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+import yaml
+
+from _paths import REPO
+from rsmg.cli.main import build_cli
+
+CAP = REPO / "experiments" / "captioned_scenes"
+TRAINER = REPO / "experiments" / "scenes" / "trainer_cpu.yaml"
+MODELS = {
+    "model_fvmgn_captions.yaml": ("rsmg.models.fvmgn_captions.CaptionFVMGN", None),
+    "model_caption_text.yaml": ("rsmg.models.caption_models.CaptionClassifier", "text"),
+    "model_caption_concat.yaml": ("rsmg.models.caption_models.CaptionClassifier", "concat"),
+    "model_caption_vote.yaml": ("rsmg.models.caption_models.CaptionClassifier", "vote"),
+    "model_caption_cross_attention.yaml": ("rsmg.models.caption_models.CaptionClassifier", "cross_attention"),
+}
+
+
+def composed(*paths) -> dict:
+    args = ["fit"]
+    for p in paths:
+        args += ["--config", str(p)]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as e:
+        build_cli([*args, "--print_config"])
+    assert e.value.code in (0, None), buf.getvalue()[-2000:]
+    return yaml.safe_load(buf.getvalue())
+
+
+@pytest.mark.parametrize("piece", sorted(MODELS))
+def test_every_method_reads_captions_on_the_same_towers_and_budget(piece):
+    class_path, fusion = MODELS[piece]
+    cfg = composed(CAP / "data_ucm21.yaml", CAP / piece, TRAINER)
+    data, net = cfg["data"]["init_args"], cfg["model"]["init_args"]["net"]
+    assert data["captions"] is True and data["class_set"] == "ucm21"
+    assert data["text_transforms"] == ["drop_verdicts", "mask_class_names"]  # leakage control by default
+    assert net["class_path"] == class_path
+    args = net["init_args"]
+    if fusion is None:
+        assert (args["pretrained"], args["freeze"], args["text_tower"]) == (True, "stages:3", "minilm")
+    else:
+        assert (
+            args["fusion"] == fusion
+            and args["image_pretrained"] is True
+            and args["freeze_image"] == "stages:3"
+        )
+        assert args["text_tower"] == "minilm" and args["freeze_text"] is True
+    assert cfg["model"]["init_args"]["lr"] == 0.0003
+
+
+def test_unified_model_with_the_transfer_and_zero_shot_pieces():
+    cfg = composed(CAP / "data_ucm_to_aid_minitest.yaml", CAP / "model_fvmgn_captions.yaml", TRAINER)
+    data = cfg["data"]["init_args"]
+    assert (data["sources"], data["targets"], data["class_set"]) == (["ucm"], ["aid_minitest_vlm"], "ucm_aid")
+    zs = composed(
+        CAP / "data_ucm21.yaml", CAP / "model_fvmgn_captions.yaml", CAP / "zero_shot_ucm21.yaml", TRAINER
+    )
+    assert len(zs["data"]["init_args"]["held_out_classes"]) == 5
