@@ -3,14 +3,11 @@ the unified model with the UC Merced → AID minitest and zero-shot pieces (what
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import pytest
 import yaml
 
+from _cli import parses
 from _paths import REPO
-from rsmg.cli.main import build_cli
 
 CAP = REPO / "experiments" / "captioned_scenes"
 TRAINER = REPO / "experiments" / "scenes" / "trainer_cpu.yaml"
@@ -23,21 +20,14 @@ MODELS = {
 }
 
 
-def composed(*paths) -> dict:
-    args = ["fit"]
-    for p in paths:
-        args += ["--config", str(p)]
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as e:
-        build_cli([*args, "--print_config"])
-    assert e.value.code in (0, None), buf.getvalue()[-2000:]
-    return yaml.safe_load(buf.getvalue())
+def composed(monkeypatch, *paths) -> dict:
+    return yaml.safe_load(parses([a for p in paths for a in ("--config", str(p))], monkeypatch))
 
 
 @pytest.mark.parametrize("piece", sorted(MODELS))
-def test_every_method_reads_captions_on_the_same_towers_and_budget(piece):
+def test_every_method_reads_captions_on_the_same_towers_and_budget(piece, monkeypatch):
     class_path, fusion = MODELS[piece]
-    cfg = composed(CAP / "data_ucm21.yaml", CAP / piece, TRAINER)
+    cfg = composed(monkeypatch, CAP / "data_ucm21.yaml", CAP / piece, TRAINER)
     data, net = cfg["data"]["init_args"], cfg["model"]["init_args"]["net"]
     assert data["captions"] is True and data["class_set"] == "ucm21"
     assert data["text_transforms"] == ["drop_verdicts", "mask_class_names"]  # leakage control by default
@@ -55,11 +45,17 @@ def test_every_method_reads_captions_on_the_same_towers_and_budget(piece):
     assert cfg["model"]["init_args"]["lr"] == 0.0003
 
 
-def test_unified_model_with_the_transfer_and_zero_shot_pieces():
-    cfg = composed(CAP / "data_ucm_to_aid_minitest.yaml", CAP / "model_fvmgn_captions.yaml", TRAINER)
+def test_unified_model_with_the_transfer_and_zero_shot_pieces(monkeypatch):
+    cfg = composed(
+        monkeypatch, CAP / "data_ucm_to_aid_minitest.yaml", CAP / "model_fvmgn_captions.yaml", TRAINER
+    )
     data = cfg["data"]["init_args"]
     assert (data["sources"], data["targets"], data["class_set"]) == (["ucm"], ["aid_minitest_vlm"], "ucm_aid")
     zs = composed(
-        CAP / "data_ucm21.yaml", CAP / "model_fvmgn_captions.yaml", CAP / "zero_shot_ucm21.yaml", TRAINER
+        monkeypatch,
+        CAP / "data_ucm21.yaml",
+        CAP / "model_fvmgn_captions.yaml",
+        CAP / "zero_shot_ucm21.yaml",
+        TRAINER,
     )
     assert len(zs["data"]["init_args"]["held_out_classes"]) == 5

@@ -25,6 +25,7 @@ import torch
 
 from _cli import call_rsmg, log_args, run_rsmg
 from _paths import REPO, SHARED_DATA
+from _tiny import TINY_CAPTION_NET
 from rsmg.data.datamodule import CrossDomainDataModule
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
@@ -68,16 +69,7 @@ RUNS = {
             CAPTIONED / "model_fvmgn_captions.yaml",
             REPO / "experiments/scenes/trainer_cpu.yaml",
         ),
-        {
-            "pretrained": False,
-            "text_tower": "clip-bpe",
-            "text_pretrained": False,
-            "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
-            "embed_dim": 32,
-            "fused_dim": 64,
-            "caption_width": 32,
-            "caption_heads": 2,
-        },
+        TINY_CAPTION_NET,
         {
             "image_size": 64,
             "source_split": "per_class:3",

@@ -6,13 +6,13 @@ sample is classified with that sample's caption.
 """
 
 import json
-from typing import Any
 
 import lightning.pytorch as pl
 import pytest
 import torch
 
 from _paths import SHARED_DATA, missing_shared_data
+from _tiny import TINY_CAPTION_NET_UCM21
 from rsmg.callbacks.diffusion_tta import DiffusionTTA, aggregate_views
 from rsmg.callbacks.results import PerDomainResults
 from rsmg.data.datamodule import CrossDomainDataModule
@@ -101,19 +101,7 @@ def test_aggregation_and_bad_config():
 
 
 # ------------------------------------------------------------------------ captioned scenes, unified model
-CAPTION_NET: dict[str, Any] = {
-    "pretrained": False,
-    "text_tower": "clip-bpe",
-    "text_pretrained": False,
-    "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
-    "embed_dim": 32,
-    "fused_dim": 64,
-    "caption_width": 32,
-    "caption_heads": 2,
-    "class_set": "ucm21",
-    "texts": "shared",
-    "mwdis_same_domain_fallback": True,
-}
+CAPTION_NET = TINY_CAPTION_NET_UCM21
 
 
 @pytest.fixture(scope="module")

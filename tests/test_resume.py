@@ -37,6 +37,7 @@ import torch
 
 from _cli import call_rsmg
 from _paths import REPO, SHARED_DATA
+from _tiny import TINY_CAPTION_NET
 from rsmg.data.sampling import (
     EvalShardSampler,
     ResumableDataLoader,
@@ -87,16 +88,7 @@ RUNS = {
     ),
     "fvmgn_captions": Run(
         (CAPTIONED / "data_ucm21.yaml", CAPTIONED / "model_fvmgn_captions.yaml", SCENE_TRAINER),
-        {
-            "pretrained": False,
-            "text_tower": "clip-bpe",
-            "text_pretrained": False,
-            "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
-            "embed_dim": 32,
-            "fused_dim": 64,
-            "caption_width": 32,
-            "caption_heads": 2,
-        },
+        TINY_CAPTION_NET,
         {
             "image_size": 64,
             "source_split": "per_class:3",  # 42 training images, 21 validation images

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from _paths import SHARED_DATA, missing_shared_data
+from _tiny import TINY_CAPTION_NET_UCM21
 from rsmg.data.scene_domains import SceneDomainDataModule
 from rsmg.errors import DataError
 from rsmg.models.fvmgn_captions import CaptionFVMGN
@@ -15,19 +16,7 @@ from rsmg.models.registry import list_models
 from rsmg.text.caption_features import CaptionFeatureCache
 from rsmg.text.towers import create_text_tower
 
-TINY: dict[str, Any] = {
-    "pretrained": False,
-    "text_tower": "clip-bpe",
-    "text_pretrained": False,
-    "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
-    "embed_dim": 32,
-    "fused_dim": 64,
-    "caption_width": 32,
-    "caption_heads": 2,
-    "class_set": "ucm21",
-    "texts": "shared",
-    "mwdis_same_domain_fallback": True,
-}
+TINY = TINY_CAPTION_NET_UCM21
 
 
 @pytest.fixture(autouse=True, scope="module")
