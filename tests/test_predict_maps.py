@@ -51,13 +51,13 @@ class_sets:
 """
 
 
-def _transform(origin: tuple[float, float], res: float):  # noqa: ANN202 - an affine.Affine
+def _transform(origin: tuple[float, float], res: float):
     from rasterio.transform import Affine
 
     return Affine(res, 0.0, origin[0], 0.0, -res, origin[1])  # north-up, square pixels
 
 
-def _write_tif(path: Path, bands: np.ndarray, transform, nodata: float | None = None) -> None:  # noqa: ANN001
+def _write_tif(path: Path, bands: np.ndarray, transform, nodata: float | None = None) -> None:
     import rasterio
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def geotiff_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def _datamodule(cat: Path, **kw):  # noqa: ANN003, ANN202
+def _datamodule(cat: Path, **kw):
     from rsmg.data.datamodule import CrossDomainDataModule
 
     args = {"sources": ["my_source"], "targets": ["my_target"], "catalog": str(cat), "source_split": "all",
@@ -149,8 +149,9 @@ def test_predict_writes_a_georeferenced_map_of_the_whole_unlabelled_scene(
     config = str(REPO / "experiments/baseline/trento_to_muufl.yaml")
     call_rsmg("fit", "--config", config, *data, *SMOKE_BUDGET, *logs, cwd=tmp_path)
     run = tmp_path / "logs/baseline_trento_to_muufl/mine"
-    p = call_rsmg("predict", "--config", str(run / "config.yaml"), "--ckpt_path",
-                  str(run / "checkpoints/last.ckpt"), cwd=tmp_path)  # fmt: skip
+    p = call_rsmg(
+        "predict", "--config", str(run / "config.yaml"), "--ckpt_path", "last", cwd=tmp_path
+    )  # as docs/data.md
     out = run / "predict_0"  # <run>/predict_<k>: the finished run is left as it is
     tif = out / "my_target_classes.tif"
     assert f"classification map of my_target written to {tif} ({CRS})" in p.stdout
