@@ -50,8 +50,8 @@ def _colour_table(n: int) -> dict[int, tuple[int, int, int, int]]:
     from rsmg.plotting import class_colors  # matplotlib: imported when a map is written, not with rsmg
 
     table = {k: (0, 0, 0, 0) for k in range(256)}
-    for k, rgb in enumerate(class_colors(n)):
-        table[k] = (*(round(255 * c) for c in rgb), 255)  # type: ignore[assignment]
+    for k, (r, g, b) in enumerate(class_colors(n)):
+        table[k] = (round(255 * r), round(255 * g), round(255 * b), 255)
     return table
 
 
