@@ -116,7 +116,20 @@ def test_predict_writes_every_target_domain_and_agrees_with_test(fitted):
         assert [int(r["pred"]) for r in rows] == pred.tolist()
         assert [r["pred_name"] for r in rows[:5]] == [metrics["classes"][p] for p in pred[:5]]
         np.testing.assert_allclose([float(r["confidence"]) for r in rows], probs.max(1), atol=1e-6)
+        _check_map_without_georeference(pred_dir / f"{dom}_classes.tif", z, out)
     assert not list(pred_dir.glob("*.tmp*"))  # atomic writes leave no temporary file
+
+
+def _check_map_without_georeference(tif: Path, z: np.lib.npyio.NpzFile, out: str) -> None:
+    """The .mat scenes have no grid: their map is in pixel coordinates, no CRS invented, and the output says so."""
+    import rasterio
+
+    with rasterio.open(tif) as src:
+        m, crs, transform = src.read(1), src.crs, src.transform
+    assert crs is None and transform.is_identity
+    assert np.array_equal(m[z["row"], z["col"]], z["pred"])  # the predicted (test) pixels
+    assert int((m != 255).sum()) == len(z["pred"])  # 255 elsewhere: labelled targets map their split only
+    assert f"classification map of {z['domain']} written to {tif} without CRS" in out
 
 
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")

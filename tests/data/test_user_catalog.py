@@ -79,8 +79,10 @@ def test_datamodule_trains_on_a_user_dataset(user_catalog: Path) -> None:
          "datasets.x.modalities.rgb"),
         ("datasets:\n  x: {kind: scene, classes: [a], labels: {file: l.npy}, modalities: {lidar: {sensor: lidar_dsm, "
          "file: a.npy}}}\n", "datasets.x.modalities.lidar.layout"),
-        ("datasets:\n  x: {kind: scene, classes: [a], modalities: {lidar: {sensor: lidar_dsm, file: a.npy, "
-         "layout: HWC}}}\n", "datasets.x.labels"),
+        ("datasets:\n  x: {kind: vectors, classes: [a], modalities: {lidar: {sensor: lidar_dsm, file: a.npy, "
+         "layout: NC}}}\n", "datasets.x.labels"),  # a scene may lack labels (a target to map), vectors not
+        ("datasets:\n  x: {kind: scene, labels: {file: l.npy}, modalities: {lidar: {sensor: lidar_dsm, file: a.npy, "
+         "layout: HWC}}}\n", "datasets.x.classes"),  # labels need their class names
         ("class_sets:\n  scene5: {classes: [a, b], scenes: {}}\n", "class_sets.scene5.classes"),
         ("class_sets:\n  brand_new: {scenes: {}}\n", "class_sets.brand_new.classes"),
     ],

@@ -16,6 +16,11 @@ computed and dropped. :class:`PredictionWriter` keeps what
 Rows are sorted by sample index, one per sample of the domain's split. Both files are written atomically
 (temporary file + rename), so an interrupted run never leaves a half-written file.
 
+For a pixel-level scene (a predict dataset that knows its pixels' rows and columns and the scene's shape, as
+:class:`~rsmg.data.scene.SceneDataset`) it also writes the classification map ``<domain>_classes.tif``: a
+uint8 GeoTIFF on the scene's grid, with the CRS and geotransform of the rasters it was read from, a colour
+table and the class names (:mod:`rsmg.callbacks.map_writer`; ``maps=False`` turns it off).
+
 Under DDP every rank keeps the predictions of its own shard (on the CPU). At the end of the predict epoch the
 shards are sent to rank zero only (``torch.distributed.gather_object``); rank zero merges them, drops repeated
 sample indices (a sampler that pads shards to equal length predicts a few samples twice) and writes the
@@ -98,15 +103,21 @@ class PredictionWriter(BasePredictionWriter):
         prefix: start of the file names.
         write_csv: also write the small CSV next to the ``.npz``.
         output_dir: directory to write to (default: the run directory, ``trainer.log_dir``).
+        maps: also write ``<domain>_classes.tif`` for every pixel-level scene (:mod:`rsmg.callbacks.map_writer`).
     """
 
     def __init__(
-        self, prefix: str = "predictions", write_csv: bool = True, output_dir: str | None = None
+        self,
+        prefix: str = "predictions",
+        write_csv: bool = True,
+        output_dir: str | None = None,
+        maps: bool = True,
     ) -> None:
         super().__init__(write_interval="batch_and_epoch")  # collect per batch, write once per epoch
         self.prefix = prefix
         self.write_csv = write_csv
         self.output_dir = output_dir
+        self.maps = maps
         self._parts: dict[int, list[Columns]] = {}
         self.written: dict[str, list[Path]] = {}
 
@@ -204,6 +215,8 @@ class PredictionWriter(BasePredictionWriter):
                 paths.append(atomic_write_text(stem.with_suffix(".csv"), _csv(arrays, labels)))
             self.written[name] = paths
             print(f"predictions of {len(pred)} {name} samples written to {', '.join(map(str, paths))}")
+            if self.maps:
+                self._write_map(trainer, idx, name, arrays, out_dir / f"{_safe_name(name)}_classes.tif")
         if not merged:
             print("no predictions to write (the predict dataloaders were empty)")
 
@@ -227,22 +240,58 @@ class PredictionWriter(BasePredictionWriter):
             names[idx] = name if name not in names.values() else f"{name}_{idx}"
         return names
 
+    def _write_map(
+        self, trainer: pl.Trainer, idx: int, name: str, arrays: Mapping[str, np.ndarray], path: Path
+    ) -> None:
+        """The GeoTIFF classification map of a pixel-level scene (nothing for other datasets or 1-row vectors)."""
+        from rsmg.callbacks.map_writer import write_class_map
+
+        ds = _predict_dataset(trainer, idx)
+        shape = getattr(ds, "shape", None)
+        if not (isinstance(shape, tuple) and len(shape) == 2 and shape[0] > 1) or (arrays["row"] < 0).all():
+            return  # not an image (a vector dataset is a 1×N "scene"): no map to draw
+        georef = getattr(ds, "georef", None)
+        classes = [str(c) for c in arrays["classes"]]
+        write_class_map(
+            path, arrays["row"], arrays["col"], arrays["pred"], shape, classes, georef, domain=name
+        )  # fmt: skip
+        self.written[name].append(path)
+        if georef is None:
+            files = getattr(ds, "files", {}) or {}
+            where = ", ".join(Path(f).name for f in files.values()) or "its files"
+            print(
+                f"classification map of {name} written to {path} without CRS / geotransform (pixel coordinates): "
+                f"the scene has no georeference (read from {where}: no GeoTIFF geotransform)"
+            )
+        else:
+            print(f"classification map of {name} written to {path} ({georef.get('crs') or 'no CRS'})")
+
     @staticmethod
     def _pixel_positions(trainer: pl.Trainer, idx: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row and column of each sample, read from the predict dataset itself (``-1`` where it has none)."""
         rows = np.full(len(index), -1, dtype=np.int64)
         cols = rows.copy()
         try:
-            loaders = trainer.predict_dataloaders
-            loader: Any = loaders[idx] if isinstance(loaders, Sequence) else loaders
-            ds: Any = loader.dataset  # a SceneDataset knows its pixels; other datasets raise AttributeError
-            r, c = ds.pixel_rows_cols()
+            ds: Any = _predict_dataset(trainer, idx)
+            r, c = (
+                ds.pixel_rows_cols()
+            )  # a SceneDataset knows its pixels; other datasets raise AttributeError
             local = np.asarray(index, dtype=np.int64) - int(getattr(ds, "index_offset", 0))
         except (AttributeError, IndexError, KeyError, TypeError):  # not a pixel-level dataset
             return rows, cols
         ok = (local >= 0) & (local < len(r))
         rows[ok], cols[ok] = r[local[ok]], c[local[ok]]
         return rows, cols
+
+
+def _predict_dataset(trainer: pl.Trainer, idx: int) -> Any:
+    """The dataset of predict dataloader ``idx`` (``None`` when the trainer has no such loader)."""
+    try:
+        loaders = trainer.predict_dataloaders
+        loader: Any = loaders[idx] if isinstance(loaders, Sequence) else loaders
+        return loader.dataset
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
 
 
 def _csv(arrays: Mapping[str, np.ndarray], classes: Sequence[str]) -> str:

@@ -11,8 +11,9 @@
 * ``--ckpt_path last`` resumes the newest ``checkpoints/last.ckpt`` of the experiment and keeps logging into its
   ``version_N`` (an error, not a fresh start, when there is none); a ``--ckpt_path`` that is not a file is an
   error before anything is written;
-* ``rsmg predict`` writes ``predictions_<domain>.npz`` and ``.csv`` per target domain into the run directory
-  (:class:`rsmg.callbacks.PredictionWriter`).
+* ``rsmg predict`` writes ``predictions_<domain>.npz`` and ``.csv`` per target domain into the run directory,
+  and for pixel scenes the classification map ``<domain>_classes.tif`` (a GeoTIFF on the scene's grid;
+  :class:`rsmg.callbacks.PredictionWriter`, :mod:`rsmg.callbacks.map_writer`).
 
 Extra verbs: ``rsmg download`` (fetch + verify datasets), ``rsmg report`` (tables from finished runs),
 ``rsmg caption`` (captions from a local VLM). ``rsmg <verb> --help`` explains each.
@@ -33,7 +34,8 @@ LIGHTNING_VERBS = {
     "fit": "train (and with --test_after_fit true, test every target domain)",
     "validate": "evaluate on the source validation split",
     "test": "evaluate on every target domain and write the results table",
-    "predict": "write per-pixel predictions of every target domain (predictions_<domain>.npz / .csv)",
+    "predict": "write per-pixel predictions of every target domain (predictions_<domain>.npz / .csv) and, "
+    "for pixel scenes, a GeoTIFF classification map (<domain>_classes.tif)",
 }
 
 USAGE = """usage: rsmg <command> [options]

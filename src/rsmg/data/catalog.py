@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from rsmg.data.bands import get_sensor
-from rsmg.data.readers import read_array, read_mat
+from rsmg.data.readers import read_array, read_geotiff, read_mat
 from rsmg.data.scene import Scene
 from rsmg.data_root import ENV_ROOT, resolve_root_with_origin
 from rsmg.errors import ConfigError, DataError, MissingDatasetError, unknown_name_error
@@ -140,6 +140,13 @@ def _check_user_dataset(entry: Any, where: str, path: Path) -> None:
             fix="see the packaged rsmg/data/resources/datasets.yaml for the schema",
         )
     for key, expected in need.items():
+        if (
+            key == "classes"
+            and isinstance(entry, dict)
+            and entry.get("kind") == "scene"
+            and "labels" not in entry
+        ):
+            continue  # no label map, so no class list to name its ids
         if key not in entry:
             raise DataError(
                 f"dataset entry lacks {key!r}",
@@ -160,6 +167,8 @@ def _check_user_dataset(entry: Any, where: str, path: Path) -> None:
                 fix="add sensor: (e.g. rgb, lidar_dsm)",
             )
         get_sensor(ref["sensor"])  # an unknown sensor lists the known ones
+        if entry["kind"] == "scene" and _is_geotiff(ref.get("file")) and ref.get("layout", "HWC") == "HWC":
+            continue  # a GeoTIFF says its own layout (bands x rows x columns, read as a raster)
         if entry["kind"] in ("scene", "vectors") and ref.get("layout") not in ("HWC", "NC"):
             raise DataError(
                 "raster modality lacks its layout",
@@ -169,14 +178,18 @@ def _check_user_dataset(entry: Any, where: str, path: Path) -> None:
                 found=ref.get("layout", "nothing"),
                 fix="add layout: HWC for an H x W x C raster (an H x W array is read as one band)",
             )
-    if entry["kind"] in ("scene", "vectors") and not isinstance(entry.get("labels"), dict):
+    # a scene without labels: is a target that `rsmg predict` classifies whole (a source needs labels)
+    optional = entry["kind"] == "scene" and "labels" not in entry
+    if entry["kind"] in ("scene", "vectors") and not optional and not isinstance(entry.get("labels"), dict):
         raise DataError(
             "scene entry lacks its label map",
             file=path,
             field=f"{where}.labels",
-            expected="{file: <.mat / .npy / .npz>, key: <variable, .mat / .npz only>} (0 unlabelled, 1..K classes)",
+            expected="{file: <.tif / .mat / .npy / .npz>, key: <variable, .mat / .npz only>} (0 unlabelled, "
+            "1..K classes)",
             found=entry.get("labels", "nothing"),
-            fix="add labels: {file: ...} with ids in the order of classes:",
+            fix="add labels: {file: ...} with ids in the order of classes: (or leave labels: out for a target "
+            "to predict without ground truth)",
         )
 
 
@@ -258,6 +271,7 @@ class DatasetInfo:
     downloadable_modalities: tuple[str, ...]
     splits: tuple[str, ...]
     heights: dict[str, str]  # modality -> "absolute" | "above_ground", for modalities with a height raster
+    labelled: bool = True  # False: no label map (a target to predict, never a source)
 
     def channels(self, modality: str) -> int:
         """Number of bands of a modality's sensor."""
@@ -290,11 +304,12 @@ def dataset_info(name: str) -> DatasetInfo:
         name=name,
         kind=e["kind"],
         description=e.get("description", ""),
-        classes=tuple(e["classes"]),
+        classes=tuple(e.get("classes", ())),
         modalities=mods,
         downloadable_modalities=tuple(m for m, v in e["modalities"].items() if v.get("download")),
         splits=tuple(e.get("splits", {})),
         heights=heights,
+        labelled="labels" in e,
     )
 
 
@@ -351,18 +366,68 @@ def missing_files(
     entry = _yaml("datasets.yaml")[dataset_info(name).name]
     refs = [_modality_ref(entry, name, mod) for mod in modalities]
     refs += [ref for parts in entry.get("splits", {}).values() for ref in parts.values()]
-    if "file" in entry["labels"]:
+    if "file" in entry.get("labels", {}):
         refs.append(entry["labels"])
     return [base / _options(ref["file"])[0] for ref in refs if _find(base, ref["file"]) is None]
 
 
-def _load_array(
-    root: Path, ref: dict[str, Any], dataset: str, *, download: bool = False
-) -> tuple[np.ndarray, Path]:
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def _is_geotiff(rel: Any) -> bool:
+    return isinstance(rel, str | list) and all(
+        str(o).lower().endswith(GEOTIFF_SUFFIXES) for o in _options(rel)
+    )
+
+
+@dataclass
+class _Loaded:
+    """One catalog file read: the array (a GeoTIFF as ``H×W×C``), its path and, for a GeoTIFF, mask and grid."""
+
+    array: np.ndarray
+    path: Path
+    mask: np.ndarray | None = None  # H×W, False at the file's nodata / NaN pixels
+    georef: dict[str, Any] | None = None  # {"crs": str | None, "transform": 6 floats}; None: no geotransform
+
+
+def _load_array(root: Path, ref: dict[str, Any], dataset: str, *, download: bool = False) -> _Loaded:
     path = _file(root, ref["file"], dataset, download=download or bool(ref.get("download")))
-    read = read_array if path.suffix.lower() in (".npy", ".npz") else read_mat  # a user scene saved by numpy
+    suffix = path.suffix.lower()
+    if suffix in GEOTIFF_SUFFIXES:
+        raster = read_geotiff(path)  # nodata and NaN pixels: masked (False) and zeroed, never data
+        georef = None
+        if raster.meta["transform"] is not None:
+            georef = {"crs": raster.meta["crs"], "transform": tuple(raster.meta["transform"])}
+        return _Loaded(np.moveaxis(raster.array, 0, -1), path, raster.mask, georef)
+    read = read_array if suffix in (".npy", ".npz") else read_mat  # a user scene saved by numpy
     arr = read(path, key=ref.get("key"), candidates=tuple(ref.get("candidates", ())))
-    return np.asarray(arr), path
+    return _Loaded(np.asarray(arr), path)
+
+
+def _common_grid(name: str, loaded: dict[str, _Loaded]) -> dict[str, Any] | None:
+    """The CRS + geotransform every GeoTIFF of a scene shares (None when none has one).
+
+    Rasters of one scene are used pixel by pixel together, so two files on different grids (another CRS, a
+    shifted origin, another pixel size) are an error, not something to resample silently.
+    """
+    grids = {k: v.georef for k, v in loaded.items() if v.georef is not None}
+    if not grids:
+        return None
+    first_key, first = next(iter(grids.items()))
+    for key, grid in grids.items():
+        same = grid["crs"] == first["crs"] and np.allclose(
+            grid["transform"], first["transform"], rtol=0, atol=1e-9
+        )
+        if not same:
+            raise DataError(
+                f"the GeoTIFFs of scene {name!r} are not on one grid",
+                file=f"{loaded[first_key].path}, {loaded[key].path}",
+                field=f"{name}.modalities.{key} (CRS / geotransform)",
+                expected=f"{first['crs']} {first['transform']}",
+                found=f"{grid['crs']} {grid['transform']}",
+                fix="resample / reproject the rasters onto one grid (e.g. gdalwarp -tr -te -t_srs) before loading",
+            )
+    return {"crs": first["crs"], "transform": first["transform"]}
 
 
 def _to_chw(arr: np.ndarray, layout: str, path: Path, modality: str) -> np.ndarray:
@@ -414,10 +479,12 @@ def load_scene(
     arrays: dict[str, np.ndarray] = {}
     files: dict[str, str] = {}
     band_names: dict[str, tuple[str, ...]] = {}
+    loaded: dict[str, _Loaded] = {}
     for mod in modalities:
         ref = _modality_ref(entry, name, mod)
-        raw, path = _load_array(base, ref, name)
-        arr = _to_chw(raw, ref["layout"], path, mod)
+        loaded[mod] = _load_array(base, ref, name)
+        raw, path = loaded[mod].array, loaded[mod].path
+        arr = _to_chw(raw, ref.get("layout", "HWC"), path, mod)
         sensor = get_sensor(ref["sensor"])
         if arr.shape[0] != len(sensor.bands):
             raise DataError(
@@ -433,19 +500,22 @@ def load_scene(
     split_maps: dict[str, np.ndarray] = {}
     for split, parts in entry.get("splits", {}).items():
         for part, ref in parts.items():
-            m, p = _load_array(base, ref, name)
-            split_maps[f"{split}/{part}"] = np.asarray(m).astype(np.int64)
-            files[f"{split}/{part}"] = str(p)
+            part_map = _load_array(base, ref, name)
+            split_maps[f"{split}/{part}"] = _plane(part_map).astype(np.int64)
+            files[f"{split}/{part}"] = str(part_map.path)
 
-    lab = entry["labels"]
-    if "union_of_splits" in lab:
+    lab = entry.get("labels")
+    labels: np.ndarray
+    if lab is None:  # a target without ground truth: every pixel unlabelled (0)
+        labels = np.zeros(next(iter(arrays.values())).shape[1:], dtype=np.int64)
+    elif "union_of_splits" in lab:
         s = lab["union_of_splits"]
         labels = np.maximum(split_maps[f"{s}/train"], split_maps[f"{s}/test"])
         files["labels"] = files[f"{s}/train"]
     else:
-        raw, p = _load_array(base, lab, name)
-        labels = np.asarray(raw)
-        files["labels"] = str(p)
+        loaded["labels"] = _load_array(base, lab, name)
+        labels = _plane(loaded["labels"])
+        files["labels"] = str(loaded["labels"].path)
         if info.kind == "vectors":
             labels = labels.reshape(1, -1)
     labels = labels.astype(np.int64)
@@ -474,6 +544,10 @@ def load_scene(
             if bad.any():
                 valid &= ~bad.any(axis=0)
                 arr[bad] = 0.0
+    for mod in arrays:  # a GeoTIFF's declared nodata is never data, whatever `nonfinite` says
+        mask = loaded[mod].mask
+        if mask is not None and mask.shape == labels.shape and not mask.all():
+            valid = mask.copy() if valid is None else valid & mask
     return Scene(
         name=name,
         modalities=arrays,
@@ -484,7 +558,17 @@ def load_scene(
         split_maps=split_maps,
         files=files,
         valid=valid,
+        georef=_common_grid(name, loaded),
+        labelled=lab is not None,
     )
+
+
+def _plane(loaded: _Loaded) -> np.ndarray:
+    """A label / split map as ``H×W`` (a one-band GeoTIFF is read as ``H×W×1``)."""
+    arr = loaded.array
+    if loaded.mask is not None and arr.ndim == 3 and arr.shape[-1] == 1:
+        return arr[..., 0]
+    return arr
 
 
 def _class_sets_files() -> str:

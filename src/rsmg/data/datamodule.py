@@ -9,6 +9,10 @@ labels the run ``transductive`` (:attr:`CrossDomainDataModule.protocol`, written
 
 A dataset may be both source and target (in-scene experiments, e.g. Salinas-A): its test pixels are then the
 labelled pixels not used for training or validation.
+
+A target may have no label map at all (a user scene without ground truth, catalog entry without ``labels``):
+it has no test loader and no metrics; its predict loader serves every valid pixel, so ``rsmg predict`` writes
+the whole scene's classification map. A source always needs labels.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class _Prepared:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    predict: np.ndarray  # the test pixels; every valid pixel of a target without labels
 
 
 class CrossDomainDataModule(ResumableDataModule):
@@ -201,6 +206,16 @@ class CrossDomainDataModule(ResumableDataModule):
             )
         check_loader_options(batch_size, eval_batch_size, num_workers)
         self._infos = {n: dataset_info(n) for n in dict.fromkeys(self.sources + self.targets)}
+        for n in self.sources:
+            if not self._infos[n].labelled:
+                raise DataError(
+                    f"source {n!r} has no label map: a source is trained on, so it needs labels",
+                    file=datasets_files(),
+                    field=f"datasets.{n}.labels",
+                    expected="{file: <.tif / .mat / .npy / .npz>} (0 unlabelled, 1..K in the order of classes)",
+                    found="nothing",
+                    fix=f"add labels: to {n!r} (and its classes:), or list it under data.targets only",
+                )
         self.domains = tuple(dict.fromkeys(self.sources + self.targets))
         self.classes = self._classes()
         self._band_names, self._hsi_grid = self._plan_bands()
@@ -224,9 +239,13 @@ class CrossDomainDataModule(ResumableDataModule):
         return len(self.classes)
 
     def _classes(self) -> tuple[str, ...]:
+        labelled = [
+            n for n, info in self._infos.items() if info.labelled
+        ]  # no labels, no classes to reconcile
         if self.class_set == "native":
             first = self._infos[self.sources[0]].classes
-            for n, info in self._infos.items():
+            for n in labelled:
+                info = self._infos[n]
                 if info.classes != first:
                     raise ConfigError(
                         "class_set 'native' needs scenes with identical class lists",
@@ -239,6 +258,7 @@ class CrossDomainDataModule(ResumableDataModule):
         names = class_set_names(self.class_set)
         present = set(names)
         scenes = self.sources + (self.targets if self.class_scope == "sources_and_targets" else [])
+        scenes = [n for n in scenes if n in labelled]
         for s in scenes:
             present &= {t for t in class_mapping(self.class_set, s).values() if t}
         classes = tuple(c for c in names if c in present)
@@ -382,8 +402,10 @@ class CrossDomainDataModule(ResumableDataModule):
                     scene.modalities[mod][i] = scene_standardize(scene.modalities[mod][i])
 
     def _class_map(self, name: str) -> np.ndarray:
-        mapping = class_mapping(self.class_set, name)
         info = self._infos[name]
+        if not info.labelled:
+            return np.full(1, -1, dtype=np.int64)  # every pixel is 0 (unlabelled)
+        mapping = class_mapping(self.class_set, name)
         lut = np.full(len(info.classes) + 1, -1, dtype=np.int64)
         index = {c: i for i, c in enumerate(self.classes)}
         for k, native in enumerate(info.classes, start=1):
@@ -446,7 +468,20 @@ class CrossDomainDataModule(ResumableDataModule):
                     fix="check data.source_split and the class set",
                 )
             test = np.arange(0)
-            if name in self.targets:
+            predict: np.ndarray | None = None
+            if name in self.targets and not scene.labelled:
+                predict = scene.valid_positions()
+                require_nonempty(
+                    predict,
+                    what=f"valid pixels of target {name!r}",
+                    file=next(iter(scene.files.values()), None),
+                    fix="check the rasters' nodata values",
+                )
+                log.info(
+                    "target %s has no labels: no test metrics; `rsmg predict` classifies its %d valid pixels",
+                    name, len(predict),
+                )  # fmt: skip
+            elif name in self.targets:
                 if name in self.sources:
                     all_pos = self._positions(scene, "all", lut, part="test", seed=self.seed)
                     test = np.setdiff1d(all_pos, np.concatenate([train, val]))
@@ -459,7 +494,9 @@ class CrossDomainDataModule(ResumableDataModule):
                     fix="check data.target_split and the class set",
                 )
                 self.excluded[name] = self._excluded_report(scene, lut)
-            self._prepared[name] = _Prepared(scene, lut, train, val, test)
+            self._prepared[name] = _Prepared(
+                scene, lut, train, val, test, test if predict is None else predict
+            )
         if self.stats is None:
             self.stats = {
                 m: band_statistics(
@@ -517,7 +554,10 @@ class CrossDomainDataModule(ResumableDataModule):
     def _dataset(self, name: str, part: str) -> SceneDataset:
         p = self._prepared[name]
         positions = getattr(p, part)
-        offset = (self.domains.index(name) << 40) | {"train": 0, "val": 1 << 36, "test": 2 << 36}[part]
+        # predict shares the test offset: a labelled target's predicted samples are its test samples
+        offset = (self.domains.index(name) << 40) | {"train": 0, "val": 1, "test": 2, "predict": 2}[
+            part
+        ] << 36
         return SceneDataset(
             p.scene,
             positions,
@@ -528,6 +568,7 @@ class CrossDomainDataModule(ResumableDataModule):
             patch_standardize=self._standardize_indices() if self.standardize_stats == "per_patch" else None,
             pad_mode=self.pad_mode,
             index_offset=offset,
+            unlabelled=part == "predict" and not p.scene.labelled,
         )
 
     def _concat(self, part: str) -> torch.utils.data.Dataset[Any]:
@@ -544,16 +585,33 @@ class CrossDomainDataModule(ResumableDataModule):
 
     @property
     def test_domains(self) -> tuple[str, ...]:
-        """Names of the test loaders, in order."""
+        """Names of the test loaders, in order: the targets that have labels."""
+        return tuple(t for t in self.targets if self._infos[t].labelled)
+
+    @property
+    def predict_domains(self) -> tuple[str, ...]:
+        """Names of the predict loaders, in order: every target."""
         return tuple(self.targets)
 
     def test_dataloader(self) -> list[DataLoader[Any]]:
-        """One loader per target domain, in ``targets`` order."""
-        return [self._loader(self._dataset(t, "test"), train=False) for t in self.targets]
+        """One loader per labelled target domain, in ``targets`` order.
+
+        Raises:
+            ConfigError: no target has labels (nothing to test; ``rsmg predict`` maps them).
+        """
+        if not self.test_domains:
+            raise ConfigError(
+                "no target has labels, so there is nothing to test",
+                field="data.targets",
+                expected="at least one target with a label map",
+                found=f"{self.targets} (catalog entries without labels:)",
+                fix="use `rsmg predict` for a map of an unlabelled scene (and drop --test_after_fit)",
+            )
+        return [self._loader(self._dataset(t, "test"), train=False) for t in self.test_domains]
 
     def predict_dataloader(self) -> list[DataLoader[Any]]:
-        """Same as the test loaders."""
-        return self.test_dataloader()
+        """One loader per target domain: its test pixels, or every valid pixel of a target without labels."""
+        return [self._loader(self._dataset(t, "predict"), train=False) for t in self.targets]
 
     def train_dataset(self) -> torch.utils.data.Dataset[Any]:
         """The source training pixels (all sources concatenated), un-augmented: e.g. to build a DTAug view bank."""

@@ -51,6 +51,10 @@ class Scene:
         split_maps: named ``H×W`` maps (non-zero = pixel in that split), e.g. ``"train"``, ``"test"``.
         files: modality / ``"labels"`` → source file, for error messages.
         valid: ``H×W`` bool, False where any modality had nodata / NaN (masked, not rejected).
+        georef: ``{"crs": str | None, "transform": (a, b, c, d, e, f)}`` of the GeoTIFFs the scene was read
+            from (rasterio's affine order), or None (``.mat`` / ``.npy`` files have no grid): what a
+            classification map of the scene is written on.
+        labelled: False for a scene without a label map (``labels`` all 0): a target to predict, not to test.
     """
 
     name: str
@@ -62,6 +66,8 @@ class Scene:
     split_maps: dict[str, np.ndarray] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     valid: np.ndarray | None = None
+    georef: dict[str, Any] | None = None
+    labelled: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -128,6 +134,13 @@ class Scene:
                     fix="use the split map of this scene",
                 )
 
+    def valid_positions(self) -> np.ndarray:
+        """Flat (row-major) positions of every valid pixel, labelled or not: the pixels of a whole-scene map."""
+        h, w = self.shape
+        if self.valid is None:
+            return np.arange(h * w, dtype=np.int64)
+        return np.flatnonzero(self.valid.ravel())
+
     def labelled_positions(self, split: str | None = None) -> np.ndarray:
         """Flat (row-major) positions of labelled, valid pixels, optionally inside a named split map."""
         m = self.labels > 0
@@ -161,6 +174,8 @@ class SceneDataset(Dataset[dict[str, object]]):
             (:func:`rsmg.data.standardize.patch_standardize`), after ``normalize``.
         pad_mode: how patches are completed at the scene border.
         index_offset: added to ``index`` so indices are unique across the datasets of one datamodule.
+        unlabelled: serve positions without a mapped class too (label ``-1``): the pixels of a whole-scene
+            prediction, never of training or testing.
     """
 
     def __init__(
@@ -175,6 +190,7 @@ class SceneDataset(Dataset[dict[str, object]]):
         patch_standardize: dict[str, tuple[int, ...]] | None = None,
         pad_mode: PadMode = "reflect",
         index_offset: int = 0,
+        unlabelled: bool = False,
     ) -> None:
         if patch_size < 1 or patch_size % 2 == 0:
             raise DataError(
@@ -196,13 +212,16 @@ class SceneDataset(Dataset[dict[str, object]]):
         self.scene_name = scene.name
         self.patch_size = patch_size
         self.width = w
+        self.shape = (h, w)
+        self.georef = scene.georef
+        self.files = dict(scene.files)
         self.domain = domain
         self.index_offset = index_offset
         self.positions = np.asarray(positions, dtype=np.int64)
         self.patch_standardize = {m: tuple(i) for m, i in (patch_standardize or {}).items() if i}
         labels_flat = scene.labels.ravel()[self.positions].astype(np.int64)
         self.labels = np.asarray(class_map, dtype=np.int64)[labels_flat]
-        if (self.labels < 0).any():
+        if not unlabelled and (self.labels < 0).any():  # with `unlabelled`, -1 = no (mapped) ground truth
             raise DataError(
                 "positions include pixels of excluded classes",
                 field="class_map",
