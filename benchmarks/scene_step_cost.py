@@ -175,6 +175,14 @@ def main() -> None:
             for k, s, f, c, w, ec, epc, epw, ld in rows
         ],
         "",
+        "## Ratios (step CPU time against the first model at the same size and freeze setting)",
+        "",
+        *[
+            f"- {k} / {rows[0][0]} ({s} px, {f}): {c / next(r[3] for r in rows if r[1:3] == (s, f)):.2f}x"
+            for k, s, f, c, *_ in rows
+            if k != rows[0][0]
+        ],
+        "",
         "## Key numbers",
         "",
         *[
