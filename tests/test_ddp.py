@@ -5,13 +5,15 @@ real Trento → MUUFL configurations of the concat CNN and of FVMGN, and of the 
 on real UC Merced images and captions, and tests its best checkpoint on the target (MUUFL, UC Merced); then
 ``rsmg test`` tests the same checkpoint in one process. ``metrics.json`` must agree to 1e-6 with identical
 confusion matrices and sample counts: evaluation shards (``rsmg.data.sampling.EvalShardSampler``) are disjoint
-and unpadded, so no test sample is counted twice, and the confusion matrices are summed across ranks. Every
-process group lives in a subprocess, so nothing is left behind between tests; the one-process test runs in the
+and unpadded, so no test sample is counted twice, and the confusion matrices are summed across ranks. The
+source-validation OA the DDP fit logged equals a one-process ``rsmg validate`` of the same checkpoint. Every
+process group lives in a subprocess, so nothing is left behind between tests; the one-process runs are in the
 test process.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import textwrap
@@ -163,6 +165,27 @@ def test_ddp_two_processes_match_one_process(tmp_path, model):
     one = json.loads((tmp_path / "logs/one/version_0/metrics.json").read_text())
     _assert_same_metrics(one, two, [run.test_domain])
     assert one["results"]["test"][run.test_domain]["n"] == run.test_n  # every sample once
+    # 3) source-validation OA (torchmetrics' counts summed over ranks) equals one process's, sample for
+    # sample: the fit's 2 × 2 validation batches covered every validation sample, so validate them all here
+    _rsmg(
+        tmp_path,
+        "validate",
+        *configs,
+        *_logger(tmp_path, "one_val"),
+        "--ckpt_path",
+        str(ckpt),
+        "--trainer.limit_val_batches",
+        "1.0",
+    )
+    (one_val_csv,) = (tmp_path / "logs/one_val").glob("**/metrics.csv")
+    assert _val_oa(logs / "metrics.csv") == _val_oa(one_val_csv)
+
+
+def _val_oa(metrics_csv: Path) -> str:
+    """The one ``val/oa`` a one-epoch run logged, as the CSV logger wrote it."""
+    with metrics_csv.open() as f:
+        (value,) = [row["val/oa"] for row in csv.DictReader(f) if row.get("val/oa")]
+    return value
 
 
 def test_eval_shards_cover_every_sample_once_and_train_shards_are_equal():

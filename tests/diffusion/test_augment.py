@@ -151,6 +151,80 @@ def test_sampler_matches_diffusers_ddim(prior):
     assert (ours - x).abs().max() <= TOL
 
 
+def reference_views(prior, images, indices, *, strength, steps, views, seed, eta):
+    """rsmg's hand-written DDIM loop before it used ``DDIMScheduler.step``, kept as the reference.
+
+    DDIM (Song et al. 2021, eq. 12, σ from eq. 16) between the visited timesteps of the prior's own ᾱ table,
+    landing on ᾱ = 1, with the per-(sample, view) generators of :func:`view_seed`.
+    """
+    from diffusers import DDIMScheduler
+
+    alphas = DDIMScheduler(**prior.scheduler_config).alphas_cumprod
+    timesteps = ddim_timesteps(strength, steps, prior.num_train_timesteps)
+    x0 = prior.stack(images)
+    gens = [
+        torch.Generator().manual_seed(view_seed(seed, i, j)) for i in indices.tolist() for j in range(views)
+    ]
+    shape = tuple(x0.shape[1:])
+
+    def draw():
+        return torch.stack([torch.randn(shape, generator=g) for g in gens])
+
+    x0 = x0.repeat_interleave(views, dim=0)
+    x = prior.add_noise(x0, draw(), torch.full((x0.shape[0],), timesteps[0]))
+    with torch.no_grad():
+        for n, t in enumerate(timesteps):
+            prev = timesteps[n + 1] if n + 1 < len(timesteps) else -1
+            a_t = alphas[t]
+            a_prev = alphas[prev] if prev >= 0 else torch.tensor(1.0)
+            eps = prior(x, torch.full((x.shape[0],), t))
+            x0_pred = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+            sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
+            x = a_prev.sqrt() * x0_pred + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+            if eta > 0 and prev >= 0:
+                x = x + sigma * draw()
+    return x.view(len(indices), views, *shape)
+
+
+@pytest.mark.parametrize(
+    ("timesteps", "strength", "steps", "eta"),
+    [
+        (100, 0.4, 2, 0.0),
+        (100, 0.3, 4, 1.0),
+        (100, 0.05, 10, 0.5),  # more steps than noise levels: deduplicated timesteps
+        (1000, 0.4, 5, 0.0),  # the defaults: stride 80, which no DDIMScheduler T // N equals
+        (1000, 1.0, 1, 0.0),  # ᾱ ≈ 4e-5: float32 cumprod of the respaced betas alone would be off by 1e-4
+        (1000, 0.5, 3, 0.7),
+    ],
+)
+def test_scheduler_step_reproduces_the_hand_written_ddim_loop(timesteps, strength, steps, eta):
+    prior = make_prior(timesteps=timesteps).eval()
+    images, idx = random_images(2), torch.tensor([5, 9])
+    kwargs = {"strength": strength, "steps": steps, "views": 2, "seed": 3, "eta": eta}
+    ours = DiffusionAugmenter(prior, **kwargs)(images, idx)
+    ref = reference_views(prior, images, idx, **kwargs)
+    for j in range(2):
+        assert (prior.stack(ours[j]) - ref[:, j]).abs().max() <= TOL
+    assert (prior.stack(ours[0]) - prior.stack(images)).abs().max() > 1e-3  # the views did move
+
+
+def test_respaced_scheduler_keeps_the_prior_schedule():
+    from diffusers import DDIMScheduler
+
+    from rsmg.diffusion.augment import respaced_ddim_scheduler
+
+    config = make_prior(timesteps=1000).scheduler_config
+    visited = ddim_timesteps(0.4, 5, 1000)  # [399, 319, 239, 159, 79]
+    sched = respaced_ddim_scheduler(config, visited)
+    full = DDIMScheduler(**config).alphas_cumprod
+    assert sched.timesteps.tolist() == [4, 3, 2, 1, 0]
+    assert torch.equal(sched.alphas_cumprod, full[visited[::-1]])
+    assert float(sched.final_alpha_cumprod) == 1.0
+    assert not sched.config.clip_sample
+    # the respaced betas are those of the visited ᾱ (stored ᾱ is not a free override)
+    assert torch.allclose(torch.cumprod(1 - sched.betas.double(), 0), full[visited[::-1]].double(), rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

@@ -4,22 +4,26 @@ FVMGN's DTAug (arXiv 2511.10774, component 1) maps inputs through a diffusion mo
 The paper does not give the sampler; rsmg reads it as SDEdit (Meng et al., 2022), with the knobs of diffusers'
 img2img pipelines (``docs/decisions.md#dtaug-views``): forward-diffuse the clean stacked patch to timestep
 ``t_s ≈ strength·T`` (:meth:`rsmg.diffusion.prior.DiffusionPrior.add_noise`), then denoise with ``steps``
-DDIM updates (Song et al., 2021). Low ``strength`` keeps the view faithful, high makes it diverse.
+DDIM updates (Song et al., 2021), each one ``diffusers.DDIMScheduler.step`` on the prior's schedule respaced to
+the visited timesteps (:func:`respaced_ddim_scheduler`). Low ``strength`` keeps the view faithful, high makes
+it diverse.
 
 Determinism: every view has its own ``torch.Generator`` seeded from ``(seed, sample index, view index)``
 (:func:`view_seed`) and noise is drawn per sample on the CPU, so a sample's views do not depend on the batch
 it is in, its position in that batch, the device, or the number of DDP ranks. With ``eta = 0`` (default) DDIM
 is deterministic given the starting noise; with ``eta > 0`` the extra noise comes from the same per-view
-generator. On CUDA the noise is still identical, but the UNet's arithmetic may vary with the batch size (TF32
-convolutions, cuDNN algorithm choice); set ``torch.backends.cudnn.allow_tf32 = False`` and
-``torch.use_deterministic_algorithms(True)`` where views must match across batchings to float rounding.
+generators and reaches ``DDIMScheduler.step`` as ``variance_noise`` (drawn per view as above, not by the
+scheduler from one generator for the whole batch). On CUDA the noise is still identical, but the UNet's
+arithmetic may vary with the batch size (TF32 convolutions, cuDNN algorithm choice); set
+``torch.backends.cudnn.allow_tf32 = False`` and ``torch.use_deterministic_algorithms(True)`` where views must
+match across batchings to float rounding.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -59,6 +63,46 @@ def ddim_timesteps(strength: float, steps: int, num_train_timesteps: int) -> lis
         if not out or t < out[-1]:
             out.append(t)
     return out
+
+
+def respaced_ddim_scheduler(scheduler_config: Mapping[str, Any], timesteps: Sequence[int]) -> Any:
+    """A ``diffusers.DDIMScheduler`` whose steps are the jumps between ``timesteps`` of the prior's schedule.
+
+    ``DDIMScheduler.step`` always steps from ``t`` to ``t - T // num_inference_steps``, a fixed integer
+    stride, so it cannot visit SDEdit's timesteps (:func:`ddim_timesteps`: from ``strength·T`` down, stride
+    ``strength·T / steps``, e.g. 80 for the defaults, which no ``T // N`` equals). Respacing, as in Nichol &
+    Dhariwal's ``space_timesteps`` (improved DDPM), rewrites the schedule instead: a scheduler of
+    ``S = len(timesteps)`` training steps whose ``ᾱ'_k`` is the prior's ``ᾱ`` at the ``k``-th smallest visited
+    timestep (betas ``1 - ᾱ'_k / ᾱ'_{k-1}``), stepped with stride 1 down to ``ᾱ = 1``. Every DDIM update
+    (eq. 12 and the ``eta`` variance, eq. 16, of Song et al. 2021) is then diffusers' own; the caller feeds
+    the UNet the prior's timestep ``timesteps[S - 1 - k]`` at scheduler step ``k``.
+
+    Args:
+        scheduler_config: the prior's noise-schedule config (:attr:`DiffusionPrior.scheduler_config`).
+        timesteps: prior timesteps to visit, strictly descending.
+
+    Returns:
+        A DDIMScheduler with ``set_timesteps(S)`` applied; its ``timesteps`` are ``S-1, ..., 0``.
+    """
+    diffusers = _import_diffusers()
+    full = diffusers.DDIMScheduler(**scheduler_config).alphas_cumprod  # the prior's ᾱ table (same config)
+    visited = full[list(reversed(timesteps))]  # ascending timesteps
+    previous = torch.cat([torch.ones(1, dtype=visited.dtype), visited[:-1]])
+    betas = 1 - visited.double() / previous.double()
+    sched = diffusers.DDIMScheduler(
+        num_train_timesteps=len(visited),
+        trained_betas=betas.tolist(),
+        clip_sample=False,
+        set_alpha_to_one=True,
+        prediction_type=scheduler_config["prediction_type"],
+        timestep_spacing="leading",
+        steps_offset=0,
+    )
+    # cumprod(1 - betas) in float32 only recovers ᾱ' to ~1e-4 relative at ᾱ ≈ 4e-5 (strength 1, 1 step);
+    # use the prior's table entries themselves so that views follow the trained schedule exactly.
+    sched.alphas_cumprod = visited.clone()
+    sched.set_timesteps(len(visited))
+    return sched
 
 
 def _check_number(value: object, field: str, *, integer: bool) -> None:
@@ -124,10 +168,8 @@ class DiffusionAugmenter:
         self.views = int(views)
         self.seed = int(seed)
         self.eta = float(eta)
-        # "DDIMScheduler from the same config": its ᾱ table and the final ᾱ = 1 drive the update below.
-        diffusers = _import_diffusers()
-        self.scheduler = diffusers.DDIMScheduler(**prior.scheduler_config, set_alpha_to_one=True)
         self.timesteps = ddim_timesteps(self.strength, self.steps, prior.num_train_timesteps)
+        self.scheduler = respaced_ddim_scheduler(prior.scheduler_config, self.timesteps)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -188,8 +230,6 @@ class DiffusionAugmenter:
         gens = [torch.Generator().manual_seed(view_seed(self.seed, i, j)) for i in idx for j in range(k)]
         x0 = x0.to(device=device, dtype=dtype).repeat_interleave(k, dim=0)
         shape = tuple(x0.shape[1:])
-        alphas = self.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
-        final = float(self.scheduler.final_alpha_cumprod)
 
         t0 = self.timesteps[0]
         noise = self._noise(gens, shape).to(device=device, dtype=dtype)
@@ -198,19 +238,14 @@ class DiffusionAugmenter:
         was_training = self.prior.training
         self.prior.eval()
         try:
-            for n, t in enumerate(self.timesteps):
-                prev = self.timesteps[n + 1] if n + 1 < len(self.timesteps) else -1
-                a_t = alphas[t]
-                a_prev = alphas[prev] if prev >= 0 else torch.tensor(final, device=device)
+            # The scheduler steps through respaced indices S-1..0; the UNet sees the prior's own timesteps.
+            for step_index, t in zip(self.scheduler.timesteps.tolist(), self.timesteps, strict=True):
                 eps = self.prior(x, torch.full((x.shape[0],), t, device=device, dtype=torch.long)).float()
-                x32 = x.float()
-                x0_pred = (x32 - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-                # DDIM (Song et al. 2021, eq. 12); identical to DDIMScheduler.step for evenly spaced steps.
-                sigma = self.eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
-                x32 = a_prev.sqrt() * x0_pred + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
-                if self.eta > 0 and prev >= 0:
-                    x32 = x32 + sigma * self._noise(gens, shape).to(device)
-                x = x32.to(dtype)
+                # The last update lands on ᾱ = 1, where DDIM's σ is 0: no noise to draw (eta 0 there).
+                eta = self.eta if step_index > 0 else 0.0
+                extra = self._noise(gens, shape).to(device) if eta > 0 else None
+                out = self.scheduler.step(eps, step_index, x.float(), eta=eta, variance_noise=extra)
+                x = out.prev_sample.to(dtype)
         finally:
             self.prior.train(was_training)
 

@@ -19,6 +19,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
 
 from rsmg.data.spec import DataSpec
 from rsmg.diffusion.train_views import TrainingViews
@@ -84,8 +85,8 @@ class ClassificationTask(pl.LightningModule):
         self.loss_weights = dict(loss_weights or {})
         self.test_metrics = DomainMetrics(spec.domains, spec.num_classes)
         self.test_results: dict[str, dict[str, object]] = {}
-        self._val_correct = 0
-        self._val_total = 0
+        # Micro accuracy = correct / total over the epoch (OA); its states are summed over DDP ranks on compute.
+        self.val_oa = MulticlassAccuracy(num_classes=spec.num_classes, average="micro")
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: dict[str, Any]) -> ModelOutput:
@@ -129,25 +130,19 @@ class ClassificationTask(pl.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        """Reset the source-validation counters (also after the sanity check)."""
-        self._val_correct = 0
-        self._val_total = 0
+        """Reset the source-validation accuracy (also after the sanity check)."""
+        self.val_oa.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Loss and OA on held-out *source* samples: model selection never sees a target domain."""
         out = self(batch)
         self._loss(out, batch["label"], "val")
-        self._val_correct += int((out.logits.argmax(1) == batch["label"]).sum())
-        self._val_total += int(batch["label"].numel())
+        self.val_oa.update(out.logits.detach(), batch["label"])
 
     def on_validation_epoch_end(self) -> None:
-        """Log source-validation OA (summed over ranks)."""
-        t = torch.tensor([self._val_correct, self._val_total], dtype=torch.float64, device=self.device)
-        if self.trainer.world_size > 1:
-            gathered = self.all_gather(t)
-            assert isinstance(gathered, torch.Tensor)
-            t = gathered.reshape(-1, 2).sum(0)
-        self.log("val/oa", float(t[0] / t[1].clamp(min=1)), prog_bar=True, rank_zero_only=False)
+        """Log source-validation OA over all ranks' samples (torchmetrics syncs its counts on compute)."""
+        self.log("val/oa", self.val_oa.compute(), prog_bar=True, rank_zero_only=False)
+        self.val_oa.reset()
 
     def on_test_epoch_start(self) -> None:
         """Fresh per-domain confusion matrices."""
