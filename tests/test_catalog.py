@@ -73,7 +73,9 @@ def test_indian_pines_full_cube_classes_and_wavelengths(tmp_path):
         [46, 1428, 830, 237, 483, 730, 28, 478, 20, 972, 2455, 593, 205, 1265, 386, 93], start=1
     ))  # fmt: skip
     raw = np.load(SHARED_DATA / "indian_pines/Indian_pines_corrected.npy")
-    np.testing.assert_array_equal(s.modalities["hsi"][:, 7, 11], raw[7, 11])  # rows x cols x bands -> C x H x W
+    np.testing.assert_array_equal(
+        s.modalities["hsi"][:, 7, 11], raw[7, 11]
+    )  # rows x cols x bands -> C x H x W
     sensor = get_sensor(dataset_info("indian_pines").modalities["hsi"])
     nm = json.loads((SHARED_DATA / "indian_pines/wavelengths.json").read_text())["wavelength_nm"]
     np.testing.assert_array_equal(sensor.wavelengths, nm)
@@ -82,7 +84,9 @@ def test_indian_pines_full_cube_classes_and_wavelengths(tmp_path):
     import scipy.io
 
     (tmp_path / "indian_pines").mkdir()
-    scipy.io.savemat(tmp_path / "indian_pines/Indian_pines_corrected.mat", {"indian_pines_corrected": raw[:9, :8]})
+    scipy.io.savemat(
+        tmp_path / "indian_pines/Indian_pines_corrected.mat", {"indian_pines_corrected": raw[:9, :8]}
+    )
     gt = np.load(SHARED_DATA / "indian_pines/Indian_pines_gt.npy")[:9, :8]
     scipy.io.savemat(tmp_path / "indian_pines/Indian_pines_gt.mat", {"indian_pines_gt": gt})
     m = load_scene("indian_pines", ["hsi"], root=tmp_path)

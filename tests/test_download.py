@@ -377,7 +377,10 @@ def test_packaged_table_matches_shared_data_and_reference_hashes():
     import json
 
     table = dl.load_sources()
-    names = "trento muufl houston2013 augsburg salinas_a indian_pines ucm_captions aid_minitest bigearthnet_s1s2 rsscn7 aid ucm"
+    names = (
+        "trento muufl houston2013 augsburg salinas_a indian_pines ucm_captions aid_minitest bigearthnet_s1s2 rsscn7 "
+        "aid ucm"
+    )
     assert list(table) == names.split()
     shared_dir = {
         "augsburg": "augsburg_labels",

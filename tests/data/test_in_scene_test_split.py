@@ -81,7 +81,7 @@ def test_blocks_test_split_needs_an_in_scene_target():
         CrossDomainDataModule(
             sources=["trento"], targets=["muufl"], modalities=["lidar"], target_split="blocks:16"
         )
-    with pytest.raises(ConfigError, match="data.target_split"):
+    with pytest.raises(ConfigError, match=r"data\.target_split"):
         CrossDomainDataModule(
             sources=["indian_pines"], targets=["indian_pines"], modalities=["hsi"], class_set="native",
             target_split="blocks:x",

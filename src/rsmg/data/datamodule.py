@@ -90,23 +90,18 @@ class CrossDomainDataModule(ResumableDataModule):
             ``"blocks:B"`` (whole B×B tiles, spatially disjoint; docs/decisions.md#validation-split).
         val_buffer: with ``"blocks:B"``, training pixels within this many pixels of a validation pixel are
             dropped; default ``patch_size - 1``, so no training patch overlaps a validation patch.
-        target_split: ``"all"`` labelled target pixels (default), a shipped split name (its test map) or a rule;
-            in-scene only, ``"blocks:B"``: whole B×B tiles held out for test (spatially disjoint).
-        test_fraction: with ``target_split: blocks:B``, the share of each class's labelled pixels aimed at for test.
-        test_buffer: with ``target_split: blocks:B``, pixels within this Chebyshev distance of a test pixel are
-            used for neither training nor validation; default ``patch_size // 2``, so no training or validation
-            patch contains a test pixel (and no test patch a training pixel).
+        target_split: ``"all"`` labelled target pixels (default), a shipped split name (its test map), a rule, or
+            in-scene ``"blocks:B"``: B×B tiles for test, ``test_fraction`` of each class, pixels within
+            ``test_buffer`` (default ``patch_size // 2``) of them dropped (docs/decisions.md#in-scene-test-split).
         spectral_grid: how HSI cubes of different sensors are reconciled (``"interpolate"`` or ``"common"``).
         hsi_bands: number of bands of the common HSI grid (default: the fewest among the sensors).
-        nonfinite: ``"reject"`` NaN/inf with an error, or ``"mask"`` the affected pixels out.
-        pad_mode: padding at scene borders.
-        batch_size: training batch size.
-        eval_batch_size: batch size of val/test/predict loaders (default 4 × ``batch_size``).
+        nonfinite: ``"reject"`` NaN/inf with an error, or ``"mask"`` the affected pixels out. pad_mode: at borders.
+        batch_size / eval_batch_size: training / val-test-predict batch sizes (default 4 × ``batch_size``).
         num_workers: DataLoader workers.
         augment: random flips / rotations (identical across modalities of a sample) during training.
         seed: seed of every split and of the augmentation hash.
-        ndsm_bands: LiDAR height bands turned into height above ground (:func:`rsmg.data.lidar.ndsm`), only
-            in scenes whose catalog entry says ``height: absolute`` (docs/decisions.md#lidar-preprocessing).
+        ndsm_bands: LiDAR height bands made height above ground (:func:`rsmg.data.lidar.ndsm`) where the catalog
+            says ``height: absolute`` (docs/decisions.md#lidar-preprocessing).
         ndsm_window: opening window (px) of the terrain estimate.
         standardize: bands z-scored robustly per modality, e.g. ``{"lidar": ["intensity"]}``.
         standardize_stats: their statistics: ``"source"`` or ``"per_patch"`` (inductive), or ``"per_scene"``
@@ -181,7 +176,9 @@ class CrossDomainDataModule(ResumableDataModule):
         self.val_buffer = patch_size - 1 if val_buffer is None else val_buffer
         self.target_split = target_split
         self.test_block = (
-            parse_val_split(target_split, field="data.target_split") if target_split.startswith("blocks") else None
+            parse_val_split(target_split, field="data.target_split")
+            if target_split.startswith("blocks")
+            else None
         )
         if self.test_block is not None:
             check_val_fraction(test_fraction, field="data.test_fraction")
@@ -447,7 +444,14 @@ class CrossDomainDataModule(ResumableDataModule):
         return lut
 
     def _positions(
-        self, scene: Scene, rule: str, lut: np.ndarray, *, part: str, seed: int, within: np.ndarray | None = None
+        self,
+        scene: Scene,
+        rule: str,
+        lut: np.ndarray,
+        *,
+        part: str,
+        seed: int,
+        within: np.ndarray | None = None,
     ) -> np.ndarray:
         split_name = f"{rule}/{part}"
         if rule in {"all"} or ":" in rule:
