@@ -40,6 +40,15 @@ class Study:
 
 STUDIES: list[Study] = [
     Study(
+        "indian_pines",
+        "Indian Pines: in-scene HSI accuracy, spatially disjoint vs random split",
+        "`benchmarks/indian_pines.py` on the whole real AVIRIS cube (145x145x200, 16 classes): RBF-SVM on spectra, "
+        "the concat CNN and FVMGN, few CPU epochs. The `disjoint` file is the honest protocol (whole test tiles, "
+        "a buffer so no training patch contains a test pixel, [decisions](decisions.md#in-scene-test-split)); "
+        "the `random` per-pixel split is **optimistic** and shown only beside it.",
+        "disjoint.md",
+    ),
+    Study(
         "fvmgn_accuracy",
         "FVMGN cross-scene accuracy (LiDAR proxies)",
         "`benchmarks/fvmgn_accuracy.py`: FVMGN, its ablations and the concat-CNN baseline, 3 seeds, checkpoint "

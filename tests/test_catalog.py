@@ -60,6 +60,40 @@ def test_salinas_a_sparse_ids_remapped():
     assert _counts(s) == {1: 391, 2: 1343, 3: 616, 4: 1525, 5: 674, 6: 799}
 
 
+def test_indian_pines_full_cube_classes_and_wavelengths(tmp_path):
+    """The whole 145x145x200 cube, the README's per-class counts, and the sensor's band centres."""
+    import json
+
+    from rsmg.data.bands import get_sensor
+
+    s = load_scene("indian_pines", ["hsi"], root=SHARED_DATA)
+    assert s.modalities["hsi"].shape == (200, 145, 145)
+    assert s.class_names[0] == "Alfalfa" and s.class_names[-1] == "Stone-Steel-Towers"
+    assert _counts(s) == dict(enumerate(
+        [46, 1428, 830, 237, 483, 730, 28, 478, 20, 972, 2455, 593, 205, 1265, 386, 93], start=1
+    ))  # fmt: skip
+    raw = np.load(SHARED_DATA / "indian_pines/Indian_pines_corrected.npy")
+    np.testing.assert_array_equal(
+        s.modalities["hsi"][:, 7, 11], raw[7, 11]
+    )  # rows x cols x bands -> C x H x W
+    sensor = get_sensor(dataset_info("indian_pines").modalities["hsi"])
+    nm = json.loads((SHARED_DATA / "indian_pines/wavelengths.json").read_text())["wavelength_nm"]
+    np.testing.assert_array_equal(sensor.wavelengths, nm)
+    assert s.band_names["hsi"][102:104] == ("b103", "b109")  # water-absorption bands 104-108 removed
+    # the official .mat layout that `rsmg download indian_pines` writes: same keys the catalog names
+    import scipy.io
+
+    (tmp_path / "indian_pines").mkdir()
+    scipy.io.savemat(
+        tmp_path / "indian_pines/Indian_pines_corrected.mat", {"indian_pines_corrected": raw[:9, :8]}
+    )
+    gt = np.load(SHARED_DATA / "indian_pines/Indian_pines_gt.npy")[:9, :8]
+    scipy.io.savemat(tmp_path / "indian_pines/Indian_pines_gt.mat", {"indian_pines_gt": gt})
+    m = load_scene("indian_pines", ["hsi"], root=tmp_path)
+    np.testing.assert_array_equal(m.modalities["hsi"], s.modalities["hsi"][:, :9, :8])
+    np.testing.assert_array_equal(m.labels, s.labels[:9, :8])
+
+
 def test_missing_hsi_names_download_command():
     with pytest.raises(MissingDatasetError, match=r"rsmg download trento"):
         load_scene("trento", ["hsi", "lidar"], root=SHARED_DATA)
@@ -93,7 +127,7 @@ def test_unknown_names_list_valid_ones():
 def test_every_catalog_dataset_is_covered_by_shared_class_set_or_native():
     for name in list_datasets():
         info = dataset_info(name)
-        if name == "salinas_a" or info.kind in ("captioned", "image_folder"):
+        if name in ("salinas_a", "indian_pines") or info.kind in ("captioned", "image_folder"):
             continue  # crops / scene-level image datasets: native classes or the scene class sets
         mapping = class_mapping("shared", name)
         assert set(mapping) == set(info.classes)

@@ -377,7 +377,10 @@ def test_packaged_table_matches_shared_data_and_reference_hashes():
     import json
 
     table = dl.load_sources()
-    names = "trento muufl houston2013 augsburg salinas_a ucm_captions aid_minitest bigearthnet_s1s2 rsscn7 aid ucm"
+    names = (
+        "trento muufl houston2013 augsburg salinas_a indian_pines ucm_captions aid_minitest bigearthnet_s1s2 rsscn7 "
+        "aid ucm"
+    )
     assert list(table) == names.split()
     shared_dir = {
         "augsburg": "augsburg_labels",
@@ -406,6 +409,11 @@ def test_packaged_table_matches_shared_data_and_reference_hashes():
         assert (spec.sha256, spec.size) == (lfs[f"datasets/{folder}/HSI.mat"]["lfs_sha256"],
                                             lfs[f"datasets/{folder}/HSI.mat"]["size"])  # fmt: skip
         assert spec.urls[0].startswith("https://media.githubusercontent.com/media/zlyrs1/MACL/")
+    ip = {s.path: s for s in table["indian_pines"]}  # the UPV/EHU files, hashes from the pack's README
+    readme = (SHARED / "indian_pines/README.md").read_text()
+    for f in ("Indian_pines_corrected.mat", "Indian_pines_gt.mat"):
+        assert ip[f].urls[0].startswith("http://www.ehu.eus/ccwintco/uploads/") and ip[f].urls[0].endswith(f)
+        assert ip[f].sha256 in readme and ip[f].relpath == f"indian_pines/{f}"
     manual_only = {s.relpath for specs in table.values() for s in specs if not s.urls}
     assert manual_only == {"augsburg/data_SAR_HR.mat", "augsburg/data_DSM.mat", "aid/AID.zip"}
 

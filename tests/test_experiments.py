@@ -53,3 +53,16 @@ def test_overlay_parses_on_its_base(overlay):
         "lidar_height_only": "standardize: {}",
     }[Path(overlay).stem]
     assert key in out
+
+
+IP = REPO / "experiments" / "indian_pines"
+
+
+@pytest.mark.parametrize("data", ["data_disjoint.yaml", "data_random.yaml"])
+@pytest.mark.parametrize("model", ["model_concat_cnn.yaml", "model_fvmgn.yaml"])
+def test_indian_pines_pieces_compose(data, model):
+    """Each data piece (disjoint / optimistic split) with each model piece and the trainer is one valid config."""
+    out = parse(IP / data, IP / model, IP / "trainer_cpu.yaml")
+    assert "- indian_pines" in out and "patch_size: 7" in out
+    assert ("target_split: blocks:16" in out) == (data == "data_disjoint.yaml")
+    assert ("class_set: indian_pines" in out) == (model == "model_fvmgn.yaml")

@@ -53,6 +53,20 @@ def test_every_class_and_modality_covered(class_set):
     assert len(set(texts)) == len(texts), "every text distinct"
 
 
+def test_indian_pines_texts_cover_its_only_modality():
+    """Indian Pines is HSI only: a shared and an hsi text per native class (catalog order), all distinct."""
+    from rsmg.data.catalog import dataset_info
+
+    classes = dataset_info("indian_pines").classes
+    table = yaml.safe_load(class_texts_file("indian_pines").read_text())["classes"]
+    assert tuple(table) == classes and len(classes) == 16
+    ct = load_class_texts("indian_pines", classes, ["hsi"])
+    texts = [*ct.shared_list(), *ct.proprietary_list("hsi")]
+    assert len(set(texts)) == 32 and all(len(t) > 30 and "{" not in t for t in texts)
+    with pytest.raises(DataError, match="lidar"):
+        load_class_texts("indian_pines", classes, ["lidar"])  # no texts claimed for a sensor never flown
+
+
 def test_dataset_catalog_classes_have_texts():
     """The scenes' native classes (datasets.yaml) and the shared set (class_sets.yaml) all have texts."""
     root = resources.files("rsmg.data") / "resources"

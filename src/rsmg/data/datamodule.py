@@ -8,7 +8,10 @@ statistic of a target scene is used (inductive); the one option that does (``sta
 labels the run ``transductive`` (:attr:`CrossDomainDataModule.protocol`, written to ``metrics.json``).
 
 A dataset may be both source and target (in-scene experiments, e.g. Salinas-A): its test pixels are then the
-labelled pixels not used for training or validation.
+labelled pixels not used for training or validation. That split is per pixel, so with patches a test pixel sits
+inside training patches and accuracy is optimistic; ``target_split: blocks:B`` instead holds out whole B×B tiles
+for test, drops every pixel within ``test_buffer`` of a test pixel from training and validation, and carves the
+training pool (and validation) from what is left (docs/decisions.md#in-scene-test-split).
 
 A target may have no label map at all (a user scene without ground truth, catalog entry without ``labels``):
 it has no test loader and no metrics; its predict loader serves every valid pixel, so ``rsmg predict`` writes
@@ -42,6 +45,7 @@ from rsmg.data.spec import DataSpec
 from rsmg.data.spectral import SpectralMode, common_grid, resample_cube
 from rsmg.data.splits import (
     block_train_val_split,
+    check_val_fraction,
     parse_val_split,
     require_nonempty,
     stratified_sample,
@@ -86,18 +90,18 @@ class CrossDomainDataModule(ResumableDataModule):
             ``"blocks:B"`` (whole B×B tiles, spatially disjoint; docs/decisions.md#validation-split).
         val_buffer: with ``"blocks:B"``, training pixels within this many pixels of a validation pixel are
             dropped; default ``patch_size - 1``, so no training patch overlaps a validation patch.
-        target_split: ``"all"`` labelled target pixels (default), a shipped split name (its test map) or a rule.
+        target_split: ``"all"`` labelled target pixels (default), a shipped split name (its test map), a rule, or
+            in-scene ``"blocks:B"``: B×B tiles for test, ``test_fraction`` of each class, pixels within
+            ``test_buffer`` (default ``patch_size // 2``) of them dropped (docs/decisions.md#in-scene-test-split).
         spectral_grid: how HSI cubes of different sensors are reconciled (``"interpolate"`` or ``"common"``).
         hsi_bands: number of bands of the common HSI grid (default: the fewest among the sensors).
-        nonfinite: ``"reject"`` NaN/inf with an error, or ``"mask"`` the affected pixels out.
-        pad_mode: padding at scene borders.
-        batch_size: training batch size.
-        eval_batch_size: batch size of val/test/predict loaders (default 4 × ``batch_size``).
+        nonfinite: ``"reject"`` NaN/inf with an error, or ``"mask"`` the affected pixels out. pad_mode: at borders.
+        batch_size / eval_batch_size: training / val-test-predict batch sizes (default 4 × ``batch_size``).
         num_workers: DataLoader workers.
         augment: random flips / rotations (identical across modalities of a sample) during training.
         seed: seed of every split and of the augmentation hash.
-        ndsm_bands: LiDAR height bands turned into height above ground (:func:`rsmg.data.lidar.ndsm`), only
-            in scenes whose catalog entry says ``height: absolute`` (docs/decisions.md#lidar-preprocessing).
+        ndsm_bands: LiDAR height bands made height above ground (:func:`rsmg.data.lidar.ndsm`) where the catalog
+            says ``height: absolute`` (docs/decisions.md#lidar-preprocessing).
         ndsm_window: opening window (px) of the terrain estimate.
         standardize: bands z-scored robustly per modality, e.g. ``{"lidar": ["intensity"]}``.
         standardize_stats: their statistics: ``"source"`` or ``"per_patch"`` (inductive), or ``"per_scene"``
@@ -122,6 +126,8 @@ class CrossDomainDataModule(ResumableDataModule):
         val_split: str = "random",
         val_buffer: int | None = None,
         target_split: str = "all",
+        test_fraction: float = 0.25,
+        test_buffer: int | None = None,
         spectral_grid: SpectralMode = "interpolate",
         hsi_bands: int | None = None,
         nonfinite: Literal["reject", "mask"] = "reject",
@@ -169,6 +175,29 @@ class CrossDomainDataModule(ResumableDataModule):
             )  # fmt: skip
         self.val_buffer = patch_size - 1 if val_buffer is None else val_buffer
         self.target_split = target_split
+        self.test_block = (
+            parse_val_split(target_split, field="data.target_split")
+            if target_split.startswith("blocks")
+            else None
+        )
+        if self.test_block is not None:
+            check_val_fraction(test_fraction, field="data.test_fraction")
+            outside = [t for t in targets if t not in sources]
+            if outside or test_fraction == 0:
+                raise ConfigError(
+                    "a blocks test split holds out part of a scene that is also trained on (in-scene)",
+                    field="data.target_split",
+                    expected="every target also a source, and 0 < test_fraction < 1",
+                    found=f"targets not among the sources: {outside}, test_fraction {test_fraction}",
+                    fix="list the scene under sources and targets, or use target_split: all for an unseen scene",
+                )
+        if test_buffer is not None and test_buffer < 0:
+            raise ConfigError(
+                "negative test buffer", field="data.test_buffer", expected=">= 0 pixels or null",
+                found=test_buffer, fix="leave it null (patch_size // 2)",
+            )  # fmt: skip
+        self.test_fraction = test_fraction
+        self.test_buffer = patch_size // 2 if test_buffer is None else test_buffer
         self.spectral_grid = spectral_grid
         self.hsi_bands = hsi_bands
         self.nonfinite = nonfinite
@@ -414,7 +443,16 @@ class CrossDomainDataModule(ResumableDataModule):
                 lut[k] = index[to]
         return lut
 
-    def _positions(self, scene: Scene, rule: str, lut: np.ndarray, *, part: str, seed: int) -> np.ndarray:
+    def _positions(
+        self,
+        scene: Scene,
+        rule: str,
+        lut: np.ndarray,
+        *,
+        part: str,
+        seed: int,
+        within: np.ndarray | None = None,
+    ) -> np.ndarray:
         split_name = f"{rule}/{part}"
         if rule in {"all"} or ":" in rule:
             pos = scene.labelled_positions()
@@ -430,6 +468,8 @@ class CrossDomainDataModule(ResumableDataModule):
                 fix="choose a sampling rule, e.g. per_class:100",
             )
         pos = pos[lut[scene.labels.ravel()[pos]] >= 0]
+        if within is not None:  # what a spatial test split left for training
+            pos = np.intersect1d(pos, within)
         if ":" in rule:
             chosen, _ = stratified_sample(lut[scene.labels.ravel()[pos]], rule, seed=seed, field="split")
             pos = pos[chosen]
@@ -444,9 +484,14 @@ class CrossDomainDataModule(ResumableDataModule):
                 load_scene(name, self.modalities, root=self.root, nonfinite=self.nonfinite)
             )
             lut = self._class_map(name)
-            train = val = np.arange(0)
+            train = val = held_out = np.arange(0)
+            allowed = None
+            if self.test_block is not None and name in self.targets:
+                allowed, held_out = self._block_test_split(scene, lut, seed=self.seed + i)
             if name in self.sources:
-                pool = self._positions(scene, self.source_split, lut, part="train", seed=self.seed + i)
+                pool = self._positions(
+                    scene, self.source_split, lut, part="train", seed=self.seed + i, within=allowed
+                )
                 pool_labels = lut[scene.labels.ravel()[pool]]
                 if self.val_block is None:
                     tr, va = train_val_split(pool_labels, self.val_fraction, seed=self.seed + i)
@@ -482,7 +527,9 @@ class CrossDomainDataModule(ResumableDataModule):
                     name, len(predict),
                 )  # fmt: skip
             elif name in self.targets:
-                if name in self.sources:
+                if self.test_block is not None:
+                    test = held_out
+                elif name in self.sources:
                     all_pos = self._positions(scene, "all", lut, part="test", seed=self.seed)
                     test = np.setdiff1d(all_pos, np.concatenate([train, val]))
                 else:
@@ -525,6 +572,39 @@ class CrossDomainDataModule(ResumableDataModule):
                 log.warning(
                     "target %s: pixels of classes without a source counterpart excluded: %s", name, counts
                 )
+
+    def _block_test_split(self, scene: Scene, lut: np.ndarray, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """In-scene spatial test split: (positions left for training and validation, test positions).
+
+        Whole tiles go to test (:func:`block_train_val_split`, which keeps every class some training pixels),
+        and labelled pixels within ``test_buffer`` of a test pixel are dropped from both sides.
+        """
+        labelled = self._positions(scene, "all", lut, part="test", seed=seed)
+        keep, held = block_train_val_split(
+            labelled, lut[scene.labels.ravel()[labelled]], scene.shape[1], self.test_fraction, self.test_block or 1,
+            buffer=self.test_buffer, seed=seed + 104729, field="data.test_fraction",
+        )  # fmt: skip
+        log.info(
+            "%s: spatially disjoint test split (%s, buffer %d px): %d test pixels, %d left for training and "
+            "validation, %d dropped in the buffer", scene.name, self.target_split, self.test_buffer, len(held),
+            len(keep), len(labelled) - len(keep) - len(held),
+        )  # fmt: skip
+        return labelled[keep], labelled[held]
+
+    def class_counts(self) -> dict[str, dict[str, list[int]]]:
+        """Pixels per class (in :attr:`classes` order) of every domain's train / val / test split (after setup).
+
+        Why: a spatial split cannot give every class test pixels (a class confined to one field stays in
+        training), so results state the coverage next to the accuracies.
+        """
+        out: dict[str, dict[str, list[int]]] = {}
+        for name, p in self._prepared.items():
+            labels = p.class_map[p.scene.labels.ravel()]
+            out[name] = {
+                part: np.bincount(labels[getattr(p, part)], minlength=self.num_classes).tolist()
+                for part in ("train", "val", "test")
+            }
+        return out
 
     def _source_robust_stats(self, stats: Stats) -> None:
         """Replace the mean / std of each ``standardize`` band by median and IQR / 1.349 of the source rasters.

@@ -140,6 +140,7 @@ def block_train_val_split(
     *,
     buffer: int,
     seed: int,
+    field: str = "data.val_fraction",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Carve a spatially disjoint validation set out of training pixels: whole blocks, then a buffer.
 
@@ -164,6 +165,7 @@ def block_train_val_split(
         block: tile side in pixels.
         buffer: Chebyshev distance (pixels) within which training pixels around validation pixels are dropped.
         seed: seed of the tile order.
+        field: config key of ``val_fraction``, for error messages (the same carving makes in-scene test splits).
 
     Returns:
         (train positions, val positions) as indices into ``positions``, both sorted.
@@ -171,7 +173,7 @@ def block_train_val_split(
     Raises:
         ConfigError: ``val_fraction`` out of range.
     """
-    check_val_fraction(val_fraction, field="data.val_fraction")
+    check_val_fraction(val_fraction, field=field)
     positions, labels = np.asarray(positions), np.asarray(labels)
     n = len(positions)
     if val_fraction == 0 or n == 0:
