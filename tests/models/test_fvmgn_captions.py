@@ -19,14 +19,6 @@ from rsmg.text.towers import create_text_tower
 TINY = TINY_CAPTION_NET_UCM21
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def ucm() -> tuple[Any, dict[str, Any]]:
     """Spec and a real 12-image batch (64 px) with leakage-controlled captions, some of them empty."""
