@@ -16,6 +16,14 @@ export RSMG_DATA_ROOT="${RSMG_DATA_ROOT:-../shared/data}"
 export HF_HUB_OFFLINE=1 PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
 OUT=outputs/main_job
 TARGET="${TARGET:-aid}"
+# Without the shared data pack, fetch the three datasets first (rsmg download verifies every file; it prints how
+# to get any file it cannot fetch, and the job stops there).
+for ds in ucm aid rsscn7; do
+  if ! .venv/bin/python -c "from rsmg.data.scene_folders import dataset_folder; dataset_folder('$ds')" 2>/dev/null; then
+    echo "== 0/3 data: $ds is not under $RSMG_DATA_ROOT; fetching it (rsmg download $ds)"
+    .venv/bin/rsmg download "$ds" --root "$RSMG_DATA_ROOT"
+  fi
+done
 S=experiments/scenes
 common=(--config "$S/data_lodo_${TARGET}.yaml" --config "$S/trainer_cpu.yaml"
         --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.version seed42 --test_after_fit true)
