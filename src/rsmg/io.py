@@ -3,7 +3,8 @@
 A run killed mid-write (pre-emption, out-of-memory, Ctrl-C) must never leave a half-written metrics file,
 split list, prediction archive, view bank or prior that a resumed run then trusts. Every writer in rsmg
 (results, predictions, embeddings, figures, caption manifests, the diffusion bank and prior, verified downloads)
-goes through :func:`atomic_open` or :func:`atomic_move`: the data goes to a temporary file in the target's
+goes through :func:`atomic_open` or :func:`atomic_move` (whole directories, such as a ``save_pretrained``
+prior, through :func:`atomic_directory`): the data goes to a temporary file in the target's
 directory (so the rename cannot cross file systems), is fsync'ed, and replaces the target with ``os.replace``
 (atomic on POSIX and Windows); the directory is fsync'ed too so the rename survives a crash. Readers therefore
 see either the old file or the complete new one. numpy and torch are imported only by the writers that need
@@ -15,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +26,7 @@ from typing import IO, Any
 from rsmg.errors import OutputError
 
 __all__ = [
+    "atomic_directory",
     "atomic_move",
     "atomic_open",
     "atomic_save_npz",
@@ -93,6 +97,64 @@ def atomic_open(path: PathLike) -> Iterator[IO[bytes]]:
             os.unlink(tmp)
         raise
     _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling directory whose content replaces the directory ``path`` only on a clean exit.
+
+    For outputs that are several files read together (a diffusers ``save_pretrained`` folder). Inside the block,
+    write into the yielded directory; on a clean exit its files are fsync'ed and it is renamed to ``path``. A
+    directory cannot be renamed over a non-empty one, so an existing ``path`` is first moved aside to a hidden
+    sibling (``.<name>.<hex>.old``) and deleted only once the new directory is in place: a crash leaves the old
+    or the new directory complete, at ``path`` or (between the two renames) beside it. On an exception the
+    temporary directory is deleted and ``path`` is untouched.
+
+    Raises:
+        OutputError: ``path`` is an existing file, or the temporary directory cannot be created.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputError(
+            "cannot write a directory where a file exists",
+            file=target,
+            found="a file",
+            fix="choose another output path, or remove the file",
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as exc:
+        raise OutputError(
+            "cannot write the output directory",
+            file=target,
+            found=f"{exc.strerror}: {exc.filename or target.parent}",
+            fix="write to a directory you can create files in, or fix the permissions of this one",
+        ) from exc
+    try:
+        yield tmp
+        for f in sorted(tmp.rglob("*")):
+            if f.is_file():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700
+        _fsync_dir(tmp)
+        old = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
+        had_old = target.is_dir()
+        if had_old:
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if had_old:  # put the previous directory back
+                os.replace(old, target)
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+    if had_old:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_move(src: PathLike, path: PathLike) -> Path:

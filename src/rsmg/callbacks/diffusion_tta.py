@@ -45,7 +45,8 @@ class DiffusionTTA(pl.Callback):
     """Classify original + ``views`` diffusion reconstructions of each test sample and aggregate.
 
     Args:
-        prior_path: exported prior file or checkpoint of the prior task (see :func:`rsmg.diffusion.loading.load_prior`).
+        prior_path: exported prior (.pt file or directory) or checkpoint of the prior task
+            (see :func:`rsmg.diffusion.loading.load_prior`).
         strength: noise strength in (0, 1] (fraction of the diffusion chain).
         steps: DDIM denoising steps (≥ 1).
         views: number of reconstructed views ``K`` (≥ 0; 0 reproduces plain inference).

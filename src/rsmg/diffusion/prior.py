@@ -29,11 +29,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsmg.data.spec import IMAGE_PREFIX, DataSpec, image_key
-from rsmg.errors import ConfigError, DataError
-from rsmg.io import atomic_torch_save
+from rsmg.errors import ConfigError, DataError, OutputError
+from rsmg.io import atomic_directory, atomic_torch_save
 
 FORMAT = "rsmg.diffusion_prior"
 FORMAT_VERSION = 1
+
+#: rsmg's metadata in a :meth:`DiffusionPrior.save_pretrained` directory, beside diffusers' UNet files.
+PRETRAINED_METADATA = "rsmg_prior.json"
+#: The UNet weights diffusers writes with ``safe_serialization=True``.
+PRETRAINED_WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 #: Default UNet: three resolutions (11×11 → padded 12×12 → 6×6 → 3×3), attention only at the coarsest.
 DEFAULT_UNET: dict[str, Any] = {
@@ -519,6 +524,110 @@ class DiffusionPrior(nn.Module):
         }
         return atomic_torch_save(path, payload)
 
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Save in the diffusers layout: the UNet's ``config.json`` + safetensors weights, and rsmg's metadata.
+
+        The UNet part is ``UNet2DModel.save_pretrained(..., safe_serialization=True)``, so diffusers tools read
+        it as is (``UNet2DModel.from_pretrained(directory)``); :data:`PRETRAINED_METADATA` holds what the UNet
+        config does not (modalities, band names, patch size, noise schedule) and is what rsmg rebuilds from.
+        The UNet holds every weight of the prior. The directory is written atomically
+        (:func:`rsmg.io.atomic_directory`): a previous one stays until the new one is complete.
+
+        Raises:
+            OutputError: ``directory`` is a file or a non-empty folder that is not a saved prior (never
+                overwritten), or cannot be written.
+        """
+        directory = Path(directory)
+        if (
+            directory.is_dir()
+            and any(directory.iterdir())
+            and not (directory / PRETRAINED_METADATA).is_file()
+        ):
+            raise OutputError(
+                "refusing to replace a non-empty directory that is not a saved diffusion prior",
+                file=directory,
+                found=f"no {PRETRAINED_METADATA} in it",
+                fix="export to a new or empty directory (or a path ending in .pt for the single-file format)",
+            )
+        metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": self.config}
+        with atomic_directory(directory) as tmp:
+            self.unet.save_pretrained(tmp, safe_serialization=True)
+            (tmp / PRETRAINED_METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, map_location: str | torch.device = "cpu"
+    ) -> DiffusionPrior:
+        """Load a prior written by :meth:`save_pretrained`.
+
+        Raises:
+            DataError: the directory, its metadata or its weights are missing, unreadable (e.g. a truncated
+                safetensors file), from a newer rsmg, or do not match the recorded config.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        fix = "export the prior again: DiffusionPriorTask.export_prior(directory) or DiffusionPrior.save_pretrained"
+        meta_path = directory / PRETRAINED_METADATA
+        if not meta_path.is_file():
+            raise DataError(
+                "not a saved diffusion prior directory",
+                file=directory,
+                field=PRETRAINED_METADATA,
+                expected=f"{PRETRAINED_METADATA} and {PRETRAINED_WEIGHTS}",
+                found="missing" if directory.is_dir() else "no such directory",
+                fix=fix,
+            )
+        try:
+            metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(
+                "diffusion prior metadata is unreadable", file=meta_path, found=str(exc), fix=fix
+            ) from exc
+        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT or "config" not in metadata:
+            raise DataError(
+                "file is not rsmg diffusion prior metadata",
+                file=meta_path,
+                field="format",
+                expected=FORMAT,
+                found=metadata.get("format") if isinstance(metadata, dict) else type(metadata).__name__,
+                fix=fix,
+            )
+        if metadata.get("format_version", 0) > FORMAT_VERSION:
+            raise DataError(
+                "diffusion prior directory was written by a newer rsmg",
+                file=meta_path,
+                field="format_version",
+                expected=f"<= {FORMAT_VERSION}",
+                found=metadata.get("format_version"),
+                fix="upgrade rsmg",
+            )
+        weights = directory / PRETRAINED_WEIGHTS
+        if not weights.is_file():
+            raise DataError("diffusion prior weights not found", file=weights, found="nothing", fix=fix)
+        try:
+            state = load_file(weights, device=str(map_location))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise DataError(
+                "diffusion prior weights are unreadable (truncated or not a safetensors file)",
+                file=weights,
+                found=str(exc),
+                fix=fix,
+            ) from exc
+        prior = cls.from_config(metadata["config"])
+        try:
+            prior.unet.load_state_dict(state)
+        except RuntimeError as exc:
+            raise DataError(
+                f"diffusion prior weights do not match the config in {PRETRAINED_METADATA}",
+                file=weights,
+                found=str(exc).splitlines()[0],
+                fix=fix,
+            ) from exc
+        return prior
+
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> DiffusionPrior:
         """Load a prior written by :meth:`save` (or ``DiffusionPriorTask.export_prior``).
@@ -527,6 +636,12 @@ class DiffusionPrior(nn.Module):
             DataError: the file is missing or is not an rsmg diffusion prior.
         """
         path = Path(path)
+        if (path / PRETRAINED_METADATA).is_file():
+            raise DataError(
+                "this diffusion prior is a save_pretrained directory, not a .pt file",
+                file=path,
+                fix="load it with DiffusionPrior.from_pretrained(path) or rsmg.diffusion.loading.load_prior(path)",
+            )
         if not path.is_file():
             raise DataError(
                 "diffusion prior file not found",

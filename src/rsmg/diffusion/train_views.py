@@ -41,7 +41,7 @@ class TrainingViews:
     """Mix diffusion views into training batches.
 
     Args:
-        prior_path: exported prior or prior-task checkpoint.
+        prior_path: exported prior (.pt file or save_pretrained directory) or prior-task checkpoint.
         p: probability that a sample is replaced by a view in a given epoch.
         strength: noise strength in (0, 1].
         steps: DDIM steps.

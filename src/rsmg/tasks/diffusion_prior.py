@@ -165,5 +165,13 @@ class DiffusionPriorTask(pl.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {"spec": self.spec.to_dict(), "prior_config": self.prior.config}
 
     def export_prior(self, path: str | Path) -> Path:
-        """Write the trained prior alone (config + weights, atomically) for :class:`DiffusionAugmenter`."""
-        return self.prior.save(path)
+        """Write the trained prior alone (config + weights, atomically) for :class:`DiffusionAugmenter`.
+
+        A path ending in ``.pt`` gets rsmg's single torch file (:meth:`DiffusionPrior.save`); any other path
+        a diffusers-style directory (:meth:`DiffusionPrior.save_pretrained`: safetensors weights, no pickle).
+        Both load with :func:`rsmg.diffusion.loading.load_prior`.
+        """
+        path = Path(path)
+        if path.suffix == ".pt":
+            return self.prior.save(path)
+        return self.prior.save_pretrained(path)
