@@ -88,11 +88,11 @@ def test_eval_caption_modes():
 
 
 def test_a_dataset_without_captions_is_refused_with_the_fix():
+    if not (SHARED_DATA / "aid_150").is_dir():
+        missing_shared_data(SHARED_DATA / "aid_150", "AID scene folder")
     dm = SceneDomainDataModule(
         ["aid"], ["aid"], class_set="scene7", root=str(SHARED_DATA), cache=False, captions=True
     )
-    if not (SHARED_DATA / "aid_150").is_dir():
-        pytest.skip("aid_150 missing")
     dm.setup("fit")
     with pytest.raises(ConfigError, match="no usable caption source") as e:
         dm.train_dataset()

@@ -66,16 +66,8 @@ class CaptionFVMGN(SceneFVMGN):
         **kwargs: Any,
     ) -> None:
         super().__init__(spec, **kwargs)
-        from rsmg.text.towers import create_text_tower
-
-        tower_kwargs = dict(kwargs.get("text_tower_kwargs") or {})
-        tower = create_text_tower(
-            kwargs.get("text_tower", "minilm"),
-            pretrained=kwargs.get("text_pretrained", True),
-            frozen=True,
-            **tower_kwargs,
-        )
-        self.captions = CaptionFeatureCache(tower)
+        tower = self.__dict__.pop("_text_tower_once", None)  # None with texts: none (no class-text tower)
+        self.captions = CaptionFeatureCache(tower if tower is not None else super().build_text_tower())
         img_dim = self.backbone.width
         self.null_token = nn.Parameter(torch.zeros(1, 1, self.captions.width))
         nn.init.normal_(self.null_token, std=0.02)
@@ -98,6 +90,12 @@ class CaptionFVMGN(SceneFVMGN):
             nn.LayerNorm(old.out_features),
         )
         self._side: dict[str, torch.Tensor] = {}
+
+    def build_text_tower(self) -> nn.Module:
+        """SceneFVMGN's class-text tower, kept for the captions too: MiniLM is loaded once."""
+        tower = super().build_text_tower()
+        self.__dict__["_text_tower_once"] = tower  # not a submodule yet: the caption cache registers it
+        return tower
 
     # -- the caption branch ----------------------------------------------------------------------------
     def batch_context(

@@ -190,15 +190,12 @@ class SceneFVMGN(RsmgModel):
         )
         self.head: nn.Linear | None = None
         self.align: MSFFA | None = None
+        self._tower_args = (text_tower, text_pretrained, dict(text_tower_kwargs or {}))
         if texts == "none":
             self.head = nn.Linear(fused_dim, spec.num_classes)
             return
 
-        from rsmg.text.towers import create_text_tower
-
-        tower = create_text_tower(
-            text_tower, pretrained=text_pretrained, frozen=True, **(text_tower_kwargs or {})
-        )
+        tower = self.build_text_tower()
         keys = [text_domain_key(d) for d in spec.source_domains] if texts == "both" else []
         ct = load_class_texts(class_set, list(spec.classes), [], domains=list(dict.fromkeys(keys)))
         emb = encode_class_texts(tower, ct)
@@ -209,13 +206,23 @@ class SceneFVMGN(RsmgModel):
             [modality],
             list(channels),
             fused_dim,
-            tower.width,
+            int(tower.width),  # type: ignore[arg-type]
             embed_dim=embed_dim,
             use_frequency=use_frequency,
             multiscale=True,  # the scales are chosen by `reductions`
             texts="shared",  # the classifier's prototypes: a target dataset has no per-domain text
             temperature_init=temperature_init,
         )
+
+    def build_text_tower(self) -> nn.Module:
+        """The frozen text tower of ``text_tower`` / ``text_pretrained`` / ``text_tower_kwargs``.
+
+        Only the class texts' embeddings are kept (as buffers), so the tower itself is not a submodule here.
+        """
+        from rsmg.text.towers import create_text_tower
+
+        name, pretrained, kwargs = self._tower_args
+        return create_text_tower(name, pretrained=pretrained, frozen=True, **kwargs)
 
     def _check_map_sizes(self, wavelet: str) -> None:
         """Every map must allow one wavelet level: measured by one forward of a blank image (cheap, exact)."""
