@@ -34,56 +34,77 @@ BASE = "experiments/baseline/trento_to_muufl.yaml"
 HOUSTON = "experiments/fvmgn/houston2013_vectors.yaml"
 SALINAS = "experiments/fvmgn/salinas_a.yaml"
 NET = "--model.init_args.net.init_args."
-CONCAT_NET = ["--model.init_args.net", "{class_path: rsmg.models.baseline.ConcatCNN}"]
+
+
+def concat_net(**inherited: object) -> list[str]:
+    """The override that makes a protocol's FVMGN config train the concat-CNN baseline instead.
+
+    ``inherited``: the ConcatCNN options that config's flat FVMGN options used to set. jsonargparse keeps the
+    ``init_args`` a new ``class_path`` also accepts, so until FVMGN's options were nested (2026-12) its ``width``,
+    ``mwdis_p`` and ``mwdis_same_domain_fallback`` reached the baseline; they are written out so that every
+    baseline row is still the model its results were run with (the paper protocols' baseline thus has MWDis on,
+    as "baseline + MWDis" has; docs/decisions.md#fvmgn-options).
+    """
+    args = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in inherited.items())
+    init = f", init_args: {{{args}}}" if args else ""
+    return ["--model.init_args.net", f"{{class_path: rsmg.models.baseline.ConcatCNN{init}}}"]
+
 
 # SFIE's plain trunk: stems, residual conv blocks and fusion, none of FVMGN's parts (MWDis first: [2:] keeps it)
-TRUNK_ONLY = [NET + "use_mwdis", "false", NET + "use_frequency", "false", NET + "global_blocks", "false"]
-TRUNK_ONLY += [NET + "texts", "none"]
-TRUNK_1_SCALE = [*TRUNK_ONLY, NET + "scales", "1"]
+TRUNK_ONLY = [
+    NET + "mwdis.enabled",
+    "false",
+    NET + "frequency.enabled",
+    "false",
+    NET + "sfie.global_blocks",
+    "false",
+]
+TRUNK_ONLY += [NET + "text.use", "none"]
+TRUNK_1_SCALE = [*TRUNK_ONLY, NET + "sfie.scales", "1"]
 # method -> (which model: the protocol's "fvmgn" config or its "baseline", extra CLI arguments)
 METHODS: dict[str, tuple[str, list[str]]] = {
     "baseline (concat CNN)": ("baseline", []),
     "fvmgn": ("fvmgn", []),
-    "fvmgn image-only (no text)": ("fvmgn", [NET + "texts", "none"]),
-    "fvmgn, CE on original view": ("fvmgn", [NET + "mwdis_logits", "original"]),
-    "fvmgn w/o MWDis": ("fvmgn", [NET + "use_mwdis", "false"]),
-    "fvmgn w/o frequency branch": ("fvmgn", [NET + "use_frequency", "false"]),
-    "fvmgn FFT frequency branch": ("fvmgn", [NET + "frequency", "fft"]),
-    "fvmgn FFT amplitude+phase branch": ("fvmgn", [NET + "frequency", "fft_phase"]),
-    "fvmgn w/o global (attention) blocks": ("fvmgn", [NET + "global_blocks", "false"]),
-    "fvmgn MWDis on stem features": ("fvmgn", [NET + "mwdis_at", "stem"]),
-    "fvmgn MWDis detail-band swap": ("fvmgn", [NET + "mwdis_high_swap", "true"]),
+    "fvmgn image-only (no text)": ("fvmgn", [NET + "text.use", "none"]),
+    "fvmgn, CE on original view": ("fvmgn", [NET + "mwdis.logits", "original"]),
+    "fvmgn w/o MWDis": ("fvmgn", [NET + "mwdis.enabled", "false"]),
+    "fvmgn w/o frequency branch": ("fvmgn", [NET + "frequency.enabled", "false"]),
+    "fvmgn FFT frequency branch": ("fvmgn", [NET + "frequency.kind", "fft"]),
+    "fvmgn FFT amplitude+phase branch": ("fvmgn", [NET + "frequency.kind", "fft_phase"]),
+    "fvmgn w/o global (attention) blocks": ("fvmgn", [NET + "sfie.global_blocks", "false"]),
+    "fvmgn MWDis on stem features": ("fvmgn", [NET + "mwdis.at", "stem"]),
+    "fvmgn MWDis detail-band swap": ("fvmgn", [NET + "mwdis.high_swap", "true"]),
     # donors of the receiver's class only: the LL statistics of a pixel patch carry class signal (its height)
-    "fvmgn MWDis same-class donors": ("fvmgn", [NET + "mwdis_donor_class", "same"]),
-    "fvmgn 1 attention head": ("fvmgn", [NET + "attn_heads", "1"]),
-    "fvmgn 2 attention heads": ("fvmgn", [NET + "attn_heads", "2"]),
+    "fvmgn MWDis same-class donors": ("fvmgn", [NET + "mwdis.donor_class", "same"]),
+    "fvmgn 1 attention head": ("fvmgn", [NET + "sfie.attn_heads", "1"]),
+    "fvmgn 2 attention heads": ("fvmgn", [NET + "sfie.attn_heads", "2"]),
     "fvmgn 4 attention heads at every scale (the default until 2026-11-30)": (
         "fvmgn",
-        [NET + "attn_heads", "4"],
+        [NET + "sfie.attn_heads", "4"],
     ),
-    "fvmgn attention keys/values pooled 2× at scale 1": ("fvmgn", [NET + "attn_sr_ratios", "[2, 1]"]),
-    "fvmgn shared texts only": ("fvmgn", [NET + "texts", "shared"]),
-    "fvmgn proprietary texts only": ("fvmgn", [NET + "texts", "proprietary"]),
-    "fvmgn single-scale alignment": ("fvmgn", [NET + "multiscale_alignment", "false"]),
-    "fvmgn KL text-similarity alignment": ("fvmgn", [NET + "align_loss", "kl"]),
+    "fvmgn attention keys/values pooled 2× at scale 1": ("fvmgn", [NET + "sfie.attn_sr_ratios", "[2, 1]"]),
+    "fvmgn shared texts only": ("fvmgn", [NET + "text.use", "shared"]),
+    "fvmgn proprietary texts only": ("fvmgn", [NET + "text.use", "proprietary"]),
+    "fvmgn single-scale alignment": ("fvmgn", [NET + "alignment.multiscale", "false"]),
+    "fvmgn KL text-similarity alignment": ("fvmgn", [NET + "alignment.loss", "kl"]),
     # where the gap to the concat CNN comes from: SFIE's plain trunk (stem + residual conv blocks + fusion), then
     # FVMGN's parts added back one at a time
     "SFIE trunk only, 1 scale (no MWDis, frequency, attention, texts)": (
         "fvmgn",
-        [*TRUNK_ONLY, NET + "scales", "1"],
+        [*TRUNK_ONLY, NET + "sfie.scales", "1"],
     ),
     "SFIE trunk only, 2 scales": ("fvmgn", TRUNK_ONLY),
     # is it the LayerNorm on the fused embedding (scale-invariant: drops the feature vector's magnitude)?
     "SFIE trunk only, 1 scale, no fusion LayerNorm": (
         "fvmgn",
-        [*TRUNK_ONLY, NET + "scales", "1", NET + "fuse_norm", "false"],
+        [*TRUNK_ONLY, NET + "sfie.scales", "1", NET + "sfie.fuse_norm", "false"],
     ),
-    "SFIE trunk + MWDis, 1 scale": ("fvmgn", [*TRUNK_ONLY[2:], NET + "scales", "1"]),
-    "fvmgn 1 scale": ("fvmgn", [NET + "scales", "1"]),
+    "SFIE trunk + MWDis, 1 scale": ("fvmgn", [*TRUNK_ONLY[2:], NET + "sfie.scales", "1"]),
+    "fvmgn 1 scale": ("fvmgn", [NET + "sfie.scales", "1"]),
     # the stem's first layer: a 1×1 conv + norm + GELU (the default) on 1–2 LiDAR rasters thresholds absolute
     # height / intensity; stem="auto" starts LiDAR stems with a 3×3 conv instead (HSI keeps its band projection)
-    "SFIE trunk only, 1 scale, spatial stem": ("fvmgn", [*TRUNK_1_SCALE, NET + "stem", "spatial"]),
-    "fvmgn, auto stems (3×3 first layer on LiDAR)": ("fvmgn", [NET + "stem", "auto"]),
+    "SFIE trunk only, 1 scale, spatial stem": ("fvmgn", [*TRUNK_1_SCALE, NET + "sfie.stem", "spatial"]),
+    "fvmgn, auto stems (3×3 first layer on LiDAR)": ("fvmgn", [NET + "sfie.stem", "auto"]),
     # or its depth / receptive field? The 1-scale trunk has 3 spatial 3×3 convs (7×7 receptive field): so does this
     "baseline, 3 conv blocks (7×7 receptive field, as SFIE's 1-scale trunk)": (
         "baseline",
@@ -208,7 +229,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "houston2013_vectors": Protocol(
         HOUSTON,
-        ["--config", str(ROOT / HOUSTON), *CONCAT_NET],
+        ["--config", str(ROOT / HOUSTON), *concat_net(width=64)],
         [],
         "houston2013_vectors",
         False,
@@ -231,7 +252,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "salinas_a": Protocol(
         SALINAS,
-        ["--config", str(ROOT / SALINAS), *CONCAT_NET],
+        ["--config", str(ROOT / SALINAS), *concat_net(mwdis_same_domain_fallback=True)],
         [],
         "salinas_a",
         False,
@@ -246,7 +267,7 @@ def _paper_protocol(config: Path) -> Protocol:
     source, target = config.stem.split("_to_")
     return Protocol(
         str(config.relative_to(ROOT)),
-        ["--config", str(config), *CONCAT_NET],
+        ["--config", str(config), *concat_net(width=64, mwdis_p=0.5, mwdis_same_domain_fallback=True)],
         [],
         target,
         True,

@@ -16,7 +16,7 @@ AdamW. Reported per configuration:
 * peak memory (CUDA ``max_memory_allocated``, or sampled process RSS on CPU);
 * MWDis share of a step, two ways: (a) forward hooks timing ``model.mwdis`` inside the real steps;
   (b) step time with MWDis replaced by the identity (the two-view step kept), interleaved with normal steps.
-  Also shown: ``use_mwdis=False`` (one view, no invariance term), the cost of the whole MWDis *feature*;
+  Also shown: ``mwdis.enabled=False`` (one view, no invariance term), the cost of the whole MWDis *feature*;
 * MFU: FLOPs of one real step counted with ``FlopCounterMode`` (forward + backward) / step time / the
   matmul peak measured in this run (at start and end; the higher is used, so MFU is not flattered).
 
@@ -61,6 +61,13 @@ from rsmg.data.datamodule import CrossDomainDataModule
 from rsmg.data.scene import SceneDataset
 from rsmg.data.spec import DataSpec
 from rsmg.models.fvmgn import FVMGN
+from rsmg.models.fvmgn_options import (
+    AlignmentOptions,
+    FrequencyOptions,
+    MWDisOptions,
+    SFIEOptions,
+    TextOptions,
+)
 from rsmg.models.sfie import resolve_heads
 from rsmg.models.wavelet import MWDis, _haar_dwt2, _haar_idwt2
 
@@ -161,11 +168,11 @@ def validate_haar(device: torch.device) -> float:
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def heads_arg(heads: list[int] | None) -> int | list[int] | None:
+def heads_arg(heads: list[int] | None) -> int | tuple[int, ...] | None:
     """``--attn-heads`` as FVMGN takes it: unset (its default), one number for every scale, or one per scale."""
     if heads is None:
         return None
-    return heads[0] if len(heads) == 1 else list(heads)
+    return heads[0] if len(heads) == 1 else tuple(heads)
 
 
 class Passthrough(nn.Module):
@@ -280,24 +287,18 @@ def generated_batches(batch: int, n_batches: int, device: torch.device) -> tuple
 
 def build(spec: DataSpec, args: argparse.Namespace, device: torch.device, *, eager: bool = False) -> FVMGN:
     torch.manual_seed(0)
+    sr = tuple(args.attn_sr) if args.attn_sr else None
     return FVMGN(
         spec,
-        class_set="shared",
-        text_tower="minilm",
-        text_pretrained=True,
-        freeze_text=True,
-        width=args.width,
-        scales=2,
-        embed_dim=args.embed_dim,
-        use_mwdis=True,
-        use_frequency=True,
+        text=TextOptions(class_set="shared", tower="minilm", pretrained=True, freeze=True),
+        sfie=SFIEOptions(
+            width=args.width, scales=2, attn_heads=heads_arg(args.attn_heads), attn_sr_ratios=sr
+        ),
+        alignment=AlignmentOptions(embed_dim=args.embed_dim),
+        frequency=FrequencyOptions(enabled=True),
         wavelet="haar",
-        wavelet_levels=1,
-        mwdis_p=0.5,
-        mwdis_same_domain_fallback=len(spec.source_domains) == 1,
-        attn_heads=heads_arg(args.attn_heads),
+        mwdis=MWDisOptions(enabled=True, levels=1, p=0.5, same_domain_fallback=len(spec.source_domains) == 1),
         channels_last=args.channels_last,
-        attn_sr_ratios=args.attn_sr,
         compile_encoder=args.compile and not eager,
     ).to(device)
 
@@ -387,7 +388,7 @@ def bench_config(
     swap_load = load1()
     t_on, t_id, t_off, t_ptwt = (med(swap[k]) for k in ("on", "identity", "off", "ptwt"))
     print(
-        f"[{name}] swap: on {t_on * 1e3:.1f} ms, MWDis→identity {t_id * 1e3:.1f} ms, use_mwdis=False "
+        f"[{name}] swap: on {t_on * 1e3:.1f} ms, MWDis→identity {t_id * 1e3:.1f} ms, mwdis.enabled=False "
         f"{t_off * 1e3:.1f} ms, ptwt path {t_ptwt * 1e3:.1f} ms (MWDis share {100 * med(ptwt_shares):.1f} %)"
         f"  load {swap_load:.2f}",
         flush=True,
@@ -657,7 +658,7 @@ def main() -> None:
         "## MWDis share of a training step",
         "",
         "| data | (a) hooks: MWDis forward (ms) | (a) share of step | (b) step with MWDis (ms) | (b) MWDis → "
-        "identity (ms) | (b) share = 1 − identity/with | use_mwdis=False, one view (ms) | whole MWDis feature "
+        "identity (ms) | (b) share = 1 − identity/with | mwdis.enabled=False, one view (ms) | whole MWDis feature "
         "(2nd view + invariance) | step with ptwt's DWT (ms) | its MWDis share (hooks) | load |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -677,7 +678,7 @@ def main() -> None:
         "so on a loaded shared CPU (b) is within noise unless it clearly exceeds it; (a) is the direct "
         "measurement. Target ≤ 10 % of a step: "
         + ("met (hooks)." if real_r["hook_share"] <= 0.10 else "NOT met (hooks)."),
-        "The use_mwdis=False columns are not MWDis' own cost: switching MWDis off also drops the second SFIE "
+        "The mwdis.enabled=False columns are not MWDis' own cost: switching MWDis off also drops the second SFIE "
         "view and the invariance term. The ptwt columns time the same step with every Haar DWT of the model "
         "(MWDis and SFIE's wavelet pathway) through ptwt (`MWDis.fast_haar = False`) instead of rsmg's "
         "butterfly (the default), interleaved with the other variants.",

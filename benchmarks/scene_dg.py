@@ -122,7 +122,7 @@ def fit_args(protocol: str, method: str, epochs: int | None) -> list[str]:
         args += ["--config", str(SCENES / piece)]
     args += ["--config", str(SCENES / "trainer_cpu.yaml"), *proto.args()]
     if method.startswith("fvmgn"):
-        args += [NET + "class_set", proto.class_set]
+        args += [NET + "text.class_set", proto.class_set]
     return args + (["--trainer.max_epochs", str(epochs)] if epochs else [])
 
 

@@ -21,6 +21,7 @@ Usage: ``RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/scene_step_co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from typing import Any
@@ -30,6 +31,7 @@ import torch
 from _common import command, machine, write_result
 from rsmg.data.scene_domains import SceneDomainDataModule
 from rsmg.data.spec import DataSpec
+from rsmg.models.fvmgn_options import MWDisOptions, TextOptions
 
 
 def lodo_pool(target: str) -> tuple[int, int]:
@@ -47,10 +49,9 @@ def build(kind: str, spec: DataSpec, freeze: str) -> torch.nn.Module:
         from rsmg.models.scene_models import SceneClassifier
 
         return SceneClassifier(spec, pretrained=False, freeze=freeze)
-    tower: dict[str, Any] = {
-        "text_tower": "clip-bpe",
-        "text_tower_kwargs": {"width": 64, "layers": 1, "heads": 2},
-    }
+    text = TextOptions(
+        class_set="scene5", tower="clip-bpe", tower_kwargs={"width": 64, "layers": 1, "heads": 2}
+    )
     if kind.startswith("fvmgn_captions"):
         from rsmg.models.fvmgn_captions import CaptionFVMGN
 
@@ -59,11 +60,16 @@ def build(kind: str, spec: DataSpec, freeze: str) -> torch.nn.Module:
         mwdis = kind != "fvmgn_captions_no_mwdis"
         view = "resampled" if kind == "fvmgn_captions_resampled_view" else "all"
         return CaptionFVMGN(
-            spec, pretrained=False, freeze=freeze, use_mwdis=mwdis, texts="shared", second_view=view, **tower
+            spec,
+            pretrained=False,
+            freeze=freeze,
+            mwdis=MWDisOptions(enabled=mwdis),
+            text=dataclasses.replace(text, use="shared"),
+            second_view=view,
         )
     from rsmg.models.fvmgn_scenes import SceneFVMGN
 
-    return SceneFVMGN(spec, pretrained=False, freeze=freeze, **tower)
+    return SceneFVMGN(spec, pretrained=False, freeze=freeze, text=text)
 
 
 def step_cost(

@@ -41,7 +41,7 @@ METHODS: dict[str, list[Path]] = {
 }
 EXTRA: dict[str, list[str]] = {
     "image + class texts (fvmgn_scenes)": [
-        NET + "class_set", "ucm21", NET + "texts", "shared", NET + "mwdis_same_domain_fallback", "true",
+        NET + "text.class_set", "ucm21", NET + "text.use", "shared", NET + "mwdis.same_domain_fallback", "true",
     ],
 }  # fmt: skip
 # methods whose classifier can name a class it never saw (class-text prototypes), for --held-out
@@ -73,7 +73,7 @@ def run(
     if transfer:
         args += ["--data.init_args.class_set", transfer]
         if method in ZERO_SHOT_METHODS:  # their class texts follow the class set
-            args += [NET + "class_set", transfer]
+            args += [NET + "text.class_set", transfer]
     if leakage == "off":
         args += ["--data.init_args.text_transforms", "[]"]
     if epochs:

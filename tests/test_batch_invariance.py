@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from _paths import SHARED_DATA
+from _tiny import with_options
 from rsmg.data.datamodule import CrossDomainDataModule
 from rsmg.data.spec import DataSpec
 from rsmg.models.registry import _MODELS, create_model, list_models
@@ -34,29 +35,31 @@ GENERIC_SMALL: dict[str, Any] = {
     "text_pretrained": False,
     "image_pretrained_path": None,
 }
+# FVMGN's option sections (with_options makes them dataclasses)
+TINY_TEXT = {"tower": "clip-bpe", "pretrained": False, "tower_kwargs": {"width": 32, "layers": 1, "heads": 2}}
 PER_MODEL: dict[str, dict[str, Any]] = {
     "fvmgn": {
-        "text_tower": "clip-bpe",
-        "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
-        "attn_heads": 2,
-        "mwdis_same_domain_fallback": True,  # one source scene (Trento)
+        "text": TINY_TEXT,
+        "sfie": {"width": 16, "attn_heads": 2},
+        "alignment": {"embed_dim": 32},
+        "mwdis": {"same_domain_fallback": True},  # one source scene (Trento)
     },
     "scene_classifier": {"pretrained": False, "mixstyle_p": 0.5},
     "fvmgn_scenes": {
         "pretrained": False,
-        "text_tower": "clip-bpe",
-        "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
-        "class_set": "shared",  # Trento's classes; no per-domain texts for LiDAR scenes
-        "texts": "shared",
-        "frequency": "fft",  # 11-px patches give 1-px maps at stride 16: too small for a wavelet level
-        "mwdis_same_domain_fallback": True,
+        # Trento's classes; no per-domain texts for LiDAR scenes
+        "text": {**TINY_TEXT, "class_set": "shared", "use": "shared"},
+        "frequency": {
+            "kind": "fft"
+        },  # 11-px patches give 1-px maps at stride 16: too small for a wavelet level
+        "alignment": {"embed_dim": 32},
+        "mwdis": {"same_domain_fallback": True},
     },
 }
 # CaptionFVMGN passes its SceneFVMGN options through **kwargs, so the generic ones are named here
 PER_MODEL["fvmgn_captions"] = {
     **PER_MODEL["fvmgn_scenes"],
     "modality": "lidar",
-    "embed_dim": 32,
     "caption_width": 16,
     "caption_heads": 2,
 }
@@ -84,8 +87,7 @@ def real_batch() -> tuple[DataSpec, dict[str, Any]]:
 def _small_kwargs(name: str) -> dict[str, Any]:
     params = inspect.signature(_MODELS[name]).parameters
     kwargs = {k: v for k, v in GENERIC_SMALL.items() if k in params}
-    kwargs.update(PER_MODEL.get(name, {}))
-    return kwargs
+    return with_options(kwargs, **PER_MODEL.get(name, {}))
 
 
 def _select(batch: dict[str, Any], idx: list[int]) -> dict[str, Any]:

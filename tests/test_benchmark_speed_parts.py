@@ -38,4 +38,4 @@ def test_ptwt_path_switches_every_dwt_of_the_model_and_restores_it():
 def test_heads_argument_is_passed_as_fvmgn_takes_it():
     assert fvmgn_speed.heads_arg(None) is None
     assert fvmgn_speed.heads_arg([4]) == 4
-    assert fvmgn_speed.heads_arg([2, 4]) == [2, 4]
+    assert fvmgn_speed.heads_arg([2, 4]) == (2, 4)

@@ -34,7 +34,7 @@ def test_every_method_reads_captions_on_the_same_towers_and_budget(piece, monkey
     assert net["class_path"] == class_path
     args = net["init_args"]
     if fusion is None:
-        assert (args["pretrained"], args["freeze"], args["text_tower"]) == (True, "stages:3", "minilm")
+        assert (args["pretrained"], args["freeze"], args["text"]["tower"]) == (True, "stages:3", "minilm")
     else:
         assert (
             args["fusion"] == fusion

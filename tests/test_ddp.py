@@ -60,7 +60,7 @@ RUNS = {
     ),
     "fvmgn": Run(
         (REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml",),
-        {"width": 8, "embed_dim": 32},
+        {"sfie": {"width": 8}, "alignment": {"embed_dim": 32}},
         {"eval_batch_size": 4096},
         test_domain="muufl",
         test_n=MUUFL_PIXELS,

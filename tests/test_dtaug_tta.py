@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from _paths import SHARED_DATA, missing_shared_data
-from _tiny import TINY_CAPTION_NET_UCM21
+from _tiny import TINY_CAPTION_NET_UCM21, with_options
 from rsmg.callbacks.diffusion_tta import DiffusionTTA, aggregate_views
 from rsmg.callbacks.results import PerDomainResults
 from rsmg.data.datamodule import CrossDomainDataModule
@@ -128,7 +128,7 @@ def scene_run(tmp_path_factory):
     )
     trainer.fit(prior, datamodule=dm)  # DTAug step 1 on the scene datamodule: source images only
     prior_path = prior.export_prior(tmp / "prior.pt")
-    task = ClassificationTask(spec=dm.spec, net=lambda s: CaptionFVMGN(s, **CAPTION_NET))
+    task = ClassificationTask(spec=dm.spec, net=lambda s: CaptionFVMGN(s, **with_options(CAPTION_NET)))
     return dm, task, prior_path, tmp
 
 

@@ -6,6 +6,7 @@ import pytest
 from _paths import SHARED_DATA
 from rsmg.data.datamodule import CrossDomainDataModule
 from rsmg.models.fvmgn import FVMGN
+from rsmg.models.fvmgn_options import AlignmentOptions, MWDisOptions, SFIEOptions, TextOptions
 from rsmg.tasks import ClassificationTask
 
 pytestmark = [
@@ -33,12 +34,11 @@ def test_short_fvmgn_fit_beats_chance_on_salinas_a(tmp_path):
     def net(spec):
         return FVMGN(
             spec,
-            class_set="salinas_a",
-            width=16,
-            scales=2,
-            embed_dim=64,
-            mwdis_same_domain_fallback=True,
-            mwdis_logits="original",  # in-scene: the spectrum is the class signal (see FVMGN docstring)
+            text=TextOptions(class_set="salinas_a"),
+            sfie=SFIEOptions(width=16, scales=2),
+            alignment=AlignmentOptions(embed_dim=64),
+            # in-scene: the spectrum is the class signal (see FVMGN docstring)
+            mwdis=MWDisOptions(same_domain_fallback=True, logits="original"),
         )
 
     task = ClassificationTask(spec=dm.spec, net=net, lr=3e-3, loss_weights={"align": 0.5, "invariance": 0.1})

@@ -12,6 +12,7 @@ from _paths import SHARED_DATA
 from rsmg.data.datamodule import CrossDomainDataModule
 from rsmg.models.baseline import ConcatCNN
 from rsmg.models.fvmgn import FVMGN
+from rsmg.models.fvmgn_options import MWDisOptions, SFIEOptions, TextOptions
 from rsmg.tasks import ClassificationTask
 
 pytestmark = [
@@ -69,11 +70,11 @@ def test_fvmgn_forward_backward_on_gpu():
     net = (
         FVMGN(
             dm.spec,
-            text_tower="clip-bpe",
-            text_pretrained=False,
-            text_tower_kwargs={"width": 64, "layers": 1, "heads": 2},
-            width=16,
-            mwdis_same_domain_fallback=True,
+            text=TextOptions(
+                tower="clip-bpe", pretrained=False, tower_kwargs={"width": 64, "layers": 1, "heads": 2}
+            ),
+            sfie=SFIEOptions(width=16),
+            mwdis=MWDisOptions(same_domain_fallback=True),
         )
         .cuda()
         .train()

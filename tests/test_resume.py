@@ -80,7 +80,7 @@ RUNS = {
     ),
     "fvmgn": Run(
         (REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml",),
-        {"width": 8, "embed_dim": 32},
+        {"sfie": {"width": 8}, "alignment": {"embed_dim": 32}},
         {"batch_size": 32, "eval_batch_size": 512},
         steps_per_epoch=16,
         test_domain="muufl",

@@ -23,9 +23,9 @@ MODELS = {
     "model_fvmgn.yaml": ("rsmg.models.fvmgn_scenes.SceneFVMGN", "scenes_fvmgn"),
 }
 ABLATIONS = {
-    "fvmgn_no_mwdis.yaml": ("use_mwdis", False),
-    "fvmgn_no_texts.yaml": ("texts", "none"),
-    "fvmgn_no_frequency.yaml": ("use_frequency", False),
+    "fvmgn_no_mwdis.yaml": ("mwdis.enabled", False),
+    "fvmgn_no_texts.yaml": ("text.use", "none"),
+    "fvmgn_no_frequency.yaml": ("frequency.enabled", False),
     "fvmgn_single_scale.yaml": ("reductions", [32]),
 }
 TARGETS = {"ucm": ["aid", "rsscn7"], "aid": ["rsscn7", "ucm"], "rsscn7": ["aid", "ucm"]}
@@ -62,14 +62,25 @@ def test_every_model_composes_with_the_data_and_trainer_pieces():
     assert len(freezes) == 1  # every fine-tuned method on the same frozen prefix (same budget)
 
 
+def _dotted(tree: dict, prefix: str = "") -> dict:
+    """``{"mwdis": {"p": 0.5}}`` → ``{"mwdis.p": 0.5}`` (the option sections' fields as dotted keys)."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and k in ("mwdis", "frequency", "text", "alignment"):
+            out.update(_dotted(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
 @pytest.mark.parametrize("overlay", sorted(ABLATIONS))
 def test_ablation_overlays_switch_one_part_off(overlay):
     key, value = ABLATIONS[overlay]
     base = composed("data_lodo_aid.yaml", "model_fvmgn.yaml", "trainer_cpu.yaml")["model"]["init_args"]["net"]
     cfg = composed("data_lodo_aid.yaml", "model_fvmgn.yaml", overlay, "trainer_cpu.yaml")
-    net = cfg["model"]["init_args"]["net"]
-    changed = {k for k in net["init_args"] if net["init_args"][k] != base["init_args"][k]}
-    assert changed == {key} and net["init_args"][key] == value
+    new, old = _dotted(cfg["model"]["init_args"]["net"]["init_args"]), _dotted(base["init_args"])
+    changed = {k for k in new if new[k] != old[k]}
+    assert changed == {key} and new[key] == value  # the section's other options stay as the base sets them
     assert cfg["trainer"]["logger"]["init_args"]["name"] == "scenes_" + Path(overlay).stem
 
 
@@ -83,7 +94,7 @@ def test_fvmgn_scenes_fits_the_smoke_protocol_end_to_end(tmp_path, monkeypatch):
         "--config", str(SCENES / "smoke_ucm_to_rsscn7_zoom4.yaml"),
         "--config", str(SCENES / "model_fvmgn.yaml"),
         "--data.init_args.image_size", "64",
-        "--model.init_args.net.init_args.mwdis_same_domain_fallback", "true",
+        "--model.init_args.net.init_args.mwdis.same_domain_fallback", "true",
         "--trainer.limit_train_batches", "2",
         "--trainer.limit_val_batches", "1",
         "--trainer.limit_test_batches", "1",

@@ -10,6 +10,7 @@ import torch
 
 from rsmg.data.spec import DataSpec
 from rsmg.models.fvmgn import FVMGN
+from rsmg.models.fvmgn_options import AlignmentOptions, MWDisOptions, SFIEOptions, TextOptions
 from rsmg.tasks import ClassificationTask
 
 SPEC = DataSpec(
@@ -24,12 +25,10 @@ SPEC = DataSpec(
 def tiny_fvmgn(spec: DataSpec) -> FVMGN:
     return FVMGN(
         spec,
-        text_tower="clip-bpe",
-        text_tower_kwargs={"width": 16, "layers": 1, "heads": 2},
-        width=8,
-        embed_dim=16,
-        attn_heads=2,
-        mwdis_same_domain_fallback=True,
+        text=TextOptions(tower="clip-bpe", tower_kwargs={"width": 16, "layers": 1, "heads": 2}),
+        sfie=SFIEOptions(width=8, attn_heads=2),
+        alignment=AlignmentOptions(embed_dim=16),
+        mwdis=MWDisOptions(same_domain_fallback=True),
     )
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _tiny import with_options
 from rsmg.data.spec import DataSpec
 from rsmg.errors import ConfigError, DataError
 from rsmg.models.base import ModelOutput
 from rsmg.models.fvmgn import FVMGN
+from rsmg.models.fvmgn_options import AlignmentOptions, SFIEOptions, TextOptions
 from rsmg.models.sfie import SFIE, FrequencyBlock
 
 CLASSES = ("trees", "grass", "ground", "road", "buildings", "water")
@@ -20,17 +22,16 @@ SPEC = DataSpec(
     patch_size=11,
 )
 TINY = {
-    "text_tower": "clip-bpe",
-    "text_tower_kwargs": {"width": 16, "layers": 1, "heads": 2},
-    "width": 8,
-    "embed_dim": 16,
-    "attn_heads": 2,
+    "text": TextOptions(tower="clip-bpe", tower_kwargs={"width": 16, "layers": 1, "heads": 2}),
+    "sfie": SFIEOptions(width=8, attn_heads=2),
+    "alignment": AlignmentOptions(embed_dim=16),
 }
 
 
 def make(**kw) -> FVMGN:
+    """The tiny FVMGN; a dict for a section (``mwdis={"p": 1.0}``) changes only those fields of it."""
     torch.manual_seed(0)
-    return FVMGN(SPEC, **{**TINY, **kw})
+    return FVMGN(SPEC, **with_options(TINY, **kw))
 
 
 def batch(b: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -45,7 +46,7 @@ def batch(b: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def model() -> FVMGN:
-    return make(mwdis_p=1.0)
+    return make(mwdis={"p": 1.0})
 
 
 def test_contract_training(model):
@@ -53,7 +54,7 @@ def test_contract_training(model):
     out = model(batch())
     assert isinstance(out, ModelOutput)
     assert out.logits.shape == (6, len(CLASSES))
-    assert set(out.aux_losses) == {"align", "invariance"}  # ce_resampled only with mwdis_logits="original"
+    assert set(out.aux_losses) == {"align", "invariance"}  # ce_resampled only with mwdis.logits: original
     assert all(v.ndim == 0 and v.isfinite() for v in out.aux_losses.values())
     assert set(out.embeddings) == {"fused", "hsi", "lidar"}
     assert all(v.shape[0] == 6 for v in out.embeddings.values())
@@ -99,7 +100,7 @@ def _encoder_inputs(m: FVMGN, b: dict) -> dict[str, torch.Tensor]:
 
 def test_switch_use_mwdis():
     b = batch()
-    on, off = make(mwdis_p=1.0).train(), make(use_mwdis=False).train()
+    on, off = make(mwdis={"p": 1.0}).train(), make(mwdis={"enabled": False}).train()
     x_on, x_off = _encoder_inputs(on, b), _encoder_inputs(off, b)
     assert x_on["hsi"].shape[0] == 12 and x_off["hsi"].shape[0] == 6
     torch.testing.assert_close(x_on["hsi"][:6], b["image_hsi"])
@@ -110,7 +111,10 @@ def test_switch_use_mwdis():
 
 def test_switch_use_frequency():
     b = batch()
-    on, off = make(use_mwdis=False).train(), make(use_mwdis=False, use_frequency=False).train()
+    on, off = (
+        make(mwdis={"enabled": False}).train(),
+        make(mwdis={"enabled": False}, frequency={"enabled": False}).train(),
+    )
     assert any(isinstance(x, FrequencyBlock) for x in on.modules())
     assert not any(isinstance(x, FrequencyBlock) for x in off.modules())
     assert not any(k == "frequency" for _, _, k in off.align.keys)
@@ -151,7 +155,7 @@ def test_fft_phase_pathway_sees_layout_that_amplitude_cannot():
     phase.transform(flat).sum().backward()
     assert torch.isfinite(flat.grad).all()
     # the FVMGN switch builds it and trains through it
-    m = make(frequency="fft_phase", use_mwdis=False).train()
+    m = make(frequency={"kind": "fft_phase"}, mwdis={"enabled": False}).train()
     out = m(batch())
     (out.logits.sum() + out.aux_losses["align"]).backward()
     blocks = [b for b in m.modules() if isinstance(b, FrequencyBlock)]
@@ -161,11 +165,11 @@ def test_fft_phase_pathway_sees_layout_that_amplitude_cannot():
 
 def test_switch_texts_changes_prototypes_and_loss():
     b = batch()
-    ref = make(texts="both", use_mwdis=False)
+    ref = make(text={"use": "both"}, mwdis={"enabled": False})
     sd = ref.state_dict()
     outs = {}
     for kind in ("both", "shared", "proprietary"):
-        m = make(texts=kind, use_mwdis=False)
+        m = make(text={"use": kind}, mwdis={"enabled": False})
         m.load_state_dict(sd)  # identical weights and text features: only the switch differs
         m.train()
         outs[kind] = m(b)
@@ -178,7 +182,10 @@ def test_switch_texts_changes_prototypes_and_loss():
 
 def test_switch_multiscale_alignment():
     b = batch()
-    ms, last = make(use_mwdis=False).train(), make(use_mwdis=False, multiscale_alignment=False).train()
+    ms, last = (
+        make(mwdis={"enabled": False}).train(),
+        make(mwdis={"enabled": False}, alignment={"multiscale": False}).train(),
+    )
     assert {s for _, s, _ in ms.align.keys} == {0, 1} and {s for _, s, _ in last.align.keys} == {1}
     missing, unexpected = last.load_state_dict(ms.state_dict(), strict=False)
     assert not missing and all("__s0__" in k for k in unexpected)
@@ -188,17 +195,17 @@ def test_switch_multiscale_alignment():
 
 
 def test_texts_none_is_image_only():
-    m = make(texts="none").train()
+    m = make(text={"use": "none"}).train()
     assert m.align is None and m.text_tower is None and isinstance(m.head, torch.nn.Linear)
     out = m(batch())
     assert set(out.aux_losses) == {"invariance"}
     assert out.logits.shape == (6, len(CLASSES))
-    original = make(texts="none", mwdis_logits="original").train()
+    original = make(text={"use": "none"}, mwdis={"logits": "original"}).train()
     assert set(original(batch()).aux_losses) == {"invariance", "ce_resampled"}  # a term of its own there
 
 
 def test_trainable_text_tower_gets_gradients():
-    m = make(freeze_text=False, use_mwdis=False).train()
+    m = make(text={"freeze": False}, mwdis={"enabled": False}).train()
     out = m(batch())
     out.aux_losses["align"].backward()
     emb = m.text_tower.model.token_embedding.weight
@@ -224,15 +231,15 @@ def test_bad_inputs():
     with pytest.raises(DataError, match="image_hsi"):
         m({**b, "image_hsi": torch.randn(6, 5, 11, 11)})
     with pytest.raises(ConfigError, match="texts"):
-        make(texts="captions")
+        make(text={"use": "captions"})
     tiny = DataSpec(classes=CLASSES, modalities={"hsi": 3}, patch_size=1)
-    with pytest.raises(ConfigError, match="wavelet_levels"):
+    with pytest.raises(ConfigError, match=r"mwdis\.levels"):
         FVMGN(tiny, **TINY)
     with pytest.raises(ConfigError, match="scales"):
-        FVMGN(tiny, **TINY, use_mwdis=False)
-    FVMGN(tiny, **TINY, use_mwdis=False, use_frequency=False, scales=1)(
-        {"image_hsi": torch.randn(2, 3, 1, 1)}
-    )  # 1×1 vectors work without the wavelet parts
+        FVMGN(tiny, **with_options(TINY, mwdis={"enabled": False}))
+    FVMGN(
+        tiny, **with_options(TINY, mwdis={"enabled": False}, frequency={"enabled": False}, sfie={"scales": 1})
+    )({"image_hsi": torch.randn(2, 3, 1, 1)})  # 1×1 vectors work without the wavelet parts
 
 
 def test_sfie_any_channel_count_and_scales():
@@ -246,8 +253,8 @@ def test_sfie_any_channel_count_and_scales():
 def test_switch_global_blocks_and_fuse_norm():
     from rsmg.models.sfie import GlobalBlock
 
-    on = make(use_mwdis=False).eval()
-    off = make(use_mwdis=False, global_blocks=False, fuse_norm=False).eval()
+    on = make(mwdis={"enabled": False}).eval()
+    off = make(mwdis={"enabled": False}, sfie={"global_blocks": False, "fuse_norm": False}).eval()
     assert any(isinstance(x, GlobalBlock) for x in on.modules())
     assert not any(isinstance(x, GlobalBlock) for x in off.modules())
     assert not any(isinstance(x, torch.nn.LayerNorm) for x in off.encoder.fuse)
@@ -270,8 +277,8 @@ def test_switch_global_blocks_and_fuse_norm():
 
 def test_channels_last_is_a_layout_switch_only():
     """``channels_last`` changes memory layout, not maths: same logits, losses and gradients as NCHW."""
-    ref = make(mwdis_p=1.0, channels_last=False)
-    fast = make(mwdis_p=1.0)  # the default layout
+    ref = make(mwdis={"p": 1.0}, channels_last=False)
+    fast = make(mwdis={"p": 1.0})  # the default layout
     assert fast.channels_last and not ref.channels_last
     fast.load_state_dict(ref.state_dict())
     convs = [
@@ -294,9 +301,9 @@ def test_channels_last_is_a_layout_switch_only():
 
 
 def test_mwdis_at_stem_resamples_stem_features():
-    """``mwdis_at="stem"``: MWDis receives the stems' feature maps, gradients reach every stem, eval unchanged."""
-    ref = make(mwdis_p=1.0)
-    stem = make(mwdis_p=1.0, mwdis_at="stem")
+    """``mwdis.at: stem``: MWDis receives the stems' feature maps, gradients reach every stem, eval unchanged."""
+    ref = make(mwdis={"p": 1.0})
+    stem = make(mwdis={"p": 1.0, "at": "stem"})
     stem.load_state_dict(ref.state_dict())
     # eval: MWDis is the identity wherever it sits (checked before training steps move BatchNorm statistics)
     with torch.no_grad():
@@ -307,7 +314,7 @@ def test_mwdis_at_stem_resamples_stem_features():
     )
     stem.train()
     out = stem(batch())
-    width = TINY["width"]
+    width = TINY["sfie"].width
     assert seen == [{"hsi": (6, width, 11, 11), "lidar": (6, width, 11, 11)}]  # features, not 7/2-band inputs
     (out.logits.sum() + out.aux_losses["align"] + out.aux_losses["invariance"]).backward()
     for m in ("hsi", "lidar"):
@@ -320,19 +327,20 @@ def test_mwdis_at_stem_resamples_stem_features():
         torch.manual_seed(5)
         b = ref.train()(batch()).logits
     assert not torch.allclose(a, b, atol=1e-4)
-    with pytest.raises(Exception, match="mwdis_at"):
-        make(mwdis_at="logits")
+    with pytest.raises(ConfigError, match=r"mwdis\.at"):
+        make(mwdis={"at": "logits"})
 
 
 def test_mwdis_high_swap_and_donors_reach_mwdis():
-    assert make(mwdis_high_swap=True).mwdis.high_swap and not make().mwdis.high_swap
+    assert make(mwdis={"high_swap": True}).mwdis.high_swap and not make().mwdis.high_swap
     assert (
-        make(mwdis_donors="per_modality").mwdis.donors == "per_modality" and make().mwdis.donors == "shared"
+        make(mwdis={"donors": "per_modality"}).mwdis.donors == "per_modality"
+        and make().mwdis.donors == "shared"
     )
 
 
 def test_kl_alignment_targets_and_switch():
-    """``align_loss="kl"``: soft targets from frozen text similarity; the loss is minimal at the target."""
+    """``alignment.loss: kl``: soft targets from frozen text similarity; the loss is minimal at the target."""
     from rsmg.models.alignment import MSFFA
 
     msffa = MSFFA(["lidar"], [8], 8, 4, embed_dim=4, loss="kl", kl_target_temperature=0.1)
@@ -340,15 +348,15 @@ def test_kl_alignment_targets_and_switch():
     q = msffa.soft_targets(text)
     torch.testing.assert_close(q.sum(1), torch.ones(3))
     assert q[0, 1] > q[0, 2] and q[0, 0] == q[0].max()  # similar classes share mass, own class most
-    ref = make(use_mwdis=False)
-    kl = make(use_mwdis=False, align_loss="kl")
+    ref = make(mwdis={"enabled": False})
+    kl = make(mwdis={"enabled": False}, alignment={"loss": "kl"})
     kl.load_state_dict(ref.state_dict())
     a, b = ref.train()(batch()).aux_losses["align"], kl.train()(batch()).aux_losses["align"]
     assert torch.isfinite(b) and b >= 0 and not torch.allclose(a, b)
     b.backward()
     assert kl.encoder.branches["hsi"].stem[0].weight.grad.abs().sum() > 0
-    with pytest.raises(Exception, match="align_loss"):
-        make(align_loss="cosine")
+    with pytest.raises(ConfigError, match=r"alignment\.loss"):
+        make(alignment={"loss": "cosine"})
 
 
 def test_spatial_reduction_attention_pools_keys_and_keeps_parameters():
@@ -372,8 +380,8 @@ def test_spatial_reduction_attention_pools_keys_and_keeps_parameters():
     with pytest.raises(ConfigError, match="attn_sr_ratios"):
         GlobalBlock(16, 4, sr_ratio=0)
     with pytest.raises(ConfigError, match="attn_sr_ratios"):
-        make(attn_sr_ratios=[2])
-    m = make(attn_sr_ratios=[2, 1], use_mwdis=False).train()
+        make(sfie={"attn_sr_ratios": [2]})
+    m = make(sfie={"attn_sr_ratios": [2, 1]}, mwdis={"enabled": False}).train()
     blocks = [b for b in m.modules() if isinstance(b, GlobalBlock)]
     assert [b.sr_ratio for b in blocks[:2]] == [2, 1]
     m(batch()).logits.sum().backward()
@@ -381,11 +389,13 @@ def test_spatial_reduction_attention_pools_keys_and_keeps_parameters():
 
 
 def test_attention_heads_per_scale_change_the_maths_not_the_parameters():
-    """``attn_heads=[2, 4]``: each scale's blocks get their own count; a checkpoint of one count loads into another."""
+    """``sfie.attn_heads: [2, 4]``: each scale's blocks get their own count; checkpoints load across counts."""
     from rsmg.models.sfie import SFIE, GlobalBlock
 
-    one = make(attn_heads=2, use_mwdis=False).eval()  # width 8: scales of 8 and 16 channels
-    per_scale = make(attn_heads=[2, 4], use_mwdis=False).eval()
+    one = make(
+        sfie={"attn_heads": 2}, mwdis={"enabled": False}
+    ).eval()  # width 8: scales of 8 and 16 channels
+    per_scale = make(sfie={"attn_heads": [2, 4]}, mwdis={"enabled": False}).eval()
     heads = [[b.heads for b in branch.glob] for branch in per_scale.encoder.branches.values()]
     assert heads == [[2, 4], [2, 4]]  # every modality, per scale
     per_scale.load_state_dict(one.state_dict())  # head counts split the same weights: same parameter shapes
@@ -395,8 +405,8 @@ def test_attention_heads_per_scale_change_the_maths_not_the_parameters():
     assert not torch.allclose(two_heads, per_scale_heads, atol=1e-5)  # 4 heads at scale 2 is other attention
     # scale 1 alone: 2 heads in both, so a 1-scale model is equal whatever the list's first entry says
     a, b = (
-        make(attn_heads=2, scales=1, use_mwdis=False).eval(),
-        make(attn_heads=[2], scales=1, use_mwdis=False),
+        make(sfie={"attn_heads": 2, "scales": 1}, mwdis={"enabled": False}).eval(),
+        make(sfie={"attn_heads": [2], "scales": 1}, mwdis={"enabled": False}),
     )
     b.eval().load_state_dict(a.state_dict())
     torch.testing.assert_close(a(x).logits, b(x).logits)
@@ -408,26 +418,31 @@ def test_attention_heads_per_scale_change_the_maths_not_the_parameters():
     blocks = [m for m in per_scale.modules() if isinstance(m, GlobalBlock)]
     assert all(blk.qkv.weight.grad is not None for blk in blocks)
     with pytest.raises(ConfigError, match="one attention-head count per scale") as err:
-        make(attn_heads=[2])
+        make(sfie={"attn_heads": [2]})
     assert "attn_heads" in str(err.value) and "2 integers" in str(err.value)
     with pytest.raises(ConfigError, match="attn_heads"):
-        make(attn_heads=[3, 4])  # 3 does not divide 8 channels
+        make(sfie={"attn_heads": [3, 4]})  # 3 does not divide 8 channels
     with pytest.raises(ConfigError, match="at least 1"):
-        make(attn_heads=[0, 4])
+        make(sfie={"attn_heads": [0, 4]})
 
 
 def test_stem_kinds_auto_rule_and_checkpoint_mismatch_error():
-    """``stem``: auto = 1×1 only where a modality has more bands than the width; each kind changes the maths."""
-    auto = make(width=4, use_mwdis=False, stem="auto")  # hsi 7 bands > 4: pointwise; lidar 2 bands: spatial
+    """``sfie.stem``: auto = 1×1 only where a modality has more bands than the width; each kind changes the maths."""
+    auto = make(
+        sfie={"width": 4, "stem": "auto"}, mwdis={"enabled": False}
+    )  # hsi 7 bands > 4: pointwise; lidar 2 bands: spatial
     kernel = {m: b.stem[0].kernel_size for m, b in auto.encoder.branches.items()}
     assert kernel == {"hsi": (1, 1), "lidar": (3, 3)}
-    assert {m: b.stem_kind for m, b in make(use_mwdis=False, stem="auto").encoder.branches.items()} == {
+    assert {
+        m: b.stem_kind
+        for m, b in make(mwdis={"enabled": False}, sfie={"stem": "auto"}).encoder.branches.items()
+    } == {
         "hsi": "spatial",  # 7 bands, width 8: no band reduction to do
         "lidar": "spatial",
     }
-    point = make(width=4, use_mwdis=False)  # the default
+    point = make(sfie={"width": 4}, mwdis={"enabled": False})  # the default
     assert {b.stem_kind for b in point.encoder.branches.values()} == {"pointwise"}
-    spatial = make(width=4, use_mwdis=False, stem="spatial")
+    spatial = make(sfie={"width": 4, "stem": "spatial"}, mwdis={"enabled": False})
     assert {b.stem[0].kernel_size for b in point.encoder.branches.values()} == {(1, 1)}
     assert {b.stem[0].kernel_size for b in spatial.encoder.branches.values()} == {(3, 3)}
     b = batch()
@@ -436,7 +451,7 @@ def test_stem_kinds_auto_rule_and_checkpoint_mismatch_error():
     spatial.train()(b).logits.sum().backward()
     assert all(br.stem[0].weight.grad.abs().sum() > 0 for br in spatial.encoder.branches.values())
     with pytest.raises(ConfigError, match="stem"):
-        make(stem="3x3")
+        make(sfie={"stem": "3x3"})
     # a checkpoint of the other kind: an error naming the setting and the fix, not a tensor-shape mismatch
     with pytest.raises(ConfigError, match="stem='pointwise'"):
         auto.load_state_dict(point.state_dict())
@@ -449,7 +464,7 @@ def test_encoder_traces_as_one_graph(frequency):
     The wavelet pathway used to build a ``pywt.Wavelet`` in every forward (level check); Dynamo cannot trace
     it, which split SFIE into 12 graphs and made the compiled step 20 % slower than eager on an H200.
     """
-    m = make(use_mwdis=False, frequency=frequency).train()
+    m = make(mwdis={"enabled": False}, frequency={"kind": frequency}).train()
     images = {k.removeprefix("image_"): v for k, v in batch().items() if k.startswith("image_")}
     torch._dynamo.reset()
     explained = torch._dynamo.explain(m.encoder)(images)
@@ -473,8 +488,8 @@ def test_max_level_matches_pywt():
 @pytest.mark.slow
 def test_compile_encoder_matches_eager_and_keeps_checkpoint_names():
     """``compile_encoder`` compiles SFIE in place: same parameter names (checkpoints load both ways), same maths."""
-    eager = make(mwdis_p=1.0)
-    compiled = make(mwdis_p=1.0, compile_encoder=True)
+    eager = make(mwdis={"p": 1.0})
+    compiled = make(mwdis={"p": 1.0}, compile_encoder=True)
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # no "_orig_mod." prefix
     compiled.load_state_dict(eager.state_dict())
     assert compiled.encoder._compiled_call_impl is not None and eager.encoder._compiled_call_impl is None
@@ -494,7 +509,7 @@ def test_compile_encoder_matches_eager_and_keeps_checkpoint_names():
 
 
 def test_same_class_donors_reach_mwdis_from_the_batch_labels(monkeypatch):
-    m = make(mwdis_p=1.0, mwdis_donor_class="same").train()
+    m = make(mwdis={"p": 1.0, "donor_class": "same"}).train()
     seen: list[torch.Tensor | None] = []
     pick = m.mwdis.pick_donors
 
@@ -514,25 +529,25 @@ def test_mwdis_that_could_never_resample_is_refused():
         classes=CLASSES, modalities={"lidar": 2}, domains=("trento", "muufl"), source_domains=("trento",),
         patch_size=11,
     )  # fmt: skip
-    with pytest.raises(ConfigError, match="mwdis_same_domain_fallback"):
+    with pytest.raises(ConfigError, match=r"mwdis\.same_domain_fallback"):
         FVMGN(one_source, **TINY)
-    FVMGN(one_source, **TINY, mwdis_same_domain_fallback=True)
-    FVMGN(one_source, **TINY, use_mwdis=False)
-    with pytest.raises(ConfigError, match="mwdis_p"):
-        make(mwdis_p=0.0)
+    FVMGN(one_source, **with_options(TINY, mwdis={"same_domain_fallback": True}))
+    FVMGN(one_source, **with_options(TINY, mwdis={"enabled": False}))
+    with pytest.raises(ConfigError, match=r"mwdis\.p"):
+        make(mwdis={"p": 0.0})
 
 
 def test_wavelet_pathway_size_is_checked_for_every_wavelet_at_construction():
     # 11 px at 3 scales: a 3×3 last map takes one Haar level but no db2 level (4 taps)
-    make(scales=3, wavelet="haar")
+    make(sfie={"scales": 3}, wavelet="haar")
     with pytest.raises(ConfigError, match="scales") as e:
-        make(scales=3, wavelet="db2")
-    assert "'db2'" in str(e.value) and "fewer scales" in str(e.value)
-    make(scales=3, wavelet="db2", frequency="fft")  # the FFT pathway has no such limit
+        make(sfie={"scales": 3}, wavelet="db2")
+    assert "'db2'" in str(e.value) and "fewer sfie.scales" in str(e.value)
+    make(sfie={"scales": 3}, frequency={"kind": "fft"}, wavelet="db2")  # the FFT pathway has no such limit
 
 
 def test_invariance_is_float32_under_cpu_bf16_autocast():
-    m = make(mwdis_p=1.0).train()
+    m = make(mwdis={"p": 1.0}).train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = m(batch(8))
     assert out.aux_losses["invariance"].dtype == torch.float32
@@ -542,7 +557,7 @@ def test_logit_scale_is_clamped_as_a_parameter_so_its_gradient_never_dies():
     """CLIP's habit: the parameter is kept in [0, ln 100]; clamping exp() instead froze it above the cap."""
     import math
 
-    m = make(mwdis_p=1.0).train()
+    m = make(mwdis={"p": 1.0}).train()
     for start, expected in ((5.0, math.log(100.0)), (-3.0, 0.0)):
         with torch.no_grad():
             m.align.logit_scale.fill_(start)

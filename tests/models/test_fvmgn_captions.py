@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from _paths import SHARED_DATA, missing_shared_data
-from _tiny import TINY_CAPTION_NET_UCM21
+from _tiny import TINY_CAPTION_NET_UCM21, with_options
 from rsmg.data.scene_domains import SceneDomainDataModule
 from rsmg.errors import DataError
 from rsmg.models.fvmgn_captions import CaptionFVMGN
@@ -37,7 +37,7 @@ def ucm() -> tuple[Any, dict[str, Any]]:
 
 def model(spec: Any, **kw: Any) -> CaptionFVMGN:
     torch.manual_seed(0)
-    return CaptionFVMGN(spec, **{**TINY, **kw})
+    return CaptionFVMGN(spec, **with_options(TINY, **kw))
 
 
 def test_registered_and_trains_with_every_term(ucm):
@@ -119,7 +119,7 @@ def test_second_view_of_resampled_samples_only_gives_the_same_views(ucm):
     spec, batch = ucm
     outs, encoded = {}, {}
     for mode in ("all", "resampled"):
-        m = model(spec, second_view=mode, mwdis_p=0.5, caption_dropout=0.0).train()  # no dropout draws
+        m = model(spec, second_view=mode, mwdis={"p": 0.5}, caption_dropout=0.0).train()  # no dropout draws
         for mod in m.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
                 mod.eval()

@@ -16,9 +16,11 @@ import pytest
 import torch
 
 from _paths import SHARED_DATA, missing_shared_data
+from _tiny import with_options
 from rsmg.data.scene_domains import SceneDomainDataModule
 from rsmg.data.spec import DataSpec
 from rsmg.models.alignment import domain_class_infonce
+from rsmg.models.fvmgn_options import AlignmentOptions, FrequencyOptions, TextOptions
 from rsmg.models.fvmgn_scenes import SceneFVMGN
 from rsmg.models.mixstyle import MixStyle, stage_modules
 from rsmg.models.registry import create_model, list_models
@@ -26,10 +28,14 @@ from rsmg.models.scene_models import SceneClassifier
 from rsmg.models.wavelet import MWDisOutput
 from rsmg.text.class_texts import load_class_texts
 
-TINY_TOWER: dict[str, Any] = {
-    "text_tower": "clip-bpe",
-    "text_pretrained": False,
-    "text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2},
+TINY: dict[str, Any] = {
+    "text": TextOptions(
+        class_set="scene5",
+        tower="clip-bpe",
+        pretrained=False,
+        tower_kwargs={"width": 32, "layers": 1, "heads": 2},
+    ),
+    "alignment": AlignmentOptions(embed_dim=32),
 }
 
 
@@ -67,7 +73,7 @@ def scenes() -> tuple[DataSpec, dict[str, Any]]:
 
 def fvmgn(spec: DataSpec, **kwargs: Any) -> SceneFVMGN:
     torch.manual_seed(0)
-    return SceneFVMGN(spec, pretrained=False, embed_dim=32, fused_dim=64, **{**TINY_TOWER, **kwargs})
+    return SceneFVMGN(spec, pretrained=False, fused_dim=64, **with_options(TINY, **kwargs))
 
 
 def train_step(model: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -186,7 +192,7 @@ def test_fvmgn_scenes_per_domain_texts_follow_the_source_datasets(scenes, monkey
 
 def test_fvmgn_scenes_takes_mwdis_donors_from_the_other_domain_only(scenes):
     spec, batch = scenes
-    model = fvmgn(spec, mwdis_p=1.0).train()
+    model = fvmgn(spec, mwdis={"p": 1.0}).train()
     assert model.mwdis is not None
     calls: list[MWDisOutput] = []
     real = model.mwdis.resample
@@ -229,20 +235,20 @@ def test_each_ablation_switch_removes_its_part(scenes):
     names = _trainable(full)
     assert full.align is not None and any("__frequency" in k for k in full.align.image_proj)
 
-    no_mwdis = fvmgn(spec, use_mwdis=False)
+    no_mwdis = fvmgn(spec, mwdis={"enabled": False})
     assert no_mwdis.mwdis is None and set(train_step(no_mwdis, batch)) == {"align"}
 
-    no_texts = fvmgn(spec, texts="none")
+    no_texts = fvmgn(spec, text={"use": "none"})
     assert no_texts.align is None and no_texts.head is not None
     assert not hasattr(no_texts, "text_shared") and not any(
         n.startswith("align.") for n in _trainable(no_texts)
     )
     assert set(train_step(no_texts, batch)) == {"invariance"}
 
-    shared_only = fvmgn(spec, texts="shared")
+    shared_only = fvmgn(spec, text={"use": "shared"})
     assert not hasattr(shared_only, "text_domain") and _trainable(shared_only) == names
 
-    no_freq = fvmgn(spec, use_frequency=False)
+    no_freq = fvmgn(spec, frequency={"enabled": False})
     assert no_freq.freq is None and not any(n.startswith("freq.") for n in _trainable(no_freq))
     assert no_freq.align is not None and not any("__frequency" in k for k in no_freq.align.image_proj)
     assert set(train_step(no_freq, batch)) == {"align", "invariance"}
@@ -273,9 +279,11 @@ def test_too_small_images_for_the_frequency_pathway_are_refused():
     from rsmg.errors import ConfigError
 
     with pytest.raises(ConfigError, match="image_size") as e:
-        SceneFVMGN(spec, pretrained=False, texts="none")
+        SceneFVMGN(spec, pretrained=False, text=TextOptions(use="none"))
     assert e.value.field == "reductions"
-    SceneFVMGN(spec, pretrained=False, texts="none", use_frequency=False)  # the fix works
+    SceneFVMGN(
+        spec, pretrained=False, text=TextOptions(use="none"), frequency=FrequencyOptions(enabled=False)
+    )  # the fix works
 
 
 def test_scene_class_texts_cover_every_class_and_source_dataset():

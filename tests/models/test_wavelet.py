@@ -280,8 +280,8 @@ def test_patch_size_errors_name_a_fix_that_works():
     """A 1-px patch used to be told 'use levels <= 0, a shorter wavelet (haar)' while levels 0 is refused."""
     from rsmg.models.wavelet import check_wavelet
 
-    with pytest.raises(ConfigError, match="use_mwdis: false") as e:
-        check_wavelet("haar", 1, 1, field="wavelet_levels")
+    with pytest.raises(ConfigError, match=r"mwdis\.enabled: false") as e:
+        check_wavelet("haar", 1, 1, field="mwdis.levels")
     assert "levels <= 0" not in str(e.value)
     with pytest.raises(ConfigError, match=r"levels <= 2 or larger patches") as e:
         check_wavelet("haar", 3, 5, field="wavelet_levels")  # already haar: no 'shorter wavelet' advice

@@ -8,6 +8,10 @@ against the parser's own schema (its actions, and for each ``class_path`` the pa
 reads from the class's signature) and returns the first key that is valid nowhere, with the closest valid keys
 at that level and anywhere below it (``--model.init_args.widht`` → ``--model.init_args.net.init_args.width``).
 The walk reads the input, not jsonargparse's message text, so it does not break when the wording changes.
+
+A key a model has renamed (its class's ``renamed_options``: FVMGN's flat options became nested sections,
+``mwdis_p`` → ``mwdis.p``) is reported as renamed, with its new key and every other renamed key of that level,
+so an old config is fixed in one edit.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import difflib
 import functools
 import importlib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,11 @@ class Unknown:
     source: str | None  # the YAML file it came from; None for the command line
     suggestions: tuple[str, ...]  # dotted keys, closest first
     valid: tuple[str, ...]  # every key valid at that level (dotted, full)
+    renamed: tuple[
+        tuple[str, str], ...
+    ] = ()  # a renamed key: (old, new) for it first, then the level's others
+    owner: str = ""  # the class whose option was renamed
+    replacement: str = ""  # the renamed keys of that level with their values, nested: "mwdis: {p: 0.5}; ..."
 
 
 # ---------------------------------------------------------------------------------------------- user input
@@ -169,13 +179,19 @@ def _class_parser(cls: type, skip: frozenset[int]) -> Any:
 class _Level:
     """The keys one parser accepts under a dotted prefix (``trainer.`` of the fit parser, ``''`` of a class)."""
 
-    def __init__(self, parser: Any, prefix: str) -> None:
+    def __init__(self, parser: Any, prefix: str, cls: type | None = None) -> None:
         self.parser, self.prefix = parser, prefix
+        self.cls = cls  # the class whose init_args this level holds (None for a group)
         self.actions = {
             a.dest: a
             for a in parser._actions
             if a.dest != "==SUPPRESS==" and a.dest.rsplit(".", 1)[-1] != "help"  # --help, --model.help CLASS
         }
+
+    def renamed(self) -> Mapping[str, str]:
+        """The class's renamed options: old key → new dotted key below this level (empty for none)."""
+        found = getattr(self.cls, "renamed_options", None)
+        return found if isinstance(found, Mapping) else {}
 
     def children(self) -> list[str]:
         names = {d[len(self.prefix) :].split(".")[0] for d in self.actions if d.startswith(self.prefix)}
@@ -208,7 +224,7 @@ class _Level:
             return None, None
         init = dict(value.get("init_args") or {})
         init.update({k: v for k, v in value.items() if k not in _SUBCLASS_KEYS})  # --model.lr shorthand
-        return _Level(parser, ""), init
+        return _Level(parser, "", cls), init
 
 
 def _class_path(value: Any) -> str | None:
@@ -258,12 +274,28 @@ def _suggest(name: str, level: _Level, merged: Any, display: str) -> tuple[tuple
     here = [_join(display, c) for c in level.children()]
     below = _descendants(level, merged, display, _MAX_DEPTH)
     leaf = {k: k.rsplit(".", 1)[-1] for k in dict.fromkeys(here + below)}
+    if not level.prefix:  # a class level: an old name close to the misspelling suggests its new key
+        leaf.update({_join(display, new): old for old, new in level.renamed().items()})
     close = set(difflib.get_close_matches(name, set(leaf.values()), n=5, cutoff=0.6))
     ranked = sorted(
         (k for k, v in leaf.items() if v in close),
         key=lambda k: (-difflib.SequenceMatcher(None, name, leaf[k]).ratio(), k not in here, k.count("."), k),
     )
     return tuple(ranked[:3]), tuple(here)
+
+
+def _flow(value: Any) -> str:
+    """``value`` as one line of YAML (flow style)."""
+    import yaml
+
+    return str(yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)).strip()
+
+
+def _is_renamed(level: _Level, names: set[str], name: Any, value: Any) -> bool:
+    """``name`` is an old key of the level's class: unknown now, or now a section given a plain value."""
+    if level.prefix or not isinstance(name, str) or name not in level.renamed():
+        return False
+    return name not in names or not isinstance(value, dict)  # `frequency: fft` → `frequency: {kind: fft}`
 
 
 def _walk(level: _Level, tree: Any, merged: Any, display: str, source: str | None) -> Unknown | None:
@@ -273,6 +305,22 @@ def _walk(level: _Level, tree: Any, merged: Any, display: str, source: str | Non
     for name, value in tree.items():
         if not isinstance(name, str) or name == "help":  # --model.help CLASS prints help, it is no key
             continue
+        if _is_renamed(level, names, name, value):
+            new = level.renamed()
+            others = [(k, new[k]) for k in tree if k != name and _is_renamed(level, names, k, tree[k])]
+            nested: dict[str, dict[str, Any]] = {}
+            for old, key in ((name, new[name]), *others):
+                section, _, leaf = key.partition(".")
+                nested.setdefault(section, {})[leaf] = tree[old]
+            return Unknown(
+                _join(display, name),
+                source,
+                (_join(display, new[name]),),
+                (),
+                renamed=((name, new[name]), *others),
+                owner=getattr(level.cls, "__name__", ""),
+                replacement="; ".join(f"{k}: {_flow(v)}" for k, v in nested.items()),
+            )
         if name not in names:
             suggestions, valid = _suggest(name, level, merged, display)
             return Unknown(_join(display, name), source, suggestions, valid)
@@ -317,6 +365,8 @@ def find_unknown(parser: Any, args: list[str]) -> Unknown | None:
 def unknown_error(hit: Unknown, subcommand: str) -> UnknownOptionError:
     """The :class:`~rsmg.errors.UnknownOptionError` for an unknown key: where it is, what was meant, the fix."""
     where = f"in {hit.source}" if hit.source else "on the command line"
+    if hit.renamed:
+        return _renamed_error(hit, where)
     shown = [f"--{s}" if hit.source is None else s for s in hit.suggestions]
     mean = f" (did you mean {' or '.join(shown)})" if shown else ""
     key = f"--{hit.key}" if hit.source is None else hit.key
@@ -332,5 +382,28 @@ def unknown_error(hit: Unknown, subcommand: str) -> UnknownOptionError:
         field=hit.key,
         expected=f"one of the keys valid there: {valid}",
         found=hit.key.rsplit(".", 1)[-1],
+        fix=fix,
+    )
+
+
+def _renamed_error(hit: Unknown, where: str) -> UnknownOptionError:
+    """The error for an option its class renamed: the new key, and every renamed key of that level at once."""
+    old, new = hit.renamed[0]
+    full_new = hit.suggestions[0]
+    pairs = ", ".join(f"{o} → {n}" for o, n in hit.renamed)
+    if hit.source is None:
+        fix = f"write --{full_new} instead of --{hit.key}"
+        if len(hit.renamed) > 1:
+            fix += f" (renamed options on that command line: {pairs})"
+    else:
+        fix = f"nest the options by part in that file ({pairs}): replace those keys with {hit.replacement}"
+    owner = f"{hit.owner}'s " if hit.owner else ""
+    return UnknownOptionError(
+        f"renamed option {'--' if hit.source is None else ''}{hit.key} {where}: `{old}` is now `{new}` "
+        f"({owner}options are nested by part: rsmg/models/fvmgn_options.py)",
+        file=hit.source,
+        field=hit.key,
+        expected=full_new,
+        found=old,
         fix=fix,
     )

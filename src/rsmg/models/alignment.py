@@ -126,18 +126,19 @@ class MSFFA(nn.Module):
         super().__init__()
         if texts not in ("both", "shared", "proprietary"):
             raise ConfigError(
-                "unknown texts option for MSFFA", field="texts",
+                "unknown texts option for MSFFA", field="text.use",
                 expected="'both', 'shared' or 'proprietary'", found=texts, fix="use 'both'",
             )  # fmt: skip
         if not 0 < temperature_init < 1:
             raise ConfigError(
-                "temperature_init out of range", field="temperature_init", expected="(0, 1)",
+                "temperature_init out of range", field="alignment.temperature_init", expected="(0, 1)",
                 found=temperature_init, fix="use 0.07 (CLIP's value)",
             )  # fmt: skip
-        check_choice("alignment loss", loss, ("infonce", "kl"), field="align_loss")
+        check_choice("alignment loss", loss, ("infonce", "kl"), field="alignment.loss")
         if not kl_target_temperature > 0:
             raise ConfigError(
-                "kl_target_temperature must be positive", field="kl_target_temperature", expected="> 0",
+                "kl_target_temperature must be positive", field="alignment.kl_target_temperature",
+                expected="> 0",
                 found=kl_target_temperature, fix="use 0.05",
             )  # fmt: skip
         self.loss_kind = loss

@@ -9,26 +9,36 @@ aligns every scale's features with the texts and classifies against text prototy
 
 Outputs (:class:`~rsmg.models.base.ModelOutput`): ``logits`` (B×K); in training, unweighted ``aux_losses``:
 ``"align"`` (MSFFA, when texts are used and labels are in the batch), ``"invariance"`` (when MWDis is on) and,
-with ``mwdis_logits="original"``, ``"ce_resampled"``; ``embeddings`` ``"fused"`` and one per modality. A term
+with ``mwdis.logits: original``, ``"ce_resampled"``; ``embeddings`` ``"fused"`` and one per modality. A term
 that does not apply is absent, not zero. How rsmg reads what the paper leaves open (two views in training,
 cached text features, the ablation switches) and why each default is what it is: ``docs/decisions.md#fvmgn``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rsmg.data.spec import DataSpec
-from rsmg.errors import ConfigError, check_choice
+from rsmg.errors import ConfigError
 from rsmg.models.alignment import MSFFA
 from rsmg.models.base import ModelOutput, RsmgModel
+from rsmg.models.fvmgn_options import (
+    FVMGN_RENAMED,
+    AlignmentOptions,
+    FrequencyOptions,
+    MWDisOptions,
+    SFIEOptions,
+    TextOptions,
+    build_mwdis,
+)
 from rsmg.models.registry import register_model
-from rsmg.models.sfie import FREQUENCY_KINDS, SFIE, NormKind, StemKind
-from rsmg.models.wavelet import DonorClass, MWDis, check_wavelet, max_wavelet_level
+from rsmg.models.sfie import SFIE
+from rsmg.models.wavelet import check_wavelet, max_wavelet_level
 from rsmg.text.class_texts import ClassTextEmbeddings, ClassTexts, encode_class_texts, load_class_texts
 
 
@@ -70,171 +80,77 @@ def two_view_terms(
 
 @register_model("fvmgn")
 class FVMGN(RsmgModel):
-    """FVMGN (see the module docstring). MWDis and alignment options: :meth:`__init__`.
+    """FVMGN (see the module docstring). Options are grouped by part (:mod:`rsmg.models.fvmgn_options`).
 
     ``decisions.md#...``: the section of ``docs/decisions.md`` with the measurements behind a default.
 
     Args:
         spec: the data (classes, modalities and channels, domains, patch size).
-        class_set: class-text set for the spec's classes (``"shared"`` for the cross-scene set, or a scene).
-        text_tower: ``"minilm"`` (pretrained, default) or ``"clip-bpe"``.
-        text_pretrained: load the tower's pretrained weights (MiniLM).
-        freeze_text: freeze the tower and cache the class-text features (the paper trains projections).
-        text_tower_kwargs: extra arguments of :func:`rsmg.text.towers.create_text_tower` (e.g. ``checkpoint``,
-            ``width``/``layers``/``heads`` of a ``clip-bpe`` tower).
-        width: SFIE width at the first scale.
-        scales: number of SFIE scales (1–3); 2, the paper's "multiscale" (decisions.md#fvmgn-scales).
-        embed_dim: size of the joint image-text space.
-        use_mwdis: MWDis resampling in training (+ invariance loss).
-        use_frequency: SFIE frequency pathway and frequency alignment.
-        frequency: kind of frequency pathway: ``"wavelet"`` (the paper's framing), ``"fft"`` (log-amplitude) or
-            ``"fft_phase"`` (log-amplitude + phase, :class:`~rsmg.models.sfie.FrequencyBlock`);
-            decisions.md#fvmgn-frequency.
-        texts: ``"both"``, ``"shared"``, ``"proprietary"`` or ``"none"`` (image-only ablation).
-        multiscale_alignment: align every scale (False: the last only).
+        sfie: the encoder (width, scales, attention, stems), :class:`~rsmg.models.fvmgn_options.SFIEOptions`.
+        frequency: SFIE's frequency pathway and frequency alignment,
+            :class:`~rsmg.models.fvmgn_options.FrequencyOptions`.
+        mwdis: MWDis resampling in training (+ invariance loss), :class:`~rsmg.models.fvmgn_options.MWDisOptions`.
+        text: which class texts and the tower that encodes them, :class:`~rsmg.models.fvmgn_options.TextOptions`.
+        alignment: MSFFA (joint space, loss, temperature), :class:`~rsmg.models.fvmgn_options.AlignmentOptions`.
         wavelet: wavelet of MWDis and of the SFIE wavelet pathway.
-        attn_heads: heads of SFIE's global blocks: ``None`` (default) = one head per 16 channels at each scale
-            (``[2, 4]`` at width 32), one number for every scale, or one per scale; decisions.md#attention-heads.
-        norm: SFIE normalisation (``"batch"`` or ``"group"``).
-        global_blocks: SFIE's self-attention blocks (False: the spatial pathway is local convs only).
-        attn_sr_ratios: per SFIE scale, average-pooling of the attention keys/values (PVT-style, no
-            parameters); None = full attention (decisions.md#attn-sr).
-        fuse_norm: LayerNorm on SFIE's fused embedding.
-        stem: first layer of SFIE's stems: ``"pointwise"`` (default, ``1×1`` then ``3×3``), ``"spatial"``
-            (``3×3`` first) or ``"auto"`` (``1×1`` only for modalities with more channels than ``width``;
-            decisions.md#sfie-stems).
         channels_last: SFIE weights and image batches in NHWC memory format; a speed switch, the maths is
             unchanged. Results files before 2026-11-29 used ``False`` (decisions.md#channels-last).
         compile_encoder: compile SFIE with ``torch.compile`` in place (same parameter names and checkpoints);
             off by default: compiling costs seconds to minutes before the first step; decisions.md#compile-encoder.
     """
 
+    #: the flat arguments before 2026-12 → their nested keys, for the CLI's error on an old config
+    renamed_options: ClassVar[Mapping[str, str]] = FVMGN_RENAMED
+
     text_shared: torch.Tensor
     text_proprietary: torch.Tensor
 
-    def __init__(  # noqa: D417 - the other arguments are on the class; jsonargparse's help merges both
+    def __init__(
         self,
         spec: DataSpec,
         *,
-        class_set: str = "shared",
-        text_tower: Literal["minilm", "clip-bpe"] = "minilm",
-        text_pretrained: bool = True,
-        freeze_text: bool = True,
-        text_tower_kwargs: dict[str, Any] | None = None,
-        width: int = 64,
-        scales: int = 2,
-        embed_dim: int = 256,
-        use_mwdis: bool = True,
-        use_frequency: bool = True,
-        frequency: Literal["wavelet", "fft", "fft_phase"] = "wavelet",
-        texts: Literal["both", "shared", "proprietary", "none"] = "both",
-        multiscale_alignment: bool = True,
+        sfie: SFIEOptions = SFIEOptions(),
+        frequency: FrequencyOptions = FrequencyOptions(),
+        mwdis: MWDisOptions = MWDisOptions(),
+        text: TextOptions = TextOptions(),
+        alignment: AlignmentOptions = AlignmentOptions(),
         wavelet: str = "haar",
-        wavelet_levels: int = 1,
-        mwdis_p: float = 0.5,
-        mwdis_ll_mix: float = 1.0,
-        mwdis_high_jitter: float = 0.5,
-        mwdis_high_swap: bool = False,
-        mwdis_donors: Literal["shared", "per_modality"] = "shared",
-        mwdis_same_domain_fallback: bool = False,
-        mwdis_donor_class: DonorClass = "any",
-        mwdis_logits: Literal["original", "resampled"] = "resampled",
-        mwdis_at: Literal["input", "stem"] = "input",
-        temperature_init: float = 0.07,
-        align_loss: Literal["infonce", "kl"] = "infonce",
-        kl_target_temperature: float = 0.05,
-        attn_heads: int | list[int] | None = None,
-        norm: NormKind = "batch",
-        global_blocks: bool = True,
-        attn_sr_ratios: list[int] | None = None,
-        fuse_norm: bool = True,
         channels_last: bool = True,
         compile_encoder: bool = False,
-        stem: StemKind = "pointwise",
     ) -> None:
-        """Build the model. Arguments not listed here are documented on the class.
-
-        Args:
-            wavelet_levels: MWDis decomposition levels.
-            mwdis_p: probability that a source sample is resampled.
-            mwdis_ll_mix: weight of the donor's LL statistics (1 = replace).
-            mwdis_high_jitter: half-width of the detail-band rescaling.
-            mwdis_high_swap: take the donor's detail-band coefficients (MWDis ``high_swap``); off, within the
-                seed spread (decisions.md#mwdis-high-swap).
-            mwdis_donors: ``"shared"`` (one donor per sample for every modality) or ``"per_modality"``.
-            mwdis_same_domain_fallback: allow same-domain donors when no other source domain is in the batch.
-                Required with a single source domain: without it no sample would ever get a donor, so that
-                configuration is refused at construction.
-            mwdis_donor_class: ``"any"`` (default, the paper's wording) or ``"same"``: donors of the receiver's
-                class only, so a donor lends no other class's signal (decisions.md#mwdis-donors).
-            mwdis_logits: which training view the classification loss reads: ``"resampled"`` (default, the
-                paper's reading) or ``"original"`` (the resampled view then enters through the invariance and
-                alignment terms and ``ce_resampled``; in-scene configs, decisions.md#mwdis-logits).
-            mwdis_at: where MWDis resamples: ``"input"`` (default, the patches of every modality, the paper's
-                reading) or ``"stem"`` (each modality's stem features; decisions.md#mwdis-at).
-            temperature_init: initial temperature of MSFFA's logit scale.
-            align_loss: MSFFA's loss, ``"infonce"`` or ``"kl"`` (KL to frozen text-similarity targets;
-                decisions.md#align-loss).
-            kl_target_temperature: temperature of those targets.
-        """
         super().__init__(spec)
-        check_choice("texts option", texts, ("both", "shared", "proprietary", "none"), field="texts")
-        check_choice("frequency pathway", frequency, FREQUENCY_KINDS, field="frequency")
-        check_choice("MWDis position", mwdis_at, ("input", "stem"), field="mwdis_at")
-        sizes = scale_sizes(spec.patch_size, scales)
-        if use_mwdis:
-            check_wavelet(wavelet, wavelet_levels, spec.patch_size, field="wavelet_levels")
-            if mwdis_p == 0:
-                raise ConfigError(
-                    "MWDis is on but never resamples (mwdis_p = 0): SFIE would encode an identical second view",
-                    field="mwdis_p", expected="> 0 with use_mwdis", found=mwdis_p,
-                    fix="set use_mwdis: false to switch MWDis off, or mwdis_p: 0.5",
-                )  # fmt: skip
-        if use_frequency and frequency == "wavelet":
+        self.mwdis = build_mwdis(mwdis, spec, wavelet)
+        sizes = scale_sizes(spec.patch_size, sfie.scales)
+        if frequency.enabled and frequency.kind == "wavelet":
             check_wavelet(wavelet, 1, None, field="wavelet")
             if max_wavelet_level(sizes[-1], wavelet) < 1:
                 raise ConfigError(
                     f"patches of {spec.patch_size} px are too small for the {wavelet!r} wavelet pathway at "
-                    f"{scales} scales",
-                    field="scales",
+                    f"{sfie.scales} scales",
+                    field="sfie.scales",
                     expected=f"a last-scale map that allows one level of {wavelet!r}",
                     found=f"map sides {sizes}",
-                    fix="use fewer scales, larger patches, wavelet='haar', frequency='fft' or use_frequency=False",
+                    fix="use fewer sfie.scales, larger patches, wavelet: haar, frequency.kind: fft or "
+                    "frequency.enabled: false",
                 )
-        self.texts = texts
-        self.mwdis_at = mwdis_at
-        self.use_mwdis = use_mwdis
-        self.use_frequency = use_frequency
+        self.texts = text.use
+        self.mwdis_at = mwdis.at
+        self.use_mwdis = mwdis.enabled
+        self.use_frequency = frequency.enabled
         modalities = dict(spec.modalities)
-        self.mwdis_logits = mwdis_logits
-        self.mwdis = (
-            MWDis.for_spec(
-                spec,
-                wavelet=wavelet,
-                levels=wavelet_levels,
-                p=mwdis_p,
-                ll_mix=mwdis_ll_mix,
-                high_jitter=mwdis_high_jitter,
-                high_swap=mwdis_high_swap,
-                donors=mwdis_donors,
-                same_domain_fallback=mwdis_same_domain_fallback,
-                donor_class=mwdis_donor_class,
-            )
-            if use_mwdis
-            else None
-        )
+        self.mwdis_logits = mwdis.logits
         self.encoder = SFIE(
             modalities,
-            width=width,
-            scales=scales,
-            frequency=frequency if use_frequency else "none",
+            width=sfie.width,
+            scales=sfie.scales,
+            frequency=frequency.kind if frequency.enabled else "none",
             wavelet=wavelet,
-            attn_heads=attn_heads,
-            norm=norm,
-            global_blocks=global_blocks,
-            attn_sr_ratios=attn_sr_ratios,
-            fuse_norm=fuse_norm,
-            stem=stem,
+            attn_heads=sfie.attn_heads,
+            norm=sfie.norm,
+            global_blocks=sfie.global_blocks,
+            attn_sr_ratios=sfie.attn_sr_ratios,
+            fuse_norm=sfie.fuse_norm,
+            stem=sfie.stem,
         )
         self.channels_last = channels_last
         if channels_last:
@@ -247,31 +163,31 @@ class FVMGN(RsmgModel):
         self.head: nn.Linear | None = None
         self._text_tokens: dict[str, torch.Tensor] | None = None
         self._class_texts: ClassTexts | None = None
-        if texts == "none":
+        if text.use == "none":
             self.head = nn.Linear(self.encoder.out_dim, spec.num_classes)
             return
 
         from rsmg.text.towers import create_text_tower
 
         tower = create_text_tower(
-            text_tower, pretrained=text_pretrained, frozen=freeze_text, **(text_tower_kwargs or {})
+            text.tower, pretrained=text.pretrained, frozen=text.freeze, **(text.tower_kwargs or {})
         )
-        ct = load_class_texts(class_set, list(spec.classes), list(modalities))
+        ct = load_class_texts(text.class_set, list(spec.classes), list(modalities))
         self._class_texts = ct
         self.align = MSFFA(
             list(modalities),
             self.encoder.dims,
             self.encoder.out_dim,
             tower.width,
-            embed_dim=embed_dim,
-            use_frequency=use_frequency,
-            multiscale=multiscale_alignment,
-            texts=texts,
-            temperature_init=temperature_init,
-            loss=align_loss,
-            kl_target_temperature=kl_target_temperature,
+            embed_dim=alignment.embed_dim,
+            use_frequency=frequency.enabled,
+            multiscale=alignment.multiscale,
+            texts=text.use,
+            temperature_init=alignment.temperature_init,
+            loss=alignment.loss,
+            kl_target_temperature=alignment.kl_target_temperature,
         )
-        if freeze_text:
+        if text.freeze:
             emb = encode_class_texts(tower, ct)
             self.register_buffer("text_shared", emb.shared.detach().clone())
             self.register_buffer(

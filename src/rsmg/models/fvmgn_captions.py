@@ -66,7 +66,7 @@ class CaptionFVMGN(SceneFVMGN):
         **kwargs: Any,
     ) -> None:
         super().__init__(spec, **kwargs)
-        tower = self.__dict__.pop("_text_tower_once", None)  # None with texts: none (no class-text tower)
+        tower = self.__dict__.pop("_text_tower_once", None)  # None with text.use: none (no class-text tower)
         self.captions = CaptionFeatureCache(tower if tower is not None else super().build_text_tower())
         img_dim = self.backbone.width
         self.null_token = nn.Parameter(torch.zeros(1, 1, self.captions.width))

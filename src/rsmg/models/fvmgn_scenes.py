@@ -8,7 +8,7 @@ probe and MixStyle differs in FVMGN's parts only. Data flow in training:
 1. **MWDis on the images** (:class:`~rsmg.models.wavelet.MWDis`, Haar, one level): each selected image's LL
    channel statistics are taken from an image of the *other* source dataset (the paper's multi-source
    setting: donors only across domains), its detail bands rescaled. The original and the resampled batch go
-   through the backbone together (2B); ``logits`` are the resampled view's (``mwdis_logits``, as in FVMGN).
+   through the backbone together (2B); ``logits`` are the resampled view's (``mwdis.logits``, as in FVMGN).
 2. **Backbone, multiscale** — :meth:`~rsmg.models.image_encoders.ImageTokenEncoder.forward_multiscale`: the
    pooled embedding and the maps at strides ``reductions`` (default 8, 16, 32) from one pass.
 3. **Frequency pathway** — SFIE's :class:`~rsmg.models.sfie.FrequencyBlock` on every map (wavelet sub-bands →
@@ -28,18 +28,19 @@ probe and MixStyle differs in FVMGN's parts only. Data flow in training:
 
 Training terms (``aux_losses``, unweighted; configs weight them CE 1.0, ``align`` 0.5, ``invariance`` 0.1 as
 papers.md recommends): ``align`` (with texts and labels), ``invariance`` (with MWDis: cosine distance of the two
-views' fused embeddings), ``ce_resampled`` (only with ``mwdis_logits="original"``). A term that does not apply
+views' fused embeddings), ``ce_resampled`` (only with ``mwdis.logits: original``). A term that does not apply
 is absent.
 
-Ablations (one switch each): ``use_mwdis: false`` (one view, no invariance); ``texts: none`` (linear head on the
-fused embedding, no tower, no alignment); ``texts: shared`` (no per-domain texts); ``use_frequency: false`` (no
-frequency blocks: the fused embedding pools the plain maps, alignment is spatial only); ``reductions: [32]``
-(single scale: one map, one frequency block, one scale aligned).
+Ablations (one switch each): ``mwdis.enabled: false`` (one view, no invariance); ``text.use: none`` (linear head
+on the fused embedding, no tower, no alignment); ``text.use: shared`` (no per-domain texts);
+``frequency.enabled: false`` (no frequency blocks: the fused embedding pools the plain maps, alignment is spatial
+only); ``reductions: [32]`` (single scale: one map, one frequency block, one scale aligned).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,11 +51,20 @@ from rsmg.errors import ConfigError, check_choice
 from rsmg.models.alignment import MSFFA, domain_class_infonce, symmetric_class_infonce
 from rsmg.models.base import ModelOutput, RsmgModel
 from rsmg.models.fvmgn import two_view_terms
+from rsmg.models.fvmgn_options import (
+    SCENE_RENAMED,
+    AlignmentOptions,
+    FrequencyOptions,
+    MWDisOptions,
+    TextOptions,
+    build_mwdis,
+    refuse_unsupported,
+)
 from rsmg.models.image_encoders import MultiscaleFeatures
 from rsmg.models.registry import register_model
 from rsmg.models.scene_models import scene_backbone, scene_image
-from rsmg.models.sfie import FREQUENCY_KINDS, FrequencyBlock, SFIEOutput
-from rsmg.models.wavelet import DonorClass, MWDis, max_wavelet_level
+from rsmg.models.sfie import FrequencyBlock, SFIEOutput
+from rsmg.models.wavelet import max_wavelet_level
 from rsmg.text.class_texts import ClassTextEmbeddings, encode_class_texts, load_class_texts
 
 __all__ = ["SceneFVMGN", "text_domain_key"]
@@ -74,6 +84,10 @@ def text_domain_key(domain: str) -> str:
 class SceneFVMGN(RsmgModel):
     """FVMGN for scene images on a pretrained backbone (see the module docstring).
 
+    MWDis, frequency, text and alignment options are FVMGN's (:mod:`rsmg.models.fvmgn_options`), so they mean
+    the same here; the few this model does not implement are refused by name (``mwdis.at: stem``,
+    ``text.use: proprietary``, ``text.freeze: false``, ``alignment.multiscale: false``, ``alignment.loss: kl``).
+
     Args:
         spec: the data spec (linked from the datamodule); its source domains are the datasets whose texts
             are read.
@@ -83,31 +97,22 @@ class SceneFVMGN(RsmgModel):
         modality: which ``image_<modality>`` the model reads.
         reductions: strides of the backbone maps the frequency pathway and the alignment use (``[32]``: the
             single-scale ablation).
-        use_mwdis: MWDis on the input images (+ the second view and the invariance term).
-        use_frequency: the frequency pathway (and frequency alignment).
-        frequency: kind of frequency block, ``"wavelet"``, ``"fft"`` or ``"fft_phase"``.
-        texts: ``"both"`` (shared + per-domain alignment), ``"shared"``, or ``"none"`` (linear head).
-        class_set: class-text set (``scene7``; ``scene5`` is its alias).
-        text_tower: ``"minilm"`` (pretrained all-MiniLM-L6-v2, frozen) or ``"clip-bpe"`` (tests).
-        text_pretrained: load the tower's weights.
-        text_tower_kwargs: extra arguments of :func:`rsmg.text.towers.create_text_tower`.
+        mwdis: MWDis on the input images (+ the second view and the invariance term).
+        frequency: the frequency blocks on the backbone's maps (and frequency alignment).
+        text: ``use``: ``"both"`` (shared + per-domain alignment), ``"shared"``, or ``"none"`` (linear head);
+            the class-text set (``scene7``; ``scene5`` is its alias, the default) and the frozen tower
+            (``"minilm"``, pretrained all-MiniLM-L6-v2, or ``"clip-bpe"`` for tests).
+        alignment: the joint space's size and the logit scale's initial temperature.
         fused_dim: width of the fused embedding.
-        embed_dim: size of the joint image-text space.
         wavelet: wavelet of MWDis and of the frequency blocks.
-        wavelet_levels: MWDis decomposition levels.
-        mwdis_p: probability that a source image is resampled.
-        mwdis_ll_mix: weight of the donor's LL statistics (1 = replace).
-        mwdis_high_jitter: half-width of the detail-band rescaling.
-        mwdis_same_domain_fallback: donors from the same domain when the batch has no other source domain
-            (needed with one source domain).
-        mwdis_donor_class: ``"any"`` or ``"same"`` (donors of the receiver's class only).
-        mwdis_logits: the view whose logits the CE reads, ``"resampled"`` (FVMGN's default) or ``"original"``.
-        temperature_init: initial temperature of the logit scale.
         channels_last: NHWC weights and images (speed only, see :func:`~rsmg.models.scene_models.scene_backbone`).
         second_view: which samples' MWDis view is encoded: ``"all"`` or ``"resampled"`` (MWDis leaves the others
-            unchanged, so their second view equals the original; skipping it saves about ``1 - mwdis_p`` of the
+            unchanged, so their second view equals the original; skipping it saves about ``1 - mwdis.p`` of the
             second view's cost, and only batch statistics differ).
     """
+
+    #: the flat arguments before 2026-12 → their nested keys, for the CLI's error on an old config
+    renamed_options: ClassVar[Mapping[str, str]] = SCENE_RENAMED
 
     text_shared: torch.Tensor
     text_domain: torch.Tensor
@@ -121,39 +126,28 @@ class SceneFVMGN(RsmgModel):
         freeze: str = "none",
         modality: str = "rgb",
         reductions: list[int] | tuple[int, ...] = (8, 16, 32),
-        use_mwdis: bool = True,
-        use_frequency: bool = True,
-        frequency: Literal["wavelet", "fft", "fft_phase"] = "wavelet",
-        texts: Literal["both", "shared", "none"] = "both",
-        class_set: str = "scene5",
-        text_tower: Literal["minilm", "clip-bpe"] = "minilm",
-        text_pretrained: bool = True,
-        text_tower_kwargs: dict[str, Any] | None = None,
+        mwdis: MWDisOptions = MWDisOptions(),
+        frequency: FrequencyOptions = FrequencyOptions(),
+        text: TextOptions = TextOptions(class_set="scene5"),
+        alignment: AlignmentOptions = AlignmentOptions(),
         fused_dim: int = 512,
-        embed_dim: int = 256,
         wavelet: str = "haar",
-        wavelet_levels: int = 1,
-        mwdis_p: float = 0.5,
-        mwdis_ll_mix: float = 1.0,
-        mwdis_high_jitter: float = 0.5,
-        mwdis_same_domain_fallback: bool = False,
-        mwdis_donor_class: DonorClass = "any",
-        mwdis_logits: Literal["original", "resampled"] = "resampled",
-        temperature_init: float = 0.07,
         channels_last: bool = True,
         second_view: Literal["all", "resampled"] = "all",
     ) -> None:
         super().__init__(spec)
         check_choice("second view", second_view, ("all", "resampled"), field="second_view")
+        name = type(self).__name__
+        refuse_unsupported("mwdis", mwdis, {"at": "input"}, model=name)
+        check_choice("texts option", text.use, ("both", "shared", "none"), field="text.use")
+        refuse_unsupported("text", text, {"freeze": True}, model=name)
+        refuse_unsupported("alignment", alignment, {"multiscale": True, "loss": "infonce"}, model=name)
         self.second_view = second_view
         self._second_rows: torch.Tensor | None = None
-        check_choice("texts option", texts, ("both", "shared", "none"), field="texts")
-        check_choice("frequency pathway", frequency, FREQUENCY_KINDS, field="frequency")
-        check_choice("MWDis logits", mwdis_logits, ("original", "resampled"), field="mwdis_logits")
         self.modality = modality
         self.reductions = tuple(int(r) for r in reductions)
-        self.texts = texts
-        self.mwdis_logits = mwdis_logits
+        self.texts = text.use
+        self.mwdis_logits = mwdis.logits
         self.channels_last = channels_last
         self.backbone = scene_backbone(
             spec,
@@ -164,25 +158,12 @@ class SceneFVMGN(RsmgModel):
             channels_last=channels_last,
         )
         channels = self.backbone.feature_channels(self.reductions)
-        self.mwdis = (
-            MWDis.for_spec(
-                spec,
-                wavelet=wavelet,
-                levels=wavelet_levels,
-                p=mwdis_p,
-                ll_mix=mwdis_ll_mix,
-                high_jitter=mwdis_high_jitter,
-                same_domain_fallback=mwdis_same_domain_fallback,
-                donor_class=mwdis_donor_class,
-            )
-            if use_mwdis
-            else None
-        )
+        self.mwdis = build_mwdis(mwdis, spec, wavelet)
         self.freq: nn.ModuleList | None = None
-        if use_frequency:
-            if frequency == "wavelet":
+        if frequency.enabled:
+            if frequency.kind == "wavelet":
                 self._check_map_sizes(wavelet)
-            self.freq = nn.ModuleList(FrequencyBlock(c, frequency, wavelet) for c in channels)
+            self.freq = nn.ModuleList(FrequencyBlock(c, frequency.kind, wavelet) for c in channels)
             if channels_last:
                 self.freq.to(memory_format=torch.channels_last)
         self.fuse = nn.Sequential(
@@ -190,14 +171,14 @@ class SceneFVMGN(RsmgModel):
         )
         self.head: nn.Linear | None = None
         self.align: MSFFA | None = None
-        self._tower_args = (text_tower, text_pretrained, dict(text_tower_kwargs or {}))
-        if texts == "none":
+        self._tower_args = (text.tower, text.pretrained, dict(text.tower_kwargs or {}))
+        if text.use == "none":
             self.head = nn.Linear(fused_dim, spec.num_classes)
             return
 
         tower = self.build_text_tower()
-        keys = [text_domain_key(d) for d in spec.source_domains] if texts == "both" else []
-        ct = load_class_texts(class_set, list(spec.classes), [], domains=list(dict.fromkeys(keys)))
+        keys = [text_domain_key(d) for d in spec.source_domains] if text.use == "both" else []
+        ct = load_class_texts(text.class_set, list(spec.classes), [], domains=list(dict.fromkeys(keys)))
         emb = encode_class_texts(tower, ct)
         self.register_buffer("text_shared", emb.shared.detach().clone())
         if keys:  # one K×D block per source domain, in spec order (= the batch's domain index)
@@ -207,15 +188,15 @@ class SceneFVMGN(RsmgModel):
             list(channels),
             fused_dim,
             int(tower.width),  # type: ignore[arg-type]
-            embed_dim=embed_dim,
-            use_frequency=use_frequency,
+            embed_dim=alignment.embed_dim,
+            use_frequency=frequency.enabled,
             multiscale=True,  # the scales are chosen by `reductions`
             texts="shared",  # the classifier's prototypes: a target dataset has no per-domain text
-            temperature_init=temperature_init,
+            temperature_init=alignment.temperature_init,
         )
 
     def build_text_tower(self) -> nn.Module:
-        """The frozen text tower of ``text_tower`` / ``text_pretrained`` / ``text_tower_kwargs``.
+        """The frozen text tower of ``text.tower`` / ``text.pretrained`` / ``text.tower_kwargs``.
 
         Only the class texts' embeddings are kept (as buffers), so the tower itself is not a submodule here.
         """
@@ -240,8 +221,8 @@ class SceneFVMGN(RsmgModel):
                 field="reductions",
                 expected=f"every map side allowing one level of {wavelet!r} (haar: >= 2 px)",
                 found=f"image_size {size}, strides {list(self.reductions)}",
-                fix="use larger images (data.init_args.image_size >= 64), smaller strides, frequency: fft, "
-                "or use_frequency: false",
+                fix="use larger images (data.init_args.image_size >= 64), smaller strides, frequency.kind: fft, "
+                "or frequency.enabled: false",
             )
 
     # -- encoding ------------------------------------------------------------------------------------
@@ -295,7 +276,7 @@ class SceneFVMGN(RsmgModel):
         """MSFFA's alignment loss with per-domain texts.
 
         Mean symmetric InfoNCE of every aligned feature (scales × spatial/frequency, and the fused embedding)
-        against the shared texts and, with ``texts="both"``, against its own domain's texts.
+        against the shared texts and, with ``text.use: both``, against its own domain's texts.
         """
         assert self.align is not None and enc.fused is not None
         shared, _ = self.align.text_targets(ClassTextEmbeddings(shared=self.text_shared))

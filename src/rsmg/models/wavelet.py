@@ -90,7 +90,7 @@ def check_wavelet(wavelet: str, levels: int, patch_size: int | None, *, field: s
                     field=field,
                     expected="patches of at least 2×2 pixels for MWDis",
                     found=f"patch_size {patch_size}",
-                    fix="switch MWDis off (use_mwdis: false; for ConcatCNN mwdis_p: 0), as "
+                    fix="switch MWDis off (FVMGN: mwdis.enabled: false; ConcatCNN: mwdis_p: 0), as "
                     "experiments/fvmgn/houston2013_vectors.yaml does for single-pixel vectors, or use larger "
                     "patches (data.init_args.patch_size, e.g. 11)",
                 )
@@ -324,7 +324,7 @@ class MWDis(nn.Module):
                 field="image_<modality> (H, W)",
                 expected=f"levels <= {top} for this size",
                 found=lv,
-                fix="lower wavelet_levels or use larger patches",
+                fix="lower the MWDis levels (mwdis.levels) or use larger patches",
             )
         dt = x.dtype
         if self.fast_haar and self.wavelet == "haar" and self.mode in _HAAR_PAD:  # equal to ptwt to rounding
@@ -487,11 +487,12 @@ class MWDis(nn.Module):
         return self.resample(images, domain, labels=labels, generator=generator).images
 
     @classmethod
-    def for_spec(cls, spec: DataSpec, **kwargs: Any) -> MWDis:
+    def for_spec(cls, spec: DataSpec, *, field: str = "mwdis_same_domain_fallback", **kwargs: Any) -> MWDis:
         """MWDis for a dataset: source-domain count and patch size (for the level check) from its spec.
 
         Args:
             spec: the data spec the model is built from.
+            field: the model's key for ``same_domain_fallback``, named in the error.
             **kwargs: every other constructor argument.
 
         Raises:
@@ -501,10 +502,10 @@ class MWDis(nn.Module):
         if len(spec.source_domains) <= 1 and not kwargs.get("same_domain_fallback", False):
             raise ConfigError(
                 "MWDis with one source domain finds no donor from another domain, so it would never resample",
-                field="mwdis_same_domain_fallback", expected="true with a single source domain",
+                field=field, expected="true with a single source domain",
                 found=f"false, source domains {list(spec.source_domains)}",
-                fix="set mwdis_same_domain_fallback: true (donors from the same scene), add a source domain, "
-                "or switch MWDis off (FVMGN: use_mwdis: false; ConcatCNN: mwdis_p: 0)",
+                fix=f"set {field}: true (donors from the same scene), add a source domain, or switch MWDis off "
+                "(FVMGN, SceneFVMGN: mwdis.enabled: false; ConcatCNN: mwdis_p: 0)",
             )  # fmt: skip
         return cls(num_source_domains=max(1, len(spec.source_domains)), patch_size=spec.patch_size, **kwargs)
 
