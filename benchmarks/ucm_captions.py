@@ -174,7 +174,7 @@ def zero_shot(leakage: str, held_out: bool) -> dict:
     ds = dm.test_dataset("ucm")
     tower = create_text_tower("minilm", pretrained=True, frozen=True)
     ct = load_class_texts("ucm21", list(dm.classes), [])
-    names = [ct.shared[c].split(":")[0].replace("an aerial scene of ", "") for c in dm.classes]
+    names = [ct.display[c] for c in dm.classes]
     prompts = F.normalize(tower.encode([f"an aerial image of {n}" for n in names]).pooled, dim=-1)
     k = len(dm.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
