@@ -91,6 +91,19 @@ def _scalar(hint: Any, extra: Arg) -> dict[str, Any]:
     return choices if hint is str else {"type": hint, **choices}
 
 
+def _parameters(target: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The parameters of ``target``, a dataclass field's ``default_factory`` called for its default."""
+    params = list(inspect.signature(target).parameters.values())
+    if not (isinstance(target, type) and dataclasses.is_dataclass(target)):
+        return params
+    factories = {
+        f.name: f.default_factory
+        for f in dataclasses.fields(target)
+        if f.default_factory is not dataclasses.MISSING
+    }
+    return [p.replace(default=factories[p.name]()) if p.name in factories else p for p in params]
+
+
 def _param_docs(target: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     """The docstring's description and each parameter's (or dataclass field's) line."""
     import docstring_parser
@@ -135,7 +148,7 @@ def signature_parser(
     )
     hints = typing.get_type_hints(target, include_extras=True)
     containers: dict[str, Any] = {}
-    for p in inspect.signature(target).parameters.values():
+    for p in _parameters(target):
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise TypeError(f"{target.__qualname__}: *{p.name} cannot be a command-line parameter")
         hint, extra, optional = _split(hints[p.name])
@@ -236,7 +249,7 @@ def parse_kwargs(
     values = cfg.as_dict()
     hints = typing.get_type_hints(target, include_extras=True)
     kwargs: dict[str, Any] = {}
-    for p in inspect.signature(target).parameters.values():
+    for p in _parameters(target):
         value = values.get(p.name, p.default)
         if isinstance(value, list) and typing.get_origin(_split(hints[p.name])[0]) is tuple:
             value = tuple(value)
