@@ -143,8 +143,8 @@ def signature_parser(
     parser.add_argument(
         "--config",
         action=ActionConfigFile,
-        help="YAML file of options; keys are the option names with underscores (as --print_config writes "
-        "them); options given after it override it",
+        help="YAML file of options, keys as --print_config writes them (max_new_tokens for --max-new-tokens); "
+        "options given after it override it",
     )
     hints = typing.get_type_hints(target, include_extras=True)
     containers: dict[str, Any] = {}
