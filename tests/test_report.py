@@ -13,7 +13,7 @@ import yaml
 from _paths import REPO
 from rsmg import report
 from rsmg.cli.main import main as rsmg_main
-from rsmg.report.cli import _parser
+from rsmg.cli.report import parser as _parser
 
 CLASSES = ["trees", "ground", "road", "buildings"]
 

@@ -35,9 +35,16 @@ Example::
 
 from rsmg.report.aggregation import METRICS, Cell, Report, aggregate
 from rsmg.report.build import build_report
-from rsmg.report.cli import main
 from rsmg.report.runs import Run, find_runs, read_run
 from rsmg.report.tables import runs_csv, to_csv, to_json, to_markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``rsmg report`` (:func:`rsmg.cli.report.main`); the verb's parser loads only when it runs."""
+    from rsmg.cli.report import main as report_main
+
+    return report_main(argv)
+
 
 __all__ = [
     "METRICS",
