@@ -14,6 +14,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+WALL_FILE = "bench_wall_s.txt"  # wall seconds of fit + test, written by the accuracy grids beside each run
 sys.path.insert(0, str(ROOT / "src"))
 
 from rsmg.io import atomic_write_text  # noqa: E402
@@ -79,6 +80,25 @@ def rsmg_fit(args: list[str], label: str) -> bool:
         return False
     print(f"{label}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     return True
+
+
+def timed_fit(args: list[str], label: str, run_dir: Path) -> float | None:
+    """:func:`rsmg_fit`, its wall seconds kept in ``run_dir/WALL_FILE``: the seconds, or None when it failed.
+
+    Kept beside the run so that a table built later from reused runs still shows what each run cost.
+    """
+    t0 = time.perf_counter()
+    if not rsmg_fit(args, label):
+        return None
+    wall = time.perf_counter() - t0
+    (run_dir / WALL_FILE).write_text(f"{wall:.1f}\n")
+    return wall
+
+
+def recorded_wall(run_dir: Path) -> float:
+    """The wall seconds :func:`timed_fit` recorded for a run; NaN for a run trained before the record."""
+    wall_file = run_dir / WALL_FILE
+    return float(wall_file.read_text()) if wall_file.exists() else float("nan")
 
 
 def grid_run_args(save_dir: Path, name: str, seed: int) -> list[str]:

@@ -22,14 +22,16 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from _common import ROOT, grid_run_args, machine, rsmg_fit, write_result
+from rsmg.cli.signature import Arg, cli
 
 CONFIGS = {
     "aid_minitest": "experiments/captions/aid_minitest.yaml",
@@ -143,16 +145,26 @@ def zero_shot_table(seeds: list[int], out: Path) -> list[str]:
     return [*lines, ""]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    ap.add_argument("--datasets", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    ap.add_argument(
-        "--zero-shot", action="store_true", help="add the AID zero-shot protocol (Beach held out)"
-    )
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_captions")
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``caption_accuracy.py``.
+
+    Attributes:
+        seeds: seeds of every method
+        datasets: datasets to run
+        methods: methods to run
+        zero_shot: add the AID zero-shot protocol (Beach held out)
+        out: folder of the runs
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
+    datasets: Annotated[list[str], Arg(choices=tuple(CONFIGS))] = field(default_factory=lambda: list(CONFIGS))
+    methods: Annotated[list[str], Arg(choices=tuple(METHODS))] = field(default_factory=lambda: list(METHODS))
+    zero_shot: bool = False
+    out: Path = ROOT / "outputs" / "bench_captions"
+
+
+def main(args: Options) -> None:
     lines = [
         "# Captioned scene classification: fusion methods × raw / controlled captions",
         "",
@@ -179,4 +191,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -9,9 +9,9 @@ Usage: ``RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/data_throughp
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from _common import machine, peak_rss_mib, write_result
+from rsmg.cli.signature import cli
 from rsmg.data.datamodule import CrossDomainDataModule
 from rsmg.data.scene import SceneDataset, collate_samples
 
@@ -61,11 +62,20 @@ def measure(
     return n / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=4.0)
-    ap.add_argument("--patch", type=int, default=11)
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``data_throughput.py``.
+
+    Attributes:
+        seconds: seconds each loader configuration is timed
+        patch: patch side in pixels
+    """
+
+    seconds: float = 4.0
+    patch: int = 11
+
+
+def main(args: Options) -> None:
     dm = CrossDomainDataModule(
         sources=["trento"], targets=["muufl"], modalities=["lidar"], patch_size=args.patch
     )
@@ -100,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

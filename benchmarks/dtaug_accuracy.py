@@ -19,14 +19,15 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from _common import ROOT, grid_run_args, machine, rsmg_fit, slug, write_result
+from rsmg.cli.signature import cli
 
 BASE = "experiments/baseline/trento_to_muufl.yaml"
 FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
@@ -89,7 +90,7 @@ def overlays(out: Path, prior: Path, views: int, steps: int, strength: float) ->
     return tta, train_views
 
 
-def run(method: str, seed: int, args: argparse.Namespace, tta: Path, views_yaml: Path) -> Path | None:
+def run(method: str, seed: int, args: Options, tta: Path, views_yaml: Path) -> Path | None:
     cfg, with_views = METHODS[method]
     run_dir = args.out / "classifiers" / slug(method) / f"seed{seed}"
     if (run_dir / "metrics.json").exists():
@@ -120,18 +121,34 @@ def cell(v: list[float]) -> str:
     return f"{np.mean(v):.2f} ± {np.std(v):.2f}" if v else "failed"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    ap.add_argument("--methods", nargs="+", default=["baseline", "baseline + DTAug training views"])
-    ap.add_argument("--epochs", type=int, default=15, help="classifier epochs (the README main job's)")
-    ap.add_argument("--prior-epochs", type=int, default=40)
-    ap.add_argument("--views", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--strength", type=float, default=0.3)
-    ap.add_argument("--target-split", default="fraction:0.05")
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_dtaug")
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``dtaug_accuracy.py``.
+
+    Attributes:
+        seeds: seeds of every method
+        methods: methods to run
+        epochs: classifier epochs (the README main job's)
+        prior_epochs: epochs of the DTAug prior
+        views: DTAug views per sample (TTA and training views)
+        steps: DDIM steps per view
+        strength: noise strength of a view
+        target_split: MUUFL target_split of the tests
+        out: folder of the runs
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
+    methods: list[str] = field(default_factory=lambda: ["baseline", "baseline + DTAug training views"])
+    epochs: int = 15
+    prior_epochs: int = 40
+    views: int = 4
+    steps: int = 5
+    strength: float = 0.3
+    target_split: str = "fraction:0.05"
+    out: Path = ROOT / "outputs" / "bench_dtaug"
+
+
+def main(args: Options) -> None:
     for m in args.methods:
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; choose from {list(METHODS)}")
@@ -181,4 +198,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

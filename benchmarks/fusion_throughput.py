@@ -32,14 +32,14 @@ Usage: ``.venv/bin/python benchmarks/fusion_throughput.py [--batch 4 --iters 2]`
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import random
 import statistics
 import subprocess
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,7 @@ from torch import nn
 
 from _common import ROOT, command, machine, write_result
 from _flops import PeakMemory, count_flops, fmt_flops, load1, matmul_peak_flops, mfu, pick_threads, time_call
+from rsmg.cli.signature import Arg, cli
 from rsmg.data.spec import DataSpec
 from rsmg.models.base import ModelOutput
 from rsmg.models.caption_models import CaptionClassifier
@@ -225,7 +226,7 @@ def pick_amp(arg: str, device: torch.device) -> torch.dtype | None:
 
 
 # ----------------------------------------------------------------------------------------- memory (subprocess)
-def memory_child(args: argparse.Namespace) -> None:
+def memory_child(args: Options) -> None:
     """Build one model, run inference then two training steps; print peak memory as JSON (own process).
 
     CPU: RSS sampled by :class:`_flops.PeakMemory` (``ru_maxrss`` is useless here: a fork-exec'd child
@@ -233,6 +234,7 @@ def memory_child(args: argparse.Namespace) -> None:
     """
     device = pick_device(args.device)
     amp = pick_amp(args.amp, device)
+    assert args.memory_of is not None  # main() calls this only in the child that launch_memory starts
     model = build(args.memory_of, args.train_text, device)
     run = Runner(model, amp, device)
     batch = make_batch(args.batch, device)
@@ -245,7 +247,7 @@ def memory_child(args: argparse.Namespace) -> None:
     print("MEMORY " + json.dumps(out), flush=True)
 
 
-def launch_memory(kind: str, args: argparse.Namespace) -> subprocess.Popen[str]:
+def launch_memory(kind: str, args: Options) -> subprocess.Popen[str]:
     """Start the memory measurement of one model in its own process (untimed, so it may overlap set-up)."""
     cmd = [sys.executable, __file__, "--memory-of", kind, "--batch", str(args.batch), "--device", args.device]
     cmd += ["--amp", args.amp, "--threads", str(torch.get_num_threads())]
@@ -264,25 +266,38 @@ def collect_memory(proc: subprocess.Popen[str]) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------- main
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=4, help="samples per step (CPU default 4; e.g. 64 on a GPU)")
-    ap.add_argument("--iters", type=int, default=2, help="timed iterations per model and mode (GPU: e.g. 20)")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--fusion-iters", type=int, default=3, help="timed iterations of the fusion-only table")
-    ap.add_argument("--train-text", action="store_true", help="train the text tower too (both models)")
-    ap.add_argument(
-        "--amp",
-        choices=["auto", "none", "bf16"],
-        default="auto",
-        help="autocast dtype (auto: bf16 on CUDA, none on CPU)",
-    )
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: auto, see _flops.pick_threads)")
-    ap.add_argument("--peak-seconds", type=float, default=2.0)
-    ap.add_argument("--skip-memory", action="store_true", help="no per-model memory subprocesses")
-    ap.add_argument("--memory-of", choices=["rsmg", "reference"], help=argparse.SUPPRESS)
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``fusion_throughput.py``.
+
+    Attributes:
+        batch: samples per step (CPU default 4; e.g. 64 on a GPU)
+        iters: timed iterations per model and mode (GPU: e.g. 20)
+        warmup: untimed iterations first
+        fusion_iters: timed iterations of the fusion-only table
+        train_text: train the text tower too (both models)
+        amp: autocast dtype (auto: bf16 on CUDA, none on CPU)
+        device: auto, cpu, cuda, ...
+        threads: CPU threads (0: auto, see _flops.pick_threads)
+        peak_seconds: seconds of the matmul peak measurement
+        skip_memory: no per-model memory subprocesses
+        memory_of: the model whose memory this (child) process measures
+    """
+
+    batch: int = 4
+    iters: int = 2
+    warmup: int = 1
+    fusion_iters: int = 3
+    train_text: bool = False
+    amp: Literal["auto", "none", "bf16"] = "auto"
+    device: str = "auto"
+    threads: int = 0
+    peak_seconds: float = 2.0
+    skip_memory: bool = False
+    memory_of: Annotated[Literal["rsmg", "reference"] | None, Arg(hidden=True)] = None
+
+
+def main(args: Options) -> None:
     threads = pick_threads(args.threads)
     if args.memory_of:
         memory_child(args)
@@ -499,4 +514,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

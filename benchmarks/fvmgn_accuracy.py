@@ -5,6 +5,11 @@ model selection on source validation only); the per-domain metrics.json files ar
 tables in ``benchmarks/results/fvmgn_accuracy/ablations.md``. Runs already finished are reused (delete ``--out`` to
 start again), so the script can be interrupted and resumed.
 
+Every protocol's table (issue 21): mean ± sample std (ddof = 1) over seeds, each seed's OA minus the concat
+CNN's with the same seed (paired: same split and target sample), whether the runs were inductive or
+transductive (their ``metrics.json``), the wall time each run took when it was trained (``bench_wall_s.txt``
+beside it; runs older than that record say so), then the majority-class floor and per-class accuracy.
+
 Usage::
 
     RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_accuracy.py            # full grid, 3 seeds
@@ -20,13 +25,17 @@ configs' own budget) they run like every other protocol.
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
+import statistics
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import ROOT, grid_run_args, machine, rsmg_fit, slug, write_result
-from _stats import mean_sd, per_class_table
+from _common import ROOT, grid_run_args, machine, recorded_wall, slug, timed_fit, write_result
+from _stats import majority_reference, mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.data.catalog import missing_files
+from rsmg.report.runs import read_run
 
 GRID_RESULTS = "fvmgn_accuracy/ablations.md"  # the full grid; --results names a partial one
 FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
@@ -148,6 +157,8 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     ),
 }
 SHORT = {"baseline (concat CNN)": "baseline", "fvmgn": "fvmgn"}
+BASELINE = "baseline (concat CNN)"  # every row's paired differences are taken against it
+DEFAULT_OUT = ROOT / "outputs" / "bench_fvmgn"
 # rows that became another row: head width 16 (2 / 4 heads at 32 / 64 channels, as Swin / PVT keep the head width
 # fixed) is FVMGN's default since 2026-11-30, so this row would train "fvmgn" a second time; older results files'
 # commands still run and show its runs under "fvmgn"
@@ -318,39 +329,138 @@ def fit_args(protocol: str, method: str, epochs: int, target_split: str) -> list
     return cmd
 
 
-def run(protocol: str, method: str, seed: int, epochs: int, out: Path, target_split: str) -> Path | None:
+def run(
+    protocol: str, method: str, seed: int, epochs: int, out: Path, target_split: str
+) -> tuple[Path | None, float, bool]:
+    """Train + test one cell (reused when its metrics.json exists); (run dir or None, wall seconds, trained now).
+
+    The wall time of a reused run is the one recorded when it was trained (NaN for runs older than the record).
+    """
     split = target_split if PROTOCOLS[protocol].cross_scene else "config"
     run_dir = out / slug(split) / protocol / slug(method) / f"seed{seed}"
     if (run_dir / "metrics.json").exists():
-        return run_dir
+        return run_dir, recorded_wall(run_dir), False
     cmd = fit_args(protocol, method, epochs, target_split)
     cmd += grid_run_args(out / slug(split) / protocol, slug(method), seed)
-    if not rsmg_fit(cmd, f"[{protocol}] {method} seed {seed}"):
+    wall = timed_fit(cmd, f"[{protocol}] {method} seed {seed}", run_dir)
+    return (run_dir, wall, True) if wall is not None else (None, float("nan"), True)
+
+
+def load(run_dir: Path, seed: int, wall: float) -> dict | None:
+    """A run's test result (its one target domain) with classes, protocol, seed and wall seconds.
+
+    The protocol is the run's ``metrics.json`` record, or, for runs older than the record, what ``rsmg report``
+    infers from its ``config.yaml`` (marked "inferred"). None (a failed cell, said on stderr) when the directory
+    cannot be counted, e.g. a ``fast_dev_run``.
+    """
+    r = read_run(run_dir)
+    if r.status != "finished":
+        print(f"{run_dir}: not counted ({r.status}): {r.reason}", file=sys.stderr)
         return None
-    return run_dir
+    test = next(iter(r.results.values()))
+    protocol = r.protocol + (" (inferred)" if r.protocol_inferred else "")
+    return {**test, "classes": r.classes, "protocol": protocol, "seed": seed, "wall": wall}
 
 
-def table(results: dict, protocol: str, seeds: list[int]) -> list[str]:
+def protocol_cell(runs: list[dict]) -> str:
+    """The protocol of a row's runs (transductive bold); counts when its seeds differ (reused older runs)."""
+    kinds = [r["protocol"] for r in runs]
+    bold = {k: k if k.startswith("inductive") else f"**{k}**" for k in kinds}
+    if len(set(kinds)) == 1:
+        return bold[kinds[0]]
+    return ", ".join(f"{bold[k]} ×{kinds.count(k)}" for k in sorted(set(kinds)))
+
+
+def paired_oa(runs: list[dict], baseline: list[dict]) -> str:
+    """Each seed's OA minus the baseline's with the same seed; said when the two rows' protocols differ."""
+    diffs = paired_differences(
+        {r["seed"]: r["oa"] * 100 for r in runs}, {r["seed"]: r["oa"] * 100 for r in baseline}
+    )
+    cell = paired_cell(diffs)
+    kind = lambda rs: {r["protocol"].removesuffix(" (inferred)") for r in rs}  # noqa: E731
+    if diffs and kind(runs) != kind(baseline):
+        cell += f" — baseline runs: {protocol_cell(baseline)}"
+    return cell
+
+
+def wall_cell(runs: list[dict]) -> str:
+    """Mean fit + test seconds of the runs whose wall time was recorded when they were trained."""
+    known = [r["wall"] for r in runs if r["wall"] == r["wall"]]  # NaN: trained before the record
+    if not known:
+        return "(not recorded)"
+    part = f" ({len(known)} of {len(runs)} recorded)" if len(known) < len(runs) else ""
+    return f"{statistics.mean(known):.0f}{part}"
+
+
+def table(results: dict[str, list[dict]], protocol: str) -> list[str]:
+    """One protocol's main table: spread over seeds, protocol, paired differences against the baseline, wall."""
     proto = PROTOCOLS[protocol]
+    base = results.get(BASELINE, [])
     lines = [
         f"## {protocol.replace('_', ' ')} (test domain: {proto.target})",
         "",
         proto.description + ".",
         "",
-        "| method | OA % | AA % | Kappa % | seeds |",
-        "|---|---:|---:|---:|---:|",
+        "| method | protocol | OA % | AA % | Kappa % | seeds | OA − baseline per seed (paired) | wall per run (s) |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for method, runs in results.items():
-        vals = {k: [r[k] * 100 for r in runs] for k in ("oa", "aa", "kappa")}
         if not runs:
-            lines.append(f"| {method} | failed | | | 0 |")
+            lines.append(f"| {method} | | failed | | | 0 | | |")
             continue
-        cells = [mean_sd(v) for v in vals.values()]
-        label = method + (
-            " — **transductive**" if any(r.get("protocol") == "transductive" for r in runs) else ""
-        )
-        lines.append(f"| {label} | {' | '.join(cells)} | {len(runs)} |")
+        cells = [mean_sd([r[k] * 100 for r in runs]) for k in ("oa", "aa", "kappa")]
+        diff = "–" if method == BASELINE else paired_oa(runs, base)
+        row = [method, protocol_cell(runs), *cells, str(len(runs)), diff, wall_cell(runs)]
+        lines.append(f"| {' | '.join(row)} |")
     return [*lines, ""]
+
+
+def summary(grid: dict[str, dict[str, list[dict]]]) -> list[str]:
+    """FVMGN against the baseline on every protocol that has both: the grid at a glance."""
+    both = [p for p, res in grid.items() if res.get(BASELINE) and res.get("fvmgn")]
+    if len(both) < 2:
+        return []
+    lines = [
+        "## Summary: FVMGN against the concat CNN",
+        "",
+        "| protocol | FVMGN runs | concat CNN OA % | FVMGN OA % | FVMGN − concat CNN per seed (paired) |",
+        "|---|---|---:|---:|---|",
+    ]
+    for p in both:
+        base, fv = grid[p][BASELINE], grid[p]["fvmgn"]
+        oa = [mean_sd([r["oa"] * 100 for r in runs]) for runs in (base, fv)]
+        lines.append(
+            f"| {p.replace('_', ' ')} | {protocol_cell(fv)} | {' | '.join(oa)} | {paired_oa(fv, base)} |"
+        )
+    return [*lines, ""]
+
+
+def recorded_walls(grid: dict[str, dict[str, list[dict]]]) -> str:
+    """The summed fit + test wall time of the runs in the results file, as recorded when each was trained."""
+    every = [r["wall"] for res in grid.values() for runs in res.values() for r in runs]
+    known = [x for x in every if x == x]
+    return (
+        f"Summed wall time of the {len(every)} runs in this file: {sum(known) / 3600:.2f} h "
+        f"({len(known)} with a recorded time; the others were trained before the record).  "
+    )
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The ``Command:`` of the results file: every option that changes what runs, or where."""
+    out = f" --out {shlex.quote(str(args.out))}" if args.out.resolve() != DEFAULT_OUT.resolve() else ""
+    return (
+        "RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_accuracy.py "
+        f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} "
+        f"--methods {' '.join(repr(m) for m in args.methods)} --protocols {' '.join(args.protocols)} "
+        f"--target-split {args.target_split}"
+        + out
+        + (f" --results {args.results}" if args.results != GRID_RESULTS else "")
+        + (
+            f" --in-scene-methods {' '.join(repr(m) for m in args.in_scene_methods)}"
+            if args.in_scene_methods
+            else ""
+        )
+    )
 
 
 def main() -> None:
@@ -371,7 +481,7 @@ def main() -> None:
         default="all",
         help="target pixels to test on: 'all' (whole scene) or 'fraction:F' (seeded stratified sample, faster)",
     )
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_fvmgn")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument(
         "--results",
         default=GRID_RESULTS,
@@ -389,34 +499,31 @@ def main() -> None:
     for m in [*methods, *in_scene]:
         if m not in METHODS:
             raise SystemExit(f"unknown method {m!r}; choose from {list(METHODS)}")
+    t_grid = time.perf_counter()
     lines = [
         "# FVMGN accuracy: every protocol runnable with the shared data pack",
         "",
-        f"Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_accuracy.py "
-        f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs} "
-        f"--methods {' '.join(repr(m) for m in args.methods)} --protocols {' '.join(args.protocols)} "
-        f"--target-split {args.target_split}"
-        + (f" --results {args.results}" if args.results != GRID_RESULTS else "")
-        + (
-            f" --in-scene-methods {' '.join(repr(m) for m in args.in_scene_methods)}"
-            if args.in_scene_methods
-            else ""
-        )
-        + "`  ",
+        f"Command: `{command_line(args)}`  ",
         f"Machine: {machine()}  ",
         "Cross-scene protocols: LiDAR height above ground (nDSM where the catalog says the raster is an absolute "
         "DSM) + intensity (robust z-score, `data.standardize_stats` of the configs; a row whose runs used a "
         "target's own statistics says **transductive**), or height only (`_height`), shared class set, "
         f"{args.epochs} epochs, OA / AA / Kappa on {target_desc} of the unseen "
         "target scene. In-scene protocols (Houston 2013 vectors, Salinas-A): the configs' own epochs, split "
-        "and classes. Mean ± sample std (ddof = 1) over seeds; model selection on source validation pixels only.  ",
+        "and classes. Mean ± sample std (ddof = 1) over seeds; model selection on source validation pixels only; "
+        "paired differences: each seed's OA minus the concat CNN's with the same seed (same split and target "
+        "sample). Protocol: each run's `metrics.json` record (inductive: no statistic of a test scene shapes its "
+        'inputs; "inferred": the run predates the record, read from its `config.yaml`). Wall: fit + test '
+        "seconds per run, recorded when it was trained.  ",
         "The HSI cubes of Trento / MUUFL / Houston 2013 are not in the shared data pack, so only the `paper_*` "
         "sections are the paper's HSI+LiDAR cross-scene protocol, and they run only where the cubes have been "
         "fetched (`rsmg download`); every other table is **not comparable to the paper's tables** (which could "
         "not be retrieved: papers.md).",
         "",
     ]
-    measured = 0
+    sections: list[str] = []
+    grid: dict[str, dict[str, list[dict]]] = {}
+    trained = 0
     for protocol in args.protocols:
         if protocol not in PROTOCOLS:
             raise SystemExit(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
@@ -424,9 +531,8 @@ def main() -> None:
         if skipped is not None:
             print(f"[{protocol}] not run: benchmark cubes missing")
             print("\n".join(skipped))
-            lines += skipped
+            sections += skipped
             continue
-        measured += 1
         results: dict[str, list[dict]] = {}
         todo = methods if PROTOCOLS[protocol].cross_scene or not args.in_scene_methods else in_scene
         for method in todo:
@@ -436,18 +542,32 @@ def main() -> None:
                 continue
             results[method] = []
             for seed in args.seeds:
-                d = run(protocol, method, seed, args.epochs, args.out, args.target_split)
-                if d is not None:
-                    saved = json.loads((d / "metrics.json").read_text())
-                    test = next(iter(saved["results"]["test"].values()))
-                    protocol_of_run = saved.get("protocol", "unknown")
-                    results[method].append({**test, "classes": saved["classes"], "protocol": protocol_of_run})
-        lines += table(results, protocol, args.seeds)
-        lines += per_class_table(results)
-    if not measured:  # nothing ran: keep the results file (it may hold measured tables) as it is
+                d, wall, fresh = run(protocol, method, seed, args.epochs, args.out, args.target_split)
+                trained += fresh
+                loaded = load(d, seed, wall) if d is not None else None
+                if loaded is not None:
+                    results[method].append(loaded)
+        grid[protocol] = results
+        sections += table(results, protocol)
+        runs = [r for rs in results.values() for r in rs]
+        if runs and majority_reference(runs) is None:  # every table states its floor, or says why it cannot
+            sections += [
+                "Reference: majority-class floor unknown (these runs' metrics.json hold no confusion).",
+                "",
+            ]
+        sections += per_class_table(results)
+    if not grid:  # nothing ran: keep the results file (it may hold measured tables) as it is
         raise SystemExit(
             f"no protocol could run (missing files above); benchmarks/results/{args.results} unchanged"
         )
+    lines += [
+        f"Grid wall time: {(time.perf_counter() - t_grid) / 60:.1f} min for {trained} newly trained runs (runs "
+        "found in `--out` are reused, not retrained).  ",
+        recorded_walls(grid),
+        "",
+        *summary(grid),
+        *sections,
+    ]
     lines += method_table([*dict.fromkeys([*methods, *in_scene])])
     write_result(args.results, "\n".join(lines))
 

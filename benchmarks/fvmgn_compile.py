@@ -16,33 +16,45 @@ on a GPU (``--name`` to change).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from _common import command, machine, write_result
 from _flops import load1, pick_threads, sync
+from fvmgn_speed import Options as SpeedOptions
 from fvmgn_speed import build, make_step, real_batches
+from rsmg.cli.signature import cli
 from rsmg.models.sfie import resolve_heads
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=64, help="source samples per step (experiment: 64)")
-    ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds; each times every batch once")
-    ap.add_argument("--batches", type=int, default=3, help="distinct real batches per round")
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads (0: auto)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument(
-        "--amp",
-        choices=["auto", "none", "bf16"],
-        default="auto",
-        help="autocast (auto: bf16 on CUDA, none on CPU)",
-    )
-    ap.add_argument("--name", help="result file benchmarks/results/<name>.md (default: by device and batch)")
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``fvmgn_compile.py``.
+
+    Attributes:
+        batch: source samples per step (experiment: 64)
+        rounds: interleaved rounds; each times every batch once
+        batches: distinct real batches per round
+        threads: CPU threads (0: auto)
+        device: auto, cpu, cuda, cuda:1, ...
+        amp: autocast (auto: bf16 on CUDA, none on CPU)
+        name: result file benchmarks/results/<name>.md (none: by device and batch)
+    """
+
+    batch: int = 64
+    rounds: int = 6
+    batches: int = 3
+    threads: int = 1
+    device: str = "auto"
+    amp: Literal["auto", "none", "bf16"] = "auto"
+    name: str | None = None
+
+
+def main(args: Options) -> None:
     threads = pick_threads(args.threads)
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if args.device == "auto" else args.device)
@@ -52,7 +64,7 @@ def main() -> None:
     batches, spec, n_pixels = real_batches(args.batch, args.batches, device)
     # the speed benchmark's model (width 32, 2 scales, FVMGN's default heads: 2 / 4 per scale, channels_last,
     # MWDis, cached MiniLM texts)
-    cfg = argparse.Namespace(
+    cfg = SpeedOptions(
         width=32, embed_dim=128, attn_heads=None, channels_last=True, attn_sr=None, compile=True
     )
     models = {"eager": build(spec, cfg, device, eager=True), "compiled": build(spec, cfg, device)}
@@ -121,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

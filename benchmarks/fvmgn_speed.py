@@ -31,14 +31,14 @@ Usage: ``RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_speed.p
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,7 @@ from _flops import (
     sync,
     time_call,
 )
+from rsmg.cli.signature import Arg, cli
 from rsmg.data.datamodule import CrossDomainDataModule
 from rsmg.data.scene import SceneDataset
 from rsmg.data.spec import DataSpec
@@ -285,7 +286,7 @@ def generated_batches(batch: int, n_batches: int, device: torch.device) -> tuple
     return out, spec
 
 
-def build(spec: DataSpec, args: argparse.Namespace, device: torch.device, *, eager: bool = False) -> FVMGN:
+def build(spec: DataSpec, args: Options, device: torch.device, *, eager: bool = False) -> FVMGN:
     torch.manual_seed(0)
     sr = tuple(args.attn_sr) if args.attn_sr else None
     return FVMGN(
@@ -319,7 +320,7 @@ def bench_config(
     name: str,
     spec: DataSpec,
     batches: list[Batch],
-    args: argparse.Namespace,
+    args: Options,
     device: torch.device,
     amp: torch.dtype | None,
 ) -> dict[str, Any]:
@@ -493,62 +494,59 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f} %" if abs(x) >= 0.01 or x == 0 else f"{100 * x:.2g} %"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=64, help="source samples per training step (experiment: 64)")
-    ap.add_argument("--steps", type=int, default=8, help="timed steps per configuration (hook method)")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--mem-steps", type=int, default=2, help="untimed steps over which peak memory is taken")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the swap method")
-    ap.add_argument("--swap-steps", type=int, default=2, help="steps per variant per round")
-    ap.add_argument("--width", type=int, default=32, help="SFIE width (experiment: 32)")
-    ap.add_argument("--embed-dim", type=int, default=128, help="joint space (experiment: 128)")
-    ap.add_argument(
-        "--attn-heads",
-        type=int,
-        nargs="+",
-        default=None,
-        help="SFIE attention heads: one number for every scale, or one per scale (default: FVMGN's, one per "
-        "16 channels: 2 4 at width 32)",
-    )
-    ap.add_argument(
-        "--attn-sr",
-        type=int,
-        nargs=2,
-        default=None,
-        metavar=("S1", "S2"),
-        help="spatial reduction of the attention keys/values per scale (experiment: full attention)",
-    )
-    ap.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="FVMGN(channels_last=...): NHWC convolutions and inputs (the default); --no-channels-last for NCHW",
-    )
-    ap.add_argument(
-        "--compile",
-        action="store_true",
-        help="FVMGN(compile_encoder=True): torch.compile the SFIE encoder (the warm-up steps pay the compile)",
-    )
-    ap.add_argument("--dwt-reps", type=int, default=30)
-    ap.add_argument("--peak-seconds", type=float, default=2.0)
-    ap.add_argument(
-        "--peak-size",
-        type=int,
-        default=0,
-        help="matmul side for the peak (0: 2048 on CPU, 8192 on CUDA, where 2048² is too small to fill the GPU)",
-    )
-    ap.add_argument(
-        "--amp",
-        choices=["auto", "none", "bf16"],
-        default="auto",
-        help="autocast dtype (auto: bf16 on CUDA, none on CPU)",
-    )
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: auto, see _flops.pick_threads)")
-    ap.add_argument("--skip-generated", action="store_true")
-    ap.add_argument("--name", help="result file benchmarks/results/<name>.md (default: by device and batch)")
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``fvmgn_speed.py`` (also the model settings ``gpu_step.py`` and ``fvmgn_compile.py`` build).
+
+    Attributes:
+        batch: source samples per training step (experiment: 64)
+        steps: timed steps per configuration (hook method)
+        warmup: untimed steps first
+        mem_steps: untimed steps over which peak memory is taken
+        rounds: interleaved rounds of the swap method
+        swap_steps: steps per variant per round
+        width: SFIE width (experiment: 32)
+        embed_dim: joint space (experiment: 128)
+        attn_heads: SFIE attention heads: one number for every scale, or one per scale (none: FVMGN's, one per
+            16 channels: 2 4 at width 32)
+        attn_sr: spatial reduction of the attention keys/values per scale (experiment: full attention)
+        channels_last: FVMGN(channels_last=...): NHWC convolutions and inputs (the default); --no-channels-last
+            for NCHW
+        compile: FVMGN(compile_encoder=True): torch.compile the SFIE encoder (the warm-up steps pay the compile)
+        dwt_reps: repetitions of each DWT timing
+        peak_seconds: seconds of the matmul peak measurement
+        peak_size: matmul side for the peak (0: 2048 on CPU, 8192 on CUDA, where 2048² is too small to fill the
+            GPU)
+        amp: autocast dtype (auto: bf16 on CUDA, none on CPU)
+        device: auto, cpu, cuda, ...
+        threads: CPU threads (0: auto, see _flops.pick_threads)
+        skip_generated: skip the generated-data batches
+        name: result file benchmarks/results/<name>.md (none: by device and batch)
+    """
+
+    batch: int = 64
+    steps: int = 8
+    warmup: int = 2
+    mem_steps: int = 2
+    rounds: int = 3
+    swap_steps: int = 2
+    width: int = 32
+    embed_dim: int = 128
+    attn_heads: list[int] | None = None
+    attn_sr: Annotated[list[int] | None, Arg(nargs=2, metavar=("S1", "S2"))] = None
+    channels_last: bool = True
+    compile: bool = False
+    dwt_reps: int = 30
+    peak_seconds: float = 2.0
+    peak_size: int = 0
+    amp: Literal["auto", "none", "bf16"] = "auto"
+    device: str = "auto"
+    threads: int = 0
+    skip_generated: bool = False
+    name: str | None = None
+
+
+def main(args: Options) -> None:
     threads = pick_threads(args.threads)
 
     device = torch.device(
@@ -757,4 +755,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

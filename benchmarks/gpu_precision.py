@@ -14,28 +14,41 @@ Usage: ``RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/gpu_precision
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import RESULTS, ROOT, command, machine, write_result
+from rsmg.cli.signature import cli
 
 OUT = Path("outputs/gpu_precision")
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--split", default="fraction:0.25", help="MUUFL target_split (main job: fraction:0.25)")
-    ap.add_argument("--name", default="gpu/precision")
-    ap.add_argument("--timeout", type=int, default=400)
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``gpu_precision.py``.
+
+    Attributes:
+        seeds: model seeds (seed_everything)
+        epochs: epochs of every fit
+        split: MUUFL target_split (main job: fraction:0.25)
+        name: result file benchmarks/results/<name>.md
+        timeout: seconds for all fits together
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
+    epochs: int = 15
+    split: str = "fraction:0.25"
+    name: str = "gpu/precision"
+    timeout: int = 400
+
+
+def main(args: Options) -> None:
     os.chdir(ROOT)
     runs = {}
     t0 = time.perf_counter()
@@ -102,4 +115,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -22,14 +22,16 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from _common import RESULTS, ROOT, command, machine, write_result
+from rsmg.cli.signature import Arg, cli
 
 TIMER = ["--trainer.callbacks+", "rsmg.callbacks.timing.PhaseTimer"]
 OUT = Path("outputs/gpu_protocols")
@@ -96,18 +98,30 @@ def stage_cells(stage: dict[str, float]) -> str:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--name", default="gpu/protocols", help="result file benchmarks/results/<name>.md")
-    ap.add_argument("--eval-batch", type=int, default=4096, help="test batch size on the whole MUUFL scene")
-    ap.add_argument("--epochs", type=int, default=15, help="epochs of the classifier fits (main job: 15)")
-    ap.add_argument("--prior-epochs", type=int, default=40, help="epochs of the DTAug prior (experiment: 40)")
-    ap.add_argument(
-        "--split", default="all", help="target_split of the whole-scene tests (default: all pixels)"
-    )
-    ap.add_argument("--only", type=int, nargs="*", help="1-based protocol numbers to run (default: all)")
-    ap.add_argument("--timeout", type=int, default=600, help="seconds per protocol")
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``gpu_protocols.py``.
+
+    Attributes:
+        name: result file benchmarks/results/<name>.md
+        eval_batch: test batch size on the whole MUUFL scene
+        epochs: epochs of the classifier fits (main job: 15)
+        prior_epochs: epochs of the DTAug prior (experiment: 40)
+        split: target_split of the whole-scene tests (all: all pixels)
+        only: 1-based protocol numbers to run (none: all)
+        timeout: seconds per protocol
+    """
+
+    name: str = "gpu/protocols"
+    eval_batch: int = 4096
+    epochs: int = 15
+    prior_epochs: int = 40
+    split: str = "all"
+    only: Annotated[list[int] | None, Arg(nargs="*")] = None
+    timeout: int = 600
+
+
+def main(args: Options) -> None:
     os.chdir(ROOT)
     rows = []
     for i, (label, cmd, env, dirs) in enumerate(
@@ -157,4 +171,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

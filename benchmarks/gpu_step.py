@@ -24,18 +24,20 @@ Usage: ``RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/gpu_step.py -
 
 from __future__ import annotations
 
-import argparse
 import functools
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 import torch
 
 from _common import RESULTS, command, machine, write_result
 from _flops import matmul_peak_flops, sync
+from fvmgn_speed import Options as SpeedOptions
 from fvmgn_speed import build, loss_of, real_batches
+from rsmg.cli.signature import Arg, cli
 
 Batch = dict[str, Any]
 
@@ -118,21 +120,33 @@ def profile_eager(
     return busy / wall, "\n".join(rows)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=8192)
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--batches", type=int, default=3)
-    ap.add_argument(
-        "--variants", nargs="*", default=["eager", "eager + fused AdamW", "compiled", "compiled, CUDA graphs"]
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``gpu_step.py``.
+
+    Attributes:
+        batch: samples per training step
+        rounds: interleaved rounds (variant order reversed every round)
+        batches: distinct real batches timed per round
+        variants: the variants to time
+        name: result file benchmarks/results/<name>.md
+    """
+
+    batch: int = 8192
+    rounds: int = 4
+    batches: int = 3
+    variants: Annotated[list[str], Arg(nargs="*")] = field(
+        default_factory=lambda: ["eager", "eager + fused AdamW", "compiled", "compiled, CUDA graphs"]
     )
-    ap.add_argument("--name", default="gpu/step")
-    args = ap.parse_args()
+    name: str = "gpu/step"
+
+
+def main(args: Options) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     batches, spec, n_pixels = real_batches(args.batch, args.batches, device)
-    cfg = argparse.Namespace(
+    cfg = SpeedOptions(
         width=32, embed_dim=128, attn_heads=None, channels_last=True, attn_sr=None, compile=False
     )
     fused = device.type == "cuda"
@@ -229,4 +243,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

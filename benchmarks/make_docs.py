@@ -15,12 +15,13 @@ torch, so the freshness test stays fast.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from rsmg.cli.signature import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -410,11 +411,20 @@ def write() -> None:
         print(f"written {path.relative_to(ROOT)}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is stale")
-    ap.add_argument("--figure", action="store_true", help=f"also redraw {FIGURE.relative_to(ROOT)}")
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``make_docs.py``.
+
+    Attributes:
+        check: write nothing; exit 1 if a generated file is stale
+        figure: also redraw docs/figures/cross_scene_comparison.png
+    """
+
+    check: bool = False
+    figure: bool = False
+
+
+def main(args: Options) -> None:
     if args.check:
         old = stale()
         for p in old:
@@ -426,4 +436,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

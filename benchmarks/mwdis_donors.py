@@ -21,11 +21,11 @@ Writes ``benchmarks/results/fvmgn_speed/mwdis_donor_picking.md``.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
@@ -33,6 +33,7 @@ import torch
 
 from _common import command, machine, write_result
 from _flops import load1, pick_threads
+from rsmg.cli.signature import cli
 from rsmg.models.wavelet import MWDis
 
 
@@ -83,13 +84,24 @@ def check_rules(m: MWDis, dom: torch.Tensor, donor: torch.Tensor) -> None:
     assert (donor[ok] != torch.nonzero(ok).reshape(-1)).all(), "a sample lent to itself"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batches", type=int, nargs="+", default=[64, 512, 2048, 8192])
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--name", default="fvmgn_speed/mwdis_donor_picking")
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``mwdis_donors.py`` (``--help`` shows them under the module docstring).
+
+    Attributes:
+        batches: batch sizes timed
+        reps: calls per timing (median, after one warm-up)
+        threads: torch CPU threads (0: auto, see _flops.pick_threads)
+        name: result file benchmarks/results/<name>.md
+    """
+
+    batches: list[int] = field(default_factory=lambda: [64, 512, 2048, 8192])
+    reps: int = 5
+    threads: int = 1
+    name: str = "fvmgn_speed/mwdis_donor_picking"
+
+
+def main(args: Options) -> None:
     threads = pick_threads(args.threads)
     cases: dict[str, tuple[dict[str, Any], Callable[[int], torch.Tensor]]] = {
         "2 source domains + target": (dict(num_source_domains=2), lambda b: torch.arange(b) % 3),
@@ -147,4 +159,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -18,7 +18,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -26,10 +25,14 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
+from typing import Annotated
 
 import make_docs
 from _common import RESULTS, ROOT
-from make_docs import ACCURACY, SCRIPTS
+from make_docs import SCRIPTS
+from rsmg.cli.signature import Arg, cli
+from rsmg.errors import UsageError
 from rsmg.io import atomic_write_text
 
 
@@ -58,28 +61,33 @@ def run_script(name: str, extra: list[str], env: dict[str, str]) -> dict[str, ob
     return {"rc": rc, "wall": wall, "load0": load0, "load1": load1(), "cmd": shlex.join(["python", *cmd[1:]])}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--with-accuracy", action="store_true", help=f"also run the accuracy grids {sorted(ACCURACY)} (long)"
-    )
-    ap.add_argument("--only", nargs="+", choices=list(SCRIPTS), help="run only these scripts")
-    ap.add_argument(
-        "--summary-only", action="store_true", help="run nothing, rebuild SUMMARY.md and docs/results.md"
-    )
-    ap.add_argument(
-        "--args",
-        action="append",
-        default=[],
-        metavar="NAME='ARGS'",
-        help="extra arguments for one script, e.g. --args tta_cost='--n 2048'",
-    )
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``run_all.py``.
+
+    Attributes:
+        with_accuracy: also run the accuracy grids (long; make_docs.ACCURACY)
+        only: run only these scripts
+        summary_only: run nothing, rebuild SUMMARY.md and docs/results.md
+        args: extra arguments for one script, e.g. --args tta_cost='--n 2048' (repeatable)
+    """
+
+    with_accuracy: bool = False
+    only: Annotated[list[str] | None, Arg(choices=tuple(SCRIPTS))] = None
+    summary_only: bool = False
+    args: Annotated[list[str], Arg(repeat=True, metavar="NAME='ARGS'")] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for item in self.args:
+            name = item.partition("=")[0]
+            if name not in SCRIPTS:
+                raise UsageError(f"--args: unknown script {name!r} (known: {', '.join(SCRIPTS)})")
+
+
+def main(args: Options) -> None:
     extra: dict[str, list[str]] = {}
     for item in args.args:
         name, _, rest = item.partition("=")
-        if name not in SCRIPTS:
-            ap.error(f"--args: unknown script {name!r} (known: {', '.join(SCRIPTS)})")
         extra[name] = shlex.split(rest)
 
     env = dict(os.environ)
@@ -106,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -13,12 +13,13 @@ Usage: ``RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/scene_data_th
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 
 import torch
 
 from _common import command, machine, peak_rss_mib, write_result
+from rsmg.cli.signature import cli
 from rsmg.data.augment import augment_batch
 from rsmg.data.scene_domains import SceneDomainDataModule
 
@@ -63,13 +64,24 @@ def step_seconds(batch_size: int, size: int, steps: int) -> float:
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=6.0)
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=3)
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``scene_data_throughput.py``.
+
+    Attributes:
+        seconds: seconds each loader configuration is timed
+        size: image side in pixels
+        batch: images per batch
+        steps: timed Lite0 training steps (median)
+    """
+
+    seconds: float = 6.0
+    size: int = 224
+    batch: int = 32
+    steps: int = 3
+
+
+def main(args: Options) -> None:
     rows = []
     setup_s = {}
     for cache in (True, False):
@@ -119,4 +131,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -37,12 +37,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import RESULTS, ROOT, machine, rsmg_fit, slug, write_result
+from _common import RESULTS, ROOT, machine, recorded_wall, slug, timed_fit, write_result
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table
 
 SCENES = ROOT / "experiments" / "scenes"
 NET = "--model.init_args.net.init_args."
-WALL_FILE = "bench_wall_s.txt"  # wall seconds of fit + test, written by this benchmark beside each run
 
 
 @dataclass(frozen=True)
@@ -135,8 +134,7 @@ def run(
     """
     run_dir = out / protocol / slug(method) / f"seed{seed}"
     if (run_dir / "metrics.json").exists():
-        wall_file = run_dir / WALL_FILE
-        return run_dir, float(wall_file.read_text()) if wall_file.exists() else float("nan"), False
+        return run_dir, recorded_wall(run_dir), False
     args = [
         *fit_args(protocol, method, epochs),
         "--seed_everything", str(seed), "--data.init_args.seed", str(data_seed),
@@ -144,12 +142,8 @@ def run(
         "--trainer.logger.init_args.version", f"seed{seed}", "--trainer.enable_progress_bar", "false",
         "--test_after_fit", "true",
     ]  # fmt: skip
-    t0 = time.perf_counter()
-    ok = rsmg_fit(args, f"[{protocol}] {method} seed {seed}")
-    wall = time.perf_counter() - t0
-    if ok:  # kept beside the run so that a table built later from reused runs still shows what each cost
-        (run_dir / WALL_FILE).write_text(f"{wall:.1f}\n")
-    return (run_dir if ok else None), wall, True
+    wall = timed_fit(args, f"[{protocol}] {method} seed {seed}", run_dir)
+    return (run_dir, wall, True) if wall is not None else (None, float("nan"), True)
 
 
 def recorded_walls(walls: dict[str, dict[str, list[float]]]) -> str:

@@ -20,15 +20,16 @@ Usage: ``RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/scene_step_co
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 
 from _common import command, machine, write_result
+from rsmg.cli.signature import cli
 from rsmg.data.scene_domains import SceneDomainDataModule
 from rsmg.data.spec import DataSpec
 from rsmg.models.fvmgn_options import MWDisOptions, TextOptions
@@ -111,32 +112,37 @@ def step_cost(
     return sorted(walls[1:])[med], sorted(cpus[1:])[med], min(ev_walls), min(ev_cpus)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 160, 224])
-    ap.add_argument("--freeze", nargs="+", default=["none", "stages:2", "stages:4", "stages:5", "stages:6"])
-    ap.add_argument(
-        "--models",
-        nargs="+",
-        default=["erm"],
-        choices=[
-            "erm",
-            "fvmgn",
-            "fvmgn_captions",
-            "fvmgn_captions_no_mwdis",
-            "fvmgn_captions_resampled_view",
-        ],
-        help="fvmgn_captions: the unified model; _no_mwdis: without its training-time extras (MWDis, 2nd view); "
-        "_resampled_view: second_view=resampled",
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``scene_step_cost.py``.
+
+    Attributes:
+        sizes: image sides in pixels
+        freeze: backbone freezing settings (none, stages:N)
+        models: fvmgn_captions: the unified model; _no_mwdis: without its training-time extras (MWDis, 2nd
+            view); _resampled_view: second_view=resampled
+        batch: images per step
+        steps: timed steps (median, after one warm-up)
+        target: LODO target whose source pool is projected (largest: ucm)
+        threads: torch CPU threads
+        out: results file under benchmarks/results/
+    """
+
+    sizes: list[int] = field(default_factory=lambda: [128, 160, 224])
+    freeze: list[str] = field(
+        default_factory=lambda: ["none", "stages:2", "stages:4", "stages:5", "stages:6"]
     )
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument(
-        "--target", default="ucm", help="LODO target whose source pool is projected (largest: ucm)"
-    )
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="scene_data/step_cost.md")
-    args = ap.parse_args()
+    models: list[
+        Literal["erm", "fvmgn", "fvmgn_captions", "fvmgn_captions_no_mwdis", "fvmgn_captions_resampled_view"]
+    ] = field(default_factory=lambda: ["erm"])
+    batch: int = 32
+    steps: int = 3
+    target: str = "ucm"
+    threads: int = 1
+    out: str = "scene_data/step_cost.md"
+
+
+def main(args: Options) -> None:
     torch.set_num_threads(args.threads)
     n_train, n_val = lodo_pool(args.target)
     rows = []
@@ -201,4 +207,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -15,12 +15,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import ROOT, command, machine, rsmg_fit, slug, write_result
 from _stats import mean_sd, paired_cell
+from rsmg.cli.signature import cli
 
 CONFIGS = {
     "concat CNN": "experiments/baseline/trento_to_muufl.yaml",
@@ -56,13 +57,24 @@ def val_oa(run: Path) -> tuple[float, float]:
     return 100 * max(vals), 100 * vals[-1]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_standardize_validation")
-    ap.add_argument("--results", default="fvmgn_accuracy/standardize_validation.md")
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``standardize_validation.py``.
+
+    Attributes:
+        seeds: seeds of every fit
+        epochs: epochs of every fit
+        out: folder of the runs
+        results: results file under benchmarks/results/
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
+    epochs: int = 15
+    out: Path = ROOT / "outputs" / "bench_standardize_validation"
+    results: str = "fvmgn_accuracy/standardize_validation.md"
+
+
+def main(args: Options) -> None:
     header = machine()
     best: dict[tuple[str, str], dict[int, float]] = {}
     last: dict[tuple[str, str], dict[int, float]] = {}
@@ -113,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -28,11 +28,11 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from torch import nn
 from _common import RESULTS, command, machine, write_result
 from _flops import count_flops, load1, pick_threads, sync, time_call
 from rsmg.callbacks.diffusion_tta import aggregate_views
+from rsmg.cli.signature import cli
 from rsmg.data.augment import augment_batch
 from rsmg.data.datamodule import CrossDomainDataModule
 from rsmg.data.scene import SceneDataset
@@ -56,7 +57,7 @@ from rsmg.models.baseline import ConcatCNN
 from rsmg.tasks import ClassificationTask
 
 Batch = dict[str, torch.Tensor]
-TINY_UNET = {"block_out_channels": [32, 64], "layers_per_block": 1, "norm_num_groups": 8}
+TINY_UNET: dict[str, Any] = {"block_out_channels": [32, 64], "layers_per_block": 1, "norm_num_groups": 8}
 
 
 # ----------------------------------------------------------------------------------------- data / models
@@ -238,48 +239,50 @@ def plot(
 
 
 # ----------------------------------------------------------------------------------------- main
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--prior", type=Path, help="exported prior or prior-task checkpoint (default: train a tiny one)"
-    )
-    ap.add_argument(
-        "--ckpt", type=Path, help="ClassificationTask checkpoint (default: train a concat CNN here)"
-    )
-    ap.add_argument(
-        "--n", type=int, help="MUUFL test pixels in the subsample (default 2048 on CUDA, 64 on CPU)"
-    )
-    ap.add_argument(
-        "--time-n", type=int, help="pixels of the subsample used for timing (default: all on CUDA, 32 on CPU)"
-    )
-    ap.add_argument(
-        "--batch", type=int, default=256, help="inference batch (samples; TTA runs B·K trajectories)"
-    )
-    ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
-    ap.add_argument("--steps", type=int, nargs="+", default=[2, 5, 10, 25])
-    ap.add_argument(
-        "--strength", type=float, default=0.3, help="noise strength (experiments/dtaug/tta.yaml: 0.3)"
-    )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--prior-steps", type=int, default=150)
-    ap.add_argument(
-        "--unet-channels",
-        type=int,
-        nargs="+",
-        default=TINY_UNET["block_out_channels"],
-        help="block widths of the in-script prior's UNet (a cheaper prior: e.g. 16 32)",
-    )
-    ap.add_argument(
-        "--name", default="dtaug/tta_cost", help="result files: benchmarks/results/<name>.md and <name>.png"
-    )
-    ap.add_argument("--prior-batch", type=int, default=16)
-    ap.add_argument("--cnn-epochs", type=int, default=10)
-    ap.add_argument(
-        "--plain-reps", type=int, default=11, help="passes of plain inference per (K, S) (median)"
-    )
-    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: auto, see _flops.pick_threads)")
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``tta_cost.py``.
+
+    Attributes:
+        prior: exported prior or prior-task checkpoint (none: train a tiny one)
+        ckpt: ClassificationTask checkpoint (none: train a concat CNN here)
+        n: MUUFL test pixels in the subsample (none: 2048 on CUDA, 64 on CPU)
+        time_n: pixels of the subsample used for timing (none: all on CUDA, 32 on CPU)
+        batch: inference batch (samples; TTA runs B·K trajectories)
+        ks: views K
+        steps: DDIM steps S
+        strength: noise strength (experiments/dtaug/tta.yaml: 0.3)
+        seed: seed of the subsample and the views
+        prior_steps: AdamW steps of the in-script prior
+        unet_channels: block widths of the in-script prior's UNet (a cheaper prior: e.g. 16 32)
+        name: result files: benchmarks/results/<name>.md and <name>.png
+        prior_batch: batch of the in-script prior
+        cnn_epochs: epochs of the in-script classifier
+        plain_reps: passes of plain inference per (K, S) (median)
+        threads: CPU threads (0: auto, see _flops.pick_threads)
+        device: auto, cpu, cuda, ...
+    """
+
+    prior: Path | None = None
+    ckpt: Path | None = None
+    n: int | None = None
+    time_n: int | None = None
+    batch: int = 256
+    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    steps: list[int] = field(default_factory=lambda: [2, 5, 10, 25])
+    strength: float = 0.3
+    seed: int = 0
+    prior_steps: int = 150
+    unet_channels: list[int] = field(default_factory=lambda: list(TINY_UNET["block_out_channels"]))
+    name: str = "dtaug/tta_cost"
+    prior_batch: int = 16
+    cnn_epochs: int = 10
+    plain_reps: int = 11
+    threads: int = 0
+    device: str = "auto"
+
+
+def main(args: Options) -> None:
     t_start = time.perf_counter()
     threads = pick_threads(args.threads)
     device = torch.device(
@@ -506,4 +509,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -17,15 +17,17 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 
 from _common import ROOT, grid_run_args, machine, rsmg_fit, slug, write_result
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table
+from rsmg.cli.signature import Arg, cli
 
 PIECES = ROOT / "experiments" / "captioned_scenes"
 NET = "--model.init_args.net.init_args."
@@ -110,7 +112,7 @@ def test_without_captions(run_dir: Path) -> dict | None:
 READS_CAPTIONS = ("unified (fvmgn_captions)", "text only", "dual cross-attention", "concat", "vote")
 
 
-def transfer_report(args: argparse.Namespace, results: dict[str, dict[int, dict]], t0: float) -> list[str]:
+def transfer_report(args: Options, results: dict[str, dict[int, dict]], t0: float) -> list[str]:
     """UC Merced → AID minitest: OA with the test images' captions, and without any (same checkpoints)."""
     lines = [
         f"# UC Merced (human captions) → AID minitest (VLM captions), class set `{args.transfer}`, leakage "
@@ -174,7 +176,7 @@ def zero_shot(leakage: str, held_out: bool) -> dict:
     ds = dm.test_dataset("ucm")
     tower = create_text_tower("minilm", pretrained=True, frozen=True)
     ct = load_class_texts("ucm21", list(dm.classes), [])
-    names = [ct.shared[c].split(":")[0].replace("an aerial scene of ", "") for c in dm.classes]
+    names = [ct.display[c] for c in dm.classes]
     prompts = F.normalize(tower.encode([f"an aerial image of {n}" for n in names]).pooled, dim=-1)
     k = len(dm.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -207,7 +209,7 @@ def gzsl(confusion: list[list[int]], classes: list[str], extra_wrong: dict[int, 
     return s, u, (2 * s * u / (s + u) if s + u else 0.0)
 
 
-def zero_shot_report(args: argparse.Namespace, results: dict[str, dict[int, dict]], t0: float) -> list[str]:
+def zero_shot_report(args: Options, results: dict[str, dict[int, dict]], t0: float) -> list[str]:
     """The held-out table: seen / unseen / H per method (mean ± sample std over seeds) and the caption line."""
     lines = [
         f"# UC Merced zero-shot: 5 classes held out of training, leakage control {args.leakage}",
@@ -244,21 +246,37 @@ def zero_shot_report(args: argparse.Namespace, results: dict[str, dict[int, dict
     return lines
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", nargs="+", default=None, choices=list(METHODS))
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--leakage", choices=["on", "off"], default="on")
-    ap.add_argument("--held-out", action="store_true", help="zero-shot protocol (zero_shot_ucm21.yaml)")
-    ap.add_argument(
-        "--transfer", choices=["ucm_aid", "ucm_aid2"], default=None, help="UC Merced → AID minitest"
-    )
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_ucm_captions")
-    ap.add_argument("--name", default=None, help="results file under benchmarks/results/ (default derived)")
-    args = ap.parse_args()
-    default = [m for m in METHODS if m not in ("concat", "vote")] if args.transfer else list(METHODS)
-    args.methods = args.methods or (list(ZERO_SHOT_METHODS) if args.held_out else default)
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``ucm_captions.py``.
+
+    Attributes:
+        methods: methods to run (none given: every method of the protocol)
+        seeds: seeds of every method
+        leakage: the leakage control of the captions
+        held_out: zero-shot protocol (zero_shot_ucm21.yaml)
+        transfer: UC Merced → AID minitest
+        epochs: epochs of every fit (none: the experiment's)
+        out: folder of the runs
+        name: results file under benchmarks/results/ (none: derived)
+    """
+
+    methods: Annotated[list[str], Arg(choices=tuple(METHODS))] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    leakage: Literal["on", "off"] = "on"
+    held_out: bool = False
+    transfer: Literal["ucm_aid", "ucm_aid2"] | None = None
+    epochs: int | None = None
+    out: Path = ROOT / "outputs" / "bench_ucm_captions"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.methods:  # the protocol's methods
+            default = [m for m in METHODS if m not in ("concat", "vote")] if self.transfer else list(METHODS)
+            self.methods = list(ZERO_SHOT_METHODS) if self.held_out else default
+
+
+def main(args: Options) -> None:
     t0 = time.perf_counter()
     results: dict[str, dict[int, dict]] = {}
     walls: dict[str, list[float]] = {}
@@ -325,4 +343,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -11,9 +11,7 @@
 # foreground with its progress bars. PARALLEL=0 runs them one after the other. TARGET=ucm|rsscn7 picks another
 # target. The LiDAR Trento -> MUUFL job is scripts/main_job_lidar.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export RSMG_DATA_ROOT="${RSMG_DATA_ROOT:-../shared/data}"
-export HF_HUB_OFFLINE=1 PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
+source "$(dirname "$0")/_main_job_common.sh"
 OUT=outputs/main_job
 TARGET="${TARGET:-aid}"
 # Without the shared data pack, fetch the three datasets first (rsmg download verifies every file; it prints how
@@ -27,34 +25,14 @@ done
 S=experiments/scenes
 common=(--config "$S/data_lodo_${TARGET}.yaml" --config "$S/trainer_cpu.yaml"
         --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.version seed42 --test_after_fit true)
-read -r -a extra <<< "${MAIN_JOB_EXTRA:-}"   # extra CLI options for every fit, e.g. a timing callback
-common+=("${extra[@]}")
+common+=("${MAIN_JOB_EXTRA_ARGS[@]}")
 erm=(.venv/bin/rsmg fit --config "$S/model_erm.yaml" "${common[@]}" --trainer.logger.init_args.name erm)
 fvmgn=(.venv/bin/rsmg fit --config "$S/model_fvmgn.yaml" "${common[@]}" --trainer.logger.init_args.name fvmgn)
 PARALLEL="${PARALLEL:-1}"
 if [[ "$PARALLEL" == 1 ]]; then
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # two fits on two cores: one thread each, no spin-waiting
-  mkdir -p "$OUT"
-  echo "== 1/3 ERM: leave $TARGET out, in the background (output: $OUT/erm.log)"
-  "${erm[@]}" > "$OUT/erm.log" 2>&1 &
-  epid=$!
-  trap 'kill "$epid" 2>/dev/null || true' EXIT
-  echo "== 2/3 FVMGN: leave $TARGET out"
-  "${fvmgn[@]}"
-  if ! wait "$epid"; then
-    echo "main_job.sh: the ERM fit failed; the end of $OUT/erm.log:" >&2
-    tail -30 "$OUT/erm.log" >&2
-    exit 1
-  fi
-  trap - EXIT
-  echo "== 1/3 ERM finished:"
-  cat "$OUT/erm/seed42/results.md"
-else
-  echo "== 1/3 ERM: leave $TARGET out"
-  "${erm[@]}"
-  echo "== 2/3 FVMGN: leave $TARGET out"
-  "${fvmgn[@]}"
 fi
+run_two_fits "$PARALLEL" "$OUT" 3 erm "ERM: leave $TARGET out" fvmgn "FVMGN: leave $TARGET out" erm fvmgn
 echo "== 3/3 comparison table"
 .venv/bin/rsmg report "$OUT/erm/seed42" "$OUT/fvmgn/seed42" --out "$OUT/report" \
   --title "Leave $TARGET out: train on the other two scene datasets, test on $TARGET (unseen)"

@@ -11,16 +11,13 @@
 # TTA costs 4 views x 5 DDIM steps of the prior's UNet per test pixel, so DTAUG=1 tests on 5 % of MUUFL's
 # labelled pixels unless TARGET_SPLIT is set.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export RSMG_DATA_ROOT="${RSMG_DATA_ROOT:-../shared/data}"
-export HF_HUB_OFFLINE=1 PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"
+source "$(dirname "$0")/_main_job_common.sh"
 OUT=outputs/main_job_lidar
 DTAUG="${DTAUG:-0}"
 if [[ "$DTAUG" == 1 ]]; then default_split=fraction:0.05; else default_split=fraction:0.25; fi
 common=(--trainer.max_epochs "${EPOCHS:-15}" --data.init_args.target_split "${TARGET_SPLIT:-$default_split}"
         --trainer.logger.init_args.save_dir "$OUT" --trainer.logger.init_args.version seed42 --test_after_fit true)
-read -r -a extra <<< "${MAIN_JOB_EXTRA:-}"   # extra CLI options for every fit, e.g. a timing callback
-common+=("${extra[@]}")
+common+=("${MAIN_JOB_EXTRA_ARGS[@]}")
 n=3
 if [[ "$DTAUG" == 1 ]]; then
   n=4
@@ -44,28 +41,8 @@ PARALLEL="${PARALLEL:-auto}"
 if [[ "$PARALLEL" == auto ]]; then
   if nvidia-smi -L >/dev/null 2>&1; then PARALLEL=1; else PARALLEL=0; fi
 fi
-if [[ "$PARALLEL" == 1 ]]; then
-  mkdir -p "$OUT"
-  echo "== 1/$n baseline (concat CNN): Trento -> MUUFL, in the background (output: $OUT/baseline.log)"
-  "${baseline[@]}" > "$OUT/baseline.log" 2>&1 &
-  bpid=$!
-  trap 'kill "$bpid" 2>/dev/null || true' EXIT
-  echo "== 2/$n FVMGN: Trento -> MUUFL"
-  "${fvmgn[@]}"
-  if ! wait "$bpid"; then
-    echo "main_job.sh: the baseline fit failed; the end of $OUT/baseline.log:" >&2
-    tail -30 "$OUT/baseline.log" >&2
-    exit 1
-  fi
-  trap - EXIT
-  echo "== 1/$n baseline finished:"
-  cat "$OUT/baseline/seed42/results.md"
-else
-  echo "== 1/$n baseline (concat CNN): Trento -> MUUFL"
-  "${baseline[@]}"
-  echo "== 2/$n FVMGN: Trento -> MUUFL"
-  "${fvmgn[@]}"
-fi
+run_two_fits "$PARALLEL" "$OUT" "$n" baseline "baseline (concat CNN): Trento -> MUUFL" fvmgn "FVMGN: Trento -> MUUFL" \
+  baseline fvmgn
 echo "== 3/$n comparison table"
 .venv/bin/rsmg report "$OUT/baseline/seed42" "$OUT/fvmgn/seed42" --out "$OUT/report" --title "Trento -> MUUFL (unseen), LiDAR"
 if [[ "$DTAUG" == 1 ]]; then

@@ -7,6 +7,7 @@ protocol with the FVMGN and baseline models (the data overrides are the protocol
 """
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,120 @@ def test_a_grid_that_ran_nothing_leaves_the_results_file_alone(monkeypatch):
     with pytest.raises(SystemExit, match="unchanged"):
         grid.main()
     assert written == []
+
+
+CLASSES = ["trees", "ground", "road", "buildings"]
+CONFUSION = [[50, 5, 5, 0], [10, 10, 0, 0], [0, 0, 10, 0], [5, 0, 0, 5]]  # 60 trees of 100 test pixels
+
+
+def _fake_run(out, protocol, method, seed, oa, kind=None, wall=None, data=None):
+    """A finished grid cell as ``rsmg fit --test_after_fit`` leaves it (metrics.json, config.yaml)."""
+    import json
+
+    import yaml
+
+    run_dir = out / grid.slug("fraction:0.25") / protocol / grid.slug(method) / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    target = grid.PROTOCOLS[protocol].target
+    test = {"oa": oa, "aa": oa - 0.1, "kappa": oa - 0.2, "per_class": [oa, 0.5, 1.0, 0.5], "n": 100}
+    payload = {
+        "classes": CLASSES,
+        "domains": [target],
+        "results": {"test": {target: {**test, "confusion": CONFUSION}}},
+        "checkpoint": {"kind": "best", "path": str(run_dir / "checkpoints" / "best.ckpt")},
+    }
+    if kind is not None:  # older runs predate the protocol record
+        payload |= {"protocol": kind, "protocol_reason": "test"}
+    (run_dir / "metrics.json").write_text(json.dumps(payload))
+    cfg = {"seed_everything": seed, "data": {"init_args": data or {}}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    if wall is not None:
+        (run_dir / "bench_wall_s.txt").write_text(f"{wall}\n")
+    return run_dir
+
+
+def test_tables_from_reused_runs_pair_seeds_label_protocols_and_state_the_floor(tmp_path, monkeypatch):
+    """Issue 21: paired per-seed differences, inductive / transductive per row, majority floor, wall times."""
+    import make_docs
+
+    out = tmp_path / "runs"
+    base, fv = "baseline (concat CNN)", "fvmgn"
+    for seed, b, f, w in [(42, 0.50, 0.55, 100), (43, 0.60, 0.58, 200), (44, 0.70, 0.80, None)]:
+        _fake_run(out, "trento_to_muufl", base, seed, b, "inductive", wall=w)
+        _fake_run(out, "trento_to_muufl", fv, seed, f, "transductive")
+        _fake_run(out, "muufl_to_trento", base, seed, b, "inductive", wall=60)
+        per_scene = {
+            "scene_standardize": {"lidar": ["intensity"]},
+            "sources": ["muufl"],
+            "targets": ["trento"],
+        }
+        _fake_run(out, "muufl_to_trento", fv, seed, f, data=per_scene)  # no record: inferred from config.yaml
+    written = {}
+    monkeypatch.setattr(grid, "write_result", lambda name, text: written.setdefault(name, text))
+    monkeypatch.setattr(grid, "timed_fit", lambda *a: pytest.fail(f"trained a cell: {a[1]}"))
+    argv = ["fvmgn_accuracy.py", "--seeds", "42", "43", "44", "--epochs", "15", "--methods", "baseline"]
+    argv += ["fvmgn", "--protocols", "trento_to_muufl", "muufl_to_trento", "--target-split", "fraction:0.25"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(out), "--results", "fvmgn_accuracy/_test.md"])
+    grid.main()
+    text = written["fvmgn_accuracy/_test.md"]
+    assert f"--target-split fraction:0.25 --out {out} --results fvmgn_accuracy/_test.md`" in text
+    assert "for 0 newly trained runs" in text
+    assert "Summed wall time of the 12 runs in this file: 0.13 h (5 with a recorded time" in text
+    lines = text.splitlines()
+    assert (
+        "| method | protocol | OA % | AA % | Kappa % | seeds | OA − baseline per seed (paired) | wall per run (s) |"
+        in lines
+    )
+    paired = "+5.00, -2.00, +10.00 (mean +4.33; 2/3 > 0)"
+    assert (
+        f"| {base} | inductive | 60.00 ± 10.00 | 50.00 ± 10.00 | 40.00 ± 10.00 | 3 | – | 150 (2 of 3 recorded) |"
+        in lines
+    )
+    assert (
+        f"| {fv} | **transductive** | 64.33 ± 13.65 | 54.33 ± 13.65 | 44.33 ± 13.65 | 3 | {paired} — baseline runs: "
+        "inductive | (not recorded) |" in lines
+    )
+    assert (
+        f"| {fv} | **transductive (inferred)** | 64.33 ± 13.65 | 54.33 ± 13.65 | 44.33 ± 13.65 | 3 | {paired}"
+        in text
+    )
+    assert f"| {base} | inductive | 60.00 ± 10.00 | 50.00 ± 10.00 | 40.00 ± 10.00 | 3 | – | 60 |" in lines
+    floor = "Reference: always answering the most frequent target class (trees, 60 of 100 test samples) scores OA 60"
+    assert sum(line.startswith(floor) for line in lines) == 2  # one per protocol
+    assert "## Summary: FVMGN against the concat CNN" in lines
+    assert (
+        f"| muufl to trento | **transductive (inferred)** | 60.00 ± 10.00 | 64.33 ± 13.65 | {paired}" in text
+    )
+    # make_docs reads the main tables back for the README figure: the new columns must not break it
+    (tmp_path / "fvmgn_accuracy").mkdir()
+    (tmp_path / "fvmgn_accuracy" / "_test.md").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(make_docs, "RESULTS", tmp_path)
+    parsed = make_docs.mean_std_table("fvmgn_accuracy/_test.md")
+    assert parsed["trento to muufl"][base]["oa"] == pytest.approx((0.60, 0.10))
+    assert parsed["muufl to trento"][fv]["kappa"] == pytest.approx((0.4433, 0.1365))
+
+
+def test_a_newly_trained_cell_records_its_wall_time(tmp_path, monkeypatch):
+    """The wall file is written beside a run trained now, and read back when the run is reused."""
+    import _common
+
+    def fake_fit(args, label):  # what `rsmg fit` leaves in the run directory the grid names
+        value = lambda key: args[args.index(f"--trainer.logger.init_args.{key}") + 1]  # noqa: E731
+        run_dir = Path(value("save_dir")) / value("name") / value("version")
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_text("{}")
+        return True
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(_common, "rsmg_fit", fake_fit)
+    d, wall, fresh = grid.run("trento_to_muufl", "fvmgn", 7, 2, out, "fraction:0.25")
+    assert fresh and d == out / "fraction_0_25" / "trento_to_muufl" / "fvmgn" / "seed7"
+    assert float((d / _common.WALL_FILE).read_text()) == pytest.approx(wall, abs=0.05)
+    assert grid.run("trento_to_muufl", "fvmgn", 7, 2, out, "fraction:0.25") == (
+        d,
+        pytest.approx(wall, abs=0.05),
+        False,
+    )
+    monkeypatch.setattr(_common, "rsmg_fit", lambda args, label: False)
+    failed, wall, fresh = grid.run("trento_to_muufl", "fvmgn", 8, 2, out, "fraction:0.25")
+    assert failed is None and wall != wall and fresh  # NaN: no time recorded for a failed run

@@ -13,6 +13,7 @@ import yaml
 from _paths import REPO
 from rsmg import report
 from rsmg.cli.main import main as rsmg_main
+from rsmg.cli.report import parser as _parser
 
 CLASSES = ["trees", "ground", "road", "buildings"]
 
@@ -310,7 +311,7 @@ def test_examples_name_directories_the_shipped_experiments_write():
     names = set()
     for cfg in (REPO / "experiments").rglob("*.yaml"):
         names |= set(re.findall(r"\bname:\s*([\w.-]+)", cfg.read_text()))
-    text = (report.__doc__ or "") + report._parser().format_help()
+    text = (report.__doc__ or "") + _parser().format_help()
     used = set(re.findall(r"outputs/([\w.-]+)", text)) - {"report"}
     assert used and used <= names, sorted(used - names)
 

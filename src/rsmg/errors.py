@@ -102,6 +102,15 @@ class UnknownOptionError(ConfigError):
     exit_code = 2
 
 
+class UsageError(RsmgError):
+    """A command line that cannot run as given (a required argument missing, options that exclude each other).
+
+    The command prints its usage and this message and exits 2, as argparse does for a bad command line.
+    """
+
+    exit_code = 2
+
+
 class OutputError(RsmgError, OSError):
     """An output (metrics, tables, figures, embeddings) cannot be written where it was asked to go.
 

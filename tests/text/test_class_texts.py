@@ -85,6 +85,14 @@ def test_templates_and_normalised_names():
     assert "red edge" in load_class_texts("shared", ["trees"], ["hsi"]).proprietary[("hsi", "trees")]
 
 
+def test_display_names_are_the_files_display_field():
+    """Zero-shot prompts name a class as the texts do: the ``display`` field, else the key with spaces."""
+    ct = load_class_texts("ucm21", ["airplane", "baseballdiamond"], [])
+    assert ct.display == {"airplane": "airplanes", "baseballdiamond": "baseball diamond"}
+    assert ct.shared["airplane"].startswith(f"an aerial scene of {ct.display['airplane']}:")
+    assert load_class_texts("trento", ["apple trees"], []).display == {"apple trees": "apple trees"}
+
+
 def test_missing_class_or_modality_is_a_clear_error():
     with pytest.raises(DataError) as e:
         load_class_texts("trento", ["Buildings", "Railway"], ["hsi"])

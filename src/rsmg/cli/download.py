@@ -1,4 +1,4 @@
-"""``rsmg download``: the argparse front door of :mod:`rsmg.data.download`, its tables and its exit status.
+"""``rsmg download``: the command line of :mod:`rsmg.data.download`, its tables and its exit status.
 
 Exit status (also in ``--help``): 0 every selected file is present; 1 a file failed (network, checksum,
 ``--require-hash``) or the command could not run (usage, unknown name, bad sources table); 2 nothing failed but
@@ -13,20 +13,20 @@ else ``$RSMG_DATA_ROOT``, else ``./data``), printed, with where that choice came
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from rsmg.cli.signature import Arg, parse_kwargs, signature_parser
 from rsmg.data.download.datasets import download_dataset, verify_dataset
 from rsmg.data.download.files import STATUS_MEANING, FileStatus
 from rsmg.data.download.sources import DatasetInfo, FileSpec, dataset_info, load_sources
 from rsmg.data_root import ENV_ROOT, resolve_root_with_origin
-from rsmg.errors import ConfigError, DataError, unknown_name_error
+from rsmg.errors import ConfigError, DataError, UsageError, unknown_name_error
 
-__all__ = ["EXIT_FAILED", "EXIT_MANUAL", "EXIT_MISSING", "EXIT_OK", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_MANUAL", "EXIT_MISSING", "EXIT_OK", "download", "main", "parser"]
 
 #: Exit status of ``rsmg download``: every selected file present (ok / verified / unverified).
 EXIT_OK = 0
@@ -67,19 +67,26 @@ def _print_summary(name: str, statuses: Sequence[FileStatus], out: Any) -> None:
 
 
 def _print_missing_hint(
-    args: argparse.Namespace, root: Path, statuses: Sequence[FileStatus], out: Any
+    name: str,
+    root: Path,
+    statuses: Sequence[FileStatus],
+    out: Any,
+    *,
+    only: Sequence[str] | None,
+    include_all: bool,
+    sources: Path | None,
 ) -> None:
     """Name the absent files ``rsmg download`` can fetch, and the command that fetches exactly the selection."""
     missing = [s for s in statuses if s.status == "missing"]
     if not missing:
         return
-    cmd = ["rsmg", "download", args.name, "--root", str(root)]
-    for o in args.only or []:
+    cmd = ["rsmg", "download", name, "--root", str(root)]
+    for o in only or []:
         cmd += ["--only", o]
-    if args.all:
+    if include_all:
         cmd.append("--all")
-    if args.sources is not None:
-        cmd += ["--sources", str(args.sources)]
+    if sources is not None:
+        cmd += ["--sources", str(sources)]
     print(f"\n{len(missing)} file(s) missing under {root}:", file=out)
     for s in missing:
         print(f"  {s.path}", file=out)
@@ -146,47 +153,138 @@ def _print_list(
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rsmg download",
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the exit-status lines one per line
-        description=(
-            "Download a benchmark dataset into ROOT/<dataset>/ and verify every file against its published\n"
-            "or measured checksum. Files that cannot be fetched automatically are listed with instructions."
-        ),
-        epilog=(
-            f"data root: --root, else ${ENV_ROOT}, else ./data (the default of the data modules); printed first.\n"
-            "\n"
-            "exit status:\n"
-            f"  {EXIT_OK}  every selected file is present (ok / verified / unverified)\n"
-            f"  {EXIT_FAILED}  a file failed (network, checksum, --require-hash), or the command could not run\n"
-            "     (usage error, unknown name)\n"
-            f"  {EXIT_MANUAL}  nothing failed, but files must still be placed by hand\n"
-            f"  {EXIT_MISSING}  --verify-only: nothing failed, but files are missing that `rsmg download` fetches\n"
-            f"  when several apply: {EXIT_FAILED}, then {EXIT_MISSING}, then {EXIT_MANUAL}"
-        ),
-    )
-    p.add_argument("name", nargs="?", help="dataset name (see --list)")
-    p.add_argument(
-        "--root",
-        type=Path,
-        help=f"data root; files land in ROOT/<dataset folder>/ (default ${ENV_ROOT}, else ./data)",
-    )
-    p.add_argument("--only", action="append", metavar="FILE", help="only this file (repeatable)")
-    p.add_argument("--mirror", metavar="URL", help="fetch every file from URL/<relative path> instead")
-    p.add_argument("--verify-only", action="store_true", help="check files on disk; no network")
-    p.add_argument(
-        "--list",
-        action="store_true",
-        help="list datasets (size, source, licence, what is already under the root) and their files; no network",
-    )
-    p.add_argument("--all", action="store_true", help="include optional files (huge archives, alt. copies)")
-    p.add_argument("--require-hash", action="store_true", help="fail on files with no known checksum")
-    p.add_argument("--retries", type=int, default=3, help="attempts per URL (default 3)")
-    p.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds (default 60)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--sources", type=Path, help=argparse.SUPPRESS)
-    return p
+_EPILOG = (
+    f"data root: --root, else ${ENV_ROOT}, else ./data (the default of the data modules); printed first.\n"
+    "\n"
+    "exit status:\n"
+    f"  {EXIT_OK}  every selected file is present (ok / verified / unverified)\n"
+    f"  {EXIT_FAILED}  a file failed (network, checksum, --require-hash), or the command could not run\n"
+    "     (usage error, unknown name)\n"
+    f"  {EXIT_MANUAL}  nothing failed, but files must still be placed by hand\n"
+    f"  {EXIT_MISSING}  --verify-only: nothing failed, but files are missing that `rsmg download` fetches\n"
+    f"  when several apply: {EXIT_FAILED}, then {EXIT_MISSING}, then {EXIT_MANUAL}"
+)
+
+
+def download(
+    name: str | None = None,
+    *,
+    root: Path | None = None,
+    only: Annotated[list[str] | None, Arg(metavar="FILE", repeat=True)] = None,
+    mirror: Annotated[str | None, Arg(metavar="URL")] = None,
+    verify_only: bool = False,
+    list_datasets: Annotated[bool, Arg(option="--list")] = False,
+    include_optional: Annotated[bool, Arg(option="--all")] = False,
+    require_hash: bool = False,
+    retries: int = 3,
+    timeout: float = 60.0,
+    no_progress: bool = False,
+    sources: Annotated[Path | None, Arg(hidden=True)] = None,
+) -> int:
+    """Download a benchmark dataset into ROOT/<dataset>/ and verify every file's checksum.
+
+    The checksums are the published or measured ones. Files that cannot be fetched automatically are listed
+    with instructions.
+
+    Args:
+        name: dataset name (see --list)
+        root: data root; files land in ROOT/<dataset folder>/ (none: $RSMG_DATA_ROOT, else ./data)
+        only: only this file (repeatable)
+        mirror: fetch every file from URL/<relative path> instead
+        verify_only: check files on disk; no network
+        list_datasets: list datasets (size, source, licence, what is already under the root) and their
+            files; no network
+        include_optional: include optional files (huge archives, alt. copies)
+        require_hash: fail on files with no known checksum
+        retries: attempts per URL
+        timeout: socket timeout in seconds
+        no_progress: no progress bars
+        sources: the sources table (default: the shipped one); for tests
+
+    Returns:
+        The exit status (see the module docstring).
+
+    Raises:
+        UsageError: no NAME (and no --list).
+        ConfigError: an unknown dataset name or a bad sources table.
+        DataError: a file that cannot be verified.
+    """
+    out = sys.stdout
+    table = load_sources(sources)
+    if list_datasets:
+        if name is not None and name not in table:
+            raise unknown_name_error("dataset", name, list(table), field="download.name")
+        given, origin = resolve_root_with_origin(root)
+        where = given.resolve()
+        print(f"data root: {where} (from {origin})\n", file=out)
+        _print_list(table, dataset_info(sources), [name] if name else list(table), where, out)
+        return EXIT_OK
+    if name is None:
+        raise UsageError("NAME is required (or use --list)")
+    if name not in table:
+        raise unknown_name_error("dataset", name, list(table), field="download.name")
+    given, origin = resolve_root_with_origin(root)
+    where = given.resolve()
+    note = "" if origin != "default ./data" else f"; set --root or ${ENV_ROOT} to choose another"
+    print(f"data root: {where} (from {origin}{note})", file=out, flush=True)
+    if verify_only:
+        statuses = verify_dataset(
+            name,
+            where,
+            only=only,
+            sources=sources,
+            require_hash=require_hash,
+            include_optional=include_optional,
+        )
+    else:
+        statuses = download_dataset(
+            name,
+            where,
+            only=only,
+            base_url=mirror,
+            retries=retries,
+            timeout=timeout,
+            progress=not no_progress,
+            sources=sources,
+            require_hash=require_hash,
+            include_optional=include_optional,
+            strict=False,
+        )
+    _report(name, statuses, out, sys.stderr)
+    _print_missing_hint(name, where, statuses, out, only=only, include_all=include_optional, sources=sources)
+    if not verify_only and not only and not include_optional:
+        not_fetched = [s for s in table[name] if s.optional]
+        if not_fetched:
+            print(
+                f"\n{len(not_fetched)} optional file(s) not fetched (use --all or --only FILE): "
+                + ", ".join(s.path for s in not_fetched),
+                file=out,
+            )
+    if any(s.status == "failed" for s in statuses):
+        return EXIT_FAILED
+    if any(s.status == "missing" for s in statuses):
+        return EXIT_MISSING
+    return EXIT_MANUAL if any(s.status == "manual" for s in statuses) else EXIT_OK
+
+
+def _report(name: str, statuses: Sequence[FileStatus], out: Any, err: Any) -> None:
+    """The per-file messages (manual steps, unverified files, failures), the table and the summary line."""
+    for s in statuses:
+        if s.status == "manual" and s.message:
+            print(f"\n[manual] {s.path}\n  " + s.message.replace("\n", "\n  "), file=out)
+        elif s.status == "unverified" and s.message:
+            print(f"\n[unverified] {s.path}: {s.message}", file=out)
+    for s in statuses:
+        if s.status == "failed" and s.message:
+            print(f"\n[failed] {s.path}\n  {s.message}", file=err)
+    print(file=out)
+    _print_table(statuses, out)
+    _print_summary(name, statuses, out)
+
+
+def parser() -> Any:
+    """The jsonargparse parser of ``rsmg download``, built from :func:`download`'s signature and docstring."""
+    return signature_parser(download, prog="rsmg download", epilog=_EPILOG)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,83 +299,17 @@ def main(argv: list[str] | None = None) -> int:
         files absent that the download fetches. A usage error returns 1, not argparse's 2, because 2 already
         means "place files by hand".
     """
-    parser = _parser()
+    p = parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help exits 0; argparse's usage error would exit 2, which means "manual" here
+        kwargs = parse_kwargs(p, download, argv)
+    except SystemExit as e:  # --help exits 0; a usage error would exit 2, which means "manual" here
         return EXIT_OK if e.code in (0, None) else EXIT_FAILED
-    out, err = sys.stdout, sys.stderr
     try:
-        table = load_sources(args.sources)
-        if args.list:
-            if args.name is not None and args.name not in table:
-                raise unknown_name_error("dataset", args.name, list(table), field="download.name")
-            given, origin = resolve_root_with_origin(args.root)
-            root = given.resolve()
-            print(f"data root: {root} (from {origin})\n", file=out)
-            _print_list(
-                table, dataset_info(args.sources), [args.name] if args.name else list(table), root, out
-            )
-            return 0
-        if args.name is None:
-            parser.print_usage(err)
-            print("rsmg download: error: NAME is required (or use --list)", file=err)
-            return EXIT_FAILED
-        if args.name not in table:
-            raise unknown_name_error("dataset", args.name, list(table), field="download.name")
-        given, origin = resolve_root_with_origin(args.root)
-        root = given.resolve()
-        note = "" if origin != "default ./data" else f"; set --root or ${ENV_ROOT} to choose another"
-        print(f"data root: {root} (from {origin}{note})", file=out, flush=True)
-        if args.verify_only:
-            statuses = verify_dataset(
-                args.name,
-                root,
-                only=args.only,
-                sources=args.sources,
-                require_hash=args.require_hash,
-                include_optional=args.all,
-            )
-        else:
-            statuses = download_dataset(
-                args.name,
-                root,
-                only=args.only,
-                base_url=args.mirror,
-                retries=args.retries,
-                timeout=args.timeout,
-                progress=not args.no_progress,
-                sources=args.sources,
-                require_hash=args.require_hash,
-                include_optional=args.all,
-                strict=False,
-            )
+        return download(**kwargs)
+    except UsageError as e:
+        p.print_usage(sys.stderr)
+        print(f"rsmg download: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except (ConfigError, DataError) as e:
-        print(f"rsmg download: {e}", file=err)
+        print(f"rsmg download: {e}", file=sys.stderr)
         return EXIT_FAILED
-
-    for s in statuses:
-        if s.status == "manual" and s.message:
-            print(f"\n[manual] {s.path}\n  " + s.message.replace("\n", "\n  "), file=out)
-        elif s.status == "unverified" and s.message:
-            print(f"\n[unverified] {s.path}: {s.message}", file=out)
-    for s in statuses:
-        if s.status == "failed" and s.message:
-            print(f"\n[failed] {s.path}\n  {s.message}", file=err)
-    print(file=out)
-    _print_table(statuses, out)
-    _print_summary(args.name, statuses, out)
-    _print_missing_hint(args, root, statuses, out)
-    if not args.verify_only and not args.only and not args.all:
-        not_fetched = [s for s in table[args.name] if s.optional]
-        if not_fetched:
-            print(
-                f"\n{len(not_fetched)} optional file(s) not fetched (use --all or --only FILE): "
-                + ", ".join(s.path for s in not_fetched),
-                file=out,
-            )
-    if any(s.status == "failed" for s in statuses):
-        return EXIT_FAILED
-    if any(s.status == "missing" for s in statuses):
-        return EXIT_MISSING
-    return EXIT_MANUAL if any(s.status == "manual" for s in statuses) else EXIT_OK

@@ -27,7 +27,7 @@ from typing import Any
 
 EXTRA_VERBS = {
     "download": ("rsmg.cli.download", "fetch a dataset from its official source and verify sha256"),
-    "report": ("rsmg.report", "aggregate finished runs into mean ± std tables and figures"),
+    "report": ("rsmg.cli.report", "aggregate finished runs into mean ± std tables and figures"),
     "caption": ("rsmg.cli.caption", "write captions for an image folder with a local vision-language model"),
 }
 LIGHTNING_VERBS = {

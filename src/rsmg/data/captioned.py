@@ -27,7 +27,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from rsmg.data.catalog import _yaml, dataset_info, resolve_root
+from rsmg.data.catalog import dataset_info, resolve_root
+from rsmg.data.catalog_yaml import _yaml
 from rsmg.data.readers import read_caption_txt, read_captions_karpathy_json, read_image
 from rsmg.data.spec import DataSpec
 from rsmg.data.splits import require_nonempty, train_val_split

@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 import torch
 
-from rsmg.data.catalog import _yaml, resolve_root
+from rsmg.data.catalog import resolve_root
+from rsmg.data.catalog_yaml import _yaml
 from rsmg.data.readers import read_caption_txt, read_captions_karpathy_json
 from rsmg.data.scene_folders import ImageRecord
 from rsmg.errors import ConfigError, DataError

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rsmg.data.catalog import _yaml, resolve_root
+from rsmg.data.catalog import resolve_root
+from rsmg.data.catalog_yaml import _yaml
 from rsmg.data.scene import BatchedSamples
 from rsmg.data.spec import image_key
 from rsmg.errors import ConfigError, DataError, MissingDatasetError, unknown_name_error

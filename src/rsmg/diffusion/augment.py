@@ -29,7 +29,8 @@ from typing import Any
 import torch
 
 from rsmg.data.spec import IMAGE_PREFIX
-from rsmg.diffusion.prior import DiffusionPrior, _import_diffusers
+from rsmg.diffusion.prior import DiffusionPrior
+from rsmg.diffusion.prior_config import _import_diffusers
 from rsmg.errors import ConfigError, DataError
 
 _MASK63 = (1 << 63) - 1

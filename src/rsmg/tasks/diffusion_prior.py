@@ -34,7 +34,7 @@ class DiffusionPriorTask(pl.LightningModule):
     Args:
         spec: the data the prior models (a dict as stored in checkpoints is accepted, so that
             ``load_from_checkpoint`` works without pickled objects).
-        unet: ``UNet2DModel`` keyword arguments (see :data:`rsmg.diffusion.prior.DEFAULT_UNET`).
+        unet: ``UNet2DModel`` keyword arguments (see :data:`rsmg.diffusion.prior_config.DEFAULT_UNET`).
         num_train_timesteps: DDPM timesteps ``T``.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.

@@ -53,6 +53,7 @@ class ClassTexts:
         source: the YAML file the texts came from.
         domains: domains (datasets) as asked for; empty unless asked.
         domain: ``(domain, class)`` → per-domain text.
+        display: class → the name the texts use for it (the file's ``display``), e.g. for zero-shot prompts.
     """
 
     classes: tuple[str, ...]
@@ -62,6 +63,7 @@ class ClassTexts:
     source: str = ""
     domains: tuple[str, ...] = ()
     domain: dict[tuple[str, str], str] = field(default_factory=dict)
+    display: dict[str, str] = field(default_factory=dict)
 
     def shared_list(self) -> list[str]:
         """Shared texts in class order."""
@@ -188,6 +190,7 @@ def load_class_texts(
     dom_names: dict[str, str] = data.get("domains", {}) or {}
 
     shared: dict[str, str] = {}
+    displays: dict[str, str] = {}
     prop: dict[tuple[str, str], str] = {}
     per_domain: dict[tuple[str, str], str] = {}
     for c in classes:
@@ -203,7 +206,7 @@ def load_class_texts(
                 "or choose the class_set whose classes the data uses",
             )
         entry = table[key] or {}
-        display = str(entry.get("display") or key.replace("_", " ")).lower()
+        display = displays[c] = str(entry.get("display") or key.replace("_", " ")).lower()
         if not entry.get("shared"):
             raise DataError(
                 f"class {key!r} has no shared text",
@@ -249,6 +252,7 @@ def load_class_texts(
         source=str(path),
         domains=tuple(domains),
         domain=per_domain,
+        display=displays,
     )
 
 

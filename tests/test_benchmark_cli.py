@@ -1,0 +1,231 @@
+"""The benchmark scripts' command lines (a typed ``Options`` dataclass each, :mod:`rsmg.cli.signature`).
+
+The commands recorded in ``benchmarks/results/`` and the docs must keep reproducing, so each is parsed here to
+the values it ran with, in this process and without running anything. ``scene_dg.py``, ``indian_pines.py`` and
+``fvmgn_accuracy.py`` still have their own argparse parsers (tested by their grid tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import shlex
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from _paths import REPO
+from rsmg.cli.signature import cli
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+SCRIPTS = (
+    "caption_accuracy",
+    "data_throughput",
+    "dtaug_accuracy",
+    "fusion_throughput",
+    "fvmgn_compile",
+    "fvmgn_speed",
+    "gpu_precision",
+    "gpu_protocols",
+    "gpu_step",
+    "make_docs",
+    "mwdis_donors",
+    "run_all",
+    "scene_data_throughput",
+    "scene_step_cost",
+    "standardize_validation",
+    "tta_cost",
+    "ucm_captions",
+)
+HIDDEN = {("fusion_throughput", "memory_of")}  # set only by the script itself for its child process
+
+
+def script(name: str) -> ModuleType:
+    return importlib.import_module(name)
+
+
+def parse(name: str, command: str) -> Any:
+    mod = script(name)
+    return cli(mod.Options, shlex.split(command), description=mod.__doc__)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_shows_the_script_docstring_and_every_option(name, capsys):
+    mod = script(name)
+    with pytest.raises(SystemExit) as e:
+        cli(mod.Options, ["--help"], description=mod.__doc__)
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert (mod.__doc__ or "").strip().splitlines()[0] in out
+    for f in dataclasses.fields(mod.Options):
+        shown = f"--{f.name.replace('_', '-')}" in out
+        assert shown != ((name, f.name) in HIDDEN), (name, f.name)
+
+
+@pytest.mark.parametrize(
+    ("name", "command", "expected"),
+    [
+        ("mwdis_donors", "--batches 64 512 2048 8192", {"batches": [64, 512, 2048, 8192], "reps": 5}),
+        ("scene_data_throughput", "--seconds 2 --batch 16", {"seconds": 2.0, "batch": 16, "size": 224}),
+        (
+            "gpu_step",
+            "--batch 8192 --name gpu/step_h200_batch8192",
+            {
+                "batch": 8192,
+                "name": "gpu/step_h200_batch8192",
+                "variants": ["eager", "eager + fused AdamW", "compiled", "compiled, CUDA graphs"],
+            },
+        ),
+        ("gpu_step", "--variants", {"variants": []}),
+        (
+            "gpu_protocols",
+            "--only 1 --name gpu/main_job_h200_parallel --timeout 95",
+            {"only": [1], "name": "gpu/main_job_h200_parallel", "timeout": 95, "eval_batch": 4096},
+        ),
+        (
+            "ucm_captions",
+            "--held-out --methods 'unified (fvmgn_captions)' 'image + class texts (fvmgn_scenes)' --seeds 0 "
+            "--leakage on",
+            {
+                "held_out": True,
+                "methods": ["unified (fvmgn_captions)", "image + class texts (fvmgn_scenes)"],
+                "seeds": [0],
+                "leakage": "on",
+                "transfer": None,
+            },
+        ),
+        (
+            "scene_step_cost",
+            "--sizes 128 --freeze stages:3 --models erm fvmgn_captions_no_mwdis fvmgn_captions "
+            "fvmgn_captions_resampled_view --steps 7 --out scene_data/step_cost_unified.md",
+            {
+                "sizes": [128],
+                "freeze": ["stages:3"],
+                "models": [
+                    "erm",
+                    "fvmgn_captions_no_mwdis",
+                    "fvmgn_captions",
+                    "fvmgn_captions_resampled_view",
+                ],
+                "steps": 7,
+                "out": "scene_data/step_cost_unified.md",
+            },
+        ),
+        (
+            "fvmgn_compile",
+            "--batch 512 --rounds 4 --name fvmgn_speed/compile_cpu_batch512",
+            {"batch": 512, "rounds": 4, "name": "fvmgn_speed/compile_cpu_batch512", "amp": "auto"},
+        ),
+        ("gpu_precision", "--name gpu/precision_h200 --timeout 120", {"timeout": 120, "seeds": [42, 43, 44]}),
+        ("data_throughput", "--patch 9", {"patch": 9, "seconds": 4.0}),
+        ("make_docs", "--check", {"check": True, "figure": False}),
+        (
+            "tta_cost",
+            "--ckpt outputs/bench_fvmgn/fraction_0_25/trento_to_muufl/fvmgn/seed42/checkpoints/best-epoch=11.ckpt "
+            "--unet-channels 16 32 --prior-steps 600 --steps 2 5 10 --threads 1 "
+            "--name dtaug/tta_cost_fvmgn_small_prior",
+            {
+                "ckpt": Path(
+                    "outputs/bench_fvmgn/fraction_0_25/trento_to_muufl/fvmgn/seed42/checkpoints/best-epoch=11.ckpt"
+                ),
+                "unet_channels": [16, 32],
+                "prior_steps": 600,
+                "steps": [2, 5, 10],
+                "ks": [1, 2, 4, 8],
+                "threads": 1,
+                "prior": None,
+                "n": None,
+            },
+        ),
+        (
+            "caption_accuracy",
+            "--seeds 42 43 44 --datasets aid_minitest ucm_captions --methods image text concat vote "
+            "cross_attention --zero-shot",
+            {
+                "datasets": ["aid_minitest", "ucm_captions"],
+                "methods": ["image", "text", "concat", "vote", "cross_attention"],
+                "zero_shot": True,
+            },
+        ),
+        (
+            "run_all",
+            "--only fvmgn_speed tta_cost --args tta_cost='--n 2048' --args fvmgn_speed='--batch 8'",
+            {"only": ["fvmgn_speed", "tta_cost"], "args": ["tta_cost=--n 2048", "fvmgn_speed=--batch 8"]},
+        ),
+        ("run_all", "--summary-only", {"summary_only": True, "only": None, "args": []}),
+        (
+            "dtaug_accuracy",
+            "--seeds 42 43 44 --methods 'baseline' 'baseline + DTAug training views' 'fvmgn' "
+            "'fvmgn + DTAug training views' --epochs 15 --prior-epochs 40 --views 4 --steps 5 --strength 0.3 "
+            "--target-split fraction:0.05",
+            {
+                "methods": [
+                    "baseline",
+                    "baseline + DTAug training views",
+                    "fvmgn",
+                    "fvmgn + DTAug training views",
+                ],
+                "prior_epochs": 40,
+                "strength": 0.3,
+                "target_split": "fraction:0.05",
+            },
+        ),
+        ("standardize_validation", "--seeds 42 43 44 --epochs 15", {"seeds": [42, 43, 44], "epochs": 15}),
+        ("fusion_throughput", "--batch 4 --iters 2", {"batch": 4, "iters": 2, "memory_of": None}),
+        (  # the child command fusion_throughput.launch_memory starts
+            "fusion_throughput",
+            "--memory-of rsmg --batch 64 --device auto --amp auto --threads 2 --train-text",
+            {"memory_of": "rsmg", "batch": 64, "threads": 2, "train_text": True},
+        ),
+        (
+            "fvmgn_speed",
+            "--batch 512 --skip-generated --threads 1 --attn-sr 2 1 "
+            "--name fvmgn_speed/cpu_batch512_heads4_kv_pooling_2_1",
+            {
+                "batch": 512,
+                "skip_generated": True,
+                "attn_sr": [2, 1],
+                "attn_heads": None,
+                "channels_last": True,
+            },
+        ),
+        (
+            "fvmgn_speed",
+            "--batch 512 --attn-heads 2 4 --no-channels-last --compile",
+            {"attn_heads": [2, 4], "channels_last": False, "compile": True, "attn_sr": None},
+        ),
+    ],
+)
+def test_recorded_commands_parse_to_the_values_they_ran_with(name, command, expected):
+    options = parse(name, command)
+    got = {k: getattr(options, k) for k in expected}
+    assert got == expected
+
+
+def test_ucm_captions_methods_default_to_the_protocols():
+    ucm = script("ucm_captions")
+    assert parse("ucm_captions", "").methods == list(ucm.METHODS)
+    assert parse("ucm_captions", "--held-out").methods == list(ucm.ZERO_SHOT_METHODS)
+    assert "concat" not in parse("ucm_captions", "--transfer ucm_aid").methods
+
+
+@pytest.mark.parametrize(
+    ("name", "command", "message"),
+    [
+        ("run_all", "--args nosuch='--n 1'", "--args: unknown script 'nosuch'"),
+        ("run_all", "--only nosuch", "invalid choice: 'nosuch'"),
+        ("ucm_captions", "--leakage maybe", "maybe"),
+        ("fvmgn_speed", "--attn-sr 2", "expected 2 arguments"),
+        ("tta_cost", "--unet-chanels 16 32", "did you mean --unet-channels?"),
+        ("gpu_step", "--batch big", "big"),
+    ],
+)
+def test_bad_commands_exit_2_with_a_message(name, command, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(name, command)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err, err
