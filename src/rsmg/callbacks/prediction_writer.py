@@ -22,13 +22,11 @@ scene's grid, with the CRS and geotransform of the rasters it was read from, a c
 names (:mod:`rsmg.callbacks.map_writer`; ``maps=False`` turns it off, ``confidence_maps=True`` adds
 ``<domain>_confidence.tif``).
 
-Memory: a whole scene is millions of pixels, so in a single process the predictions of a scene dataset are
-streamed: each batch's rows go to scratch files on disk at their sample's slot and into the uint8 map
-(:class:`~rsmg.callbacks.prediction_table.DiskTable`, :class:`~rsmg.callbacks.map_writer.SceneMap`), and the
-``.npz`` / ``.csv`` are written from them in chunks. Memory then holds a batch, the map (one byte per pixel)
-and a flag per sample, never every pixel's probabilities. The writer is a batch-interval writer on purpose:
-Lightning keeps every prediction of the epoch for a writer with an epoch interval, whatever
-``return_predictions`` says; the files are written in :meth:`PredictionWriter.on_predict_epoch_end`.
+Memory: in a single process a scene's predictions stream: each batch's rows go to scratch files at their
+samples' slots and into the uint8 map (:class:`~rsmg.callbacks.prediction_table.DiskTable`,
+:class:`~rsmg.callbacks.map_writer.SceneMap`); the files are written from them in chunks, never holding every
+pixel's probabilities. It is a batch-interval writer on purpose: Lightning keeps every prediction for a writer
+with an epoch interval, whatever ``return_predictions`` says (files: :meth:`PredictionWriter.on_predict_epoch_end`).
 
 Under DDP every rank keeps the predictions of its own shard in memory (on the CPU). At the end of the predict
 epoch the shards are sent to rank zero only (``torch.distributed.gather_object``); rank zero merges them,
