@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from rsmg.data.bands import get_sensor
-from rsmg.data.readers import read_array, read_geotiff, read_mat
+from rsmg.data.readers import ENVI_SUFFIXES, read_array, read_envi, read_geotiff, read_mat
 from rsmg.data.scene import Scene
 from rsmg.data_root import ENV_ROOT, resolve_root_with_origin
 from rsmg.errors import ConfigError, DataError, MissingDatasetError, unknown_name_error
@@ -167,8 +167,8 @@ def _check_user_dataset(entry: Any, where: str, path: Path) -> None:
                 fix="add sensor: (e.g. rgb, lidar_dsm)",
             )
         get_sensor(ref["sensor"])  # an unknown sensor lists the known ones
-        if entry["kind"] == "scene" and _is_geotiff(ref.get("file")) and ref.get("layout", "HWC") == "HWC":
-            continue  # a GeoTIFF says its own layout (bands x rows x columns, read as a raster)
+        if entry["kind"] == "scene" and _is_raster(ref.get("file")) and ref.get("layout", "HWC") == "HWC":
+            continue  # a GeoTIFF / ENVI file says its own layout (bands x rows x columns, read as a raster)
         if entry["kind"] in ("scene", "vectors") and ref.get("layout") not in ("HWC", "NC"):
             raise DataError(
                 "raster modality lacks its layout",
@@ -185,7 +185,7 @@ def _check_user_dataset(entry: Any, where: str, path: Path) -> None:
             "scene entry lacks its label map",
             file=path,
             field=f"{where}.labels",
-            expected="{file: <.tif / .mat / .npy / .npz>, key: <variable, .mat / .npz only>} (0 unlabelled, "
+            expected="{file: <.tif / .hdr / .mat / .npy / .npz>, key: <variable, .mat / .npz only>} (0 unlabelled, "
             "1..K classes)",
             found=entry.get("labels", "nothing"),
             fix="add labels: {file: ...} with ids in the order of classes: (or leave labels: out for a target "
@@ -372,11 +372,12 @@ def missing_files(
 
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
+RASTER_SUFFIXES = (*GEOTIFF_SUFFIXES, *ENVI_SUFFIXES)  # read through GDAL: the file says its own band layout
 
 
-def _is_geotiff(rel: Any) -> bool:
+def _is_raster(rel: Any) -> bool:
     return isinstance(rel, str | list) and all(
-        str(o).lower().endswith(GEOTIFF_SUFFIXES) for o in _options(rel)
+        str(o).lower().endswith(RASTER_SUFFIXES) for o in _options(rel)
     )
 
 
@@ -388,17 +389,24 @@ class _Loaded:
     path: Path
     mask: np.ndarray | None = None  # H×W, False at the file's nodata / NaN pixels
     georef: dict[str, Any] | None = None  # {"crs": str | None, "transform": 6 floats}; None: no geotransform
+    wavelengths: np.ndarray | None = None  # nm per band, from an ENVI header's `wavelength`
+    header: Path | None = None  # the ENVI header the wavelengths come from
 
 
 def _load_array(root: Path, ref: dict[str, Any], dataset: str, *, download: bool = False) -> _Loaded:
     path = _file(root, ref["file"], dataset, download=download or bool(ref.get("download")))
     suffix = path.suffix.lower()
-    if suffix in GEOTIFF_SUFFIXES:
-        raster = read_geotiff(path)  # nodata and NaN pixels: masked (False) and zeroed, never data
+    if suffix in RASTER_SUFFIXES:
+        envi = suffix in ENVI_SUFFIXES
+        raster = (read_envi if envi else read_geotiff)(path)  # nodata and NaN pixels: masked and zeroed
         georef = None
         if raster.meta["transform"] is not None:
             georef = {"crs": raster.meta["crs"], "transform": tuple(raster.meta["transform"])}
-        return _Loaded(np.moveaxis(raster.array, 0, -1), path, raster.mask, georef)
+        array = np.moveaxis(raster.array, 0, -1)
+        if not envi:
+            return _Loaded(array, path, raster.mask, georef)
+        header = Path(raster.meta["header"])
+        return _Loaded(array, path, raster.mask, georef, raster.meta["wavelengths_nm"], header)
     read = read_array if suffix in (".npy", ".npz") else read_mat  # a user scene saved by numpy
     arr = read(path, key=ref.get("key"), candidates=tuple(ref.get("candidates", ())))
     return _Loaded(np.asarray(arr), path)
@@ -495,6 +503,9 @@ def load_scene(
                 found=arr.shape[0],
                 fix="use the benchmark file from `rsmg download`, or register a sensor that matches this file",
             )
+        header_nm = loaded[mod].wavelengths
+        if header_nm is not None:  # an ENVI header's band centres must be the sensor's
+            sensor.check_wavelengths(header_nm, file=loaded[mod].header, field=f"{name}.{mod}")
         arrays[mod], files[mod], band_names[mod] = arr, str(path), sensor.band_names
 
     split_maps: dict[str, np.ndarray] = {}
