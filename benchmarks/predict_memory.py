@@ -9,7 +9,7 @@ without labels, written as GeoTIFFs in a temporary folder: ``muufl_map`` (the re
 
 Usage: ``RSMG_DATA_ROOT=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/predict_memory.py``
 (``--grids 2`` drops the 16× scene; ``--before-src DIR`` also measures another checkout's ``src`` on the same
-checkpoint and scenes, e.g. the code before a change, in a second column).
+checkpoint and scenes in a second column, e.g. ``git archive <commit> src | tar -x -C /tmp/rsmg-<commit>``).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def main() -> None:
             + ")"
         )
     threads = os.environ.get("OMP_NUM_THREADS")
-    note = f" Before: the same commands run with `{args.before_src}`." if before else ""
+    note = f"Before: the same commands run with `{args.before_src}`." if before else ""
     text = "\n".join([
         "# Peak memory of `rsmg predict` on a whole unlabelled scene (real MUUFL LiDAR raster, tiled)",
         "",
@@ -165,7 +165,8 @@ def main() -> None:
         "",
         "Each `rsmg predict` runs in its own process (peak RSS from `os.wait4`): Trento → MUUFL baseline, width 8,",
         "11×11 patches, eval batch size " + f"{args.eval_batch_size}, every pixel of a GeoTIFF scene without labels",
-        "(user catalog); outputs: `predictions_<scene>.npz` / `.csv` and `<scene>_classes.tif`." + note,
+        "(user catalog); outputs: `predictions_<scene>.npz` / `.csv` and `<scene>_classes.tif`.",
+        *([note] if note else []),
         "",
         *table,
         "",
