@@ -113,6 +113,13 @@ STUDIES: list[Study] = [
         "`benchmarks/data_throughput.py`: patches/s of `CrossDomainDataModule` on the real MUUFL LiDAR raster.",
         "throughput.md",
     ),
+    Study(
+        "predict",
+        "Whole-scene prediction memory (issue 25)",
+        "`benchmarks/predict_memory.py`: peak RSS of `rsmg predict` on an unlabelled scene, the real MUUFL LiDAR "
+        "raster and tiled copies of it (4×, 16× the pixels).",
+        "memory.md",
+    ),
 ]
 
 # benchmark script -> (its results file, runs in run_all by default); the accuracy grids train many models
@@ -123,6 +130,7 @@ SCRIPTS: dict[str, tuple[str, bool]] = {
     "fusion_throughput": ("captions/fusion_throughput.md", True),
     "scene_data_throughput": ("scene_data/throughput.md", True),
     "scene_step_cost": ("scene_data/step_cost.md", True),
+    "predict_memory": ("predict/memory.md", True),
     "ucm_captions": ("captions_ucm/ucm21_leakage_on_seeds0.md", False),
     "fvmgn_accuracy": ("fvmgn_accuracy/ablations.md", False),
     "standardize_validation": ("fvmgn_accuracy/standardize_validation.md", False),

@@ -15,6 +15,10 @@ on the scene's pixel grid:
   ``CLASSES`` (a JSON list), all stored inside the file (TIFF ``GDAL_METADATA``), with the tags ``DOMAIN`` and
   ``NOT_PREDICTED``.
 
+:class:`SceneMap` is filled batch by batch while ``rsmg predict`` runs, so a whole scene costs one byte per
+pixel (plus four for the optional confidence map ``<domain>_confidence.tif``: the largest probability, float32,
+NaN where nothing was predicted), never the probabilities of every pixel.
+
 The file is built in memory (rasterio ``MemoryFile``, deflate-compressed) and written with
 :func:`rsmg.io.atomic_write_bytes`, so a killed run never leaves half a map. rasterio is imported only here.
 """
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +36,48 @@ import numpy as np
 from rsmg.errors import ConfigError
 from rsmg.io import atomic_write_bytes
 
-__all__ = ["NOT_PREDICTED", "class_map", "class_map_geotiff", "write_class_map"]
+__all__ = [
+    "NOT_PREDICTED",
+    "SceneMap",
+    "class_map",
+    "class_map_geotiff",
+    "confidence_geotiff",
+    "write_class_map",
+    "write_scene_maps",
+]
 
 NOT_PREDICTED = 255
 """Map value (and GeoTIFF nodata) of a pixel without a prediction."""
 
 
+class SceneMap:
+    """The maps of one scene, filled as predictions arrive: uint8 classes, optionally float32 confidence.
+
+    Args:
+        shape: ``(H, W)`` of the scene.
+        confidence: also keep the largest probability of every predicted pixel.
+    """
+
+    def __init__(self, shape: tuple[int, int], *, confidence: bool = False) -> None:
+        self.classes = np.full(shape, NOT_PREDICTED, dtype=np.uint8)
+        self.confidence = np.full(shape, np.nan, dtype=np.float32) if confidence else None
+
+    def add(
+        self, rows: np.ndarray, cols: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None
+    ) -> None:
+        """Set ``pred`` (and ``probs.max(1)``) at ``(rows, cols)``; samples with a negative row are skipped."""
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        ok = (rows >= 0) & (cols >= 0)
+        self.classes[rows[ok], cols[ok]] = np.asarray(pred)[ok].astype(np.uint8)
+        if self.confidence is not None and probs is not None:
+            self.confidence[rows[ok], cols[ok]] = np.asarray(probs)[ok].max(axis=1)
+
+
 def class_map(rows: np.ndarray, cols: np.ndarray, pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``H×W`` uint8 map: ``pred`` at ``(rows, cols)``, :data:`NOT_PREDICTED` elsewhere (negative rows skipped)."""
-    out = np.full(shape, NOT_PREDICTED, dtype=np.uint8)
-    ok = (np.asarray(rows) >= 0) & (np.asarray(cols) >= 0)
-    out[np.asarray(rows)[ok], np.asarray(cols)[ok]] = np.asarray(pred)[ok].astype(np.uint8)
-    return out
+    m = SceneMap(shape)
+    m.add(rows, cols, pred)
+    return m.classes
 
 
 def _colour_table(n: int) -> dict[int, tuple[int, int, int, int]]:
@@ -53,6 +87,33 @@ def _colour_table(n: int) -> dict[int, tuple[int, int, int, int]]:
     for k, (r, g, b) in enumerate(class_colors(n)):
         table[k] = (round(255 * r), round(255 * g), round(255 * b), 255)
     return table
+
+
+def _geotiff_bytes(
+    band: np.ndarray, georef: Mapping[str, Any] | None, write: Callable[[Any], None], **profile: Any
+) -> bytes:
+    """One-band GeoTIFF bytes of ``band`` on the scene's grid; ``write(dataset)`` adds tags, colours, names."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.io import MemoryFile
+    from rasterio.transform import Affine
+
+    h, w = band.shape
+    profile = {"driver": "GTiff", "height": h, "width": w, "count": 1, "dtype": band.dtype.name,
+               "compress": "deflate", **profile}  # fmt: skip
+    if georef is not None:
+        profile["transform"] = Affine(*georef["transform"])
+        if georef.get("crs"):
+            profile["crs"] = rasterio.crs.CRS.from_user_input(georef["crs"])
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", NotGeoreferencedWarning
+        )  # no georef: pixel coordinates, said by the caller
+        with MemoryFile() as mem:
+            with mem.open(**profile) as dst:
+                dst.write(band, 1)
+                write(dst)
+            return bytes(mem.read())
 
 
 def class_map_geotiff(
@@ -73,11 +134,6 @@ def class_map_geotiff(
     Raises:
         ConfigError: 255 classes or more (uint8, with 255 reserved).
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-    from rasterio.io import MemoryFile
-    from rasterio.transform import Affine
-
     if len(classes) >= NOT_PREDICTED:
         raise ConfigError(
             "too many classes for a uint8 classification map",
@@ -86,33 +142,31 @@ def class_map_geotiff(
             found=len(classes),
             fix="use predictions_<domain>.npz, or PredictionWriter(maps=False) to skip the map",
         )
-    h, w = classes_map.shape
-    profile: dict[str, Any] = {
-        "driver": "GTiff", "height": h, "width": w, "count": 1, "dtype": "uint8",
-        "nodata": NOT_PREDICTED, "compress": "deflate", "photometric": "palette",
-    }  # fmt: skip
-    if georef is not None:
-        profile["transform"] = Affine(*georef["transform"])
-        if georef.get("crs"):
-            profile["crs"] = rasterio.crs.CRS.from_user_input(georef["crs"])
     names = [str(c) for c in classes]
-    with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", NotGeoreferencedWarning
-        )  # no georef: pixel coordinates, said by the caller
-        with MemoryFile() as mem:
-            with mem.open(**profile) as dst:
-                dst.write(np.ascontiguousarray(classes_map, dtype=np.uint8), 1)
-                dst.write_colormap(1, _colour_table(len(names)))
-                dst.set_band_description(
-                    1,
-                    "class: "
-                    + ", ".join(f"{k}={n}" for k, n in enumerate(names))
-                    + f" ({NOT_PREDICTED}=none)",
-                )
-                dst.update_tags(CLASSES=json.dumps(names), DOMAIN=domain, NOT_PREDICTED=str(NOT_PREDICTED))
-                dst.update_tags(1, **{f"CLASS_{k}": n for k, n in enumerate(names)})
-            return bytes(mem.read())
+
+    def describe(dst: Any) -> None:
+        dst.write_colormap(1, _colour_table(len(names)))
+        dst.set_band_description(
+            1, "class: " + ", ".join(f"{k}={n}" for k, n in enumerate(names)) + f" ({NOT_PREDICTED}=none)"
+        )
+        dst.update_tags(CLASSES=json.dumps(names), DOMAIN=domain, NOT_PREDICTED=str(NOT_PREDICTED))
+        dst.update_tags(1, **{f"CLASS_{k}": n for k, n in enumerate(names)})
+
+    band = np.ascontiguousarray(classes_map, dtype=np.uint8)
+    return _geotiff_bytes(band, georef, describe, nodata=NOT_PREDICTED, photometric="palette")
+
+
+def confidence_geotiff(
+    confidence: np.ndarray, georef: Mapping[str, Any] | None, *, domain: str = ""
+) -> bytes:
+    """The bytes of a one-band float32 GeoTIFF of the largest class probability (nodata NaN: not predicted)."""
+
+    def describe(dst: Any) -> None:
+        dst.set_band_description(1, "confidence: largest class probability (NaN = not predicted)")
+        dst.update_tags(DOMAIN=domain)
+
+    band = np.ascontiguousarray(confidence, dtype=np.float32)
+    return _geotiff_bytes(band, georef, describe, nodata=float("nan"))
 
 
 def write_class_map(
@@ -129,3 +183,15 @@ def write_class_map(
     """Write the GeoTIFF classification map of one scene atomically; returns its path."""
     data = class_map_geotiff(class_map(rows, cols, pred, shape), classes, georef, domain=domain)
     return atomic_write_bytes(path, data)
+
+
+def write_scene_maps(
+    stem: Path, scene_map: SceneMap, classes: Sequence[str], georef: Mapping[str, Any] | None, *, domain: str
+) -> list[Path]:
+    """Write ``<stem>_classes.tif`` (and ``<stem>_confidence.tif`` if kept) atomically; returns the paths."""
+    data = class_map_geotiff(scene_map.classes, classes, georef, domain=domain)
+    paths = [atomic_write_bytes(f"{stem}_classes.tif", data)]
+    if scene_map.confidence is not None:
+        data = confidence_geotiff(scene_map.confidence, georef, domain=domain)
+        paths.append(atomic_write_bytes(f"{stem}_confidence.tif", data))
+    return paths

@@ -16,16 +16,24 @@ computed and dropped. :class:`PredictionWriter` keeps what
 Rows are sorted by sample index, one per sample of the domain's split. Both files are written atomically
 (temporary file + rename), so an interrupted run never leaves a half-written file.
 
-For a pixel-level scene (a predict dataset that knows its pixels' rows and columns and the scene's shape, as
-:class:`~rsmg.data.scene.SceneDataset`) it also writes the classification map ``<domain>_classes.tif``: a
-uint8 GeoTIFF on the scene's grid, with the CRS and geotransform of the rasters it was read from, a colour
-table and the class names (:mod:`rsmg.callbacks.map_writer`; ``maps=False`` turns it off).
+For a pixel-level scene (a :class:`~rsmg.data.scene.SceneDataset`: it knows its pixels' rows and columns and
+the scene's shape) it also writes the classification map ``<domain>_classes.tif``: a uint8 GeoTIFF on the
+scene's grid, with the CRS and geotransform of the rasters it was read from, a colour table and the class
+names (:mod:`rsmg.callbacks.map_writer`; ``maps=False`` turns it off, ``confidence_maps=True`` adds
+``<domain>_confidence.tif``).
 
-Under DDP every rank keeps the predictions of its own shard (on the CPU). At the end of the predict epoch the
-shards are sent to rank zero only (``torch.distributed.gather_object``); rank zero merges them, drops repeated
-sample indices (a sampler that pads shards to equal length predicts a few samples twice) and writes the
-files. The files therefore do not depend on the number of processes. rsmg's own evaluation sampler does not
-pad, so with :class:`~rsmg.data.datamodule.CrossDomainDataModule` nothing is dropped.
+Memory: in a single process a scene's predictions stream: each batch's rows go to scratch files at their
+samples' slots and into the uint8 map (:class:`~rsmg.callbacks.prediction_table.DiskTable`,
+:class:`~rsmg.callbacks.map_writer.SceneMap`); the files are written from them in chunks, never holding every
+pixel's probabilities. It is a batch-interval writer on purpose: Lightning keeps every prediction for a writer
+with an epoch interval, whatever ``return_predictions`` says (files: :meth:`PredictionWriter.on_predict_epoch_end`).
+
+Under DDP every rank keeps the predictions of its own shard in memory (on the CPU). At the end of the predict
+epoch the shards are sent to rank zero only (``torch.distributed.gather_object``); rank zero merges them,
+drops repeated sample indices (a sampler that pads shards to equal length predicts a few samples twice) and
+writes the files. The files therefore do not depend on the number of processes. rsmg's own evaluation sampler
+does not pad, so with :class:`~rsmg.data.datamodule.CrossDomainDataModule` nothing is dropped. Datasets that are
+not scenes (image patches, captions) are kept in memory too: they have no pixel slots to stream into.
 
 The rsmg CLI adds this callback to ``rsmg predict`` unless the configuration already has a prediction writer
 (any :class:`~lightning.pytorch.callbacks.BasePredictionWriter`).
@@ -33,9 +41,8 @@ The rsmg CLI adds this callback to ``rsmg predict`` unless the configuration alr
 
 from __future__ import annotations
 
-import csv
-import io
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,9 +52,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from rsmg.callbacks.map_writer import SceneMap, write_scene_maps
+from rsmg.callbacks.prediction_table import DiskTable, MemoryTable, Table, write_csv, write_npz
 from rsmg.callbacks.results import run_dir
+from rsmg.data.scene import SceneDataset
 from rsmg.errors import ConfigError
-from rsmg.io import atomic_save_npz, atomic_write_text
 
 __all__ = ["PredictionWriter", "merge_shards"]
 
@@ -96,6 +105,52 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "domain"
 
 
+def _image_shape(ds: Any) -> tuple[int, int] | None:
+    """``(H, W)`` of a dataset that is an image (a vector dataset is a 1×N "scene": no map to draw), else None."""
+    shape = getattr(ds, "shape", None)
+    if isinstance(shape, tuple) and len(shape) == 2 and shape[0] > 1:
+        return int(shape[0]), int(shape[1])
+    return None
+
+
+class _MemorySink:
+    """The columns of one dataloader's batches, kept in memory (DDP shards, datasets without pixel slots)."""
+
+    def __init__(self) -> None:
+        self.parts: list[Columns] = []
+
+    def add(self, columns: Columns) -> None:
+        self.parts.append(columns)
+
+    def local(self) -> Columns:
+        return {k: np.concatenate([p[k] for p in self.parts], axis=0) for k in self.parts[0]}
+
+    def close(self) -> None:
+        self.parts = []
+
+
+class _StreamSink:
+    """One scene dataset's predictions streamed to a :class:`DiskTable` and a :class:`SceneMap` batch by batch."""
+
+    def __init__(self, ds: SceneDataset, folder: Path, k: int, *, maps: bool, confidence: bool) -> None:
+        self.ds = ds
+        self.table = DiskTable(folder, len(ds), k, index_offset=int(ds.index_offset))
+        shape = _image_shape(ds)
+        self.map = SceneMap(shape, confidence=confidence) if maps and shape is not None else None
+        self.domains: set[int] = set()
+
+    def add(self, columns: Columns) -> None:
+        rows, cols = self.ds.pixel_rows_cols(self.table.slots(columns["index"]))
+        pred = columns["probs"].argmax(axis=1).astype(np.int64)
+        self.table.put({**columns, "row": rows, "col": cols, "pred": pred})
+        if self.map is not None:
+            self.map.add(rows, cols, pred, columns["probs"])
+        self.domains.update(np.unique(columns["domain"]).tolist())
+
+    def close(self) -> None:
+        self.table.close()
+
+
 class PredictionWriter(BasePredictionWriter):
     """Write per-domain predictions of ``trainer.predict`` to ``<run_dir>/<prefix>_<domain>.npz`` / ``.csv``.
 
@@ -104,6 +159,8 @@ class PredictionWriter(BasePredictionWriter):
         write_csv: also write the small CSV next to the ``.npz``.
         output_dir: directory to write to (default: the run directory, ``trainer.log_dir``).
         maps: also write ``<domain>_classes.tif`` for every pixel-level scene (:mod:`rsmg.callbacks.map_writer`).
+        confidence_maps: also write ``<domain>_confidence.tif`` (the largest probability; float32, NaN where
+            nothing was predicted) beside each classification map.
     """
 
     def __init__(
@@ -112,19 +169,32 @@ class PredictionWriter(BasePredictionWriter):
         write_csv: bool = True,
         output_dir: str | None = None,
         maps: bool = True,
+        confidence_maps: bool = False,
     ) -> None:
-        super().__init__(write_interval="batch_and_epoch")  # collect per batch, write once per epoch
+        super().__init__(write_interval="batch")  # an epoch interval makes Lightning keep every prediction
         self.prefix = prefix
         self.write_csv = write_csv
         self.output_dir = output_dir
         self.maps = maps
-        self._parts: dict[int, list[Columns]] = {}
+        self.confidence_maps = confidence_maps
+        self._sinks: dict[int, _MemorySink | _StreamSink] = {}
         self.written: dict[str, list[Path]] = {}
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Start empty, so a second ``trainer.predict`` does not mix with the first."""
-        self._parts = {}
+        self._close()
         self.written = {}
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """Remove the scratch files of an interrupted predict."""
+        self._close()
+
+    def _close(self) -> None:
+        for sink in self._sinks.values():
+            sink.close()
+        self._sinks = {}
 
     def write_on_batch_end(
         self,
@@ -136,10 +206,23 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        """Keep this batch's columns (as CPU numpy arrays) under its dataloader."""
-        self._parts.setdefault(dataloader_idx, []).append(
-            self._columns(prediction, batch, batch_indices, dataloader_idx)
-        )
+        """Add this batch's rows to its dataloader's table (streamed to disk for a scene in one process)."""
+        columns = self._columns(prediction, batch, batch_indices, dataloader_idx)
+        sink = self._sinks.get(dataloader_idx)
+        if sink is None:
+            sink = self._sinks[dataloader_idx] = self._sink(
+                trainer, dataloader_idx, columns["probs"].shape[1]
+            )
+        sink.add(columns)
+
+    def _sink(self, trainer: pl.Trainer, idx: int, k: int) -> _MemorySink | _StreamSink:
+        ds = _predict_dataset(trainer, idx)
+        if trainer.world_size > 1 or not isinstance(ds, SceneDataset):
+            return _MemorySink()
+        out_dir = Path(self.output_dir) if self.output_dir else run_dir(trainer)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f".{self.prefix}_{idx}_", suffix=".tmp", dir=out_dir))
+        return _StreamSink(ds, folder, k, maps=self.maps, confidence=self.confidence_maps)
 
     def _columns(
         self, prediction: Any, batch: Any, batch_indices: Sequence[int] | None, dataloader_idx: int
@@ -172,65 +255,68 @@ class PredictionWriter(BasePredictionWriter):
             "probs": probs.reshape(n, -1),
         }
 
-    def write_on_epoch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        predictions: Sequence[Any],
-        batch_indices: Sequence[Any],
-    ) -> None:
-        """Gather the shards on rank zero and write one ``.npz`` (+ ``.csv``) per dataloader."""
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Gather in-memory shards on rank zero and write one ``.npz`` (+ ``.csv``, map) per dataloader."""
+        try:
+            self._write_all(trainer, pl_module)
+        finally:
+            self._close()
+
+    def _write_all(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         out_dir = Path(self.output_dir) if self.output_dir else run_dir(trainer)  # run_dir: a collective
-        local = {
-            idx: {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
-            for idx, parts in self._parts.items()
-            if parts
-        }
-        self._parts = {}
+        local = {i: s.local() for i, s in self._sinks.items() if isinstance(s, _MemorySink) and s.parts}
         shards = _gather_to_rank_zero(trainer, local)
         if shards is None or not trainer.is_global_zero:
             return
-        merged = merge_shards(shards)
+        tables: dict[int, tuple[Table, set[int], SceneMap | None]] = {}
+        for idx, cols in merge_shards(shards).items():
+            tables[idx] = self._memory_table(trainer, idx, cols)
+        for idx, sink in self._sinks.items():
+            if isinstance(sink, _StreamSink) and sink.table.n:
+                tables[idx] = (sink.table, sink.domains, sink.map)
         classes = [str(c) for c in getattr(getattr(pl_module, "spec", None), "classes", ())]
-        names = self._domain_names(trainer, pl_module, merged)
-        for idx, cols in merged.items():
+        names = self._domain_names(trainer, pl_module, {i: t[1] for i, t in tables.items()})
+        for idx in sorted(tables):
+            table, _, scene_map = tables[idx]
             name = names[idx]
-            rows, cols_ = self._pixel_positions(trainer, idx, cols["index"])
-            k = cols["probs"].shape[1]
-            labels = classes if len(classes) == k else [str(i) for i in range(k)]
-            pred = cols["probs"].argmax(axis=1).astype(np.int64)
-            arrays = {
-                "index": cols["index"],
-                "row": rows,
-                "col": cols_,
-                "label": cols["label"],
-                "pred": pred,
-                "probs": cols["probs"],
-                "classes": np.array(labels, dtype=str),
-                "domain": np.array(name, dtype=str),
-            }
+            labels = classes if len(classes) == table.k else [str(i) for i in range(table.k)]
             stem = out_dir / f"{self.prefix}_{_safe_name(name)}"
-            paths = [atomic_save_npz(stem.with_suffix(".npz"), arrays)]
+            extra = {"classes": np.array(labels, dtype=str), "domain": np.array(name, dtype=str)}
+            paths = [write_npz(stem.with_suffix(".npz"), table, extra)]
             if self.write_csv:
-                paths.append(atomic_write_text(stem.with_suffix(".csv"), _csv(arrays, labels)))
+                paths.append(write_csv(stem.with_suffix(".csv"), table, labels))
             self.written[name] = paths
-            print(f"predictions of {len(pred)} {name} samples written to {', '.join(map(str, paths))}")
-            if self.maps:
-                self._write_map(trainer, idx, name, arrays, out_dir / f"{_safe_name(name)}_classes.tif")
-        if not merged:
+            print(f"predictions of {table.n} {name} samples written to {', '.join(map(str, paths))}")
+            if scene_map is not None:
+                self._write_maps(trainer, idx, name, scene_map, labels, out_dir / _safe_name(name))
+        if not tables:
             print("no predictions to write (the predict dataloaders were empty)")
+
+    def _memory_table(
+        self, trainer: pl.Trainer, idx: int, cols: Columns
+    ) -> tuple[MemoryTable, set[int], SceneMap | None]:
+        """The merged in-memory columns of one dataloader as a table, with its domain ids and (scene) map."""
+        rows, cols_ = self._pixel_positions(trainer, idx, cols["index"])
+        pred = cols["probs"].argmax(axis=1).astype(np.int64)
+        table = MemoryTable({**cols, "row": rows, "col": cols_, "pred": pred})
+        shape = _image_shape(_predict_dataset(trainer, idx))
+        scene_map = None
+        if self.maps and shape is not None and not (rows < 0).all():
+            scene_map = SceneMap(shape, confidence=self.confidence_maps)
+            scene_map.add(rows, cols_, pred, cols["probs"])
+        return table, set(np.unique(cols["domain"]).tolist()), scene_map
 
     @staticmethod
     def _domain_names(
-        trainer: pl.Trainer, pl_module: pl.LightningModule, merged: Mapping[int, Columns]
+        trainer: pl.Trainer, pl_module: pl.LightningModule, domain_ids: Mapping[int, set[int]]
     ) -> dict[int, str]:
         """Dataloader index → domain name (from the samples' domain, else the datamodule's loader order)."""
         domains = list(getattr(getattr(pl_module, "spec", None), "domains", ()))
         dm = getattr(trainer, "datamodule", None)
         loader_names = list(getattr(dm, "predict_domains", None) or getattr(dm, "test_domains", None) or ())
         names: dict[int, str] = {}
-        for idx, cols in merged.items():
-            ids = np.unique(cols["domain"])
+        for idx in sorted(domain_ids):
+            ids = sorted(domain_ids[idx])
             if len(ids) == 1 and 0 <= int(ids[0]) < len(domains):
                 name = str(domains[int(ids[0])])
             elif idx < len(loader_names):
@@ -240,31 +326,25 @@ class PredictionWriter(BasePredictionWriter):
             names[idx] = name if name not in names.values() else f"{name}_{idx}"
         return names
 
-    def _write_map(
-        self, trainer: pl.Trainer, idx: int, name: str, arrays: Mapping[str, np.ndarray], path: Path
+    def _write_maps(
+        self, trainer: pl.Trainer, idx: int, name: str, scene_map: SceneMap, classes: list[str], stem: Path
     ) -> None:
-        """The GeoTIFF classification map of a pixel-level scene (nothing for other datasets or 1-row vectors)."""
-        from rsmg.callbacks.map_writer import write_class_map
-
+        """The GeoTIFF classification (and confidence) map of a pixel-level scene."""
         ds = _predict_dataset(trainer, idx)
-        shape = getattr(ds, "shape", None)
-        if not (isinstance(shape, tuple) and len(shape) == 2 and shape[0] > 1) or (arrays["row"] < 0).all():
-            return  # not an image (a vector dataset is a 1×N "scene"): no map to draw
         georef = getattr(ds, "georef", None)
-        classes = [str(c) for c in arrays["classes"]]
-        write_class_map(
-            path, arrays["row"], arrays["col"], arrays["pred"], shape, classes, georef, domain=name
-        )  # fmt: skip
-        self.written[name].append(path)
+        paths = write_scene_maps(stem, scene_map, classes, georef, domain=name)
+        self.written[name].extend(paths)
         if georef is None:
             files = getattr(ds, "files", {}) or {}
             where = ", ".join(Path(f).name for f in files.values()) or "its files"
             print(
-                f"classification map of {name} written to {path} without CRS / geotransform (pixel coordinates): "
-                f"the scene has no georeference (read from {where}: no GeoTIFF geotransform)"
+                f"classification map of {name} written to {paths[0]} without CRS / geotransform (pixel "
+                f"coordinates): the scene has no georeference (read from {where}: no GeoTIFF geotransform)"
             )
         else:
-            print(f"classification map of {name} written to {path} ({georef.get('crs') or 'no CRS'})")
+            print(f"classification map of {name} written to {paths[0]} ({georef.get('crs') or 'no CRS'})")
+        if len(paths) > 1:
+            print(f"confidence map of {name} written to {paths[1]}")
 
     @staticmethod
     def _pixel_positions(trainer: pl.Trainer, idx: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -292,21 +372,3 @@ def _predict_dataset(trainer: pl.Trainer, idx: int) -> Any:
         return loader.dataset
     except (AttributeError, IndexError, KeyError, TypeError):
         return None
-
-
-def _csv(arrays: Mapping[str, np.ndarray], classes: Sequence[str]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["index", "row", "col", "label", "pred", "label_name", "pred_name", "confidence"])
-    conf = arrays["probs"].max(axis=1) if len(arrays["probs"]) else np.zeros(0)
-    for i, r, c, y, p, q in zip(
-        arrays["index"].tolist(),
-        arrays["row"].tolist(),
-        arrays["col"].tolist(),
-        arrays["label"].tolist(),
-        arrays["pred"].tolist(),
-        conf.tolist(),
-        strict=True,
-    ):
-        w.writerow([i, r, c, y, p, classes[y] if 0 <= y < len(classes) else "", classes[p], f"{q:.7g}"])
-    return buf.getvalue()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rsmg.errors import unknown_name_error
+from rsmg.errors import DataError, unknown_name_error
 
 MODALITIES: tuple[str, ...] = ("hsi", "msi", "rgb", "sar", "lidar")
 
@@ -61,6 +61,33 @@ class Sensor:
     def wavelengths(self) -> np.ndarray:
         """Centre wavelengths in nm (NaN where a band has none)."""
         return np.array([np.nan if b.wavelength_nm is None else b.wavelength_nm for b in self.bands])
+
+    def check_wavelengths(self, found_nm: np.ndarray, *, file: object, field: str) -> None:
+        """A file's band centres (an ENVI header's) must be this sensor's, within half its median band spacing.
+
+        Why: spectral resampling and band names use the sensor's wavelengths; a file of another sensor with the
+        same band count would otherwise be read as this one. Sensors without wavelengths (LiDAR, SAR) and band
+        counts that differ (reported by the caller) are not checked here.
+
+        Raises:
+            DataError: a band centre further off, naming the file, the header field and the fix.
+        """
+        ours = self.wavelengths
+        if not np.isfinite(ours).all() or len(ours) != len(found_nm):
+            return
+        tolerance = 0.5 * float(np.median(np.abs(np.diff(ours)))) if len(ours) > 1 else 1.0
+        off = np.abs(np.asarray(found_nm, dtype=float) - ours)
+        if off.max() > tolerance:
+            i = int(off.argmax())
+            raise DataError(
+                f"the file's band centres are not those of sensor {self.name!r} (catalog {field})",
+                file=str(file),
+                field="wavelength",
+                expected=f"{self.name}'s centres within {tolerance:.1f} nm, e.g. band {i + 1}: {ours[i]:.1f} nm",
+                found=f"band {i + 1}: {found_nm[i]:.1f} nm ({int((off > tolerance).sum())} bands off)",
+                fix="name the sensor the file comes from in the catalog, or register one with these centres "
+                "(rsmg.data.bands.register_sensor)",
+            )
 
     def band_indices(self, names: list[str] | tuple[str, ...] | None, *, field: str = "bands") -> list[int]:
         """Indices of the named bands (all bands if ``names`` is None).

@@ -24,13 +24,14 @@ from rsmg.data.bands import get_sensor
 from rsmg.data.catalog_yaml import (
     CATALOG_ENV,
     GEOTIFF_SUFFIXES,
+    RASTER_SUFFIXES,
     _options,
     _yaml,
     datasets_files,
     use_catalog,
     user_catalogs,
 )
-from rsmg.data.readers import read_array, read_geotiff, read_mat
+from rsmg.data.readers import ENVI_SUFFIXES, read_array, read_envi, read_geotiff, read_mat
 from rsmg.data.scene import Scene
 from rsmg.data_root import ENV_ROOT, resolve_root_with_origin
 from rsmg.errors import DataError, MissingDatasetError, unknown_name_error
@@ -185,17 +186,24 @@ class _Loaded:
     path: Path
     mask: np.ndarray | None = None  # H×W, False at the file's nodata / NaN pixels
     georef: dict[str, Any] | None = None  # {"crs": str | None, "transform": 6 floats}; None: no geotransform
+    wavelengths: np.ndarray | None = None  # nm per band, from an ENVI header's `wavelength`
+    header: Path | None = None  # the ENVI header the wavelengths come from
 
 
 def _load_array(root: Path, ref: dict[str, Any], dataset: str, *, download: bool = False) -> _Loaded:
     path = _file(root, ref["file"], dataset, download=download or bool(ref.get("download")))
     suffix = path.suffix.lower()
-    if suffix in GEOTIFF_SUFFIXES:
-        raster = read_geotiff(path)  # nodata and NaN pixels: masked (False) and zeroed, never data
+    if suffix in RASTER_SUFFIXES:
+        envi = suffix in ENVI_SUFFIXES
+        raster = (read_envi if envi else read_geotiff)(path)  # nodata and NaN pixels: masked and zeroed
         georef = None
         if raster.meta["transform"] is not None:
             georef = {"crs": raster.meta["crs"], "transform": tuple(raster.meta["transform"])}
-        return _Loaded(np.moveaxis(raster.array, 0, -1), path, raster.mask, georef)
+        array = np.moveaxis(raster.array, 0, -1)
+        if not envi:
+            return _Loaded(array, path, raster.mask, georef)
+        header = Path(raster.meta["header"])
+        return _Loaded(array, path, raster.mask, georef, raster.meta["wavelengths_nm"], header)
     read = read_array if suffix in (".npy", ".npz") else read_mat  # a user scene saved by numpy
     arr = read(path, key=ref.get("key"), candidates=tuple(ref.get("candidates", ())))
     return _Loaded(np.asarray(arr), path)
@@ -292,6 +300,9 @@ def load_scene(
                 found=arr.shape[0],
                 fix="use the benchmark file from `rsmg download`, or register a sensor that matches this file",
             )
+        header_nm = loaded[mod].wavelengths
+        if header_nm is not None:  # an ENVI header's band centres must be the sensor's
+            sensor.check_wavelengths(header_nm, file=loaded[mod].header, field=f"{name}.{mod}")
         arrays[mod], files[mod], band_names[mod] = arr, str(path), sensor.band_names
 
     split_maps: dict[str, np.ndarray] = {}

@@ -17,15 +17,24 @@ from typing import Any
 import yaml
 
 from rsmg.data.bands import get_sensor
+from rsmg.data.readers import ENVI_SUFFIXES
 from rsmg.errors import ConfigError, DataError
 
-__all__ = ["CATALOG_ENV", "GEOTIFF_SUFFIXES", "datasets_files", "use_catalog", "user_catalogs"]
+__all__ = [
+    "CATALOG_ENV",
+    "GEOTIFF_SUFFIXES",
+    "RASTER_SUFFIXES",
+    "datasets_files",
+    "use_catalog",
+    "user_catalogs",
+]
 
 CATALOG_ENV = "RSMG_CATALOG"
 _SECTIONS = {"datasets.yaml": "datasets", "class_sets.yaml": "class_sets"}
 _PATH_KEYS = ("file", "dir")
 
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
+RASTER_SUFFIXES = (*GEOTIFF_SUFFIXES, *ENVI_SUFFIXES)  # read through GDAL: the file says its own band layout
 
 
 def _options(rel: str | list[str]) -> list[str]:
@@ -33,9 +42,9 @@ def _options(rel: str | list[str]) -> list[str]:
     return [rel] if isinstance(rel, str) else list(rel)
 
 
-def _is_geotiff(rel: Any) -> bool:
+def _is_raster(rel: Any) -> bool:
     return isinstance(rel, str | list) and all(
-        str(o).lower().endswith(GEOTIFF_SUFFIXES) for o in _options(rel)
+        str(o).lower().endswith(RASTER_SUFFIXES) for o in _options(rel)
     )
 
 
@@ -171,8 +180,8 @@ def _check_user_dataset(entry: Any, where: str, path: Path) -> None:
                 fix="add sensor: (e.g. rgb, lidar_dsm)",
             )
         get_sensor(ref["sensor"])  # an unknown sensor lists the known ones
-        if entry["kind"] == "scene" and _is_geotiff(ref.get("file")) and ref.get("layout", "HWC") == "HWC":
-            continue  # a GeoTIFF says its own layout (bands x rows x columns, read as a raster)
+        if entry["kind"] == "scene" and _is_raster(ref.get("file")) and ref.get("layout", "HWC") == "HWC":
+            continue  # a GeoTIFF / ENVI file says its own layout (bands x rows x columns, read as a raster)
         if entry["kind"] in ("scene", "vectors") and ref.get("layout") not in ("HWC", "NC"):
             raise DataError(
                 "raster modality lacks its layout",
@@ -189,7 +198,7 @@ def _check_user_dataset(entry: Any, where: str, path: Path) -> None:
             "scene entry lacks its label map",
             file=path,
             field=f"{where}.labels",
-            expected="{file: <.tif / .mat / .npy / .npz>, key: <variable, .mat / .npz only>} (0 unlabelled, "
+            expected="{file: <.tif / .hdr / .mat / .npy / .npz>, key: <variable, .mat / .npz only>} (0 unlabelled, "
             "1..K classes)",
             found=entry.get("labels", "nothing"),
             fix="add labels: {file: ...} with ids in the order of classes: (or leave labels: out for a target "

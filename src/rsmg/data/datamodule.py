@@ -20,7 +20,6 @@ the whole scene's classification map. A source always needs labels.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -30,25 +29,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsmg.data.bands import get_sensor
-from rsmg.data.catalog import (
-    class_mapping,
-    class_set_names,
-    dataset_info,
-    datasets_files,
-    load_scene,
-    use_catalog,
-)
+from rsmg.data.catalog import class_mapping, dataset_info, datasets_files, load_scene, use_catalog
+from rsmg.data.domain_plan import check_standardize, plan_bands, plan_classes
 from rsmg.data.normalization import Stats, band_statistics, stats_from_state, stats_to_state
 from rsmg.data.resumable import ResumableDataModule, check_loader_options
 from rsmg.data.scene import PadMode, Scene, SceneDataset
+from rsmg.data.scene_splits import excluded_report, split_positions
 from rsmg.data.spec import DataSpec
-from rsmg.data.spectral import SpectralMode, common_grid, resample_cube
+from rsmg.data.spectral import SpectralMode, resample_cube
 from rsmg.data.splits import (
     block_train_val_split,
     check_val_fraction,
     parse_val_split,
     require_nonempty,
-    stratified_sample,
     train_val_split,
 )
 from rsmg.data.standardize import DEFAULT_STATS, Protocol, StandardizeStats, protocol, robust_stats
@@ -246,9 +239,11 @@ class CrossDomainDataModule(ResumableDataModule):
                     fix=f"add labels: to {n!r} (and its classes:), or list it under data.targets only",
                 )
         self.domains = tuple(dict.fromkeys(self.sources + self.targets))
-        self.classes = self._classes()
-        self._band_names, self._hsi_grid = self._plan_bands()
-        self._check_standardize()
+        self.classes = plan_classes(self._infos, self.sources, self.targets, self.class_set, self.class_scope)
+        self._band_names, self._hsi_grid = plan_bands(
+            self._infos, self.modalities, self.bands, self.hsi_bands
+        )
+        check_standardize(self.standardize, self._band_names, self.standardize_stats, patch_size)
         self.spec = DataSpec(
             classes=self.classes,
             modalities={m: len(self._band_names[m]) for m in self.modalities},
@@ -266,102 +261,6 @@ class CrossDomainDataModule(ResumableDataModule):
     def num_classes(self) -> int:
         """Number of classes (linked into the model)."""
         return len(self.classes)
-
-    def _classes(self) -> tuple[str, ...]:
-        labelled = [
-            n for n, info in self._infos.items() if info.labelled
-        ]  # no labels, no classes to reconcile
-        if self.class_set == "native":
-            first = self._infos[self.sources[0]].classes
-            for n in labelled:
-                info = self._infos[n]
-                if info.classes != first:
-                    raise ConfigError(
-                        "class_set 'native' needs scenes with identical class lists",
-                        field="data.class_set",
-                        expected=list(first),
-                        found={n: list(info.classes)},
-                        fix="use class_set: shared to map the scenes onto common names",
-                    )
-            return first
-        names = class_set_names(self.class_set)
-        present = set(names)
-        scenes = self.sources + (self.targets if self.class_scope == "sources_and_targets" else [])
-        scenes = [n for n in scenes if n in labelled]
-        for s in scenes:
-            present &= {t for t in class_mapping(self.class_set, s).values() if t}
-        classes = tuple(c for c in names if c in present)
-        if not classes:
-            which = "sources" if self.class_scope == "sources" else "sources and targets"
-            raise ConfigError(
-                f"the {which} share no class of the class set {self.class_set!r}",
-                field="data.sources" if self.class_scope == "sources" else "data.class_scope",
-                expected="scenes with common classes",
-                found=scenes,
-                fix="choose other sources"
-                + ("" if self.class_scope == "sources" else ", or class_scope: sources"),
-            )
-        return classes
-
-    def _plan_bands(self) -> tuple[dict[str, tuple[str, ...]], np.ndarray | None]:
-        names: dict[str, tuple[str, ...]] = {}
-        grid = None
-        for mod in self.modalities:
-            sensors = {}
-            for n, info in self._infos.items():
-                if mod not in info.modalities:
-                    close = difflib.get_close_matches(mod, list(info.modalities), n=1)
-                    raise ConfigError(
-                        f"dataset {n!r} has no modality {mod!r}",
-                        field="data.modalities",
-                        expected=f"modalities of {n}: {sorted(info.modalities)}",
-                        found=mod,
-                        fix=(f"did you mean {close[0]!r}? " if close else "")
-                        + "drop the modality or the dataset",
-                    )
-                sensors[n] = get_sensor(info.modalities[mod])
-            if mod in self.bands:
-                for s in sensors.values():
-                    s.band_indices(self.bands[mod], field=f"data.bands.{mod}")
-                names[mod] = tuple(self.bands[mod])
-            elif len({s.name for s in sensors.values()}) == 1:
-                names[mod] = next(iter(sensors.values())).band_names
-            elif mod == "hsi":
-                grid = common_grid(list({s.name: s for s in sensors.values()}.values()), self.hsi_bands)
-                names[mod] = tuple(f"nm{w:.1f}" for w in grid)
-            else:
-                counts = {n: s.band_names for n, s in sensors.items()}
-                if len({len(v) for v in counts.values()}) != 1 or len(set(counts.values())) != 1:
-                    raise ConfigError(
-                        f"modality {mod!r} has different bands in different scenes",
-                        field=f"data.bands.{mod}",
-                        expected="one band list for every scene",
-                        found={n: list(v) for n, v in counts.items()},
-                        fix=f"choose common bands by name, e.g. bands: {{{mod}: [{next(iter(counts.values()))[0]}]}}",
-                    )
-                names[mod] = next(iter(counts.values()))
-        return names, grid
-
-    def _check_standardize(self) -> None:
-        for mod, bands in self.standardize.items():
-            loaded = self._band_names.get(mod, ())
-            for band in bands:
-                if band not in loaded:
-                    raise ConfigError(
-                        "standardize band not loaded",
-                        field=f"data.standardize.{mod}",
-                        expected=list(loaded),
-                        found=band,
-                        fix="name a loaded band, or drop it (e.g. standardize: {} with bands: {lidar: [dsm]})",
-                    )
-        if self.standardize and self.standardize_stats == "per_patch" and self.patch_size < 3:
-            raise ConfigError(
-                "per-patch standardisation needs patches",
-                field="data.standardize_stats",
-                expected="patch_size >= 3",
-                found=f"per_patch with patch_size {self.patch_size}",
-                fix="use standardize_stats: source, or a larger patch_size",
-            )
 
     @property
     def protocol(self) -> Protocol:
@@ -443,38 +342,6 @@ class CrossDomainDataModule(ResumableDataModule):
                 lut[k] = index[to]
         return lut
 
-    def _positions(
-        self,
-        scene: Scene,
-        rule: str,
-        lut: np.ndarray,
-        *,
-        part: str,
-        seed: int,
-        within: np.ndarray | None = None,
-    ) -> np.ndarray:
-        split_name = f"{rule}/{part}"
-        if rule in {"all"} or ":" in rule:
-            pos = scene.labelled_positions()
-        elif split_name in scene.split_maps:
-            pos = scene.labelled_positions(split_name)
-        else:
-            shipped = sorted({k.split("/")[0] for k in scene.split_maps})
-            raise ConfigError(
-                f"dataset {scene.name!r} has no split {rule!r}",
-                field=f"data.{'source' if part == 'train' else 'target'}_split",
-                expected=f"a shipped split {shipped} or 'all' / 'per_class:N' / 'fraction:F'",
-                found=rule,
-                fix="choose a sampling rule, e.g. per_class:100",
-            )
-        pos = pos[lut[scene.labels.ravel()[pos]] >= 0]
-        if within is not None:  # what a spatial test split left for training
-            pos = np.intersect1d(pos, within)
-        if ":" in rule:
-            chosen, _ = stratified_sample(lut[scene.labels.ravel()[pos]], rule, seed=seed, field="split")
-            pos = pos[chosen]
-        return pos
-
     def setup(self, stage: str | None = None) -> None:
         """Read the scenes, build the splits and (unless restored from a checkpoint) the statistics."""
         if self._prepared:
@@ -489,7 +356,7 @@ class CrossDomainDataModule(ResumableDataModule):
             if self.test_block is not None and name in self.targets:
                 allowed, held_out = self._block_test_split(scene, lut, seed=self.seed + i)
             if name in self.sources:
-                pool = self._positions(
+                pool = split_positions(
                     scene, self.source_split, lut, part="train", seed=self.seed + i, within=allowed
                 )
                 pool_labels = lut[scene.labels.ravel()[pool]]
@@ -530,17 +397,17 @@ class CrossDomainDataModule(ResumableDataModule):
                 if self.test_block is not None:
                     test = held_out
                 elif name in self.sources:
-                    all_pos = self._positions(scene, "all", lut, part="test", seed=self.seed)
+                    all_pos = split_positions(scene, "all", lut, part="test", seed=self.seed)
                     test = np.setdiff1d(all_pos, np.concatenate([train, val]))
                 else:
-                    test = self._positions(scene, self.target_split, lut, part="test", seed=self.seed + i)
+                    test = split_positions(scene, self.target_split, lut, part="test", seed=self.seed + i)
                 require_nonempty(
                     test,
                     what=f"test pixels of target {name!r}",
                     file=scene.files.get("labels"),
                     fix="check data.target_split and the class set",
                 )
-                self.excluded[name] = self._excluded_report(scene, lut)
+                self.excluded[name] = excluded_report(scene, lut)
             self._prepared[name] = _Prepared(
                 scene, lut, train, val, test, test if predict is None else predict
             )
@@ -579,7 +446,7 @@ class CrossDomainDataModule(ResumableDataModule):
         Whole tiles go to test (:func:`block_train_val_split`, which keeps every class some training pixels),
         and labelled pixels within ``test_buffer`` of a test pixel are dropped from both sides.
         """
-        labelled = self._positions(scene, "all", lut, part="test", seed=seed)
+        labelled = split_positions(scene, "all", lut, part="test", seed=seed)
         keep, held = block_train_val_split(
             labelled, lut[scene.labels.ravel()[labelled]], scene.shape[1], self.test_fraction, self.test_block or 1,
             buffer=self.test_buffer, seed=seed + 104729, field="data.test_fraction",
@@ -621,14 +488,6 @@ class CrossDomainDataModule(ResumableDataModule):
                     band = scene.modalities[mod][i]
                     values.append(band[scene.valid] if scene.valid is not None else band.ravel())
                 mean[i], std[i] = robust_stats(np.concatenate(values))
-
-    def _excluded_report(self, scene: Scene, lut: np.ndarray) -> dict[str, int]:
-        out = {}
-        ids, counts = np.unique(scene.labels[scene.labels > 0], return_counts=True)
-        for k, c in zip(ids.tolist(), counts.tolist(), strict=True):
-            if lut[k] < 0:
-                out[scene.class_names[k - 1]] = int(c)
-        return out
 
     # ----------------------------------------------------------------- datasets and loaders
     def _dataset(self, name: str, part: str) -> SceneDataset:

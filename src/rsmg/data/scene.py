@@ -159,6 +159,25 @@ class Scene:
         return np.flatnonzero(m.ravel())
 
 
+def _padded(
+    arr: np.ndarray, r: int, pad_mode: PadMode, stats: tuple[np.ndarray, np.ndarray] | None
+) -> np.ndarray:
+    """``arr`` normalised with ``stats`` (per-band mean, std) and padded by ``r`` pixels: one new float32 array.
+
+    Padding comes first and normalisation runs in place on the padded copy, so building a dataset holds the scene
+    and one copy, not two (reflect / edge padding copies values, which normalise alike; a constant border is
+    zeroed again after normalising, as if the normalised array had been padded).
+    """
+    out = np.pad(arr.astype(np.float32, copy=False), ((0, 0), (r, r), (r, r)), mode=pad_mode)  # a new array
+    if stats is not None:
+        mean, std = stats
+        out -= mean[:, None, None].astype(np.float32)
+        out /= std[:, None, None].astype(np.float32)
+        if pad_mode == "constant" and r:
+            out[:, :r], out[:, -r:], out[:, :, :r], out[:, :, -r:] = 0.0, 0.0, 0.0, 0.0
+    return np.ascontiguousarray(out)
+
+
 class SceneDataset(Dataset[dict[str, object]]):
     """Samples = labelled pixels of one scene, each with a patch of every modality.
 
@@ -219,8 +238,11 @@ class SceneDataset(Dataset[dict[str, object]]):
         self.index_offset = index_offset
         self.positions = np.asarray(positions, dtype=np.int64)
         self.patch_standardize = {m: tuple(i) for m, i in (patch_standardize or {}).items() if i}
-        labels_flat = scene.labels.ravel()[self.positions].astype(np.int64)
-        self.labels = np.asarray(class_map, dtype=np.int64)[labels_flat]
+        if scene.labelled:
+            labels_flat = scene.labels.ravel()[self.positions].astype(np.int64)
+            self.labels = np.asarray(class_map, dtype=np.int64)[labels_flat]
+        else:  # no ground truth: one read-only -1 for every sample, no array per pixel
+            self.labels = np.broadcast_to(np.asarray(class_map, dtype=np.int64)[0], self.positions.shape)
         if not unlabelled and (self.labels < 0).any():  # with `unlabelled`, -1 = no (mapped) ground truth
             raise DataError(
                 "positions include pixels of excluded classes",
@@ -233,14 +255,9 @@ class SceneDataset(Dataset[dict[str, object]]):
         self.modalities = sorted(scene.modalities)
         self._arrays: dict[str, torch.Tensor] = {}
         for mod in self.modalities:
-            arr = scene.modalities[mod].astype(np.float32, copy=True)
-            if normalize is not None and mod in normalize:
-                mean, std = normalize[mod]
-                arr -= mean[:, None, None].astype(np.float32)
-                arr /= std[:, None, None].astype(np.float32)
-            if r:
-                arr = np.pad(arr, ((0, 0), (r, r), (r, r)), mode=pad_mode)
-            self._arrays[mod] = torch.from_numpy(np.ascontiguousarray(arr))
+            self._arrays[mod] = torch.from_numpy(
+                _padded(scene.modalities[mod], r, pad_mode, (normalize or {}).get(mod))
+            )
         offs = torch.arange(patch_size)
         self._row_off = offs.view(1, -1, 1)
         self._col_off = offs.view(1, 1, -1)
@@ -287,6 +304,7 @@ class SceneDataset(Dataset[dict[str, object]]):
         batch["index"] = torch.as_tensor(idx, dtype=torch.int64) + self.index_offset
         return batch
 
-    def pixel_rows_cols(self) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column of every sample, for classification maps."""
-        return self.positions // self.width, self.positions % self.width
+    def pixel_rows_cols(self, samples: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column of every sample, or of the given sample numbers (``0 … len - 1``), for maps."""
+        pos = self.positions if samples is None else self.positions[np.asarray(samples, dtype=np.int64)]
+        return pos // self.width, pos % self.width

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -18,7 +19,7 @@ from rsmg.data.readers.checks import (
 )
 from rsmg.errors import DataError
 
-__all__ = ["Raster", "read_geotiff", "read_image"]
+__all__ = ["Raster", "gdal_raster", "read_geotiff", "read_image"]
 
 
 @dataclass
@@ -88,9 +89,26 @@ def read_geotiff(
         DataError: missing or corrupt file, wrong band count, band index out of range, or invalid pixels with
             ``nodata_policy="reject"``.
     """
+    p = _require_file(path)
+    unreadable = (
+        "cannot read raster: file is corrupt or not a GeoTIFF",
+        "re-download it; if it is an ordinary image use read_image instead",
+    )
+    return gdal_raster(p, bands, expected_count, nodata_policy, scale, unreadable=unreadable)
+
+
+def gdal_raster(
+    p: Path,
+    bands: list[int] | None,
+    expected_count: int | None,
+    nodata_policy: Literal["mask", "reject", "ignore"],
+    scale: float | None,
+    *,
+    unreadable: tuple[str, str],
+) -> Raster:
+    """:func:`read_geotiff` of a file GDAL opens; ``unreadable`` = (message, fix) of the error when it cannot."""
     if nodata_policy not in ("mask", "reject", "ignore"):
         raise ValueError(f"nodata_policy must be 'mask', 'reject' or 'ignore', got {nodata_policy!r}")
-    p = _require_file(path)
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
@@ -141,12 +159,7 @@ def read_geotiff(
                     "scale": scale,
                 }
     except _rasterio_errors() as exc:
-        raise DataError(
-            "cannot read raster: file is corrupt or not a GeoTIFF",
-            file=p,
-            found=str(exc).strip(),
-            fix="re-download it; if it is an ordinary image use read_image instead",
-        ) from exc
+        raise DataError(unreadable[0], file=p, found=str(exc).strip(), fix=unreadable[1]) from exc
 
     valid &= check_finite(array, file=p, field="pixel values", policy="mask", axis=0)
     n_invalid = int(valid.size - np.count_nonzero(valid))

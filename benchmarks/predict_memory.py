@@ -1,0 +1,178 @@
+"""Peak memory of ``rsmg predict`` on a whole unlabelled scene: the real MUUFL raster and a 4× tiled copy of it.
+
+Issue 25: predicting a scene without ground truth streams sliding-window patches, so memory is O(batch × patch)
+plus the rasters and the uint8 map, never the probabilities or patches of every pixel. Here one tiny model
+(Trento → MUUFL baseline, width 8, three training steps) is fitted once; then ``rsmg predict`` runs in its own
+process per scene, and that process's peak RSS is read from ``os.wait4``. The scenes are user-catalog entries
+without labels, written as GeoTIFFs in a temporary folder: ``muufl_map`` (the real 325×220 LiDAR raster) and
+``muufl_x<g*g>`` (the raster tiled g × g, e.g. 650×440). Target: peak RSS at 4× the pixels ≤ 1.2× that at 1×.
+
+Usage: ``RSMG_DATA_ROOT=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/predict_memory.py``
+(``--grids 2`` drops the 16× scene; ``--before-src DIR`` also measures another checkout's ``src`` on the same
+checkpoint and scenes in a second column, e.g. ``git archive <commit> src | tar -x -C /tmp/rsmg-<commit>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import ROOT, command, machine, write_result
+
+TARGET_RATIO = 1.2
+CATALOG = """\
+datasets:
+{entries}
+"""
+ENTRY = """\
+  {name}:
+    kind: scene
+    description: MUUFL LiDAR ({h} x {w} px), no labels, for rsmg predict
+    modalities:
+      lidar: {{file: {name}.tif, sensor: lidar_dsm_intensity, height: absolute}}
+"""
+
+
+def write_scenes(folder: Path, grids: list[int]) -> dict[str, tuple[int, int]]:
+    """GeoTIFFs of the MUUFL LiDAR raster tiled g × g (g = 1: the raster itself) and their user catalog."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    from rsmg.data.catalog import resolve_root
+    from rsmg.data.readers import read_mat
+
+    lidar = np.moveaxis(read_mat(resolve_root() / "muufl/LiDAR.mat", key="LiDAR"), -1, 0).astype(np.float32)
+    shapes, entries = {}, []
+    for g in [1, *grids]:
+        name = "muufl_map" if g == 1 else f"muufl_x{g * g}"
+        bands = np.tile(lidar, (1, g, g))
+        h, w = bands.shape[1:]
+        profile = {"driver": "GTiff", "height": h, "width": w, "count": 2, "dtype": "float32",
+                   "crs": "EPSG:32616", "transform": Affine(1.0, 0, 295_000.0, 0, -1.0, 3_360_000.0)}  # fmt: skip
+        with rasterio.open(folder / f"{name}.tif", "w", **profile) as dst:
+            dst.write(bands)
+        shapes[name] = (h, w)
+        entries.append(ENTRY.format(name=name, h=h, w=w))
+    (folder / "scenes.yaml").write_text(CATALOG.format(entries="".join(entries)))
+    return shapes
+
+
+def rsmg(args: list[str], src: Path, log: Path) -> float:
+    """Run ``python -m rsmg ARGS`` with ``src`` first on the path; return its peak RSS in MiB (fails loudly)."""
+    env = {**os.environ, "PYTHONPATH": str(src), "PYTHONWARNINGS": "ignore"}
+    with log.open("w") as out:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "rsmg", *args], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"rsmg {args[0]} failed ({p.returncode}):\n{log.read_text()[-3000:]}")
+    return usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--grids", type=int, nargs="+", default=[2, 4], help="tilings g (g × g copies) besides 1")
+    ap.add_argument("--before-src", type=Path, help="another checkout's src to measure too (same checkpoint)")
+    ap.add_argument("--eval-batch-size", type=int, default=256)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rsmg_predict_memory_") as tmp:
+        folder = Path(tmp)
+        shapes = write_scenes(folder, args.grids)
+        catalog = str(folder / "scenes.yaml")
+        logs = [
+            "--trainer.logger.init_args.save_dir",
+            str(folder / "logs"),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+        fit = ["fit", "--config", str(ROOT / "experiments/baseline/trento_to_muufl.yaml"),
+               "--data.init_args.catalog", catalog, "--data.init_args.targets", "[muufl_map]",
+               "--model.init_args.net.init_args.width", "8", "--trainer.max_epochs", "1",
+               "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+               "--trainer.logger.init_args.version", "fit", *logs]  # fmt: skip
+        t0 = time.perf_counter()
+        rsmg(fit, ROOT / "src", folder / "fit.log")
+        run = folder / "logs/baseline_trento_to_muufl/fit"
+        print(f"fit: {time.perf_counter() - t0:.0f} s", flush=True)
+        rows = []
+        for name, (h, w) in shapes.items():
+            rss = {}
+            for label, src in [("now", ROOT / "src"), ("before", args.before_src)]:
+                if src is None:
+                    continue
+                version = f"{name}_{label}"
+                t0 = time.perf_counter()
+                rss[label] = rsmg(
+                    ["predict", "--config", str(run / "config.yaml"), "--ckpt_path",
+                     str(run / "checkpoints/last.ckpt"), "--data.init_args.targets", f"[{name}]",
+                     "--data.init_args.eval_batch_size", str(args.eval_batch_size),
+                     "--trainer.logger.init_args.version", version, *logs],
+                    src, folder / f"{version}.log",
+                )  # fmt: skip
+                seconds = time.perf_counter() - t0
+                with np.load(
+                    folder / "logs/baseline_trento_to_muufl" / version / f"predictions_{name}.npz"
+                ) as z:
+                    assert len(z["pred"]) == h * w, (name, len(z["pred"]))  # every pixel predicted
+                print(
+                    f"{name} ({label}): {h}×{w} px, peak RSS {rss[label]:.0f} MiB, {seconds:.0f} s",
+                    flush=True,
+                )
+                if label == "now":
+                    wall = seconds
+            rows.append((name, h, w, rss, wall))
+    base = rows[0][3]["now"]
+    before = args.before_src is not None
+    table = [
+        "| scene | size (px) | pixels | peak RSS (MiB) | vs 1× | wall (s) |"
+        + (" before: peak RSS (MiB) | vs 1× |" if before else ""),
+        "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if before else ""),
+    ]
+    for name, h, w, rss, seconds in rows:
+        line = (
+            f"| {name} | {h}×{w} | {h * w:,} | {rss['now']:.0f} | {rss['now'] / base:.3f}× | {seconds:.0f} |"
+        )
+        if before:
+            line += f" {rss['before']:.0f} | {rss['before'] / rows[0][3]['before']:.3f}× |"
+        table.append(line)
+    four = next((r for r in rows if r[1] * r[2] == 4 * rows[0][1] * rows[0][2]), None)
+    if four is None:
+        verdict = "no 4× scene in this run (add --grids 2)"
+    else:
+        ratio = four[3]["now"] / base
+        verdict = (
+            f"4× the pixels: peak RSS {ratio:.3f}× (target ≤ {TARGET_RATIO}×: "
+            + ("met" if ratio <= TARGET_RATIO else f"missed by {ratio - TARGET_RATIO:.3f}×")
+            + ")"
+        )
+    threads = os.environ.get("OMP_NUM_THREADS")
+    note = f"Before: the same commands run with `{args.before_src}`." if before else ""
+    text = "\n".join([
+        "# Peak memory of `rsmg predict` on a whole unlabelled scene (real MUUFL LiDAR raster, tiled)",
+        "",
+        f"Command: `{f'OMP_NUM_THREADS={threads} ' if threads else ''}{command()}`  ",
+        f"Machine: {machine()}  ",
+        f"Result: {verdict}.",
+        "",
+        "Each `rsmg predict` runs in its own process (peak RSS from `os.wait4`): Trento → MUUFL baseline, width 8,",
+        "11×11 patches, eval batch size " + f"{args.eval_batch_size}, every pixel of a GeoTIFF scene without labels",
+        "(user catalog); outputs: `predictions_<scene>.npz` / `.csv` and `<scene>_classes.tif`.",
+        *([note] if note else []),
+        "",
+        *table,
+        "",
+    ])  # fmt: skip
+    write_result("predict/memory.md", text)
+
+
+if __name__ == "__main__":
+    main()
