@@ -159,3 +159,15 @@ def test_the_docstring_check_counts_lines(tmp_path):
     f = tmp_path / "m.py"
     f.write_text('"""One.\n\nTwo.\n"""\n\n\ndef g():\n    """' + "x\n" * 41 + '    """\n')
     assert dict(_docstrings(f)) == {"<module>": 3, "g": 42}
+
+
+MAX_MODULE_LINES = 600  # issue 23: a module longer than this holds more than one responsibility
+
+
+def test_no_module_in_src_runs_past_600_lines():
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in sorted((REPO / "src").rglob("*.py"))
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by responsibility): {long}"
