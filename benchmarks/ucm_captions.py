@@ -1,8 +1,10 @@
 """UC Merced with human captions, all 2,100 images (issue 22): image-only, text-only, fusions, the unified model.
 
 Every method on the same pretrained towers (EfficientNet-Lite0 with ImageNet weights, stem + blocks 0-2 frozen;
-frozen pretrained MiniLM), input size (128 px), split (1,680 / 210 / 210, seeded, stratified) and budget
+frozen pretrained MiniLM), input size (128 px), split (1,680 / 210 / 210, seeded, stratified; ``--split karpathy``:
+the standard split of UCM-captions' ``dataset.json``, runs and results under their own names) and budget
 (``experiments/scenes/trainer_cpu.yaml``); checkpoints chosen on validation accuracy, the test split read once.
+``--held-out`` adds calibrated stacking (``rsmg.callbacks.CalibratedStacking``: γ from source validation logits).
 Leakage control (``--leakage on``, the default) drops caption sentences that state the class and masks class
 names (``rsmg.text.leakage``); ``off`` serves the raw human captions.
 
@@ -13,11 +15,14 @@ Beside the trained methods: the zero-shot caption line, which needs no training:
 Usage::
 
     RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ucm_captions.py --seeds 0 --leakage on
+    RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ucm_captions.py --held-out --split karpathy --seeds 0
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +53,18 @@ EXTRA: dict[str, list[str]] = {
 }  # fmt: skip
 # methods whose classifier can name a class it never saw (class-text prototypes), for --held-out
 ZERO_SHOT_METHODS = ("unified (fvmgn_captions)", "image + class texts (fvmgn_scenes)")
+CALIBRATION = "--trainer.callbacks+=rsmg.callbacks.CalibratedStacking"  # gzsl.json: γ from source validation
+
+
+SPLITS = {
+    "seeded": "seeded stratified draw of the standard sizes (test 10 %, validation 1/9 of the rest)",
+    "karpathy": "the `split` field of ucm_captions/dataset.json (experiments/captioned_scenes/split_karpathy.yaml)",
+}
+
+
+def split_tag(split: str) -> str:
+    """The part of run folders and result names that keeps Karpathy-split runs apart from the seeded ones."""
+    return "karpathy_" if split == "karpathy" else ""
 
 
 def run(
@@ -58,15 +75,31 @@ def run(
     out: Path,
     held_out: bool = False,
     transfer: str | None = None,
+    split: str = "seeded",
 ) -> tuple[Path | None, float]:
     """Train + test one cell (reused when its metrics.json exists)."""
     mode = f"transfer_{transfer}_" if transfer else ("zero_shot_" if held_out else "")
-    save = out / f"{mode}leakage_{leakage}"
+    save = out / f"{split_tag(split)}{mode}leakage_{leakage}"
     run_dir = save / slug(method) / f"seed{seed}"
     if (run_dir / "metrics.json").exists():
         return run_dir, float("nan")
+    args = cell_args(method, leakage, held_out, transfer, split)
+    if epochs:
+        args += ["--trainer.max_epochs", str(epochs)]
+    args += [*grid_run_args(save, slug(method), seed), "--data.init_args.seed", "0"]
+    if held_out:
+        args.append(CALIBRATION)
+    t0 = time.perf_counter()
+    ok = rsmg_fit(args, f"[{mode}leakage {leakage}] {method} seed {seed}")
+    return (run_dir if ok else None), time.perf_counter() - t0
+
+
+def cell_args(method: str, leakage: str, held_out: bool, transfer: str | None, split: str) -> list[str]:
+    """A cell's pieces and overrides: what its fit and a later re-test of its checkpoint both read."""
     data = "data_ucm_to_aid_minitest.yaml" if transfer else "data_ucm21.yaml"
     args = ["--config", str(PIECES / data)]
+    if split == "karpathy":
+        args += ["--config", str(PIECES / "split_karpathy.yaml")]
     for piece in METHODS[method]:
         args += ["--config", str(piece)]
     if held_out:
@@ -78,19 +111,11 @@ def run(
             args += [NET + "text.class_set", transfer]
     if leakage == "off":
         args += ["--data.init_args.text_transforms", "[]"]
-    if epochs:
-        args += ["--trainer.max_epochs", str(epochs)]
-    args += [*grid_run_args(save, slug(method), seed), "--data.init_args.seed", "0"]
-    t0 = time.perf_counter()
-    ok = rsmg_fit(args, f"[{mode}leakage {leakage}] {method} seed {seed}")
-    return (run_dir if ok else None), time.perf_counter() - t0
+    return args
 
 
 def test_without_captions(run_dir: Path) -> dict | None:
     """The run's selected checkpoint tested again with no caption at all (``eval_caption: none``)."""
-    import subprocess
-    import sys
-
     out = run_dir / "test_0" / "metrics.json"
     if not out.exists():
         ckpt = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
@@ -120,9 +145,10 @@ def transfer_report(args: Options, results: dict[str, dict[int, dict]], t0: floa
         "",
         "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ucm_captions.py --transfer "
         f"{args.transfer} --methods " + " ".join(f"'{m}'" for m in args.methods)
-        + f" --seeds {' '.join(map(str, args.seeds))} --leakage {args.leakage}`  ",
+        + f" --seeds {' '.join(map(str, args.seeds))} --leakage {args.leakage}{split_option(args)}`  ",
         f"Machine: {machine()}  ",
         f"Grid wall time: {(time.perf_counter() - t0) / 60:.1f} min (runs found in `--out` are reused).  ",
+        f"Split: {SPLITS[args.split]}.  ",
         "Every run: `experiments/captioned_scenes/data_ucm_to_aid_minitest.yaml` + the method's model piece + "
         "`experiments/scenes/trainer_cpu.yaml`; checkpoint chosen on UC Merced validation images; the AID images "
         "are read only at test time, once with their captions and once without any (the same checkpoint). "
@@ -153,7 +179,33 @@ HELD_OUT = (
 )  # zero_shot_ucm21.yaml
 
 
-def zero_shot(leakage: str, held_out: bool) -> dict:
+def calibrated(run_dir: Path, method: str, seed: int, args: Options) -> dict | None:
+    """The run's ``gzsl.json`` (calibrated stacking); a run fitted without it is tested again with it, once.
+
+    The re-test reads the cell's pieces as they are now (not the run's ``config.yaml``, which may hold option
+    names renamed since) and writes into ``<run>/test_<k>/``.
+    """
+    found = sorted(run_dir.glob("gzsl.json")) + sorted(run_dir.glob("test_*/gzsl.json"))
+    if not found:
+        ckpt = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
+        if not ckpt:
+            return None
+        logger = "--trainer.logger.init_args."
+        cmd = [
+            *(sys.executable, "-m", "rsmg", "test", *cell_args(method, args.leakage, True, None, args.split)),
+            *("--seed_everything", str(seed), "--data.init_args.seed", "0", "--ckpt_path", str(ckpt[-1])),
+            *(f"{logger}save_dir", str(run_dir.parents[1]), f"{logger}name", run_dir.parent.name),
+            *(f"{logger}version", run_dir.name, CALIBRATION, "--trainer.enable_progress_bar", "false"),
+        ]
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        found = sorted(run_dir.glob("test_*/gzsl.json"))
+        if p.returncode != 0 or not found:
+            print(f"calibrated test failed for {run_dir}:\n{p.stderr[-2000:]}", flush=True)
+            return None
+    return json.loads(found[0].read_text())
+
+
+def zero_shot(leakage: str, held_out: bool, split: Literal["seeded", "karpathy"] = "seeded") -> dict:
     """The caption zero-shot line (no training): each test image's mean caption embedding → class prompts.
 
     Returns the confusion matrix over all 21 classes and the share of test images that keep a caption (an
@@ -168,7 +220,7 @@ def zero_shot(leakage: str, held_out: bool) -> dict:
     from rsmg.text.towers import create_text_tower
 
     dm = SceneDomainDataModule(
-        ["ucm"], ["ucm"], class_set="ucm21", image_size=32, cache=False, test_fraction=0.1,
+        ["ucm"], ["ucm"], class_set="ucm21", image_size=32, cache=False, test_fraction=0.1, split=split,
         val_fraction=1 / 9, captions=True, seed=0, held_out_classes=list(HELD_OUT) if held_out else None,
         text_transforms=["drop_verdicts", "mask_class_names"] if leakage == "on" else [],
     )  # fmt: skip
@@ -210,19 +262,27 @@ def gzsl(confusion: list[list[int]], classes: list[str], extra_wrong: dict[int, 
 
 
 def zero_shot_report(args: Options, results: dict[str, dict[int, dict]], t0: float) -> list[str]:
-    """The held-out table: seen / unseen / H per method (mean ± sample std over seeds) and the caption line."""
+    """The held-out table: seen / unseen / H per method, raw and calibrated (mean ± sample std over seeds).
+
+    Then the caption line (no training).
+    """
     lines = [
-        f"# UC Merced zero-shot: 5 classes held out of training, leakage control {args.leakage}",
+        f"# UC Merced zero-shot: 5 classes held out of training, leakage control {args.leakage}, "
+        f"{args.split} split",
         "",
         "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ucm_captions.py --held-out --methods "
         + " ".join(f"'{m}'" for m in args.methods) + f" --seeds {' '.join(map(str, args.seeds))} --leakage "
-        f"{args.leakage}`  ",
+        f"{args.leakage}{split_option(args)}`  ",
         f"Machine: {machine()}  ",
         f"Grid wall time: {(time.perf_counter() - t0) / 60:.1f} min (runs found in `--out` are reused).  ",
+        f"Split: {SPLITS[args.split]}.  ",
         f"Held out (never trained or validated; all 100 images of each tested): {', '.join(HELD_OUT)}, fixed "
         "before any run (every fourth class alphabetically, from the third). Generalised zero-shot: every test "
         "image is classified among all 21 classes. The trained models' class-text prototypes include the held-out "
-        "classes' texts during training (class-name-aware; no held-out image is seen).",
+        "classes' texts during training (class-name-aware; no held-out image is seen). Calibrated rows: calibrated "
+        "stacking (Chao et al., ECCV 2016), γ subtracted from the seen-class logits, γ chosen per run on its source "
+        "validation logits only (at most 5 % of those seen-class images sent to an unseen class; no label read; "
+        "docs/decisions.md#gzsl-calibration).",
         "",
         "| method | seen acc. % | unseen acc. % | H % | OA % | seeds |",
         "|---|---:|---:|---:|---:|---:|",
@@ -231,8 +291,20 @@ def zero_shot_report(args: Options, results: dict[str, dict[int, dict]], t0: flo
         trip = [gzsl(r["confusion"], r["classes"]) for r in by_seed.values()]
         cells = [mean_sd([t[i] for t in trip]) for i in range(3)]
         oa = mean_sd([r["oa"] * 100 for r in by_seed.values()])
-        lines.append(f"| {method} | {' | '.join(cells)} | {oa} | {len(by_seed)} |")
-    zs = zero_shot(args.leakage, held_out=True)
+        lines.append(f"| {method} (class-name-aware, raw) | {' | '.join(cells)} | {oa} | {len(by_seed)} |")
+        cal = [r.get("gzsl") for r in by_seed.values()]
+        if not all(cal):
+            lines.append(f"| {method} (class-name-aware, calibrated) | failed | | | | |")
+            continue
+        cms = [np.asarray(next(iter(g["test"].values()))["calibrated"]["confusion"]) for g in cal]  # type: ignore[index]
+        trip = [gzsl(cm.tolist(), g["classes"]) for cm, g in zip(cms, cal, strict=True)]  # type: ignore[index]
+        cells = [mean_sd([t[i] for t in trip]) for i in range(3)]
+        oa = mean_sd([np.trace(cm) / cm.sum() * 100 for cm in cms])
+        gamma = mean_sd([g["gamma"] for g in cal])  # type: ignore[index]
+        lines.append(
+            f"| {method} (class-name-aware, calibrated, γ {gamma}) | {' | '.join(cells)} | {oa} | {len(cal)} |"
+        )
+    zs = zero_shot(args.leakage, held_out=True, split=args.split)
     c = zs["confusion"]
     s, u, h = gzsl(c.tolist(), zs["classes"])  # images without a caption are not in the matrix: count them
     total = c.sum() + zs["missing"]
@@ -256,6 +328,7 @@ class Options:
         leakage: the leakage control of the captions
         held_out: zero-shot protocol (zero_shot_ucm21.yaml)
         transfer: UC Merced → AID minitest
+        split: the UC Merced split: seeded (stratified draw, standard sizes) or karpathy (dataset.json's field)
         epochs: epochs of every fit (none: the experiment's)
         out: folder of the runs
         name: results file under benchmarks/results/ (none: derived)
@@ -266,6 +339,7 @@ class Options:
     leakage: Literal["on", "off"] = "on"
     held_out: bool = False
     transfer: Literal["ucm_aid", "ucm_aid2"] | None = None
+    split: Literal["seeded", "karpathy"] = "seeded"
     epochs: int | None = None
     out: Path = ROOT / "outputs" / "bench_ucm_captions"
     name: str | None = None
@@ -276,13 +350,32 @@ class Options:
             self.methods = list(ZERO_SHOT_METHODS) if self.held_out else default
 
 
+def split_option(args: Options) -> str:
+    """The ``--split`` part of a recorded command (empty for the default, so older commands read as before)."""
+    return f" --split {args.split}" if args.split != "seeded" else ""
+
+
+def result_name(args: Options) -> str:
+    """The results file under ``benchmarks/results/``: ``--name``, else one per protocol, split and seeds."""
+    if args.name:
+        return args.name
+    seeds = "".join(map(str, args.seeds))
+    tail = f"leakage_{args.leakage}_seeds{seeds}.md"
+    k = split_tag(args.split)
+    if args.transfer:
+        return f"captions_ucm/ucm_to_aid_minitest_{args.transfer}_{k}{tail}"
+    return f"captions_ucm/ucm21_{k}{'zero_shot_' if args.held_out else ''}{tail}"
+
+
 def main(args: Options) -> None:
     t0 = time.perf_counter()
     results: dict[str, dict[int, dict]] = {}
     walls: dict[str, list[float]] = {}
     for method in args.methods:
         for seed in args.seeds:
-            d, wall = run(method, seed, args.leakage, args.epochs, args.out, args.held_out, args.transfer)
+            d, wall = run(
+                method, seed, args.leakage, args.epochs, args.out, args.held_out, args.transfer, args.split
+            )
             walls.setdefault(method, []).append(wall)
             if d is not None:
                 saved = json.loads((d / "metrics.json").read_text())
@@ -292,18 +385,17 @@ def main(args: Options) -> None:
                 }
                 if args.transfer and method in READS_CAPTIONS:
                     results[method][seed]["no_captions"] = test_without_captions(d)
-    seeds = "".join(map(str, args.seeds))
+                if args.held_out:
+                    results[method][seed]["gzsl"] = calibrated(d, method, seed, args)
     if args.transfer:
         lines = transfer_report(args, results, t0)
-        name = f"captions_ucm/ucm_to_aid_minitest_{args.transfer}_leakage_{args.leakage}_seeds{seeds}.md"
-        write_result(args.name or name, "\n".join(lines) + "\n")
+        write_result(result_name(args), "\n".join(lines) + "\n")
         return
     if args.held_out:
         lines = zero_shot_report(args, results, t0)
-        write_result(args.name or f"captions_ucm/ucm21_zero_shot_leakage_{args.leakage}_seeds{seeds}.md",
-                     "\n".join(lines) + "\n")  # fmt: skip
+        write_result(result_name(args), "\n".join(lines) + "\n")
         return
-    zs = zero_shot(args.leakage, held_out=False)
+    zs = zero_shot(args.leakage, held_out=False, split=args.split)
     zs_oa = np.trace(zs["confusion"]) / zs["n"] * 100
     base = {s: r["oa"] * 100 for s, r in results.get("image only", {}).items()}
     lines = [
@@ -311,9 +403,10 @@ def main(args: Options) -> None:
         "",
         "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ucm_captions.py --methods "
         + " ".join(f"'{m}'" for m in args.methods) + f" --seeds {' '.join(map(str, args.seeds))} --leakage "
-        f"{args.leakage}`  ",
+        f"{args.leakage}{split_option(args)}`  ",
         f"Machine: {machine()}  ",
         f"Grid wall time: {(time.perf_counter() - t0) / 60:.1f} min (runs found in `--out` are reused).  ",
+        f"Split: {SPLITS[args.split]}.  ",
         "Every run: `experiments/captioned_scenes/data_ucm21.yaml` + the method's model piece + "
         "`experiments/scenes/trainer_cpu.yaml` (128 px, Lite0 stages:3 frozen, 5 epochs, lr 3e-4; the scene "
         "protocols' budget, not tuned here). Split fixed (data seed 0); model seeds as listed; checkpoint chosen "
@@ -338,8 +431,7 @@ def main(args: Options) -> None:
         "",
     ]
     lines += per_class_table({m: list(r.values()) for m, r in results.items()})
-    name = args.name or f"captions_ucm/ucm21_leakage_{args.leakage}_seeds{seeds}.md"
-    write_result(name, "\n".join(lines) + "\n")
+    write_result(result_name(args), "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -211,6 +213,83 @@ def test_ucm_captions_methods_default_to_the_protocols():
     assert parse("ucm_captions", "").methods == list(ucm.METHODS)
     assert parse("ucm_captions", "--held-out").methods == list(ucm.ZERO_SHOT_METHODS)
     assert "concat" not in parse("ucm_captions", "--transfer ucm_aid").methods
+
+
+def test_ucm_captions_karpathy_split_has_its_own_runs_and_results(tmp_path, monkeypatch):
+    ucm = script("ucm_captions")
+    seeded = parse("ucm_captions", "--held-out --seeds 0")
+    karpathy = parse("ucm_captions", "--held-out --split karpathy --seeds 0")
+    assert (seeded.split, karpathy.split) == ("seeded", "karpathy")
+    # the seeded names are those of the results files already written
+    assert ucm.result_name(seeded) == "captions_ucm/ucm21_zero_shot_leakage_on_seeds0.md"
+    assert ucm.result_name(karpathy) == "captions_ucm/ucm21_karpathy_zero_shot_leakage_on_seeds0.md"
+    assert (
+        ucm.result_name(parse("ucm_captions", "--seeds 0 1 2")) == "captions_ucm/ucm21_leakage_on_seeds012.md"
+    )
+    transfer = parse("ucm_captions", "--transfer ucm_aid --split karpathy --seeds 0")
+    assert (
+        ucm.result_name(transfer) == "captions_ucm/ucm_to_aid_minitest_ucm_aid_karpathy_leakage_on_seeds0.md"
+    )
+    assert (ucm.split_option(seeded), ucm.split_option(karpathy)) == ("", " --split karpathy")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(ucm, "rsmg_fit", lambda args, label: calls.append(args) or False)
+    for split in ("seeded", "karpathy"):
+        ucm.run("unified (fvmgn_captions)", 0, "on", None, tmp_path, held_out=True, split=split)
+    dirs = [a[a.index("--trainer.logger.init_args.save_dir") + 1] for a in calls]
+    assert dirs == [str(tmp_path / "zero_shot_leakage_on"), str(tmp_path / "karpathy_zero_shot_leakage_on")]
+    pieces = [[Path(a[i + 1]).name for i in range(len(a)) if a[i] == "--config"] for a in calls]
+    assert "split_karpathy.yaml" not in pieces[0] and "split_karpathy.yaml" in pieces[1]
+    assert all(ucm.CALIBRATION in a for a in calls)  # held-out runs write gzsl.json
+
+
+def test_ucm_captions_held_out_table_has_raw_and_calibrated_rows(tmp_path, monkeypatch):
+    """A run without gzsl.json is re-tested from the cell's pieces; the table shows both class-name-aware rows."""
+    import numpy as np
+
+    ucm = script("ucm_captions")
+    options = parse("ucm_captions", "--held-out --split karpathy --seeds 0")
+    run_dir = tmp_path / "karpathy_zero_shot_leakage_on" / "unified__fvmgn_captions" / "seed0"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "best-epoch=3.ckpt").write_bytes(b"")
+    classes = [f"c{i}" for i in range(21)]
+    classes[2], classes[6] = "baseballdiamond", "denseresidential"  # two of HELD_OUT
+    raw = np.diag([10] * 21)
+    raw[2, 2] = raw[6, 6] = 0
+    raw[2, 0] = raw[6, 0] = 10  # every unseen image named as a seen class
+    cal = np.diag([10] * 21)
+    cal[0, 0], cal[0, 2] = 8, 2  # two seen images sent to an unseen class
+    gzsl = {"gamma": 6.25, "classes": classes, "test": {"ucm": {"calibrated": {"confusion": cal.tolist()}}}}
+    commands: list[list[str]] = []
+
+    def fake_run(cmd, **kwargs):
+        commands.append(cmd)
+        (run_dir / "test_0").mkdir()
+        (run_dir / "test_0" / "gzsl.json").write_text(json.dumps(gzsl))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(ucm.subprocess, "run", fake_run)
+    assert ucm.calibrated(run_dir, "unified (fvmgn_captions)", 0, options) == gzsl
+    assert ucm.calibrated(run_dir, "unified (fvmgn_captions)", 0, options) == gzsl and len(commands) == 1
+    cmd = commands[0]
+    assert cmd[3] == "test" and "config.yaml" not in " ".join(cmd) and ucm.CALIBRATION in cmd
+    assert "split_karpathy.yaml" in " ".join(cmd) and "zero_shot_ucm21.yaml" in " ".join(cmd)
+    assert cmd[cmd.index("--trainer.logger.init_args.save_dir") + 1] == str(
+        tmp_path / "karpathy_zero_shot_leakage_on"
+    )
+    assert cmd[cmd.index("--trainer.logger.init_args.version") + 1] == "seed0"
+    monkeypatch.setattr(ucm, "zero_shot", lambda *a, **k: {
+        "confusion": np.diag([1] * 21), "classes": classes, "missing": 0, "with_caption": 1.0, "n": 21,
+    })  # fmt: skip
+    results = {"unified (fvmgn_captions)": {0: {"confusion": raw.tolist(), "classes": classes, "oa": 0.9,
+                                                "gzsl": gzsl}}}  # fmt: skip
+    lines = ucm.zero_shot_report(options, results, 0.0)
+    assert "--split karpathy" in lines[2] and "karpathy split" in lines[0]
+    rows = [ln for ln in lines if ln.startswith("| unified")]
+    assert rows[0].startswith("| unified (fvmgn_captions) (class-name-aware, raw) | 100.00 ± – | 0.00 ± – |")
+    # calibrated: 188 of 190 seen images right, 20 of 20 unseen; H = 2·98.95·100 / 198.95
+    assert rows[1].startswith(
+        "| unified (fvmgn_captions) (class-name-aware, calibrated, γ 6.25 ± –) | 98.95 ± – | 100.00 ± – | 99.47 ± – |"
+    )
 
 
 @pytest.mark.parametrize(

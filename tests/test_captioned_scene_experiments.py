@@ -59,3 +59,19 @@ def test_unified_model_with_the_transfer_and_zero_shot_pieces(monkeypatch):
         TRAINER,
     )
     assert len(zs["data"]["init_args"]["held_out_classes"]) == 5
+
+
+def test_the_karpathy_split_and_the_calibration_are_one_option_each(monkeypatch):
+    base = [CAP / "data_ucm21.yaml", CAP / "model_fvmgn_captions.yaml", CAP / "zero_shot_ucm21.yaml"]
+    assert composed(monkeypatch, *base, TRAINER)["data"]["init_args"]["split"] == "seeded"
+    cfg = composed(monkeypatch, *base, CAP / "split_karpathy.yaml", TRAINER)
+    data = cfg["data"]["init_args"]
+    assert data["split"] == "karpathy" and len(data["held_out_classes"]) == 5
+    args = [a for p in (*base, TRAINER) for a in ("--config", str(p))]
+    extra = ["--trainer.callbacks+=rsmg.callbacks.CalibratedStacking"]  # what benchmarks/ucm_captions.py adds
+    callbacks = yaml.safe_load(parses([*args, *extra], monkeypatch))["trainer"]["callbacks"]
+    assert [c["class_path"] for c in callbacks] == [
+        "lightning.pytorch.callbacks.ModelCheckpoint",
+        "rsmg.callbacks.CalibratedStacking",
+    ]
+    assert callbacks[1]["init_args"] == {"unseen_rate": 0.05}

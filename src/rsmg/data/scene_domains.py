@@ -7,9 +7,10 @@ opened only by the test stage (``setup("test")`` / :meth:`test_dataloader`): mod
 
 Per source domain, after exact duplicates are removed (:func:`~rsmg.data.scene_folders.remove_duplicates`),
 the images are split by a seeded, stratified draw whose seed depends on the run seed and the domain *name*, so a
-domain's split does not change with the order or the company it is listed in. A domain listed as both source
-and target is split three ways (train / val / test: the in-domain ceiling). Target images identical to a
-source image are dropped from the test set and counted.
+domain's split does not change with the order or the company it is listed in; or (``split: karpathy``) as the
+``split`` field of the dataset's Karpathy-format caption file says (UCM-captions' standard split). A domain
+listed as both source and target is split three ways (train / val / test: the in-domain ceiling). Target images
+identical to a source image are dropped from the test set and counted.
 
 Batches are ``{"image_rgb": B×3×S×S float32, "label", "domain", "index"}``, the contract of
 :mod:`rsmg.data.spec`, so every network of :class:`~rsmg.tasks.ClassificationTask` reads them, with
@@ -71,6 +72,7 @@ class _Domain:
     val: np.ndarray = field(default_factory=lambda: np.arange(0))
     test: np.ndarray = field(default_factory=lambda: np.arange(0))
     in_a_source: int = 0
+    across_splits: int = 0
     read: bool = False
 
 
@@ -90,6 +92,8 @@ class SceneDomainDataModule(ResumableDataModule):
         interpolation: resize interpolation of the encoder (``bicubic`` for EfficientNet-Lite).
         mean: per-channel mean of the encoder's preprocessing, on the [0, 1] scale.
         std: per-channel standard deviation of the encoder's preprocessing.
+        split: ``"seeded"`` (stratified draws: ``val_fraction``, ``test_fraction``) or ``"karpathy"`` (each
+            source's caption-file ``split`` field, e.g. UCM-captions' 1,680 / 210 / 210; docs/decisions.md).
         val_fraction: stratified share of each source domain's training pool held out for validation.
         source_split: which images of each source form the training pool: ``"all"``, ``"fraction:F"`` or
             ``"per_class:N"`` (seeded, stratified; e.g. to fit a CPU budget).
@@ -99,8 +103,8 @@ class SceneDomainDataModule(ResumableDataModule):
         eval_batch_size: batch size of val/test/predict loaders (default 2 × ``batch_size``).
         num_workers: DataLoader workers.
         augment: random flips and 90° rotations of training images.
-        cache: keep decoded images in memory as uint8 (about 67 KB per 150-px image); decoded once, in the
-            main process, when the stage that needs them is set up, and shared with forked workers.
+        cache: keep decoded images in memory as uint8 (about 67 KB per 150-px image), decoded once in the main
+            process and shared with forked workers.
         seed: seed of every split and of the augmentation.
         catalog: a user catalog YAML merged over the packaged one (your own datasets and class mappings; see
             :func:`rsmg.data.catalog.use_catalog`); ``$RSMG_CATALOG`` does the same.
@@ -111,7 +115,7 @@ class SceneDomainDataModule(ResumableDataModule):
         eval_caption: the caption of validation/test images: ``"first"``, ``"join"`` (all, joined) or
             ``"none"`` (test without captions).
         held_out_classes: classes kept out of training and validation (zero-shot); every image of them in a
-            target is tested. The seen classes' splits are the same as without held-out classes.
+            target is tested. The seen classes' splits are those without held-out classes (either ``split``).
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class SceneDomainDataModule(ResumableDataModule):
         interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic",
         mean: tuple[float, float, float] = (0.5, 0.5, 0.5),
         std: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        split: Literal["seeded", "karpathy"] = "seeded",
         val_fraction: float = 0.2,
         source_split: str = "all",
         target_split: str = "all",
@@ -168,6 +173,19 @@ class SceneDomainDataModule(ResumableDataModule):
             )  # fmt: skip
         for key, rule in (("source_split", source_split), ("target_split", target_split)):
             stratified_sample(np.zeros(1, dtype=np.int64), rule, seed=0, field=f"data.{key}")  # syntax check
+        check_choice("split", split, ("seeded", "karpathy"), field="data.split")
+        if split == "karpathy":  # the catalog entries are checked before any file is read
+            from rsmg.data.scene_captions import karpathy_spec
+
+            for name in self.sources:
+                karpathy_spec(self._domains[name].dataset)
+            if source_split != "all":
+                raise ConfigError(
+                    "the Karpathy split is fixed: it cannot be subsampled", field="data.source_split",
+                    expected="all (with split: karpathy)", found=source_split,
+                    fix="use source_split: all, or split: seeded to draw a smaller training pool",
+                )  # fmt: skip
+        self.split = split
         self.val_fraction = val_fraction
         self.source_split = source_split
         self.target_split = target_split
@@ -318,18 +336,28 @@ class SceneDomainDataModule(ResumableDataModule):
         in_pass = self.cache and fitting and self.source_split == "all"
         for name in self.sources:
             dom = self._scan(name)
+            listed = dom.records
             self._source_digests.update(self._read(name, dom, decode=in_pass))
             labels = np.array([r.label for r in dom.records], dtype=np.int64)
-            seed = self._domain_seed(name)
-            pool = np.arange(len(labels))
-            if name in self.targets:
-                pool, dom.test = train_val_split(labels, self.test_fraction, seed=seed + 1)
-            chosen, _ = stratified_sample(
-                labels[pool], self.source_split, seed=seed + 2, field="data.source_split"
-            )
-            pool = pool[chosen]
-            tr, va = train_val_split(labels[pool], self.val_fraction, seed=seed)
-            dom.train, dom.val = pool[tr], pool[va]
+            if self.split == "karpathy":  # one copy of a duplicate at most is left, in its own split
+                from rsmg.data.scene_captions import karpathy_parts
+
+                dom.train, dom.val, test, dom.across_splits = karpathy_parts(
+                    self._domains[name].dataset, listed, dom.records, dom.report.groups, root=self.root
+                )
+                if name in self.targets:
+                    dom.test = test  # a source only: its test images are not used
+            else:
+                seed = self._domain_seed(name)
+                pool = np.arange(len(labels))
+                if name in self.targets:
+                    pool, dom.test = train_val_split(labels, self.test_fraction, seed=seed + 1)
+                chosen, _ = stratified_sample(
+                    labels[pool], self.source_split, seed=seed + 2, field="data.source_split"
+                )
+                pool = pool[chosen]
+                tr, va = train_val_split(labels[pool], self.val_fraction, seed=seed)
+                dom.train, dom.val = pool[tr], pool[va]
             held = np.isin(labels, [self.classes.index(c) for c in self.held_out_classes])
             if held.any():  # zero-shot classes: never trained on or validated; every image of them is tested
                 # removed after the split, so the seen classes' splits are those of a run without held-out classes
@@ -490,8 +518,9 @@ class SceneDomainDataModule(ResumableDataModule):
         """Duplicate removal per domain read so far.
 
         Returns:
-            Domain → images listed, duplicates and conflicting copies removed, images kept, and (targets) images
-            left out because a source holds the same file.
+            Domain → images listed, duplicates and conflicting copies removed, images kept, (targets) images
+            left out because a source holds the same file, and (``split: karpathy``) groups of identical images
+            the caption file put in different splits.
         """
         return {
             n: {
@@ -500,6 +529,7 @@ class SceneDomainDataModule(ResumableDataModule):
                 "conflicting": d.report.conflicting,
                 "kept": d.report.kept,
                 "in_a_source": d.in_a_source,
+                "across_splits": d.across_splits,
             }
             for n, d in self._prepared.items()
             if d.read

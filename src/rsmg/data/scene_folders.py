@@ -332,12 +332,14 @@ class DedupReport:
         duplicates: extra copies removed (one copy of each same-label group kept).
         conflicting: copies removed because their labels differ.
         examples: up to 5 groups of identical files, as paths.
+        groups: every group of identical files, as paths (sorted; the first is the copy a same-label group keeps).
     """
 
     images: int = 0
     duplicates: int = 0
     conflicting: int = 0
     examples: list[list[str]] = field(default_factory=list)
+    groups: list[list[str]] = field(default_factory=list)
 
     @property
     def kept(self) -> int:
@@ -390,8 +392,9 @@ def remove_duplicates(
         if len(members) < 2:
             continue
         members = sorted(members, key=lambda i: records[i].path)
+        report.groups.append([str(records[i].path) for i in members])
         if len(report.examples) < 5:
-            report.examples.append([str(records[i].path) for i in members])
+            report.examples.append(report.groups[-1])
         if len({records[i].label for i in members}) == 1:
             keep[members[1:]] = False
             report.duplicates += len(members) - 1
