@@ -226,17 +226,17 @@ def core_summary(grid: dict[str, dict[str, dict[int, dict]]]) -> list[str]:
         shown = [f"{v:.2f} ({len(c)} seed)" for v, c in zip(tops, ceiling, strict=True)]
         lines.append("| in-domain ceiling (ERM, random split of the target) | " + " | ".join(shown)
                      + f" | {statistics.mean(tops):.2f} |")  # fmt: skip
-    cells = [d for p in lodo for d in paired_differences(oa(p, "fvmgn"), oa(p, "erm")).values()]
+    diffs = [d for p in lodo for d in paired_differences(oa(p, "fvmgn"), oa(p, "erm")).values()]
     per_target = [statistics.mean(paired_differences(oa(p, "fvmgn"), oa(p, "erm")).values()) for p in lodo]
     mean_gain = statistics.mean(per_target)
-    pos = sum(d > 0 for d in cells)
-    need = math.ceil(len(cells) * 8 / 9)  # the 8 of 9 seed × target cells, scaled to the cells run
+    pos = sum(d > 0 for d in diffs)
+    need = math.ceil(len(diffs) * 8 / 9)  # the 8 of 9 seed × target cells, scaled to the cells run
     lines += [
         "",
         f"- FVMGN − ERM averaged over targets: {mean_gain:+.2f} OA points (target ≥ +2.00: "
         + ("met" if mean_gain >= 2 else f"**missed by {2 - mean_gain:.2f}**")
         + ").",
-        f"- Positive paired difference in {pos} of {len(cells)} seed × target cells (target ≥ {need}: "
+        f"- Positive paired difference in {pos} of {len(diffs)} seed × target cells (target ≥ {need}: "
         + ("met" if pos >= need else f"**missed by {need - pos}**")
         + ").",
         f"- Worst target: {min(per_target):+.2f} (target ≥ −1.00: "
