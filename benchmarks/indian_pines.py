@@ -40,7 +40,16 @@ from _stats import mean_sd, paired_cell, paired_differences, per_class_table
 PIECES = ROOT / "experiments" / "indian_pines"
 SPLITS = {"disjoint": "data_disjoint.yaml", "random": "data_random.yaml"}
 SPLIT_LABEL = {"disjoint": "spatially disjoint (honest)", "random": "random per-pixel (optimistic)"}
-NETS = {"concat cnn": "model_concat_cnn.yaml", "fvmgn": "model_fvmgn.yaml"}
+NET = "--model.init_args.net.init_args."
+# network method → (model piece, overrides); the ablations switch one FVMGN part off each
+NETS: dict[str, tuple[str, list[str]]] = {
+    "concat cnn": ("model_concat_cnn.yaml", []),
+    "fvmgn": ("model_fvmgn.yaml", []),
+    "fvmgn w/o MWDis": ("model_fvmgn.yaml", [NET + "mwdis.enabled", "false"]),
+    "fvmgn image-only (no text)": ("model_fvmgn.yaml", [NET + "text.use", "none"]),
+    "fvmgn w/o frequency branch": ("model_fvmgn.yaml", [NET + "frequency.enabled", "false"]),
+    "fvmgn single-scale alignment": ("model_fvmgn.yaml", [NET + "alignment.multiscale", "false"]),
+}
 METHODS = ("rbf-svm", *NETS)
 BASELINES = ("rbf-svm", "concat cnn")
 SVM_C = (1.0, 10.0, 100.0, 1000.0)
@@ -120,8 +129,14 @@ def svm_spectra(dm: Any, *, max_train: int | None = None, seed: int = 0) -> dict
 
 def fit_args(split: str, method: str, epochs: int) -> list[str]:
     """The ``rsmg fit`` arguments of one network cell (before run directory and seeds)."""
-    pieces = [SPLITS[split], NETS[method], "trainer_cpu.yaml"]
-    return [*(a for p in pieces for a in ("--config", str(PIECES / p))), "--trainer.max_epochs", str(epochs)]
+    model, overrides = NETS[method]
+    pieces = [SPLITS[split], model, "trainer_cpu.yaml"]
+    return [
+        *(a for p in pieces for a in ("--config", str(PIECES / p))),
+        *overrides,
+        "--trainer.max_epochs",
+        str(epochs),
+    ]
 
 
 def best_val_oa(run_dir: Path) -> float:

@@ -30,4 +30,12 @@ def test_svm_on_a_tiny_subset_of_the_disjoint_split():
 @pytest.mark.parametrize("method", sorted(bench.NETS))
 def test_every_network_cell_parses(split, method, monkeypatch):
     out = parses(bench.fit_args(split, method, 3), monkeypatch)
-    assert "max_epochs: 3" in out and ("FVMGN" in out) == (method == "fvmgn")
+    assert "max_epochs: 3" in out and ("FVMGN" in out) == method.startswith("fvmgn")
+    switched_off = {
+        "fvmgn w/o MWDis": "mwdis:\n          enabled: false",
+        "fvmgn image-only (no text)": "use: none",
+        "fvmgn w/o frequency branch": "frequency:\n          enabled: false",
+        "fvmgn single-scale alignment": "multiscale: false",
+    }
+    if method in switched_off:  # each ablation switches its one part off
+        assert switched_off[method] in out
