@@ -8,6 +8,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -15,6 +16,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 WALL_FILE = "bench_wall_s.txt"  # wall seconds of fit + test, written by the accuracy grids beside each run
+# The LiDAR cross-scene settings (Trento -> MUUFL, shared data pack) as their experiments/ pieces: data, model, trainer
+BASELINE_LIDAR = (
+    "experiments/data/trento_to_muufl_lidar.yaml",
+    "experiments/model/concat_cnn.yaml",
+    "experiments/trainer/lidar.yaml",
+)
+FVMGN_LIDAR = (
+    "experiments/data/trento_to_muufl_lidar.yaml",
+    "experiments/model/fvmgn_lidar.yaml",
+    "experiments/trainer/lidar.yaml",
+)
 sys.path.insert(0, str(ROOT / "src"))
 
 from rsmg.io import atomic_write_text  # noqa: E402
@@ -56,6 +68,11 @@ def write_result(name: str, text: str) -> Path:
     print(text)
     print(f"written to {path}")
     return path
+
+
+def config_args(pieces: Iterable[str], *, absolute: bool = True) -> list[str]:
+    """``--config PIECE`` for each experiment piece, in order (absolute: under the repository, for any cwd)."""
+    return [arg for p in pieces for arg in ("--config", str(ROOT / p) if absolute else p)]
 
 
 def slug(s: str) -> str:

@@ -26,13 +26,25 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, grid_run_args, machine, rsmg_fit, slug, write_result
+from _common import (
+    BASELINE_LIDAR,
+    FVMGN_LIDAR,
+    ROOT,
+    config_args,
+    grid_run_args,
+    machine,
+    rsmg_fit,
+    slug,
+    write_result,
+)
 from rsmg.cli.signature import cli
 
-BASE = "experiments/baseline/trento_to_muufl.yaml"
-FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
+BASE = BASELINE_LIDAR  # experiments/ pieces: data, model, trainer
+FVMGN = FVMGN_LIDAR
 PRIOR = "experiments/dtaug/prior_trento_lidar.yaml"
-METHODS: dict[str, tuple[str, bool]] = {  # name -> (classifier config, DTAug training views)
+METHODS: dict[
+    str, tuple[tuple[str, ...], bool]
+] = {  # name -> (classifier config pieces, DTAug training views)
     "baseline": (BASE, False),
     "baseline + DTAug training views": (BASE, True),
     "fvmgn": (FVMGN, False),
@@ -95,7 +107,7 @@ def run(method: str, seed: int, args: Options, tta: Path, views_yaml: Path) -> P
     run_dir = args.out / "classifiers" / slug(method) / f"seed{seed}"
     if (run_dir / "metrics.json").exists():
         return run_dir
-    cmd = ["--config", str(ROOT / cfg)]
+    cmd = config_args(cfg)
     if with_views:
         cmd += ["--config", str(views_yaml)]
     cmd += [

@@ -16,7 +16,7 @@ Usage::
     RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/fvmgn_accuracy.py --seeds 42 --epochs 10 \
         --methods baseline fvmgn --protocols trento_to_muufl
 
-The ``paper_*`` protocols are the paper's HSI + LiDAR settings (``experiments/fvmgn/paper/``). They need the
+The ``paper_*`` protocols are the paper's HSI + LiDAR settings (``experiments/data/paper_*.yaml``). They need the
 benchmark cubes, which the shared data pack lacks: without them each is reported as *not run* with the files
 that are missing and the ``rsmg download`` command that fetches them; with them (``--epochs 100`` for the
 configs' own budget) they run like every other protocol.
@@ -32,16 +32,40 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import ROOT, grid_run_args, machine, recorded_wall, slug, timed_fit, write_result
+from _common import (
+    BASELINE_LIDAR,
+    FVMGN_LIDAR,
+    ROOT,
+    config_args,
+    grid_run_args,
+    machine,
+    recorded_wall,
+    slug,
+    timed_fit,
+    write_result,
+)
 from _stats import majority_reference, mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.data.catalog import missing_files
 from rsmg.report.runs import read_run
 
 GRID_RESULTS = "fvmgn_accuracy/ablations.md"  # the full grid; --results names a partial one
-FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
-BASE = "experiments/baseline/trento_to_muufl.yaml"
-HOUSTON = "experiments/fvmgn/houston2013_vectors.yaml"
-SALINAS = "experiments/fvmgn/salinas_a.yaml"
+# each protocol's FVMGN setting as its experiments/ pieces (data, model, trainer)
+FVMGN = FVMGN_LIDAR
+BASE = BASELINE_LIDAR
+HOUSTON = (
+    "experiments/data/houston2013_vectors.yaml",
+    "experiments/model/fvmgn_houston2013_vectors.yaml",
+    "experiments/trainer/houston2013_vectors.yaml",
+)
+SALINAS = (
+    "experiments/data/salinas_a.yaml",
+    "experiments/model/fvmgn_salinas_a.yaml",
+    "experiments/trainer/salinas_a.yaml",
+)
+PAPER_PIECES = (
+    "experiments/model/fvmgn_paper.yaml",
+    "experiments/trainer/paper.yaml",
+)  # after data/paper_*.yaml
 NET = "--model.init_args.net.init_args."
 
 
@@ -171,7 +195,7 @@ CLOSED_SET = frozenset(m for m in METHODS if "closed-set classes" in m)
 
 @dataclass(frozen=True)
 class Protocol:
-    """One runnable protocol: the FVMGN config, how the baseline differs, data overrides, the test domain.
+    """One runnable protocol: the FVMGN config pieces, how the baseline differs, data overrides, the test domain.
 
     ``cross_scene`` protocols take ``--epochs`` and ``--target-split`` from the command line; in-scene ones keep
     their configs' epochs and test on the held-out rest of the scene. ``skip`` lists ablations that are no-ops
@@ -179,7 +203,7 @@ class Protocol:
     ``needs`` names the datasets whose HSI and LiDAR files must be present (the paper settings' cubes).
     """
 
-    fvmgn: str
+    fvmgn: tuple[str, ...]
     baseline: list[str]
     data: list[str]
     target: str
@@ -204,7 +228,7 @@ MUUFL_TO_TRENTO = [
 PROTOCOLS: dict[str, Protocol] = {
     "trento_to_muufl": Protocol(
         FVMGN,
-        ["--config", str(ROOT / BASE)],
+        config_args(BASE),
         TRENTO_TO_MUUFL,
         "muufl",
         True,
@@ -214,7 +238,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "trento_to_muufl_height": Protocol(
         FVMGN,
-        ["--config", str(ROOT / BASE)],
+        config_args(BASE),
         [*TRENTO_TO_MUUFL, *HEIGHT_ONLY],
         "muufl",
         True,
@@ -224,7 +248,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "muufl_to_trento": Protocol(
         FVMGN,
-        ["--config", str(ROOT / BASE)],
+        config_args(BASE),
         MUUFL_TO_TRENTO,
         "trento",
         True,
@@ -232,7 +256,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "muufl_to_trento_height": Protocol(
         FVMGN,
-        ["--config", str(ROOT / BASE)],
+        config_args(BASE),
         [*MUUFL_TO_TRENTO, *HEIGHT_ONLY],
         "trento",
         True,
@@ -240,7 +264,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "houston2013_vectors": Protocol(
         HOUSTON,
-        ["--config", str(ROOT / HOUSTON), *concat_net(width=64)],
+        [*config_args(HOUSTON), *concat_net(width=64)],
         [],
         "houston2013_vectors",
         False,
@@ -263,7 +287,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "salinas_a": Protocol(
         SALINAS,
-        ["--config", str(ROOT / SALINAS), *concat_net(mwdis_same_domain_fallback=True)],
+        [*config_args(SALINAS), *concat_net(mwdis_same_domain_fallback=True)],
         [],
         "salinas_a",
         False,
@@ -275,10 +299,12 @@ PROTOCOLS: dict[str, Protocol] = {
 
 
 def _paper_protocol(config: Path) -> Protocol:
-    source, target = config.stem.split("_to_")
+    """``config``: the setting's data piece, ``experiments/data/paper_<source>_to_<target>.yaml``."""
+    source, target = config.stem.removeprefix("paper_").split("_to_")
+    pieces = (str(config.relative_to(ROOT)), *PAPER_PIECES)
     return Protocol(
-        str(config.relative_to(ROOT)),
-        ["--config", str(config), *concat_net(width=64, mwdis_p=0.5, mwdis_same_domain_fallback=True)],
+        pieces,
+        [*config_args(pieces), *concat_net(width=64, mwdis_p=0.5, mwdis_same_domain_fallback=True)],
         [],
         target,
         True,
@@ -290,7 +316,7 @@ def _paper_protocol(config: Path) -> Protocol:
 
 
 PROTOCOLS.update(
-    {f"paper_{c.stem}": _paper_protocol(c) for c in sorted((ROOT / "experiments/fvmgn/paper").glob("*.yaml"))}
+    {c.stem: _paper_protocol(c) for c in sorted((ROOT / "experiments/data").glob("paper_*.yaml"))}
 )
 
 
@@ -322,7 +348,7 @@ def fit_args(protocol: str, method: str, epochs: int, target_split: str) -> list
     """The ``rsmg fit`` arguments of one grid cell (without the run directory and seed)."""
     proto = PROTOCOLS[protocol]
     which, extra = METHODS[method]
-    config = ["--config", str(ROOT / proto.fvmgn)] if which == "fvmgn" else proto.baseline
+    config = config_args(proto.fvmgn) if which == "fvmgn" else proto.baseline
     cmd = [*config, *proto.data, *extra]
     if proto.cross_scene:
         cmd += ["--trainer.max_epochs", str(epochs), "--data.init_args.target_split", target_split]
@@ -577,9 +603,10 @@ def method_table(methods: list[str]) -> list[str]:
     out = [
         "## Methods",
         "",
-        "Each FVMGN row is `rsmg fit --config <protocol's FVMGN config>` plus these overrides; the baseline runs "
-        f"`{BASE}` cross-scene and the in-scene configs with the net swapped for `rsmg.models.baseline.ConcatCNN`. "
-        "Protocols add their data overrides (`_height`: the same as `experiments/fvmgn/lidar_height_only.yaml`).",
+        "Each FVMGN row is `rsmg fit --config <protocol's FVMGN config pieces>` plus these overrides; the baseline "
+        f"runs `{' '.join(config_args(BASE, absolute=False))}` cross-scene and the in-scene configs with the net "
+        "swapped for `rsmg.models.baseline.ConcatCNN`. Protocols add their data overrides (`_height`: the same as "
+        "`experiments/data/lidar_height_only.yaml`).",
         "",
         "| method | model | overrides |",
         "|---|---|---|",

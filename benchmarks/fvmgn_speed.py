@@ -2,7 +2,7 @@
 
 Two configurations, one process, one run:
 
-* **real** — the data of ``experiments/fvmgn/trento_to_muufl_lidar.yaml``: real Trento LiDAR patches (11×11,
+* **real** — the data of ``experiments/data/trento_to_muufl_lidar.yaml``: real Trento LiDAR patches (11×11,
   height above ground + robustly standardised intensity) from ``CrossDomainDataModule``; FVMGN built from its
   ``spec`` with the pretrained frozen MiniLM text tower and the experiment's sizes (width 32, embed 128, 2
   scales, MWDis with same-domain donors because there is one source scene).

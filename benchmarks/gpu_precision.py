@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import RESULTS, ROOT, command, machine, write_result
+from _common import FVMGN_LIDAR, RESULTS, ROOT, command, config_args, machine, write_result
 from rsmg.cli.signature import cli
 
 OUT = Path("outputs/gpu_precision")
@@ -55,7 +55,7 @@ def main(args: Options) -> None:
     for prec in PRECISIONS:
         for seed in args.seeds:
             name = f"{prec}_seed{seed}"
-            cmd = [".venv/bin/rsmg", "fit", "--config", "experiments/fvmgn/trento_to_muufl_lidar.yaml",
+            cmd = [".venv/bin/rsmg", "fit", *config_args(FVMGN_LIDAR, absolute=False),
                    "--seed_everything", str(seed), "--trainer.precision", prec,
                    "--trainer.max_epochs", str(args.epochs), "--data.init_args.target_split", args.split,
                    "--trainer.logger.init_args.save_dir", str(OUT), "--trainer.logger.init_args.name", prec,
@@ -83,7 +83,7 @@ def main(args: Options) -> None:
         "",
         f"Command: `{command()}`  ",
         f"Machine: {machine()}  ",
-        f"Protocol: `experiments/fvmgn/trento_to_muufl_lidar.yaml`, {args.epochs} epochs, test on MUUFL "
+        f"Protocol: `{' '.join(config_args(FVMGN_LIDAR, absolute=False))}`, {args.epochs} epochs, test on MUUFL "
         f"`{args.split}`; model seeds {args.seeds} (`seed_everything`), data split fixed (`data.seed` 42); "
         f"{len(runs)} runs at once on one device, {wall:.0f} s wall in all.",
         "",

@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from _common import RESULTS, ROOT, command, machine, write_result
+from _common import FVMGN_LIDAR, RESULTS, ROOT, command, config_args, machine, write_result
 from rsmg.cli.signature import Arg, cli
 
 TIMER = ["--trainer.callbacks+", "rsmg.callbacks.timing.PhaseTimer"]
 OUT = Path("outputs/gpu_protocols")
-FVMGN = "experiments/fvmgn/trento_to_muufl_lidar.yaml"
+FVMGN = config_args(FVMGN_LIDAR, absolute=False)  # --config for each piece: data, model, trainer
 
 
 def protocols(
@@ -64,7 +64,7 @@ def protocols(
         ),
         (
             f"FVMGN with DTAug training views (bank of 4 views per patch, {epochs} epochs, test on 25 % of MUUFL)",
-            [*rsmg, "fit", "--config", FVMGN, "--config", "experiments/dtaug/train_views.yaml", *TIMER, *log,
+            [*rsmg, "fit", *FVMGN, "--config", "experiments/dtaug/train_views.yaml", *TIMER, *log,
              "--trainer.logger.init_args.name", "fvmgn_train_views", "--trainer.max_epochs", str(epochs),
              "--data.init_args.target_split", "fraction:0.25", "--test_after_fit", "true"],
             {},
@@ -72,14 +72,14 @@ def protocols(
         ),
         (
             f"plain test of the main job's FVMGN on {where}",
-            [*rsmg, "test", "--config", FVMGN, "--ckpt_path", str(ckpt), *test_all, *TIMER, *log,
+            [*rsmg, "test", *FVMGN, "--ckpt_path", str(ckpt), *test_all, *TIMER, *log,
              "--trainer.logger.init_args.name", "test_all_muufl"],
             {},
             [OUT / "test_all_muufl/seed42"],
         ),
         (
             f"DTAug TTA (K = 4, 5 DDIM steps) of the same FVMGN on {where}",
-            [*rsmg, "test", "--config", FVMGN, "--config", "experiments/dtaug/tta.yaml", "--ckpt_path", str(ckpt),
+            [*rsmg, "test", *FVMGN, "--config", "experiments/dtaug/tta.yaml", "--ckpt_path", str(ckpt),
              *test_all, *TIMER, *log, "--trainer.logger.init_args.name", "tta_all_muufl"],
             {},
             [OUT / "tta_all_muufl/seed42"],

@@ -19,14 +19,21 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import ROOT, command, machine, rsmg_fit, slug, write_result
+from _common import (
+    BASELINE_LIDAR,
+    FVMGN_LIDAR,
+    ROOT,
+    command,
+    config_args,
+    machine,
+    rsmg_fit,
+    slug,
+    write_result,
+)
 from _stats import mean_sd, paired_cell
 from rsmg.cli.signature import cli
 
-CONFIGS = {
-    "concat CNN": "experiments/baseline/trento_to_muufl.yaml",
-    "FVMGN": "experiments/fvmgn/trento_to_muufl_lidar.yaml",
-}
+CONFIGS = {"concat CNN": BASELINE_LIDAR, "FVMGN": FVMGN_LIDAR}  # experiments/ pieces: data, model, trainer
 VARIANTS = ("source", "per_patch")
 
 
@@ -36,7 +43,7 @@ def fit(method: str, stats: str, seed: int, epochs: int, out: Path) -> Path | No
     if (run / "metrics.csv").exists() and (run / "checkpoints" / "last.ckpt").exists():
         return run
     args = [
-        "--config", str(ROOT / CONFIGS[method]),
+        *config_args(CONFIGS[method]),
         "--data.init_args.standardize", "{lidar: [intensity]}",
         "--data.init_args.standardize_stats", stats,
         "--trainer.max_epochs", str(epochs),

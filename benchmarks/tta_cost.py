@@ -1,7 +1,7 @@
 r"""DTAug test-time augmentation: accuracy vs cost on the real MUUFL target scene.
 
 For every number of views K ∈ {1, 2, 4, 8} and DDIM steps S ∈ {2, 5, 10, 25}, a seeded subsample of MUUFL
-test pixels (real LiDAR, the cross-scene protocol of ``experiments/baseline/trento_to_muufl.yaml``) is
+test pixels (real LiDAR, the cross-scene protocol of ``experiments/data/trento_to_muufl_lidar.yaml``) is
 classified from the original patch plus K diffusion reconstructions (``rsmg.diffusion.DiffusionAugmenter``,
 noise to ``strength`` then S DDIM steps; mean of probabilities, as ``DiffusionTTA``), and compared with plain
 inference of the same classifier.

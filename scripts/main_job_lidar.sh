@@ -30,9 +30,11 @@ if [[ "$DTAUG" == 1 ]]; then
   fi
   common+=(--config experiments/dtaug/tta.yaml)
 fi
-baseline=(.venv/bin/rsmg fit --config experiments/baseline/trento_to_muufl.yaml "${common[@]}"
+data=(--config experiments/data/trento_to_muufl_lidar.yaml)
+trainer=(--config experiments/trainer/lidar.yaml)
+baseline=(.venv/bin/rsmg fit "${data[@]}" --config experiments/model/concat_cnn.yaml "${trainer[@]}" "${common[@]}"
           --trainer.logger.init_args.name baseline)
-fvmgn=(.venv/bin/rsmg fit --config experiments/fvmgn/trento_to_muufl_lidar.yaml "${common[@]}"
+fvmgn=(.venv/bin/rsmg fit "${data[@]}" --config experiments/model/fvmgn_lidar.yaml "${trainer[@]}" "${common[@]}"
        --trainer.logger.init_args.name fvmgn)
 # The two fits are independent. On a GPU node (nvidia-smi finds a GPU) they run at once: the baseline in the
 # background (its output in $OUT/baseline.log, its table printed when it ends), FVMGN in the foreground with its

@@ -29,13 +29,13 @@ import numpy as np
 import pytest
 import scipy.io
 
-from _paths import REPO, SHARED_DATA
+from _experiments import BASELINE
+from _paths import SHARED_DATA
 from rsmg.cli.main import main
 from rsmg.errors import ConfigError, DataError, RsmgError
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
 
-CONFIG = REPO / "experiments/baseline/trento_to_muufl.yaml"
 TINY = [
     "--trainer.max_epochs",
     "1",
@@ -286,8 +286,7 @@ def other_band_checkpoint(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ckpt")
     cli = build_cli(
         [
-            "--config",
-            str(CONFIG),
+            *BASELINE,
             "--data.init_args.root",
             str(SHARED_DATA),
             "--data.init_args.bands",
@@ -356,8 +355,7 @@ def test_cli_bad_input(case: CliCase, tmp_path, capsys, request):
             out = stack.enter_context(_read_only_dir(tmp_path / "out"))
         argv = [
             case.verb,
-            "--config",
-            str(CONFIG),
+            *BASELINE,
             *TINY,
             "--trainer.default_root_dir",
             str(out),
@@ -394,8 +392,7 @@ def test_real_command_broken_dataset_exit_1_one_message(tmp_path):
     p = _subprocess(
         [
             "fit",
-            "--config",
-            str(CONFIG),
+            *BASELINE,
             *TINY,
             "--data.init_args.root",
             str(root),
@@ -418,8 +415,7 @@ def test_real_command_bad_config_value_exit_1_one_message(tmp_path):
     p = _subprocess(
         [
             "fit",
-            "--config",
-            str(CONFIG),
+            *BASELINE,
             "--data.init_args.root",
             str(SHARED_DATA),
             "--data.init_args.modalities",

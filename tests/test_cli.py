@@ -10,7 +10,8 @@ import pytest
 
 from _budget import SMOKE_BUDGET
 from _cli import call_rsmg, run_rsmg
-from _paths import REPO, SHARED_DATA
+from _experiments import BASELINE
+from _paths import SHARED_DATA
 
 
 def rsmg(*args, cwd, check=True):
@@ -26,11 +27,9 @@ def test_help_lists_every_command(tmp_path):
 
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
 def test_fit_then_test_writes_results(tmp_path):
-    cfg = REPO / "experiments/baseline/trento_to_muufl.yaml"
     rsmg(
         "fit",
-        "--config",
-        str(cfg),
+        *BASELINE,
         *SMOKE_BUDGET,
         "--trainer.limit_test_batches",
         "3",
@@ -57,8 +56,7 @@ def test_fit_then_test_writes_results(tmp_path):
 def test_misspelled_config_key_is_an_error(tmp_path):
     p = rsmg(
         "fit",
-        "--config",
-        str(REPO / "experiments/baseline/trento_to_muufl.yaml"),
+        *BASELINE,
         "--data.init_args.patchsize",
         "9",
         check=False,
@@ -71,8 +69,7 @@ def test_misspelled_config_key_is_an_error(tmp_path):
 def test_unknown_dataset_is_a_clear_error(tmp_path):
     p = rsmg(
         "fit",
-        "--config",
-        str(REPO / "experiments/baseline/trento_to_muufl.yaml"),
+        *BASELINE,
         "--data.init_args.targets",
         "[mufl]",
         check=False,
@@ -88,8 +85,7 @@ def test_missing_ckpt_path_is_a_clear_error_and_leaves_nothing(tmp_path, verb):
     nope = tmp_path / "outputs" / "version_0" / "checkpoints" / "nope.ckpt"
     p = rsmg(
         verb,
-        "--config",
-        str(REPO / "experiments/baseline/trento_to_muufl.yaml"),
+        *BASELINE,
         *SMOKE_BUDGET,
         "--model.init_args.net.init_args.width",
         "4",

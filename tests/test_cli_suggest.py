@@ -6,14 +6,19 @@ Parsing fails before any data is read or model built, so each command costs a pa
 import yaml
 
 from _cli import call_rsmg
+from _experiments import EXPERIMENTS, FVMGN_LIDAR, SETTINGS
 from _paths import REPO
 
-FVMGN = REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml"
+DATA, MODEL, TRAINER = (EXPERIMENTS / p for p in SETTINGS["fvmgn_trento_to_muufl_lidar"])
 SCENES = REPO / "experiments/scenes"
 
 
+def _configs(*files) -> list[str]:
+    return [arg for f in files for arg in ("--config", str(f))]
+
+
 def _fail(*args: str, cwd) -> str:
-    p = call_rsmg("fit", "--config", str(FVMGN), *args, cwd=cwd, check=False)
+    p = call_rsmg("fit", *FVMGN_LIDAR, *args, cwd=cwd, check=False)
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
     assert "Traceback" not in p.stderr and "NestedArg" not in p.stderr, p.stderr[-2000:]
     return p.stderr
@@ -50,11 +55,12 @@ def test_unknown_option_without_a_close_key_says_how_to_list_them(tmp_path):
 
 
 def test_misspelt_yaml_key_names_the_file(tmp_path):
-    cfg = yaml.safe_load(FVMGN.read_text())
+    """The misspelt key is in the data piece, the first of three config files: the error names that one."""
+    cfg = yaml.safe_load(DATA.read_text())
     cfg["data"]["init_args"]["standardize_stat"] = cfg["data"]["init_args"].pop("standardize_stats")
     bad = tmp_path / "mine.yaml"
     bad.write_text(yaml.safe_dump(cfg))
-    p = call_rsmg("fit", "--config", str(bad), cwd=tmp_path, check=False)
+    p = call_rsmg("fit", *_configs(bad, MODEL, TRAINER), cwd=tmp_path, check=False)
     assert p.returncode == 2, p.stderr[-2000:]
     assert f"unknown option data.init_args.standardize_stat in {bad}" in p.stderr
     assert "did you mean data.init_args.standardize_stats" in p.stderr
@@ -62,13 +68,13 @@ def test_misspelt_yaml_key_names_the_file(tmp_path):
 
 
 def test_misspelt_key_in_a_callback_list_item(tmp_path):
-    cfg = yaml.safe_load(FVMGN.read_text())
+    cfg = yaml.safe_load(TRAINER.read_text())
     cfg["trainer"]["callbacks"][0]["init_args"]["monitr"] = cfg["trainer"]["callbacks"][0]["init_args"].pop(
         "monitor"
     )
     bad = tmp_path / "cb.yaml"
     bad.write_text(yaml.safe_dump(cfg))
-    p = call_rsmg("fit", "--config", str(bad), cwd=tmp_path, check=False)
+    p = call_rsmg("fit", *_configs(DATA, MODEL, bad), cwd=tmp_path, check=False)
     assert p.returncode == 2, p.stderr[-2000:]
     assert "unknown option trainer.callbacks[0].init_args.monitr" in p.stderr
     assert "did you mean trainer.callbacks[0].init_args.monitor" in p.stderr
@@ -76,15 +82,15 @@ def test_misspelt_key_in_a_callback_list_item(tmp_path):
 
 def test_other_parse_errors_keep_jsonargparse_message(tmp_path):
     """A bad value of a valid key is not a misspelling: usage, jsonargparse's message and exit status 2."""
-    p = call_rsmg("fit", "--config", str(FVMGN), "--model.init_args.lr", "abc", cwd=tmp_path, check=False)
+    p = call_rsmg("fit", *FVMGN_LIDAR, "--model.init_args.lr", "abc", cwd=tmp_path, check=False)
     assert p.returncode == 2, p.stderr[-2000:]
     assert "unknown option" not in p.stderr
     assert "Expected a <class 'float'>. Got value: abc" in p.stderr
     assert "usage: rsmg [options] fit" in p.stderr
 
 
-# FVMGN's options as experiments/fvmgn/trento_to_muufl_lidar.yaml wrote them before they were nested (2026-12),
-# plus the old `frequency` (the kind, a string; now the name of a section)
+# FVMGN's options as experiments/fvmgn/trento_to_muufl_lidar.yaml (now model/fvmgn_lidar.yaml) wrote them before
+# they were nested (2026-12), plus the old `frequency` (the kind, a string; now the name of a section)
 OLD_FLAT_NET = {
     "class_set": "shared", "text_tower": "minilm", "freeze_text": True, "width": 32, "scales": 2, "embed_dim": 128,
     "use_mwdis": True, "use_frequency": True, "frequency": "fft", "texts": "both", "multiscale_alignment": True,
@@ -93,7 +99,8 @@ OLD_FLAT_NET = {
 
 
 def test_an_old_config_with_flat_fvmgn_options_names_each_new_key_and_the_fix_parses(tmp_path):
-    cfg = yaml.safe_load(FVMGN.read_text())
+    """An old run's config.yaml: one file with every key, FVMGN's options flat as they were written then."""
+    cfg = yaml.safe_load(call_rsmg("fit", *FVMGN_LIDAR, "--print_config", cwd=tmp_path).stdout)
     cfg["model"]["init_args"]["net"]["init_args"] = dict(OLD_FLAT_NET)
     old = tmp_path / "old.yaml"
     old.write_text(yaml.safe_dump(cfg, sort_keys=False))

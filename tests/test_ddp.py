@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from _cli import call_rsmg, log_args, run_rsmg
+from _experiments import EXPERIMENTS, SETTINGS
 from _paths import REPO, SHARED_DATA
 from _tiny import TINY_CAPTION_NET
 from rsmg.data.datamodule import CrossDomainDataModule
@@ -52,14 +53,14 @@ MUUFL_PIXELS = 23246 + 6882 + 1826 + 6687 + 1385 + 6240  # muufl/README.md
 CAPTIONED = REPO / "experiments/captioned_scenes"
 RUNS = {
     "concat_cnn": Run(
-        (REPO / "experiments/baseline/trento_to_muufl.yaml",),
+        tuple(EXPERIMENTS / p for p in SETTINGS["baseline_trento_to_muufl"]),
         {"width": 8, "depth": 2},
         {"eval_batch_size": 4096},
         test_domain="muufl",
         test_n=MUUFL_PIXELS,
     ),
     "fvmgn": Run(
-        (REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml",),
+        tuple(EXPERIMENTS / p for p in SETTINGS["fvmgn_trento_to_muufl_lidar"]),
         {"sfie": {"width": 8}, "alignment": {"embed_dim": 32}},
         {"eval_batch_size": 4096},
         test_domain="muufl",

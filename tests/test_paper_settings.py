@@ -1,4 +1,5 @@
-"""The paper's HSI + LiDAR settings (``experiments/fvmgn/paper/*.yaml``) run end to end through ``rsmg fit``.
+"""The paper's HSI + LiDAR settings (``experiments/data/paper_*.yaml`` + their model and trainer pieces) run end
+to end through ``rsmg fit``.
 
 The benchmark HSI cubes are not on the test machines, so every run here reads a data root in which the real
 files of the shared pack (LiDAR rasters, ground truth, split maps) sit beside GENERATED stand-in cubes in the
@@ -21,7 +22,8 @@ import torch
 
 from _budget import SMOKE_BUDGET
 from _cli import call_rsmg
-from _paths import REPO, SHARED_DATA
+from _experiments import EXPERIMENTS, config_args
+from _paths import SHARED_DATA
 from data.standin_cubes import CUBES, standin_root
 from rsmg.data.bands import get_sensor
 from rsmg.data.catalog import missing_files
@@ -31,7 +33,9 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"shared data pack not found at {SHARED_DATA}"),
 ]
-PAPER = sorted((REPO / "experiments/fvmgn/paper").glob("*.yaml"))
+PAPER = sorted(
+    p.stem.removeprefix("paper_") for p in (EXPERIMENTS / "data").glob("paper_*.yaml")
+)  # source_to_target
 TRENTO_MUUFL = {"trento_to_muufl", "muufl_to_trento"}
 
 
@@ -40,10 +44,10 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return standin_root(SHARED_DATA, tmp_path_factory.mktemp("paper"), list(CUBES))
 
 
-def fit(config: Path, root: Path, out: Path, *extra: str) -> dict:
+def fit(pair: str, root: Path, out: Path, *extra: str) -> dict:
     """``rsmg fit`` (in this process) of a paper setting on the stand-in data root, tested after fit."""
     args = [
-        *("--config", str(config)),
+        *config_args(f"fvmgn_paper_{pair}"),
         *("--model.init_args.warmup_epochs", "0"),
         *("--trainer.logger.init_args.save_dir", str(out)),
         *("--trainer.default_root_dir", str(out)),
@@ -60,15 +64,15 @@ def hsi_stem_channels(run: Path) -> int:
     return int(ckpt["state_dict"]["net.encoder.branches.hsi.stem.0.weight"].shape[1])
 
 
-def expected_grid(config: Path) -> int:
-    names = config.stem.split("_to_")
+def expected_grid(pair: str) -> int:
+    names = pair.split("_to_")
     return len(common_grid([get_sensor(CUBES[n][1]) for n in names]))
 
 
 def test_every_paper_setting_has_stand_ins(data_root):
     assert len(PAPER) == 6
-    for cfg in PAPER:
-        assert set(cfg.stem.split("_to_")) <= set(CUBES), cfg.name
+    for pair in PAPER:
+        assert set(pair.split("_to_")) <= set(CUBES), pair
     for name in CUBES:
         assert missing_files(name, ["hsi", "lidar"], root=SHARED_DATA), (
             f"{name}: the shared pack has its cube now"
@@ -78,9 +82,8 @@ def test_every_paper_setting_has_stand_ins(data_root):
 
 @pytest.mark.parametrize("name", sorted(TRENTO_MUUFL))
 def test_trento_muufl_paper_setting_transfers_hsi(name, data_root, tmp_path):
-    cfg = REPO / "experiments/fvmgn/paper" / f"{name}.yaml"
     res = fit(
-        cfg,
+        name,
         data_root,
         tmp_path,
         "--trainer.max_epochs",
@@ -94,19 +97,19 @@ def test_trento_muufl_paper_setting_transfers_hsi(name, data_root, tmp_path):
     oa = m["results"]["test"][target]["oa"]
     print(f"{name}: target OA {oa:.3f} (stand-in cubes)")
     assert oa >= 0.65, f"{name}: target OA {oa:.3f} on stand-in cubes (LiDAR alone reaches ~0.52)"
-    assert hsi_stem_channels(res["run"]) == expected_grid(cfg)
+    assert hsi_stem_channels(res["run"]) == expected_grid(name)
 
 
-@pytest.mark.parametrize("cfg", [p for p in PAPER if p.stem not in TRENTO_MUUFL], ids=lambda p: p.stem)
-def test_houston_paper_settings_run(cfg, data_root, tmp_path):
+@pytest.mark.parametrize("pair", [p for p in PAPER if p not in TRENTO_MUUFL])
+def test_houston_paper_settings_run(pair, data_root, tmp_path):
     res = fit(
-        cfg,
+        pair,
         data_root,
         tmp_path,
         *SMOKE_BUDGET,
         *("--data.init_args.target_split", "per_class:10"),
     )
-    target = cfg.stem.split("_to_")[1]
+    target = pair.split("_to_")[1]
     r = res["metrics"]["results"]["test"][target]
     assert r["n"] > 0 and 0.0 <= r["oa"] <= 1.0
-    assert hsi_stem_channels(res["run"]) == expected_grid(cfg)
+    assert hsi_stem_channels(res["run"]) == expected_grid(pair)

@@ -19,10 +19,10 @@ import pytest
 
 from _budget import SMOKE_BUDGET
 from _cli import call_rsmg, log_args, run_rsmg
-from _paths import REPO, SHARED_DATA, missing_shared_data
+from _experiments import BASELINE
+from _paths import SHARED_DATA, missing_shared_data
 from rsmg.callbacks.prediction_writer import merge_shards
 
-CONFIG = REPO / "experiments/baseline/trento_to_muufl.yaml"
 TARGETS = ("muufl", "trento")
 TINY = (
     "--model.init_args.net.init_args.width",
@@ -54,7 +54,7 @@ def fitted(tmp_path_factory) -> Path:
     if not SHARED_DATA.exists():
         missing_shared_data(SHARED_DATA, "shared data pack")  # a skip on a laptop, a failure under CI
     tmp = tmp_path_factory.mktemp("predict")
-    _rsmg(tmp, "fit", "--config", str(CONFIG), *SMOKE_BUDGET, *TINY, *_logs(tmp, "fit"))
+    _rsmg(tmp, "fit", *BASELINE, *SMOKE_BUDGET, *TINY, *_logs(tmp, "fit"))
     run = tmp / "logs/fit/version_0"
     assert (run / "checkpoints/last.ckpt").is_file() and (run / "config.yaml").is_file()
     return run

@@ -19,7 +19,7 @@ import pytest
 
 from _budget import SMOKE_BUDGET
 from _cli import call_rsmg
-from _paths import REPO
+from _experiments import BASELINE
 from rsmg.data import catalog
 from rsmg.errors import ConfigError, DataError
 
@@ -146,8 +146,7 @@ def test_predict_writes_a_georeferenced_map_of_the_whole_unlabelled_scene(
             "--data.init_args.ndsm_bands", "[]", "--model.init_args.net.init_args.width", "8")  # fmt: skip
     logs = ("--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.logger.init_args.version",
             "mine", "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")  # fmt: skip
-    config = str(REPO / "experiments/baseline/trento_to_muufl.yaml")
-    call_rsmg("fit", "--config", config, *data, *SMOKE_BUDGET, *logs, cwd=tmp_path)
+    call_rsmg("fit", *BASELINE, *data, *SMOKE_BUDGET, *logs, cwd=tmp_path)
     run = tmp_path / "logs/baseline_trento_to_muufl/mine"
     p = call_rsmg(
         "predict", "--config", str(run / "config.yaml"), "--ckpt_path", "last", cwd=tmp_path

@@ -8,12 +8,12 @@ import pytest
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from _cli import call_rsmg
+from _experiments import BASELINE
 from _paths import REPO, SHARED_DATA
 from rsmg import report
 from rsmg.callbacks.results import PerDomainResults, checkpoint_used, run_dir
 from rsmg.data.spec import DataSpec
 
-BASELINE = str(REPO / "experiments/baseline/trento_to_muufl.yaml")
 DEBUG = REPO / "experiments/debug"
 TINY = ("--data.init_args.target_split", "fraction:0.02")
 needs_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
@@ -69,7 +69,7 @@ def test_setup_stops_last_ckpt_of_a_fast_dev_run_only(tmp_path):
 @needs_data
 def test_fast_dev_run_overlay_leaves_the_experiments_root_clean(tmp_path):
     fdr = str(DEBUG / "fast_dev_run.yaml")
-    rsmg("fit", "--config", BASELINE, "--config", fdr, *TINY, "--test_after_fit", "true", cwd=tmp_path)
+    rsmg("fit", *BASELINE, "--config", fdr, *TINY, "--test_after_fit", "true", cwd=tmp_path)
     out = tmp_path / "outputs"  # the default_root_dir (and the baseline's logger save_dir)
     assert sorted(os.listdir(out)) == ["fast_dev_run"], sorted(map(str, out.rglob("*")))
     assert not list(tmp_path.rglob("*.ckpt"))  # "no checkpoint", as the overlay says
@@ -88,7 +88,7 @@ def test_report_of_fit_retest_validate_and_predict(tmp_path):
     small = ("--config", str(DEBUG / "limit_batches.yaml"), *TINY)
     prof = ("--config", str(DEBUG / "profiler.yaml"), "--trainer.limit_train_batches", "3")
     prof += ("--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "3")
-    p = rsmg("fit", "--config", BASELINE, *small, *prof, "--test_after_fit", "true", cwd=tmp_path)
+    p = rsmg("fit", *BASELINE, *small, *prof, "--test_after_fit", "true", cwd=tmp_path)
     exp = tmp_path / "outputs" / "baseline_trento_to_muufl"
     fit = exp / "version_0"
     # profiler.yaml's claim: the per-hook table goes to <run_dir>/fit-profile.txt (and test-profile.txt), not
@@ -100,12 +100,11 @@ def test_report_of_fit_retest_validate_and_predict(tmp_path):
     assert json.loads((fit / "metrics.json").read_text())["checkpoint"]["kind"] == "best"
 
     last = str(fit / "checkpoints" / "last.ckpt")
-    rsmg("test", "--config", BASELINE, *small, "--ckpt_path", last, cwd=tmp_path)
-    rsmg("validate", "--config", BASELINE, *small, "--ckpt_path", last, cwd=tmp_path)
+    rsmg("test", *BASELINE, *small, "--ckpt_path", last, cwd=tmp_path)
+    rsmg("validate", *BASELINE, *small, "--ckpt_path", last, cwd=tmp_path)
     rsmg(
         "predict",
-        "--config",
-        BASELINE,
+        *BASELINE,
         *small,
         "--trainer.limit_predict_batches",
         "2",

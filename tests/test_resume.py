@@ -36,6 +36,7 @@ import pytest
 import torch
 
 from _cli import call_rsmg
+from _experiments import BASELINE, EXPERIMENTS, SETTINGS
 from _paths import REPO, SHARED_DATA
 from _tiny import TINY_CAPTION_NET
 from rsmg.data.sampling import (
@@ -71,7 +72,7 @@ CAPTIONED = REPO / "experiments/captioned_scenes"
 SCENE_TRAINER = REPO / "experiments/scenes/trainer_cpu.yaml"
 RUNS = {
     "concat_cnn": Run(
-        (REPO / "experiments/baseline/trento_to_muufl.yaml",),
+        tuple(EXPERIMENTS / p for p in SETTINGS["baseline_trento_to_muufl"]),
         {"width": 8, "depth": 2, "dropout": 0.2},
         {"batch_size": 32, "eval_batch_size": 512},
         steps_per_epoch=16,
@@ -79,7 +80,7 @@ RUNS = {
         test_n=4 * 512,
     ),
     "fvmgn": Run(
-        (REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml",),
+        tuple(EXPERIMENTS / p for p in SETTINGS["fvmgn_trento_to_muufl_lidar"]),
         {"sfie": {"width": 8}, "alignment": {"embed_dim": 32}},
         {"batch_size": 32, "eval_batch_size": 512},
         steps_per_epoch=16,
@@ -361,7 +362,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, model):
 
 
 # ------------------------------------------------------------------ --ckpt_path last with the shipped configs
-SHIPPED = REPO / "experiments/baseline/trento_to_muufl.yaml"
+SHIPPED = BASELINE  # --config for each piece of the shipped concat-CNN setting
 # The shipped config with a tiny network and budget. A constant learning rate, because the cosine schedule
 # spans trainer.max_epochs, so a 2-epoch run extended to 3 and a 3-epoch run follow different schedules. No
 # dropout here, so this test is about finding and continuing the version only; the RNG across an epoch-end
@@ -389,7 +390,7 @@ def _shipped_fit(
 ) -> subprocess.CompletedProcess[str]:
     """``rsmg fit`` of the shipped config (in this process), logging (and checkpointing) under ``save_dir``."""
     return call_rsmg(
-        *("fit", "--config", str(SHIPPED), *SHIPPED_TINY),
+        *("fit", *SHIPPED, *SHIPPED_TINY),
         *("--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.default_root_dir", str(save_dir)),
         *extra,
         cwd=tmp,

@@ -7,9 +7,9 @@ import pytest
 
 from _budget import SMOKE_BUDGET
 from _cli import call_rsmg
-from _paths import REPO, SHARED_DATA, missing_shared_data
+from _experiments import BASELINE
+from _paths import SHARED_DATA, missing_shared_data
 
-BASELINE = str(REPO / "experiments/baseline/trento_to_muufl.yaml")
 SMALL = [*SMOKE_BUDGET, "--model.init_args.net.init_args.width", "4", "--trainer.enable_progress_bar", "false",
          "--data.init_args.target_split", "fraction:0.01", "--data.init_args.root", str(SHARED_DATA)]  # fmt: skip
 
@@ -29,7 +29,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("protect")
     log = ["--trainer.logger.init_args.save_dir", str(out), "--trainer.logger.init_args.name", "base",
            "--trainer.logger.init_args.version", "seed42"]  # fmt: skip
-    call_rsmg("fit", "--config", BASELINE, *SMALL, *log, "--test_after_fit", "true", cwd=out)
+    call_rsmg("fit", *BASELINE, *SMALL, *log, "--test_after_fit", "true", cwd=out)
     return out / "base" / "seed42"
 
 

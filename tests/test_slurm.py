@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from _experiments import BASELINE, EXPERIMENTS, SETTINGS
 from _paths import REPO, SHARED_DATA
 
 SBATCH = REPO / "experiments/cluster/slurm_ddp.sbatch"
-CONFIG = REPO / "experiments/baseline/trento_to_muufl.yaml"
+PIECES = [str(EXPERIMENTS / p) for p in SETTINGS["baseline_trento_to_muufl"]]  # data, model, trainer
 
 # What sbatch + srun set for task 5 of `--nodes=2 --ntasks-per-node=4` (node 1, local rank 1).
 SLURM_TASK_ENV = {
@@ -95,7 +96,7 @@ def _run_sbatch_with_fake_srun(tmp_path: Path, *extra: str) -> list[str]:
         },
     )
     p = subprocess.run(
-        ["bash", str(SBATCH), str(CONFIG), *extra], env=env, capture_output=True, text=True, timeout=60
+        ["bash", str(SBATCH), *PIECES, *extra], env=env, capture_output=True, text=True, timeout=60
     )
     assert p.returncode == 0, p.stderr
     assert "2 node(s) x 4 GPU(s)" in p.stdout
@@ -104,19 +105,28 @@ def _run_sbatch_with_fake_srun(tmp_path: Path, *extra: str) -> list[str]:
 
 def test_sbatch_launches_rsmg_fit_with_slurm_layout(tmp_path):
     args = _run_sbatch_with_fake_srun(tmp_path, "--trainer.max_epochs", "3")
-    assert args[:5] == ["--kill-on-bad-exit=1", "rsmg", "fit", "--config", str(CONFIG)]
-    pairs = dict(zip(args[5::2], args[6::2], strict=False))
+    assert args[:9] == ["--kill-on-bad-exit=1", "rsmg", "fit", *BASELINE]
+    pairs = dict(zip(args[9::2], args[10::2], strict=False))
     assert pairs["--trainer.num_nodes"] == "2"
     assert pairs["--trainer.devices"] == "4"
     assert pairs["--trainer.strategy"] == "ddp"
     assert args[-2:] == ["--trainer.max_epochs", "3"]  # user options come last and win
 
 
+def test_sbatch_without_a_config_prints_its_usage(tmp_path):
+    p = subprocess.run(
+        ["bash", str(SBATCH), "--trainer.max_epochs", "3"],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 2 and "usage: sbatch" in p.stderr and "CONFIG.yaml [CONFIG.yaml ...]" in p.stderr
+
+
 def test_sbatch_refuses_to_run_outside_an_allocation(tmp_path):
     env = _clean_env(RSMG_DATA_ROOT=str(SHARED_DATA))
-    p = subprocess.run(
-        ["bash", str(SBATCH), str(CONFIG)], env=env, capture_output=True, text=True, timeout=60
-    )
+    p = subprocess.run(["bash", str(SBATCH), *PIECES], env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "SLURM_NNODES" in p.stderr
 
 
@@ -196,8 +206,7 @@ def test_bf16_mixed_on_cpu_is_finite(tmp_path):
 
     cli = build_cli(
         [
-            "--config",
-            str(CONFIG),
+            *BASELINE,
             "--trainer.precision",
             "bf16-mixed",
             "--trainer.accelerator",

@@ -7,6 +7,7 @@ import pytest
 
 from _budget import SMOKE_BUDGET
 from _cli import call_rsmg, log_args
+from _experiments import FVMGN_LIDAR
 from _paths import REPO, SHARED_DATA, missing_shared_data
 from rsmg.callbacks.timing import PhaseTimer, _batch_size
 
@@ -19,8 +20,7 @@ def timing(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("timing")
     call_rsmg(
         "fit",
-        "--config",
-        "experiments/fvmgn/trento_to_muufl_lidar.yaml",
+        *FVMGN_LIDAR,
         *SMOKE_BUDGET,
         *log_args(tmp, "timed"),
         "--trainer.enable_progress_bar",

@@ -13,6 +13,7 @@ import sys
 import pytest
 import yaml
 
+from _experiments import BASELINE
 from _paths import REPO, SHARED_DATA
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
@@ -42,7 +43,7 @@ def tiny_tracked_run(tmp_path_factory):
             "WANDB_DATA_DIR": str(root / ".wandb_data"),
         }
         exp = REPO / "experiments"
-        args = [sys.executable, "-m", "rsmg", "fit", "--config", str(exp / "baseline/trento_to_muufl.yaml")]
+        args = [sys.executable, "-m", "rsmg", "fit", *BASELINE]
         if HAS_WANDB:
             args += ["--config", str(exp / "logger/wandb.yaml")]
         args += [
@@ -94,9 +95,14 @@ def test_wandb_offline_run_keeps_the_run_directory(tmp_path_factory):
 
 
 PRESETS = sorted(
-    str(p.relative_to(REPO / "experiments"))
-    for sub in ("logger", "debug", "trainer")
-    for p in (REPO / "experiments" / sub).glob("*.yaml")
+    [
+        *(
+            str(p.relative_to(REPO / "experiments"))
+            for sub in ("logger", "debug")
+            for p in (REPO / "experiments" / sub).glob("*.yaml")
+        ),
+        "trainer/ddp_sim.yaml",  # the other trainer/ files are a setting's trainer piece, not an overlay
+    ]
 )
 
 
@@ -114,7 +120,7 @@ def test_preset_is_accepted_by_the_cli(preset, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     exp = REPO / "experiments"
     cli = RsmgCLI(
-        args=["--config", str(exp / "baseline/trento_to_muufl.yaml"), "--config", str(exp / preset)],
+        args=[*BASELINE, "--config", str(exp / preset)],
         run=False,
     )
     loggers = [type(lg).__name__ for lg in cli.trainer.loggers]

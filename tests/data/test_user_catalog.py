@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _paths import REPO, SHARED_DATA, missing_shared_data
+from _experiments import BASELINE
+from _paths import SHARED_DATA, missing_shared_data
 from rsmg.data import catalog
 from rsmg.errors import ConfigError, DataError
 
@@ -183,7 +184,7 @@ def test_fit_on_a_user_scene_from_the_cli(scene_catalog: Path, tmp_path: Path) -
     from _cli import call_rsmg, log_args
 
     p = call_rsmg(
-        "fit", "--config", str(REPO / "experiments/baseline/trento_to_muufl.yaml"),
+        "fit", *BASELINE,
         "--data.init_args.catalog", str(scene_catalog),
         "--data.init_args.sources", "[my_scene]", "--data.init_args.targets", "[my_other]",
         "--data.init_args.source_split", "all", "--data.init_args.batch_size", "16",

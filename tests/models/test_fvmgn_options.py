@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from _cli import parses
+from _experiments import FVMGN_LIDAR
 from _fvmgn_reference import REFERENCE
 from _paths import REPO
 from rsmg.data.spec import DataSpec
@@ -66,7 +67,8 @@ TINY = {"text_tower": "clip-bpe", "text_tower_kwargs": {"width": 16, "layers": 1
 TINY |= {"embed_dim": 16, "attn_heads": 2}
 STOWER = {"text_tower": "clip-bpe", "text_pretrained": False}
 STOWER |= {"text_tower_kwargs": {"width": 32, "layers": 1, "heads": 2}}
-# the LiDAR main job's FVMGN (experiments/fvmgn/trento_to_muufl_lidar.yaml) as it was written before nesting
+# the LiDAR main job's FVMGN (experiments/fvmgn/trento_to_muufl_lidar.yaml, now model/fvmgn_lidar.yaml) as it was
+# written before nesting
 LIDAR_FLAT = {
     "class_set": "shared", "text_tower": "minilm", "freeze_text": True, "width": 32, "scales": 2,
     "embed_dim": 128, "use_mwdis": True, "use_frequency": True, "texts": "both", "multiscale_alignment": True,
@@ -184,10 +186,10 @@ def test_nested_options_rebuild_the_models_the_flat_arguments_built(name):
 
 
 def test_lidar_main_job_yaml_builds_the_reference_model_through_jsonargparse(monkeypatch):
-    """README's LiDAR job: its YAML, parsed by ``rsmg fit`` (nested sections) and instantiated by jsonargparse."""
+    """README's LiDAR job: its YAML pieces, parsed by ``rsmg fit`` (nested sections), instantiated by jsonargparse."""
     from jsonargparse import ArgumentParser
 
-    out = parses(["--config", str(REPO / "experiments/fvmgn/trento_to_muufl_lidar.yaml")], monkeypatch)
+    out = parses(FVMGN_LIDAR, monkeypatch)
     init = yaml.safe_load(out)["model"]["init_args"]["net"]["init_args"]
     assert init["mwdis"] == {**dataclasses.asdict(MWDisOptions()), "same_domain_fallback": True}
     assert init["sfie"]["width"] == 32 and init["alignment"]["embed_dim"] == 128

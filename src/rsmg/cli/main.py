@@ -49,8 +49,9 @@ Other commands:
 {extra}
 
 Examples:
-  rsmg fit --config experiments/baseline/trento_to_muufl.yaml --test_after_fit true
-  rsmg fit --config experiments/baseline/trento_to_muufl.yaml --ckpt_path last   # resume the newest run
+  rsmg fit --config experiments/data/trento_to_muufl_lidar.yaml --config experiments/model/concat_cnn.yaml \\
+           --config experiments/trainer/lidar.yaml --test_after_fit true   # one data, model, trainer piece each
+  rsmg fit --config <the same pieces> --ckpt_path last   # resume the newest run
   rsmg test --config outputs/<experiment>/version_0/config.yaml --ckpt_path outputs/<...>/last.ckpt
   rsmg predict --config outputs/<experiment>/version_0/config.yaml --ckpt_path outputs/<...>/last.ckpt
   rsmg download trento --root ~/data/rsmg

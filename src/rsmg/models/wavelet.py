@@ -91,7 +91,7 @@ def check_wavelet(wavelet: str, levels: int, patch_size: int | None, *, field: s
                     expected="patches of at least 2×2 pixels for MWDis",
                     found=f"patch_size {patch_size}",
                     fix="switch MWDis off (FVMGN: mwdis.enabled: false; ConcatCNN: mwdis_p: 0), as "
-                    "experiments/fvmgn/houston2013_vectors.yaml does for single-pixel vectors, or use larger "
+                    "experiments/model/fvmgn_houston2013_vectors.yaml does for single-pixel vectors, or use larger "
                     "patches (data.init_args.patch_size, e.g. 11)",
                 )
             shorter = "" if wavelet == "haar" else ", the shortest wavelet (haar)"
