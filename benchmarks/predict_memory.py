@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, command, machine, write_result
+from _common import BASELINE_LIDAR, ROOT, command, config_args, machine, write_result
 
 TARGET_RATIO = 1.2
 CATALOG = """\
@@ -94,7 +94,7 @@ def main() -> None:
             "--trainer.enable_progress_bar",
             "false",
         ]
-        fit = ["fit", "--config", str(ROOT / "experiments/baseline/trento_to_muufl.yaml"),
+        fit = ["fit", *config_args(BASELINE_LIDAR),
                "--data.init_args.catalog", catalog, "--data.init_args.targets", "[muufl_map]",
                "--model.init_args.net.init_args.width", "8", "--trainer.max_epochs", "1",
                "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",

@@ -19,7 +19,8 @@ import pytest
 
 from _budget import SMOKE_BUDGET
 from _cli import call_rsmg
-from _paths import REPO, SHARED_DATA, missing_shared_data
+from _experiments import config_args
+from _paths import SHARED_DATA, missing_shared_data
 from rsmg.data import catalog
 from rsmg.data.readers import read_envi
 from rsmg.errors import DataError
@@ -170,8 +171,7 @@ def test_fit_and_predict_an_envi_scene_from_a_user_catalog(envi_catalog: Path, t
             "--data.init_args.standardize", "{}", "--model.init_args.net.init_args.width", "8")  # fmt: skip
     logs = ("--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.logger.init_args.version",
             "envi", "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")  # fmt: skip
-    config = str(REPO / "experiments/baseline/trento_to_muufl.yaml")
-    call_rsmg("fit", "--config", config, *data, *SMOKE_BUDGET, *logs, cwd=tmp_path)
+    call_rsmg("fit", *config_args("baseline_trento_to_muufl"), *data, *SMOKE_BUDGET, *logs, cwd=tmp_path)
     run = tmp_path / "logs/baseline_trento_to_muufl/envi"
     p = call_rsmg("predict", "--config", str(run / "config.yaml"), "--ckpt_path", "last", cwd=tmp_path)
     tif = run / "predict_0/ip_map_classes.tif"
