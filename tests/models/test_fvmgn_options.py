@@ -20,6 +20,7 @@ from _cli import parses
 from _experiments import FVMGN_LIDAR
 from _fvmgn_reference import REFERENCE
 from _paths import REPO
+from _tiny import SECTIONS
 from rsmg.data.spec import DataSpec
 from rsmg.errors import ConfigError
 from rsmg.models.fvmgn import FVMGN
@@ -35,13 +36,6 @@ from rsmg.models.fvmgn_options import (
 )
 from rsmg.models.fvmgn_scenes import SceneFVMGN
 
-SECTIONS: dict[str, type] = {
-    "mwdis": MWDisOptions,
-    "frequency": FrequencyOptions,
-    "sfie": SFIEOptions,
-    "text": TextOptions,
-    "alignment": AlignmentOptions,
-}
 SPEC = DataSpec(
     classes=("trees", "grass", "ground", "road", "buildings", "water"),
     modalities={"hsi": 7, "lidar": 2},
