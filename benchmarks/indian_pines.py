@@ -34,7 +34,17 @@ from typing import Any
 import numpy as np
 import yaml
 
-from _common import RESULTS, ROOT, command, grid_run_args, machine, rsmg_fit, slug, write_result
+from _common import (
+    RESULTS,
+    ROOT,
+    command,
+    grid_run_args,
+    machine,
+    recorded_wall,
+    slug,
+    timed_fit,
+    write_result,
+)
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table
 
 PIECES = ROOT / "experiments" / "indian_pines"
@@ -150,14 +160,15 @@ def run_net(split: str, method: str, seed: int, epochs: int, out: Path) -> dict[
     """Train + test one network cell (reused when its metrics.json exists)."""
     save = out / split
     run_dir = save / slug(method) / f"seed{seed}"
-    t0 = time.perf_counter()
-    if not (run_dir / "metrics.json").exists():
+    if (run_dir / "metrics.json").exists():
+        wall: float | None = recorded_wall(run_dir)  # NaN for a run trained before the record
+    else:
         args = [*fit_args(split, method, epochs), *grid_run_args(save, slug(method), seed)]
-        if not rsmg_fit(args, f"[{split}] {method} seed {seed}"):
+        wall = timed_fit(args, f"[{split}] {method} seed {seed}", run_dir)
+        if wall is None:
             return None
     saved = json.loads((run_dir / "metrics.json").read_text())
     test = next(iter(saved["results"]["test"].values()))
-    wall = time.perf_counter() - t0
     return {**test, "classes": saved["classes"], "val_oa": best_val_oa(run_dir), "wall": wall, "dir": run_dir}
 
 
@@ -207,8 +218,11 @@ def split_section(
         diff = "–" if method == best else paired_cell(
             paired_differences({s: r["oa"] * 100 for s, r in by_seed.items()}, ref)
         )  # fmt: skip
-        wall = statistics.mean(r["wall"] for r in by_seed.values())
-        lines.append(f"| {method} | {' | '.join(cells)} | {len(by_seed)} | {diff} | {wall:.0f} |")
+        walls = [
+            r["wall"] for r in by_seed.values() if r["wall"] == r["wall"]
+        ]  # NaN: trained before the record
+        wall = f"{statistics.mean(walls):.0f}" if walls else "(not recorded)"
+        lines.append(f"| {method} | {' | '.join(cells)} | {len(by_seed)} | {diff} | {wall} |")
     svm = res.get("rbf-svm", {})
     if svm:
         chosen = ", ".join(f"seed {s}: C={r['C']:g}, gamma={r['gamma']:g}/bands" for s, r in svm.items())
