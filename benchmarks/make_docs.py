@@ -82,7 +82,7 @@ STUDIES: list[Study] = [
         "**Reading** (`lodo.md`, 3 targets × 3 seeds): the pretrained backbone does most of the work. A frozen "
         "linear probe reaches 83.9 % mean OA against a 32.7 % majority floor, and fine-tuning (ERM) adds about 5 "
         "points (89.2 %). The in-domain ceiling is 98.9 %, so about 10 points are lost to the dataset shift, most "
-        "on RSSCN7 (81 against 98.5). FVMGN adapted to scenes does not close the gap: 88.6 %, 0.65 below ERM, "
+        "on RSSCN7 (81.0 against 98.4). FVMGN adapted to scenes does not close the gap: 88.6 %, 0.65 below ERM, "
         "above it in 3 of 9 paired cells (target +2 missed by 2.65). MixStyle is below ERM on every target too. "
         "FVMGN's part ablations ran on one cell only (leave AID out, seed 0): FVMGN scored 91.37, and without "
         "MWDis 92.25, without texts 91.58, without the frequency pathway 93.56, single scale 92.46. No part is "

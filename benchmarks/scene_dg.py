@@ -210,12 +210,14 @@ def core_summary(grid: dict[str, dict[str, dict[int, dict]]]) -> list[str]:
     methods = list(dict.fromkeys(m for p in lodo for m in grid[p]))
     n_erm = max(len(oa(p, "erm")) for p in lodo)
     for m in methods:
-        per = [statistics.mean(oa(p, m).values()) if oa(p, m) else float("nan") for p in lodo]
+        per = [statistics.mean(oa(p, m).values()) if oa(p, m) else None for p in lodo]
         cells = [
-            f"{v:.2f}" + ("" if len(oa(p, m)) == n_erm else f" ({len(oa(p, m))} seed)")
+            "—" if v is None else f"{v:.2f}" + ("" if len(oa(p, m)) == n_erm else f" ({len(oa(p, m))} seed)")
             for v, p in zip(per, lodo, strict=True)
         ]
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {statistics.mean(per):.2f} |")
+        ran = [v for v in per if v is not None]
+        mean = f"{statistics.mean(ran):.2f}" if len(ran) == len(lodo) else "— (not run on every target)"
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {mean} |")
     floor = [majority_oa(next(iter(grid[p]["erm"].values()))) for p in lodo]
     lines.append(
         "| majority class | " + " | ".join(f"{v:.2f}" for v in floor) + f" | {statistics.mean(floor):.2f} |"
