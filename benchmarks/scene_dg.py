@@ -29,16 +29,17 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 from _common import RESULTS, ROOT, machine, recorded_wall, slug, timed_fit, write_result
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table
+from rsmg.cli.signature import Arg, cli
 
 SCENES = ROOT / "experiments" / "scenes"
 NET = "--model.init_args.net.init_args."
@@ -286,25 +287,35 @@ def figure(grid: dict[str, dict[str, dict[int, dict]]], path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--protocols", nargs="+", default=[f"lodo_{t}" for t in DATASETS], choices=list(PROTOCOLS)
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``scene_dg.py``.
+
+    Attributes:
+        protocols: protocols to run (``lodo_<target>``, ``indomain_<target>``, ``rsscn7_to_aid``, ...)
+        methods: methods to run on every protocol (in-domain protocols run ERM only)
+        seeds: model seeds (seed_everything)
+        data_seed: seed of the source train/val split (fixed)
+        epochs: override the trainer piece's max_epochs
+        out: folder of the runs
+        reuse_only: train nothing: tabulate the cells found in --out and list the ones missing
+        name: results file benchmarks/results/<name>.md (+ .png)
+    """
+
+    protocols: Annotated[list[str], Arg(choices=tuple(PROTOCOLS))] = field(
+        default_factory=lambda: [f"lodo_{t}" for t in DATASETS]
     )
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="model seeds (seed_everything)")
-    ap.add_argument("--data-seed", type=int, default=0, help="seed of the source train/val split (fixed)")
-    ap.add_argument("--epochs", type=int, help="override the trainer piece's max_epochs")
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_scene_dg")
-    ap.add_argument(
-        "--reuse-only",
-        action="store_true",
-        help="train nothing: tabulate the cells found in --out and list the ones missing",
-    )
-    ap.add_argument(
-        "--name", default="scene_dg/lodo", help="results file benchmarks/results/<name>.md (+ .png)"
-    )
-    args = ap.parse_args()
+    methods: Annotated[list[str], Arg(choices=tuple(METHODS))] = field(default_factory=lambda: list(METHODS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    data_seed: int = 0
+    epochs: int | None = None
+    out: Path = ROOT / "outputs" / "bench_scene_dg"
+    reuse_only: bool = False
+    name: str = "scene_dg/lodo"
+
+
+def main(args: Options) -> None:
+    """Run (or reuse) every cell of the grid, then write the results file and its figure."""
     t_grid = time.perf_counter()
     grid: dict[str, dict[str, dict[int, dict]]] = {}
     walls: dict[str, dict[str, list[float]]] = {}
@@ -374,4 +385,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -38,6 +38,7 @@ SCRIPTS = (
     "mwdis_donors",
     "run_all",
     "scene_data_throughput",
+    "scene_dg",
     "scene_step_cost",
     "standardize_validation",
     "tta_cost",
@@ -193,6 +194,19 @@ def test_help_shows_the_script_docstring_and_every_option(name, capsys):
                 "attn_sr": [2, 1],
                 "attn_heads": None,
                 "channels_last": True,
+            },
+        ),
+        (
+            "scene_dg",
+            "--protocols lodo_ucm lodo_aid indomain_ucm --methods 'erm' 'linear probe' 'fvmgn w/o MWDis' "
+            "--seeds 0 1 2 --data-seed 0 --reuse-only --name scene_dg/lodo",
+            {
+                "protocols": ["lodo_ucm", "lodo_aid", "indomain_ucm"],
+                "methods": ["erm", "linear probe", "fvmgn w/o MWDis"],
+                "seeds": [0, 1, 2],
+                "data_seed": 0,
+                "reuse_only": True,
+                "name": "scene_dg/lodo",
             },
         ),
         (
