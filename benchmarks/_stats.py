@@ -37,6 +37,12 @@ def paired_cell(diffs: Mapping[int, float]) -> str:
     return f"{each} (mean {statistics.mean(vals):+.2f}; {sum(v > 0 for v in vals)}/{len(vals)} > 0)"
 
 
+def majority_share(run: dict) -> float:
+    """Share of the test samples in the most frequent class (from a run's confusion matrix): the floor of OA."""
+    counts = np.asarray(run["confusion"]).sum(axis=1)
+    return float(counts.max() / counts.sum())
+
+
 def majority_reference(runs: list[dict]) -> str | None:
     """OA / AA / Kappa of always answering the target's most frequent class (the floor OA must be read against).
 
@@ -46,7 +52,7 @@ def majority_reference(runs: list[dict]) -> str | None:
     if not runs or "confusion" not in runs[0]:
         return None
     counts = np.asarray(runs[0]["confusion"]).sum(axis=1)
-    share = counts.max() / counts.sum()
+    share = majority_share(runs[0])
     present = int((counts > 0).sum())  # AA averages over the classes the target has samples of
     return (
         f"Reference: always answering the most frequent target class ({runs[0]['classes'][int(counts.argmax())]}, "

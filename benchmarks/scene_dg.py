@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Annotated
 
 from _common import RESULTS, ROOT, machine, recorded_wall, slug, timed_fit, write_result
-from _stats import mean_sd, paired_cell, paired_differences, per_class_table
+from _stats import majority_share, mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import Arg, cli
 
 SCENES = ROOT / "experiments" / "scenes"
@@ -194,12 +194,6 @@ def protocol_section(
     return [*lines, "", *per_class_table({m: list(r.values()) for m, r in results.items()})]
 
 
-def majority_oa(run: dict) -> float:
-    """OA % of always answering the target's most frequent class (from a run's confusion matrix)."""
-    counts = [sum(row) for row in run["confusion"]]
-    return 100 * max(counts) / sum(counts)
-
-
 def core_summary(grid: dict[str, dict[str, dict[int, dict]]]) -> list[str]:
     """The issue's targets over the leave-one-dataset-out protocols, with the gap where one is missed."""
     lodo = [p for p in grid if p.startswith("lodo_")]
@@ -219,7 +213,7 @@ def core_summary(grid: dict[str, dict[str, dict[int, dict]]]) -> list[str]:
         ran = [v for v in per if v is not None]
         mean = f"{statistics.mean(ran):.2f}" if len(ran) == len(lodo) else "— (not run on every target)"
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {mean} |")
-    floor = [majority_oa(next(iter(grid[p]["erm"].values()))) for p in lodo]
+    floor = [100 * majority_share(next(iter(grid[p]["erm"].values()))) for p in lodo]
     lines.append(
         "| majority class | " + " | ".join(f"{v:.2f}" for v in floor) + f" | {statistics.mean(floor):.2f} |"
     )

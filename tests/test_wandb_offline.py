@@ -109,10 +109,6 @@ PRESETS = sorted(
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_is_accepted_by_the_cli(preset, tmp_path, monkeypatch):
     """Each preset merges onto the main experiment and instantiates (no data read, nothing trained)."""
-    if "tensorboard" in preset and not (
-        importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
-    ):
-        pytest.skip("tensorboard not installed")
     from rsmg.cli.lightning_cli import RsmgCLI
 
     monkeypatch.chdir(tmp_path)
