@@ -171,3 +171,20 @@ def test_no_module_in_src_runs_past_600_lines():
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
     }
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by responsibility): {long}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "benchmarks" / "results").glob("*/*.md")), ids=lambda p: p.stem
+)
+def test_a_results_file_that_standardises_a_target_with_its_own_statistics_says_transductive(path):
+    """Issue 21: no transductive number is presented without the word (old per-scene-standardised runs)."""
+    text = path.read_text(encoding="utf-8")
+    if any(k in text for k in ("per-scene standardised", "scene-standardised", "standardize_stats: scene")):
+        assert "transductive" in text.lower(), f"{path.name}: add the transductive note (see ablations.md)"
+
+
+def test_the_summary_carries_the_transductive_note_of_the_files_it_digests():
+    text = (REPO / "benchmarks" / "results" / "fvmgn_accuracy" / "ablations.md").read_text(encoding="utf-8")
+    note = next(ln for ln in text.splitlines() if ln.startswith("> **Transductive"))
+    assert make_docs.digest(text)[0] == note
+    assert note in (REPO / "benchmarks" / "results" / "SUMMARY.md").read_text(encoding="utf-8")
