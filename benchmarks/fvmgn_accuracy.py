@@ -24,13 +24,13 @@ configs' own budget) they run like every other protocol.
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 from _common import (
     BASELINE_LIDAR,
@@ -45,6 +45,7 @@ from _common import (
     write_result,
 )
 from _stats import majority_reference, mean_sd, paired_cell, paired_differences, per_class_table
+from rsmg.cli.signature import Arg, cli
 from rsmg.data.catalog import missing_files
 from rsmg.report.runs import read_run
 
@@ -471,7 +472,7 @@ def recorded_walls(grid: dict[str, dict[str, list[dict]]]) -> str:
     )
 
 
-def command_line(args: argparse.Namespace) -> str:
+def command_line(args: Options) -> str:
     """The ``Command:`` of the results file: every option that changes what runs, or where."""
     out = f" --out {shlex.quote(str(args.out))}" if args.out.resolve() != DEFAULT_OUT.resolve() else ""
     return (
@@ -489,31 +490,42 @@ def command_line(args: argparse.Namespace) -> str:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument(
-        "--methods", nargs="+", default=list(METHODS), help=f"subset of {list(SHORT.values())} or full names"
+# what --methods / --in-scene-methods accept: the short names, full names, and the rows that became another row
+METHOD_NAMES = tuple(dict.fromkeys([*SHORT.values(), *METHODS, *ALIASES]))
+
+
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``fvmgn_accuracy.py``.
+
+    Attributes:
+        seeds: seeds of the model and the split (seed_everything, data.seed)
+        epochs: max_epochs of the cross-scene runs (in-scene protocols keep their configs' epochs)
+        methods: subset of ['baseline', 'fvmgn'] or full names (the rows of the results file's Methods table)
+        protocols: protocols to run (``paper_*``: the paper's settings, reported as not run without their cubes)
+        in_scene_methods: methods for the in-scene protocols (none given: the same as --methods)
+        target_split: target pixels to test on: 'all' (whole scene) or 'fraction:F' (seeded stratified sample,
+            faster)
+        out: folder of the runs (a run found there is reused; delete it to start again)
+        results: file under benchmarks/results/ (another name keeps a partial grid from replacing the full table)
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
+    epochs: int = 30
+    methods: Annotated[list[str], Arg(choices=METHOD_NAMES, metavar="METHOD")] = field(
+        default_factory=lambda: list(METHODS)
     )
-    ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS))
-    ap.add_argument(
-        "--in-scene-methods",
-        nargs="+",
-        help="methods for the in-scene protocols (default: the same as --methods)",
+    protocols: Annotated[list[str], Arg(choices=tuple(PROTOCOLS))] = field(
+        default_factory=lambda: list(PROTOCOLS)
     )
-    ap.add_argument(
-        "--target-split",
-        default="all",
-        help="target pixels to test on: 'all' (whole scene) or 'fraction:F' (seeded stratified sample, faster)",
-    )
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument(
-        "--results",
-        default=GRID_RESULTS,
-        help="file under benchmarks/results/ (another name keeps a partial grid from replacing the full table)",
-    )
-    args = ap.parse_args()
+    in_scene_methods: Annotated[list[str] | None, Arg(choices=METHOD_NAMES, metavar="METHOD")] = None
+    target_split: str = "all"
+    out: Path = DEFAULT_OUT
+    results: str = GRID_RESULTS
+
+
+def main(args: Options) -> None:
+    """Run (or reuse) every cell of the grid, then write the results file."""
     inverse = {v: k for k, v in SHORT.items()}
     target_desc = (
         "all labelled pixels"
@@ -522,9 +534,6 @@ def main() -> None:
     )
     methods = list(dict.fromkeys(ALIASES.get(m, inverse.get(m, m)) for m in args.methods))
     in_scene = list(dict.fromkeys(ALIASES.get(m, inverse.get(m, m)) for m in args.in_scene_methods or []))
-    for m in [*methods, *in_scene]:
-        if m not in METHODS:
-            raise SystemExit(f"unknown method {m!r}; choose from {list(METHODS)}")
     t_grid = time.perf_counter()
     lines = [
         "# FVMGN accuracy: every protocol runnable with the shared data pack",
@@ -551,8 +560,6 @@ def main() -> None:
     grid: dict[str, dict[str, list[dict]]] = {}
     trained = 0
     for protocol in args.protocols:
-        if protocol not in PROTOCOLS:
-            raise SystemExit(f"unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
         skipped = not_run(protocol)
         if skipped is not None:
             print(f"[{protocol}] not run: benchmark cubes missing")
@@ -619,4 +626,4 @@ def method_table(methods: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -22,14 +22,14 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import yaml
@@ -46,6 +46,7 @@ from _common import (
     write_result,
 )
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table
+from rsmg.cli.signature import Arg, cli
 
 PIECES = ROOT / "experiments" / "indian_pines"
 SPLITS = {"disjoint": "data_disjoint.yaml", "random": "data_random.yaml"}
@@ -232,18 +233,31 @@ def split_section(
     return [*lines, *coverage_lines(split, seeds, root), ""]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the split and the model"
-    )
-    ap.add_argument("--epochs", type=int, default=10, help="max_epochs of the network runs")
-    ap.add_argument("--root", default=None, help="data root (default $RSMG_DATA_ROOT)")
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_indian_pines")
-    ap.add_argument("--name", default="indian_pines/grid", help="results file benchmarks/results/<name>.md")
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``indian_pines.py``.
+
+    Attributes:
+        splits: split kinds to run (``disjoint``: the honest one; ``random``: optimistic, reported beside)
+        methods: methods to run on every split
+        seeds: seeds of the split and the model
+        epochs: max_epochs of the network runs
+        root: data root (default $RSMG_DATA_ROOT)
+        out: folder of the network runs (a run found there is reused)
+        name: results file benchmarks/results/<name>.md
+    """
+
+    splits: Annotated[list[str], Arg(choices=tuple(SPLITS))] = field(default_factory=lambda: list(SPLITS))
+    methods: Annotated[list[str], Arg(choices=METHODS)] = field(default_factory=lambda: list(METHODS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    epochs: int = 10
+    root: str | None = None
+    out: Path = ROOT / "outputs" / "bench_indian_pines"
+    name: str = "indian_pines/grid"
+
+
+def main(args: Options) -> None:
+    """Run (or reuse) every cell of the grid, then write the results file and copy the first seed's maps."""
     t0 = time.perf_counter()
     grid: dict[str, dict[str, dict[int, dict]]] = {}
     for split in args.splits:
@@ -286,4 +300,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

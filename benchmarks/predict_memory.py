@@ -14,17 +14,18 @@ checkpoint and scenes in a second column, e.g. ``git archive <commit> src | tar 
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from _common import BASELINE_LIDAR, ROOT, command, config_args, machine, write_result
+from rsmg.cli.signature import cli
 
 TARGET_RATIO = 1.2
 CATALOG = """\
@@ -78,12 +79,23 @@ def rsmg(args: list[str], src: Path, log: Path) -> float:
     return usage.ru_maxrss / 1024  # KiB on Linux
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--grids", type=int, nargs="+", default=[2, 4], help="tilings g (g × g copies) besides 1")
-    ap.add_argument("--before-src", type=Path, help="another checkout's src to measure too (same checkpoint)")
-    ap.add_argument("--eval-batch-size", type=int, default=256)
-    args = ap.parse_args()
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``predict_memory.py``.
+
+    Attributes:
+        grids: tilings g (g × g copies) besides 1
+        before_src: another checkout's src to measure too (same checkpoint)
+        eval_batch_size: data.eval_batch_size of every rsmg predict run
+    """
+
+    grids: list[int] = field(default_factory=lambda: [2, 4])
+    before_src: Path | None = None
+    eval_batch_size: int = 256
+
+
+def main(args: Options) -> None:
+    """Fit the tiny model once, measure each scene's rsmg predict, write the results file."""
     with tempfile.TemporaryDirectory(prefix="rsmg_predict_memory_") as tmp:
         folder = Path(tmp)
         shapes = write_scenes(folder, args.grids)
@@ -175,4 +187,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(cli(Options, description=__doc__))

@@ -1,8 +1,8 @@
 """The benchmark scripts' command lines (a typed ``Options`` dataclass each, :mod:`rsmg.cli.signature`).
 
 The commands recorded in ``benchmarks/results/`` and the docs must keep reproducing, so each is parsed here to
-the values it ran with, in this process and without running anything. ``scene_dg.py``, ``indian_pines.py`` and
-``fvmgn_accuracy.py`` still have their own argparse parsers (tested by their grid tests).
+the values it ran with, in this process and without running anything: every ``Command:`` line of a results file
+that runs ``fvmgn_accuracy.py``, ``indian_pines.py`` or ``predict_memory.py``, and hand-picked ones of the others.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
 import shlex
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,13 +31,16 @@ SCRIPTS = (
     "data_throughput",
     "dtaug_accuracy",
     "fusion_throughput",
+    "fvmgn_accuracy",
     "fvmgn_compile",
     "fvmgn_speed",
     "gpu_precision",
     "gpu_protocols",
     "gpu_step",
+    "indian_pines",
     "make_docs",
     "mwdis_donors",
+    "predict_memory",
     "run_all",
     "scene_data_throughput",
     "scene_dg",
@@ -306,6 +311,66 @@ def test_ucm_captions_held_out_table_has_raw_and_calibrated_rows(tmp_path, monke
     )
 
 
+def recorded_commands(*names: str) -> list[tuple[str, str, str]]:
+    """``(script, results file, arguments)`` of every ``Command:`` line under benchmarks/results/ running one."""
+    out = []
+    for f in sorted((REPO / "benchmarks" / "results").glob("*/*.md")):
+        for line in re.findall(r"^Command: `([^`]*)`", f.read_text(encoding="utf-8"), flags=re.M):
+            for name in names:
+                _, found, args = line.partition(f" benchmarks/{name}.py")
+                if found:
+                    out.append((name, f.relative_to(REPO / "benchmarks" / "results").as_posix(), args))
+    return out
+
+
+RECORDED = recorded_commands("fvmgn_accuracy", "indian_pines", "predict_memory")
+AS_GIVEN = {
+    "seeds": int,
+    "epochs": int,
+    "grids": int,
+    "eval_batch_size": int,
+    "out": Path,
+    "before_src": Path,
+}
+
+
+def test_every_results_folder_of_these_scripts_has_recorded_commands():
+    """The pattern finds what it should: a results file renamed or reformatted would leave the test below empty."""
+    files = {(name, f.split("/")[0]) for name, f, _ in RECORDED}
+    assert {("fvmgn_accuracy", "fvmgn_accuracy"), ("indian_pines", "indian_pines")} <= files
+    assert ("predict_memory", "predict") in files
+    assert sum(name == "fvmgn_accuracy" for name, _, _ in RECORDED) >= 15
+
+
+@pytest.mark.parametrize(("name", "results", "command"), RECORDED, ids=[f for _, f, _ in RECORDED])
+def test_every_recorded_command_parses_to_the_values_it_ran_with(name, results, command):
+    """Each option given has the value the shell handed over (converted to its type); the others their default."""
+    options = parse(name, command)
+    given: dict[str, list[str]] = {}
+    for token in shlex.split(command):
+        if token.startswith("--"):
+            key = token[2:].replace("-", "_")
+            given[key] = []
+        else:
+            given[key].append(token)
+    hints = typing.get_type_hints(type(options))
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if f.name not in given:
+            assert value == default, (results, f.name)
+            continue
+        convert = AS_GIVEN.get(f.name, str)
+        tokens = [convert(t) for t in given.pop(f.name)]
+        assert value == (tokens if "list[" in str(hints[f.name]) else tokens[0]), (results, f.name)
+    assert not given, f"{results}: options the script no longer has: {sorted(given)}"
+    if name == "fvmgn_accuracy":  # the script wrote the line from the options it parsed: it writes it again
+        recorded = re.search(
+            r"^Command: `([^`]*)`", (REPO / "benchmarks/results" / results).read_text(), re.M
+        )
+        assert recorded and script(name).command_line(options) == recorded.group(1)
+
+
 @pytest.mark.parametrize(
     ("name", "command", "message"),
     [
@@ -315,6 +380,10 @@ def test_ucm_captions_held_out_table_has_raw_and_calibrated_rows(tmp_path, monke
         ("fvmgn_speed", "--attn-sr 2", "expected 2 arguments"),
         ("tta_cost", "--unet-chanels 16 32", "did you mean --unet-channels?"),
         ("gpu_step", "--batch big", "big"),
+        ("fvmgn_accuracy", "--methods fvmgn 'fvmgn w/o mwdis'", "invalid choice: 'fvmgn w/o mwdis'"),
+        ("fvmgn_accuracy", "--protocols trento_to_houston", "invalid choice: 'trento_to_houston'"),
+        ("indian_pines", "--splits blocks", "invalid choice: 'blocks'"),
+        ("predict_memory", "--before-scr /tmp/src", "did you mean --before-src?"),
     ],
 )
 def test_bad_commands_exit_2_with_a_message(name, command, message, capsys):

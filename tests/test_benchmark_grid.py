@@ -13,6 +13,7 @@ import pytest
 
 from _cli import parses
 from _paths import REPO
+from rsmg.cli.signature import cli
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import fvmgn_accuracy as grid
@@ -72,11 +73,8 @@ def test_a_grid_that_ran_nothing_leaves_the_results_file_alone(monkeypatch):
     written = []
     monkeypatch.setattr(grid, "not_run", lambda protocol: ["Not run: cubes missing (test)."])
     monkeypatch.setattr(grid, "write_result", lambda name, text: written.append(name))
-    monkeypatch.setattr(
-        sys, "argv", ["fvmgn_accuracy.py", "--methods", "fvmgn", "--protocols", "trento_to_muufl"]
-    )
     with pytest.raises(SystemExit, match="unchanged"):
-        grid.main()
+        grid.main(cli(grid.Options, ["--methods", "fvmgn", "--protocols", "trento_to_muufl"]))
     assert written == []
 
 
@@ -129,10 +127,9 @@ def test_tables_from_reused_runs_pair_seeds_label_protocols_and_state_the_floor(
     written = {}
     monkeypatch.setattr(grid, "write_result", lambda name, text: written.setdefault(name, text))
     monkeypatch.setattr(grid, "timed_fit", lambda *a: pytest.fail(f"trained a cell: {a[1]}"))
-    argv = ["fvmgn_accuracy.py", "--seeds", "42", "43", "44", "--epochs", "15", "--methods", "baseline"]
-    argv += ["fvmgn", "--protocols", "trento_to_muufl", "muufl_to_trento", "--target-split", "fraction:0.25"]
-    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(out), "--results", "fvmgn_accuracy/_test.md"])
-    grid.main()
+    argv = ["--seeds", "42", "43", "44", "--epochs", "15", "--methods", "baseline", "fvmgn"]
+    argv += ["--protocols", "trento_to_muufl", "muufl_to_trento", "--target-split", "fraction:0.25"]
+    grid.main(cli(grid.Options, [*argv, "--out", str(out), "--results", "fvmgn_accuracy/_test.md"]))
     text = written["fvmgn_accuracy/_test.md"]
     assert f"--target-split fraction:0.25 --out {out} --results fvmgn_accuracy/_test.md`" in text
     assert "for 0 newly trained runs" in text

@@ -1,23 +1,4 @@
-"""Command lines from typed signatures: a jsonargparse parser whose options keep argparse's spellings.
-
-rsmg's own verbs (``rsmg download | report | caption``) and the benchmark scripts state their options once, as a
-typed function (or a keyword-only dataclass) with a Google-style docstring. :func:`signature_parser` turns that
-into a :class:`jsonargparse.ArgumentParser`, so ``--help`` shows each option's docstring line, type and default,
-values are checked against the type hints, ``--config FILE`` reads options from YAML (keys: the parameter
-names) and ``--print_config`` writes such a file.
-
-jsonargparse's own ``add_function_arguments`` would spell ``max_new_tokens`` ``--max_new_tokens``, make a flag
-take a value (``--skip_bad true``) and a list one JSON value (``--seeds '[0, 1]'``). Commands written down in
-docs and results files (``--max-new-tokens 3 --skip-bad --seeds 0 1``) must keep working, so every parameter is
-added in argparse's shape:
-
-* a parameter before ``*`` is positional (``nargs='?'`` when it has a default, ``'+'`` for a list); one after
-  ``*`` (every field of a ``kw_only`` dataclass) is an option ``--name-with-dashes``;
-* ``bool`` is a flag: ``store_true``, or ``--x / --no-x`` when the default is True;
-* ``list[T]`` takes one or more values (``nargs='+'``), ``tuple[T, T]`` exactly two, a ``Literal`` its choices;
-* ``Annotated[T, Arg(...)]`` says the rest: a metavar, a repeatable option (``--only a --only b``), a hidden
-  option, a help section, options that exclude each other, another spelling (``--list`` for ``list_datasets``).
-"""
+"""jsonargparse parsers from typed signatures, argparse's spellings kept (why: docs/decisions.md#cli-signature)."""
 
 from __future__ import annotations
 
@@ -261,7 +242,7 @@ def cli(target: Callable[..., T], argv: Sequence[str] | None = None, **parser_kw
     """Parse the command line for ``target`` and call it; a :class:`~rsmg.errors.UsageError` it raises exits 2.
 
     Args:
-        target: a typed function or kw-only dataclass (see the module docstring).
+        target: a typed function or kw-only dataclass (the mapping: docs/decisions.md#cli-signature).
         argv: the arguments (default ``sys.argv[1:]``).
         **parser_kwargs: ``prog``, ``description``, ``epilog`` of :func:`signature_parser`.
     """
