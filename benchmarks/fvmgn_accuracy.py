@@ -76,8 +76,8 @@ def concat_net(**inherited: object) -> list[str]:
     ``inherited``: the ConcatCNN options that config's flat FVMGN options used to set. jsonargparse keeps the
     ``init_args`` a new ``class_path`` also accepts, so until FVMGN's options were nested (2026-12) its ``width``,
     ``mwdis_p`` and ``mwdis_same_domain_fallback`` reached the baseline; they are written out so that every
-    baseline row is still the model its results were run with (the paper protocols' baseline thus has MWDis on,
-    as "baseline + MWDis" has; docs/decisions.md#fvmgn-options).
+    baseline row is still the model its results were run with (docs/decisions.md#fvmgn-options). The paper
+    protocols' baseline inherited MWDis (p = 0.5) that way; it no longer does (no such row had been run).
     """
     args = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in inherited.items())
     init = f", init_args: {{{args}}}" if args else ""
@@ -305,7 +305,7 @@ def _paper_protocol(config: Path) -> Protocol:
     pieces = (str(config.relative_to(ROOT)), *PAPER_PIECES)
     return Protocol(
         pieces,
-        [*config_args(pieces), *concat_net(width=64, mwdis_p=0.5, mwdis_same_domain_fallback=True)],
+        [*config_args(pieces), *concat_net(width=64)],  # the plain baseline: MWDis is FVMGN's part
         [],
         target,
         True,
