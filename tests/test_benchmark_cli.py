@@ -42,6 +42,7 @@ SCRIPTS = (
     "mwdis_donors",
     "predict_memory",
     "run_all",
+    "scene_budget",
     "scene_data_throughput",
     "scene_dg",
     "scene_step_cost",

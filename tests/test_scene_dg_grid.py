@@ -13,6 +13,7 @@ from _paths import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import _stats
+import scene_budget
 import scene_dg
 
 
@@ -38,3 +39,29 @@ def test_paired_statistics_use_sample_std_and_matching_seeds():
     diffs = _stats.paired_differences({0: 3.0, 1: 1.0, 2: 7.0}, {0: 1.0, 1: 2.0})
     assert diffs == {0: 2.0, 1: -1.0}  # seed 2 has no baseline: not paired
     assert _stats.paired_cell(diffs) == "+2.00, -1.00 (mean +0.50; 1/2 > 0)"
+
+
+@pytest.mark.parametrize("setting", sorted(scene_budget.SETTINGS))
+def test_every_budget_setting_parses_and_changes_what_it_names(setting, monkeypatch):
+    overrides, _ = scene_budget.SETTINGS[setting]
+    out = parses([*scene_dg.fit_args("lodo_aid", "erm", None), *overrides], monkeypatch)
+    size, freeze, epochs = (p.split()[0] for p in setting.split(", "))
+    assert f"image_size: {size}" in out and f"freeze: {freeze}" in out and f"max_epochs: {epochs}" in out
+
+
+def test_budget_choice_takes_the_best_source_score_unless_a_cheaper_one_is_within_tolerance():
+    cost = {"a": 0, "b": 1, "c": 2}
+    assert scene_budget.choose({"a": [97.0, 97.2], "b": [97.5], "c": [98.0]}, cost, 0.4) == "c"
+    assert scene_budget.choose({"a": [97.0, 97.2], "b": [97.5], "c": [97.8]}, cost, 0.4) == "b"
+    assert scene_budget.choose({"a": [97.7], "b": [97.5], "c": [97.8]}, cost, 0.4) == "a"
+
+
+def test_best_val_oa_reads_only_finished_runs(tmp_path):
+    run = tmp_path / "seed0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/oa\n0,9,0.5,\n0,9,,0.95\n1,19,,0.97\n2,29,,0.96\n"
+    )
+    assert scene_budget.best_val_oa(run) is None  # no last.ckpt: a killed run is refitted, not scored
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert scene_budget.best_val_oa(run) == pytest.approx(97.0)
