@@ -83,8 +83,8 @@ STUDIES: list[Study] = [
         "disagree (Trento → MUUFL: `original` 92.15 against `resampled` 90.88, carried by one seed of five; "
         "MUUFL → Trento: `resampled` 62.18 against 61.45), both within the seed spread; the rule fixed before "
         "measuring (the higher mean of the two settings' means: 76.80 against 76.53) picks `original`, a weak "
-        "preference. In-scene Indian Pines, 3 seeds: `original` 74.27 against 66.91, higher in 3 of 3 seeds, so "
-        "the in-scene configs keep it.",
+        "preference, which `experiments/model/fvmgn_lidar.yaml` now sets. In-scene Indian Pines, 3 seeds: "
+        "`original` 74.27 against 66.91, higher in 3 of 3 seeds, so the in-scene configs keep it.",
         "mwdis_logits_cross_scene.md",
     ),
     Study(
