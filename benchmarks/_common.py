@@ -118,10 +118,11 @@ def recorded_wall(run_dir: Path) -> float:
     return float(wall_file.read_text()) if wall_file.exists() else float("nan")
 
 
-def grid_run_args(save_dir: Path, name: str, seed: int) -> list[str]:
+def grid_run_args(save_dir: Path, name: str, seed: int, *, test: bool = True) -> list[str]:
     """The ``rsmg fit`` arguments every accuracy-grid run shares: seeds, run directory, no bar, test at the end.
 
     The run lands in ``save_dir/name/seed<seed>/``, which is where the grids look for ``metrics.json`` to reuse it.
+    ``test=False``: no test after fit, so no target number exists (choices made on source validation only).
     """
     return [
         "--seed_everything",
@@ -137,5 +138,5 @@ def grid_run_args(save_dir: Path, name: str, seed: int) -> list[str]:
         "--trainer.enable_progress_bar",
         "false",
         "--test_after_fit",
-        "true",
+        "true" if test else "false",
     ]

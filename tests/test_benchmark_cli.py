@@ -46,6 +46,7 @@ SCRIPTS = (
     "scene_data_throughput",
     "scene_dg",
     "scene_step_cost",
+    "source_choices",
     "standardize_validation",
     "tta_cost",
     "ucm_captions",
@@ -184,6 +185,21 @@ def test_help_shows_the_script_docstring_and_every_option(name, capsys):
             },
         ),
         ("standardize_validation", "--seeds 42 43 44 --epochs 15", {"seeds": [42, 43, 44], "epochs": 15}),
+        (
+            "source_choices",
+            "--settings trento_to_muufl muufl_to_trento --seeds 42 43 44 45 46 "
+            "--name source_choices/mwdis_logits_cross_scene",
+            {
+                "seeds": [42, 43, 44, 45, 46],
+                "settings": ["trento_to_muufl", "muufl_to_trento"],
+                "name": "source_choices/mwdis_logits_cross_scene",
+            },
+        ),
+        (
+            "source_choices",
+            "--settings indian_pines_disjoint --seeds 42 43 44 --name source_choices/mwdis_logits_in_scene",
+            {"seeds": [42, 43, 44], "settings": ["indian_pines_disjoint"]},
+        ),
         ("fusion_throughput", "--batch 4 --iters 2", {"batch": 4, "iters": 2, "memory_of": None}),
         (  # the child command fusion_throughput.launch_memory starts
             "fusion_throughput",

@@ -44,7 +44,6 @@ def test_aliases_and_skips_name_real_methods():
         assert proto.skip <= set(grid.METHODS), proto.skip - set(grid.METHODS)
     methods = set(grid.METHODS)
     assert set(grid.SHORT) <= methods
-    assert methods >= grid.CROSS_SCENE_ONLY
 
 
 def test_per_class_table_and_majority_reference():

@@ -185,7 +185,11 @@ def test_lidar_main_job_yaml_builds_the_reference_model_through_jsonargparse(mon
 
     out = parses(FVMGN_LIDAR, monkeypatch)
     init = yaml.safe_load(out)["model"]["init_args"]["net"]["init_args"]
-    assert init["mwdis"] == {**dataclasses.asdict(MWDisOptions()), "same_domain_fallback": True}
+    expected = {**dataclasses.asdict(MWDisOptions()), "same_domain_fallback": True, "logits": "original"}
+    assert init["mwdis"] == expected
+    # the reference was recorded before the YAML chose logits: original (issue 21, on source validation); the
+    # choice changes only which view the CE reads, so the rest must still rebuild the recorded model
+    init["mwdis"]["logits"] = "resampled"
     assert init["sfie"]["width"] == 32 and init["alignment"]["embed_dim"] == 128
     assert init["text"]["tower"] == "minilm" and init["text"]["class_set"] == "shared"
     parser = ArgumentParser(exit_on_error=False)

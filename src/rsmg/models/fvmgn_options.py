@@ -68,7 +68,8 @@ class MWDisOptions:
             so a donor lends no other class's signal (decisions.md#mwdis-donors).
         logits: which training view the classification loss reads: ``"resampled"`` (default, the paper's
             reading) or ``"original"`` (the resampled view then enters through the invariance and alignment
-            terms and ``ce_resampled``; in-scene configs, decisions.md#mwdis-logits).
+            terms and ``ce_resampled``). The LiDAR and in-scene configs set ``"original"``, chosen on source
+            validation only (benchmarks/source_choices.py, decisions.md#mwdis-logits).
         at: where MWDis resamples: ``"input"`` (default, the images of every modality, the paper's reading) or
             ``"stem"`` (each modality's stem features, pixel-patch FVMGN only; decisions.md#mwdis-at).
     """

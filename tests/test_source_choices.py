@@ -1,0 +1,99 @@
+"""``benchmarks/source_choices.py``: its cells parse, its rule picks on source validation, and it refuses tested runs.
+
+The script re-makes choices once made on target test numbers (issue 21), so the guard matters as much as the
+arithmetic: a run directory holding any test result, or shaped by a target statistic, must not be counted.
+"""
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from _cli import parses
+from _paths import REPO
+from rsmg.errors import DataError
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import source_choices as bench
+
+
+@pytest.mark.parametrize("setting", sorted(bench.SETTINGS))
+def test_every_cell_parses_with_block_validation_and_no_test(setting, monkeypatch, tmp_path):
+    out = parses(bench.cell_args(setting, "original", 7, tmp_path), monkeypatch)
+    assert "logits: original" in out and "val_split: blocks:16" in out
+    assert f"max_epochs: {bench.SETTINGS[setting].epochs}" in out
+    assert "test_after_fit: false" in out and "seed_everything: 7" in out and "version: seed7" in out
+
+
+def _run(tmp: Path, val: list[float], *, config: dict | None = None, test_col: bool = False) -> Path:
+    """A fit-only run directory: config.yaml and the CSV log ModelCheckpoint's val/oa comes from."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = {"test_after_fit": False, "data": {"init_args": {"sources": ["trento"], "targets": ["muufl"]}}}
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config or cfg))
+    cols = ["epoch", "step", "train/loss", "val/oa", *(["test/oa"] if test_col else [])]
+    rows = [{"epoch": e, "step": e, "val/oa": v} for e, v in enumerate(val)]
+    rows.insert(1, {"epoch": 0, "step": 5, "train/loss": 0.7})  # a training-only row: no val/oa
+    with (tmp / "metrics.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, cols)
+        w.writeheader()
+        w.writerows(rows)
+    return tmp
+
+
+def test_source_val_oa_is_the_best_epoch_in_percent(tmp_path):
+    assert bench.source_val_oa(_run(tmp_path, [0.5, 0.875, 0.75])) == 87.5
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("metrics.json", "holds metrics.json"),
+        ("test column", "test/oa"),
+        ("test_after_fit", "test_after_fit: true"),
+        ("transductive", "transductive"),
+    ],
+)
+def test_a_run_that_read_a_target_number_or_statistic_is_refused(tmp_path, case, message):
+    args = {"sources": ["trento"], "targets": ["muufl"]}
+    if case == "transductive":
+        args |= {"standardize": {"lidar": ["intensity"]}, "standardize_stats": "per_scene"}
+    cfg = {"test_after_fit": case == "test_after_fit", "data": {"init_args": args}}
+    run = _run(tmp_path, [0.9], config=cfg, test_col=case == "test column")
+    if case == "metrics.json":
+        (run / "metrics.json").write_text("{}")
+    with pytest.raises(DataError, match=message):
+        bench.source_val_oa(run)
+    # in-scene, per-scene statistics are the training scene's own: inductive, so counted
+    args |= {"targets": ["trento"], "standardize": {"lidar": ["intensity"]}, "standardize_stats": "per_scene"}
+    ok = _run(tmp_path / "in_scene", [0.9], config={"test_after_fit": False, "data": {"init_args": args}})
+    assert bench.source_val_oa(ok) == 90.0
+
+
+def test_decide_picks_the_higher_mean_and_flags_a_weak_preference():
+    oa = {"resampled": {1: 80.0, 2: 82.0, 3: 84.0}, "original": {1: 81.0, 2: 80.0, 3: 82.0}}
+    d = bench.decide(oa, current="original")
+    assert d.chosen == "resampled" and d.means == {"resampled": 82.0, "original": 81.0}
+    assert d.diffs == {1: -1.0, 2: 2.0, 3: 2.0} and d.within_spread  # mean +1.00 < 2 × sd 1.73
+    clear = bench.decide({"resampled": {1: 70.0, 2: 71.0}, "original": {1: 80.0, 2: 80.5}}, "resampled")
+    assert clear.chosen == "original" and not clear.within_spread
+    tie = {"resampled": {1: 80.0, 2: 82.0}, "original": {1: 82.0, 2: 80.0}}
+    assert (
+        bench.decide(tie, "original").chosen == "original"
+        and bench.decide(tie, "resampled").chosen == "resampled"
+    )
+
+
+def test_decide_refuses_unpaired_or_missing_values():
+    with pytest.raises(DataError, match="different seeds"):
+        bench.decide({"resampled": {1: 80.0, 2: 81.0}, "original": {1: 80.0}}, "resampled")
+    with pytest.raises(DataError, match="no finished run"):
+        bench.decide({"resampled": {1: 80.0}, "original": {}}, "resampled")
+
+
+def test_a_group_weighs_each_setting_the_same():
+    a = bench.decide({"resampled": {1: 90.0, 2: 90.0}, "original": {1: 80.0, 2: 80.0}}, "resampled")
+    b = bench.decide({"resampled": {1: 40.0, 2: 40.0}, "original": {1: 52.0, 2: 52.0}}, "resampled")
+    assert bench.decide_group([a, b], "resampled") == "original"  # means 65 vs 66
+    assert bench.decide_group([a], "original") == "resampled"
