@@ -121,7 +121,10 @@ def test_a_whole_scene_streams_and_writes_what_the_in_memory_path_writes(
     n = 90 * 70 - 8 * 10
     assert len(ds) == n and len(probe.patches) == -(-n // BATCH) and max(probe.patches) == BATCH
     assert ds.labels.strides == (0,)  # no ground truth: no label array per pixel
-    assert [tuple(a.shape) for a in ds._arrays.values()] == [(2, 96, 76)]  # one padded raster, no patch bank
+    ds[0]  # the crop is one strip (tests/test_windowed_predict.py cuts scenes into many)
+    assert [tuple(a.shape) for a in ds._strips[0].values()] == [
+        (2, 96, 76)
+    ]  # one padded strip, no patch bank
     assert probe.held[-1] - probe.held[0] < n  # under a byte per pixel more after ~100 batches
 
     memory = _Probe()
@@ -139,7 +142,7 @@ def test_a_whole_scene_streams_and_writes_what_the_in_memory_path_writes(
         assert za[key].dtype == zb[key].dtype and np.array_equal(za[key], zb[key]), key
     assert len(za["pred"]) == n and np.all(np.diff(za["index"]) == 1)
     assert (a / "predictions_muufl_crop.csv").read_text() == (b / "predictions_muufl_crop.csv").read_text()
-    for tif in ("muufl_crop_classes.tif", "muufl_crop_confidence.tif"):
+    for tif in ("muufl_crop_classes.tif", "muufl_crop_classes.png", "muufl_crop_confidence.tif"):
         assert (a / tif).read_bytes() == (b / tif).read_bytes(), tif
     with rasterio.open(a / "muufl_crop_classes.tif") as src:
         classes = src.read(1)
