@@ -52,8 +52,10 @@ class StripIndex:
         width: scene width.
         height: scene height.
         counts: valid pixels per strip; ``starts[s]`` = samples before strip ``s`` (``len(counts) + 1`` entries).
-        bits: per strip, its validity packed (``np.packbits``) or None where every pixel is valid: one bit per
-            pixel of the strips that have nodata, nothing for the others.
+        bits: per strip, its validity packed row by row (``np.packbits(valid, axis=1)``) or None where every
+            pixel is valid: one bit per pixel of the strips that have nodata, nothing for the others.
+        row_starts: per strip with bits, the valid pixels before each of its rows (``n + 1`` entries), so a
+            sample's pixel is found by unpacking its row only.
     """
 
     rows: int
@@ -62,9 +64,16 @@ class StripIndex:
     counts: np.ndarray
     bits: list[np.ndarray | None]
     starts: np.ndarray = field(init=False)
+    row_starts: list[np.ndarray | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.starts = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        self.row_starts = [
+            None
+            if b is None
+            else np.concatenate([[0], np.cumsum(np.unpackbits(b, axis=1).sum(axis=1))]).astype(np.int64)
+            for b in self.bits
+        ]
 
     @property
     def n(self) -> int:
@@ -87,11 +96,18 @@ class StripIndex:
         for s in np.unique(strips):
             sel = strips == s
             local = samples[sel] - self.starts[s]
-            r0, r1 = self.strip_rows(int(s))
-            bits = self.bits[s]
-            if bits is not None:
-                local = np.flatnonzero(np.unpackbits(bits, count=(r1 - r0) * self.width))[local]
-            out[sel] = r0 * self.width + local
+            r0 = self.strip_rows(int(s))[0]
+            bits, row_starts = self.bits[s], self.row_starts[s]
+            if bits is None or row_starts is None:  # every pixel valid: the k-th sample is the k-th pixel
+                out[sel] = r0 * self.width + local
+                continue
+            rows = np.searchsorted(row_starts, local, side="right") - 1
+            flat = np.empty(len(local), dtype=np.int64)
+            for r in np.unique(rows):  # the rows a batch touches, each unpacked once
+                at = rows == r
+                cols = np.flatnonzero(np.unpackbits(bits[r], count=self.width))
+                flat[at] = (r0 + r) * self.width + cols[local[at] - row_starts[r]]
+            out[sel] = flat
         return out
 
 
@@ -172,7 +188,7 @@ class WindowedScene:
             r1 = min(r0 + rows, h)
             _, valid = self.raw(r0, r1)
             counts.append((r1 - r0) * w if valid is None else int(np.count_nonzero(valid)))
-            bits.append(None if valid is None else np.packbits(valid.ravel()))
+            bits.append(None if valid is None else np.packbits(valid, axis=1))
         index = StripIndex(rows, w, h, np.asarray(counts, dtype=np.int64), bits)
         require_nonempty(
             np.arange(min(index.n, 1)),
@@ -201,6 +217,7 @@ def _open(root: Path, ref: dict[str, Any], dataset: str) -> Windows:
         arr = read_array(path, key=ref.get("key"), candidates=tuple(ref.get("candidates", ())), mmap=True)
     else:
         arr = read_mat(path, key=ref.get("key"), candidates=tuple(ref.get("candidates", ())))
+    mapped = isinstance(arr.base, np.memmap)
     if arr.ndim not in (2, 3):
         raise DataError(
             f"raster of {dataset!r} must be H×W×C",
@@ -210,7 +227,7 @@ def _open(root: Path, ref: dict[str, Any], dataset: str) -> Windows:
             found=arr.shape,
             fix="check the file and the catalog key",
         )
-    return ArrayWindows(arr, path)
+    return ArrayWindows(path, arr.shape, None if mapped else arr)  # a map is reopened per read, never pickled
 
 
 def open_windowed_scene(

@@ -104,24 +104,32 @@ def open_gdal_windows(path: PathLike) -> GdalWindows:
 
 @dataclass
 class ArrayWindows:
-    """Row strips of an ``H×W×C`` (or ``H×W``) array: a memory map of a ``.npy`` or an array in memory.
+    """Row strips of an ``H×W×C`` (or ``H×W``) array: a ``.npy`` memory-mapped at each read, or an array in memory.
 
     ``read`` returns what :func:`rsmg.data.catalog.load_scene` makes of the whole array, for those rows: a
     float32 ``C×n×W`` copy; no validity mask (non-finite values are the scene's ``nonfinite`` policy's).
+
+    Attributes:
+        path: the file.
+        file_shape: the array's shape in the file (``H×W×C`` or ``H×W``).
+        array: the array when it is held in memory (``.mat``, ``.npz``); None: ``path`` is a ``.npy`` mapped
+            read-only when rows are read, so the object pickles without the data.
     """
 
-    array: np.ndarray
     path: Path
+    file_shape: tuple[int, ...]
+    array: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(C, H, W)``."""
-        h, w = self.array.shape[:2]
-        return (self.array.shape[2] if self.array.ndim == 3 else 1), int(h), int(w)
+        h, w = self.file_shape[:2]
+        return (self.file_shape[2] if len(self.file_shape) == 3 else 1), int(h), int(w)
 
     def read(self, r0: int, r1: int) -> tuple[np.ndarray, None]:
         """Rows ``r0 … r1-1`` as float32 ``C×n×W`` (read from disk here for a memory map)."""
-        rows = self.array[r0:r1]
+        arr = self.array if self.array is not None else np.load(self.path, mmap_mode="r", allow_pickle=False)
+        rows = arr[r0:r1]
         if rows.ndim == 2:
             rows = rows[:, :, None]
         return np.ascontiguousarray(np.moveaxis(rows, -1, 0), dtype=np.float32), None
