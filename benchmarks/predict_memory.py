@@ -208,12 +208,17 @@ def main(args: Options) -> None:
         "",
         "Each `rsmg predict` runs in its own process (peak RSS from `os.wait4`): Trento → MUUFL baseline, width 8,",
         "11×11 patches, eval batch size " + f"{args.eval_batch_size}, every pixel of a GeoTIFF scene without labels",
-        "(user catalog) read in " + (f"strips of {args.strip_rows} rows" if args.strip_rows else "default strips")
-        + " (rasterio windows with the patch's and the nDSM's margins); outputs: `predictions_<scene>.npz` /",
-        "`.csv`, `<scene>_classes.tif` and `<scene>_classes.png`.",
+        "(user catalog), read in " + (f"strips of {args.strip_rows} rows" if args.strip_rows else "default strips")
+        + " (rasterio windows, with the patch's and the nDSM's",
+        "margins); outputs: `predictions_<scene>.npz` / `.csv`, `<scene>_classes.tif` and `<scene>_classes.png`.",
         *([note] if note else []),
         "",
         *table,
+        "",
+        "What still grows with the scene: the uint8 map and the writer's filled-slot mask (a byte a pixel each), the",
+        "maps built in memory before their atomic writes, and allocator slack; the raster, its padded copy, the",
+        "pixel positions and Lightning's per-batch index lists (about 36 bytes a pixel, emptied once written) no",
+        "longer do (docs/decisions.md#windowed-prediction).",
         "",
     ])  # fmt: skip
     write_result("predict/memory.md", text)

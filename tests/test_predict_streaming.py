@@ -63,6 +63,7 @@ class _Probe:
     def __init__(self) -> None:
         self.patches: list[int] = []
         self.held: list[int] = []
+        self.seen: list[int] = []  # batches whose sample indices Lightning still holds, after the last batch
 
     def callback(self) -> Any:
         import lightning.pytorch as pl
@@ -72,6 +73,9 @@ class _Probe:
         class Callback(pl.Callback):
             def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
                 probe.patches.append(int(batch["image_lidar"].shape[0]))
+                if batch_idx == trainer.num_predict_batches[0] - 1:
+                    seen = trainer.predict_dataloaders[0].batch_sampler.seen_batch_indices
+                    probe.seen = [len(seen), sum(map(bool, seen))]
                 if batch_idx in (0, trainer.num_predict_batches[0] - 1):  # after the first and the last batch
                     snap = tracemalloc.take_snapshot().filter_traces(
                         [tracemalloc.Filter(True, "*rsmg/callbacks/*", all_frames=True)]
@@ -126,6 +130,7 @@ def test_a_whole_scene_streams_and_writes_what_the_in_memory_path_writes(
         (2, 96, 76)
     ]  # one padded strip, no patch bank
     assert probe.held[-1] - probe.held[0] < n  # under a byte per pixel more after ~100 batches
+    assert probe.seen == [len(probe.patches), 0]  # Lightning's per-batch index lists: emptied once written
 
     memory = _Probe()
     with monkeypatch.context() as m:  # the in-memory path (DDP ranks, non-scene datasets), for comparison
