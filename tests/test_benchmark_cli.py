@@ -132,6 +132,11 @@ def test_help_shows_the_script_docstring_and_every_option(name, capsys):
         ),
         ("gpu_precision", "--name gpu/precision_h200 --timeout 120", {"timeout": 120, "seeds": [42, 43, 44]}),
         ("data_throughput", "--patch 9", {"patch": 9, "seconds": 4.0}),
+        (
+            "predict_memory",
+            "--grids 2 4 8 --before-src /tmp/rsmg-f645fde/src",
+            {"grids": [2, 4, 8], "strip_rows": 128, "before_src": Path("/tmp/rsmg-f645fde/src")},
+        ),
         ("make_docs", "--check", {"check": True, "figure": False}),
         (
             "tta_cost",

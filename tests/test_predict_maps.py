@@ -174,3 +174,37 @@ def test_predict_writes_a_georeferenced_map_of_the_whole_unlabelled_scene(
     assert len(z["pred"]) == valid.sum() and (z["label"] == -1).all()  # no ground truth
     assert np.array_equal(m[z["row"], z["col"]], z["pred"])  # the map is the .npz's predictions
     assert not list(out.glob("*.tmp*")) and not (out / "metrics.json").exists()
+    png = _png_rgba(out / "my_target_classes.png")  # the quick look beside the map: same grid, same colours
+    assert f"quick look of my_target written to {out / 'my_target_classes.png'}" in p.stdout
+    assert png.shape == (*TARGET_SHAPE, 4) and (png[~valid] == 0).all()  # nodata: transparent
+    for k in np.unique(m[valid]):
+        assert (png[m == k] == np.array(cmap[int(k)])).all(), k
+
+
+def _png_rgba(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.mode == "P"  # paletted: one byte a pixel
+        return np.asarray(img.convert("RGBA"))
+
+
+def test_the_quick_look_of_a_large_map_is_subsampled_and_can_be_turned_off(tmp_path: Path) -> None:
+    from rsmg.callbacks.map_writer import QUICKLOOK_MAX_SIDE, SceneMap, write_scene_maps
+    from rsmg.plotting import class_colors
+
+    scene = SceneMap((5000, 301))
+    rows, cols = np.mgrid[0:5000, 0:301]
+    scene.add(rows.ravel(), cols.ravel(), ((rows // 100 + cols // 100) % 3).ravel())  # 3 classes in blocks
+    scene.classes[:300, :150] = 255  # not predicted
+    paths = write_scene_maps(tmp_path / "big", scene, ["a", "b", "c"], None, domain="big")
+    assert [q.name for q in paths] == ["big_classes.tif", "big_classes.png"]
+    png = _png_rgba(paths[1])
+    f = -(-5000 // QUICKLOOK_MAX_SIDE)  # 3: every third row and column
+    assert png.shape == (-(-5000 // f), -(-301 // f), 4) and max(png.shape[:2]) <= QUICKLOOK_MAX_SIDE
+    expected = scene.classes[::f, ::f]
+    for k, rgb in enumerate(class_colors(3)):
+        assert (png[expected == k] == [*(round(255 * c) for c in rgb), 255]).all(), k
+    assert (png[expected == 255] == 0).all()
+    off = write_scene_maps(tmp_path / "off", scene, ["a", "b", "c"], None, domain="off", quicklook=False)
+    assert [q.name for q in off] == ["off_classes.tif"] and not (tmp_path / "off_classes.png").exists()

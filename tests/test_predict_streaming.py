@@ -63,6 +63,7 @@ class _Probe:
     def __init__(self) -> None:
         self.patches: list[int] = []
         self.held: list[int] = []
+        self.seen: list[int] = []  # batches whose sample indices Lightning still holds, after the last batch
 
     def callback(self) -> Any:
         import lightning.pytorch as pl
@@ -72,6 +73,9 @@ class _Probe:
         class Callback(pl.Callback):
             def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
                 probe.patches.append(int(batch["image_lidar"].shape[0]))
+                if batch_idx == trainer.num_predict_batches[0] - 1:
+                    seen = trainer.predict_dataloaders[0].batch_sampler.seen_batch_indices
+                    probe.seen = [len(seen), sum(map(bool, seen))]
                 if batch_idx in (0, trainer.num_predict_batches[0] - 1):  # after the first and the last batch
                     snap = tracemalloc.take_snapshot().filter_traces(
                         [tracemalloc.Filter(True, "*rsmg/callbacks/*", all_frames=True)]
@@ -121,8 +125,12 @@ def test_a_whole_scene_streams_and_writes_what_the_in_memory_path_writes(
     n = 90 * 70 - 8 * 10
     assert len(ds) == n and len(probe.patches) == -(-n // BATCH) and max(probe.patches) == BATCH
     assert ds.labels.strides == (0,)  # no ground truth: no label array per pixel
-    assert [tuple(a.shape) for a in ds._arrays.values()] == [(2, 96, 76)]  # one padded raster, no patch bank
+    ds[0]  # the crop is one strip (tests/test_windowed_predict.py cuts scenes into many)
+    assert [tuple(a.shape) for a in ds._strips[0].values()] == [
+        (2, 96, 76)
+    ]  # one padded strip, no patch bank
     assert probe.held[-1] - probe.held[0] < n  # under a byte per pixel more after ~100 batches
+    assert probe.seen == [len(probe.patches), 0]  # Lightning's per-batch index lists: emptied once written
 
     memory = _Probe()
     with monkeypatch.context() as m:  # the in-memory path (DDP ranks, non-scene datasets), for comparison
@@ -139,7 +147,7 @@ def test_a_whole_scene_streams_and_writes_what_the_in_memory_path_writes(
         assert za[key].dtype == zb[key].dtype and np.array_equal(za[key], zb[key]), key
     assert len(za["pred"]) == n and np.all(np.diff(za["index"]) == 1)
     assert (a / "predictions_muufl_crop.csv").read_text() == (b / "predictions_muufl_crop.csv").read_text()
-    for tif in ("muufl_crop_classes.tif", "muufl_crop_confidence.tif"):
+    for tif in ("muufl_crop_classes.tif", "muufl_crop_classes.png", "muufl_crop_confidence.tif"):
         assert (a / tif).read_bytes() == (b / tif).read_bytes(), tif
     with rasterio.open(a / "muufl_crop_classes.tif") as src:
         classes = src.read(1)

@@ -124,3 +124,4 @@ def test_readme_own_data_example_maps_a_geotiff(tmp_path: Path, monkeypatch: pyt
         m = out.read(1)
     assert (m[:, -NODATA_COLS:] == 255).all()  # past the survey's edge: not predicted
     assert (m[:, :-NODATA_COLS] < len(EXPECTED_CLASSES)).all()  # every valid pixel got a class
+    assert tif.with_suffix(".png").is_file() and "quick look" in p.stdout  # the PNG the README promises

@@ -67,8 +67,8 @@ def truth_map(datamodule: Any, domain: str) -> np.ndarray | None:
     if hasattr(datamodule, "label_map"):
         return np.asarray(datamodule.label_map(domain))
     prepared = getattr(datamodule, "_prepared", {}).get(domain)
-    if prepared is None or not hasattr(prepared, "scene"):
-        return None
+    if prepared is None or not hasattr(getattr(prepared, "scene", None), "labels"):
+        return None  # not a scene, or one read in strips (no labels: never tested)
     labels = np.asarray(prepared.scene.labels, dtype=np.int64)
     lut = np.asarray(prepared.class_map, dtype=np.int64)
     mapped = lut[np.clip(labels, 0, len(lut) - 1)]

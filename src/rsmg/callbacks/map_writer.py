@@ -19,12 +19,18 @@ on the scene's pixel grid:
 pixel (plus four for the optional confidence map ``<domain>_confidence.tif``: the largest probability, float32,
 NaN where nothing was predicted), never the probabilities of every pixel.
 
-The file is built in memory (rasterio ``MemoryFile``, deflate-compressed) and written with
+Beside it, ``<domain>_classes.png`` is a quick look for a file browser or a report: the same map as an
+8-bit paletted PNG in the same colours, :data:`NOT_PREDICTED` transparent, no georeference; a map wider or
+taller than :data:`QUICKLOOK_MAX_SIDE` pixels is subsampled (every ``f``-th row and column, nearest: a class
+map is never blended) to at most that side.
+
+The files are built in memory (rasterio ``MemoryFile``, deflate-compressed; PIL for the PNG) and written with
 :func:`rsmg.io.atomic_write_bytes`, so a killed run never leaves half a map. rasterio is imported only here.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -38,9 +44,11 @@ from rsmg.io import atomic_write_bytes
 
 __all__ = [
     "NOT_PREDICTED",
+    "QUICKLOOK_MAX_SIDE",
     "SceneMap",
     "class_map",
     "class_map_geotiff",
+    "class_map_png",
     "confidence_geotiff",
     "write_class_map",
     "write_scene_maps",
@@ -48,6 +56,8 @@ __all__ = [
 
 NOT_PREDICTED = 255
 """Map value (and GeoTIFF nodata) of a pixel without a prediction."""
+QUICKLOOK_MAX_SIDE = 2048
+"""Longest side (px) of the PNG quick look; a larger map is subsampled by a whole factor to fit."""
 
 
 class SceneMap:
@@ -169,6 +179,25 @@ def confidence_geotiff(
     return _geotiff_bytes(band, georef, describe, nodata=float("nan"))
 
 
+def class_map_png(classes_map: np.ndarray, n_classes: int, *, max_side: int = QUICKLOOK_MAX_SIDE) -> bytes:
+    """The bytes of the PNG quick look of ``classes_map``: paletted, class colours, :data:`NOT_PREDICTED` clear.
+
+    The map is subsampled by ``f = ceil(max(H, W) / max_side)`` (rows and columns ``0, f, 2f, …``), so the
+    PNG is ``ceil(H / f) × ceil(W / f)`` pixels.
+    """
+    from PIL import Image
+
+    h, w = classes_map.shape
+    f = max(1, -(-max(h, w) // max_side))
+    band = np.ascontiguousarray(classes_map[::f, ::f], dtype=np.uint8)
+    table = _colour_table(n_classes)
+    img = Image.fromarray(band)  # mode L; a palette makes it P
+    img.putpalette([v for k in range(256) for v in table[k][:3]], rawmode="RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True, transparency=bytes(table[k][3] for k in range(256)))
+    return buf.getvalue()
+
+
 def write_class_map(
     path: str | Path,
     rows: np.ndarray,
@@ -186,11 +215,24 @@ def write_class_map(
 
 
 def write_scene_maps(
-    stem: Path, scene_map: SceneMap, classes: Sequence[str], georef: Mapping[str, Any] | None, *, domain: str
+    stem: Path,
+    scene_map: SceneMap,
+    classes: Sequence[str],
+    georef: Mapping[str, Any] | None,
+    *,
+    domain: str,
+    quicklook: bool = True,
 ) -> list[Path]:
-    """Write ``<stem>_classes.tif`` (and ``<stem>_confidence.tif`` if kept) atomically; returns the paths."""
+    """Write ``<stem>_classes.tif``, ``<stem>_classes.png`` (``quicklook``) and ``<stem>_confidence.tif`` (if kept).
+
+    Each file is written atomically; returns the paths written, in that order.
+    """
     data = class_map_geotiff(scene_map.classes, classes, georef, domain=domain)
     paths = [atomic_write_bytes(f"{stem}_classes.tif", data)]
+    if quicklook:
+        paths.append(
+            atomic_write_bytes(f"{stem}_classes.png", class_map_png(scene_map.classes, len(classes)))
+        )
     if scene_map.confidence is not None:
         data = confidence_geotiff(scene_map.confidence, georef, domain=domain)
         paths.append(atomic_write_bytes(f"{stem}_confidence.tif", data))

@@ -20,7 +20,7 @@ For a pixel-level scene (a :class:`~rsmg.data.scene.SceneDataset`: it knows its 
 the scene's shape) it also writes the classification map ``<domain>_classes.tif``: a uint8 GeoTIFF on the
 scene's grid, with the CRS and geotransform of the rasters it was read from, a colour table and the class
 names (:mod:`rsmg.callbacks.map_writer`; ``maps=False`` turns it off, ``confidence_maps=True`` adds
-``<domain>_confidence.tif``).
+``<domain>_confidence.tif``), and its PNG quick look ``<domain>_classes.png`` (``quicklook=False`` turns that off).
 
 Memory: in a single process a scene's predictions stream: each batch's rows go to scratch files at their
 samples' slots and into the uint8 map (:class:`~rsmg.callbacks.prediction_table.DiskTable`,
@@ -56,6 +56,7 @@ from rsmg.callbacks.map_writer import SceneMap, write_scene_maps
 from rsmg.callbacks.prediction_table import DiskTable, MemoryTable, Table, write_csv, write_npz
 from rsmg.callbacks.results import run_dir
 from rsmg.data.scene import SceneDataset
+from rsmg.data.strip_dataset import StripSceneDataset
 from rsmg.errors import ConfigError
 
 __all__ = ["PredictionWriter", "merge_shards"]
@@ -132,7 +133,9 @@ class _MemorySink:
 class _StreamSink:
     """One scene dataset's predictions streamed to a :class:`DiskTable` and a :class:`SceneMap` batch by batch."""
 
-    def __init__(self, ds: SceneDataset, folder: Path, k: int, *, maps: bool, confidence: bool) -> None:
+    def __init__(
+        self, ds: SceneDataset | StripSceneDataset, folder: Path, k: int, *, maps: bool, confidence: bool
+    ) -> None:
         self.ds = ds
         self.table = DiskTable(folder, len(ds), k, index_offset=int(ds.index_offset))
         shape = _image_shape(ds)
@@ -161,6 +164,9 @@ class PredictionWriter(BasePredictionWriter):
         maps: also write ``<domain>_classes.tif`` for every pixel-level scene (:mod:`rsmg.callbacks.map_writer`).
         confidence_maps: also write ``<domain>_confidence.tif`` (the largest probability; float32, NaN where
             nothing was predicted) beside each classification map.
+        quicklook: also write ``<domain>_classes.png``, a small paletted PNG of each classification map in its
+            colours (not predicted: transparent; at most :data:`~rsmg.callbacks.map_writer.QUICKLOOK_MAX_SIDE`
+            px a side).
     """
 
     def __init__(
@@ -170,6 +176,7 @@ class PredictionWriter(BasePredictionWriter):
         output_dir: str | None = None,
         maps: bool = True,
         confidence_maps: bool = False,
+        quicklook: bool = True,
     ) -> None:
         super().__init__(write_interval="batch")  # an epoch interval makes Lightning keep every prediction
         self.prefix = prefix
@@ -177,6 +184,7 @@ class PredictionWriter(BasePredictionWriter):
         self.output_dir = output_dir
         self.maps = maps
         self.confidence_maps = confidence_maps
+        self.quicklook = quicklook
         self._sinks: dict[int, _MemorySink | _StreamSink] = {}
         self.written: dict[str, list[Path]] = {}
 
@@ -214,10 +222,11 @@ class PredictionWriter(BasePredictionWriter):
                 trainer, dataloader_idx, columns["probs"].shape[1]
             )
         sink.add(columns)
+        _forget_batch_indices(trainer, dataloader_idx, batch_idx)
 
     def _sink(self, trainer: pl.Trainer, idx: int, k: int) -> _MemorySink | _StreamSink:
         ds = _predict_dataset(trainer, idx)
-        if trainer.world_size > 1 or not isinstance(ds, SceneDataset):
+        if trainer.world_size > 1 or not isinstance(ds, SceneDataset | StripSceneDataset):
             return _MemorySink()
         out_dir = Path(self.output_dir) if self.output_dir else run_dir(trainer)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -332,7 +341,7 @@ class PredictionWriter(BasePredictionWriter):
         """The GeoTIFF classification (and confidence) map of a pixel-level scene."""
         ds = _predict_dataset(trainer, idx)
         georef = getattr(ds, "georef", None)
-        paths = write_scene_maps(stem, scene_map, classes, georef, domain=name)
+        paths = write_scene_maps(stem, scene_map, classes, georef, domain=name, quicklook=self.quicklook)
         self.written[name].extend(paths)
         if georef is None:
             files = getattr(ds, "files", {}) or {}
@@ -343,8 +352,9 @@ class PredictionWriter(BasePredictionWriter):
             )
         else:
             print(f"classification map of {name} written to {paths[0]} ({georef.get('crs') or 'no CRS'})")
-        if len(paths) > 1:
-            print(f"confidence map of {name} written to {paths[1]}")
+        for path in paths[1:]:
+            what = "quick look" if path.suffix == ".png" else "confidence map"
+            print(f"{what} of {name} written to {path}")
 
     @staticmethod
     def _pixel_positions(trainer: pl.Trainer, idx: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -362,6 +372,24 @@ class PredictionWriter(BasePredictionWriter):
         ok = (local >= 0) & (local < len(r))
         rows[ok], cols[ok] = r[local[ok]], c[local[ok]]
         return rows, cols
+
+
+def _forget_batch_indices(trainer: pl.Trainer, idx: int, batch_idx: int) -> None:
+    """Empty Lightning's record of batch ``batch_idx``'s sample indices, now that this writer has them.
+
+    Why: Lightning's ``_IndexBatchSamplerWrapper`` keeps every batch's indices for the whole predict epoch, a list of
+    Python ints (about 36 bytes a sample, 160 MiB for a 4.6 Mpx scene): the one per-pixel cost of a streamed
+    scene left. Lightning reads entry ``batch_idx`` before the writer runs and keeps its own reference to it where
+    it needs the list later (an epoch-interval writer), so replacing the entry frees it and changes nothing else.
+    """
+    try:
+        loaders = trainer.predict_dataloaders
+        loader: Any = loaders[idx] if isinstance(loaders, Sequence) else loaders
+        seen = loader.batch_sampler.seen_batch_indices
+    except (AttributeError, IndexError, KeyError, TypeError):  # no such record: nothing held
+        return
+    if isinstance(seen, list) and 0 <= batch_idx < len(seen):
+        seen[batch_idx] = []
 
 
 def _predict_dataset(trainer: pl.Trainer, idx: int) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rsmg.data.bands import get_sensor
+from rsmg.data.bands import Sensor, get_sensor
 from rsmg.data.catalog_yaml import (
     CATALOG_ENV,
     GEOTIFF_SUFFIXES,
@@ -209,13 +209,17 @@ def _load_array(root: Path, ref: dict[str, Any], dataset: str, *, download: bool
     return _Loaded(np.asarray(arr), path)
 
 
-def _common_grid(name: str, loaded: dict[str, _Loaded]) -> dict[str, Any] | None:
+def _common_grid(name: str, loaded: dict[str, tuple[Path, dict[str, Any] | None]]) -> dict[str, Any] | None:
     """The CRS + geotransform every GeoTIFF of a scene shares (None when none has one).
 
     Rasters of one scene are used pixel by pixel together, so two files on different grids (another CRS, a
     shifted origin, another pixel size) are an error, not something to resample silently.
+
+    Args:
+        name: the scene, for the message.
+        loaded: key (modality, ``labels``) → (file, its grid or None).
     """
-    grids = {k: v.georef for k, v in loaded.items() if v.georef is not None}
+    grids = {k: grid for k, (_, grid) in loaded.items() if grid is not None}
     if not grids:
         return None
     first_key, first = next(iter(grids.items()))
@@ -226,7 +230,7 @@ def _common_grid(name: str, loaded: dict[str, _Loaded]) -> dict[str, Any] | None
         if not same:
             raise DataError(
                 f"the GeoTIFFs of scene {name!r} are not on one grid",
-                file=f"{loaded[first_key].path}, {loaded[key].path}",
+                file=f"{loaded[first_key][0]}, {loaded[key][0]}",
                 field=f"{name}.modalities.{key} (CRS / geotransform)",
                 expected=f"{first['crs']} {first['transform']}",
                 found=f"{grid['crs']} {grid['transform']}",
@@ -256,6 +260,31 @@ def _to_chw(arr: np.ndarray, layout: str, path: Path, modality: str) -> np.ndarr
     raise DataError(
         "unknown layout", file=path, field="layout", expected="HWC or NC", found=layout, fix="fix the catalog"
     )
+
+
+def _checked_sensor(
+    name: str,
+    mod: str,
+    ref: dict[str, Any],
+    count: int,
+    path: Path,
+    wavelengths: np.ndarray | None,
+    header: Path | None,
+) -> Sensor:
+    """The catalog sensor of a modality's file, once its band count (and ENVI band centres) match it."""
+    sensor = get_sensor(ref["sensor"])
+    if count != len(sensor.bands):
+        raise DataError(
+            f"wrong band count for {name}/{mod}",
+            file=path,
+            field="bands",
+            expected=f"{len(sensor.bands)} bands of sensor {sensor.name!r}",
+            found=count,
+            fix="use the benchmark file from `rsmg download`, or register a sensor that matches this file",
+        )
+    if wavelengths is not None:  # an ENVI header's band centres must be the sensor's
+        sensor.check_wavelengths(wavelengths, file=header, field=f"{name}.{mod}")
+    return sensor
 
 
 def load_scene(
@@ -290,19 +319,9 @@ def load_scene(
         loaded[mod] = _load_array(base, ref, name)
         raw, path = loaded[mod].array, loaded[mod].path
         arr = _to_chw(raw, ref.get("layout", "HWC"), path, mod)
-        sensor = get_sensor(ref["sensor"])
-        if arr.shape[0] != len(sensor.bands):
-            raise DataError(
-                f"wrong band count for {name}/{mod}",
-                file=path,
-                field="bands",
-                expected=f"{len(sensor.bands)} bands of sensor {sensor.name!r}",
-                found=arr.shape[0],
-                fix="use the benchmark file from `rsmg download`, or register a sensor that matches this file",
-            )
-        header_nm = loaded[mod].wavelengths
-        if header_nm is not None:  # an ENVI header's band centres must be the sensor's
-            sensor.check_wavelengths(header_nm, file=loaded[mod].header, field=f"{name}.{mod}")
+        sensor = _checked_sensor(
+            name, mod, ref, arr.shape[0], path, loaded[mod].wavelengths, loaded[mod].header
+        )
         arrays[mod], files[mod], band_names[mod] = arr, str(path), sensor.band_names
 
     split_maps: dict[str, np.ndarray] = {}
@@ -366,7 +385,7 @@ def load_scene(
         split_maps=split_maps,
         files=files,
         valid=valid,
-        georef=_common_grid(name, loaded),
+        georef=_common_grid(name, {k: (v.path, v.georef) for k, v in loaded.items()}),
         labelled=lab is not None,
     )
 

@@ -15,7 +15,9 @@ training pool (and validation) from what is left (docs/decisions.md#in-scene-tes
 
 A target may have no label map at all (a user scene without ground truth, catalog entry without ``labels``):
 it has no test loader and no metrics; its predict loader serves every valid pixel, so ``rsmg predict`` writes
-the whole scene's classification map. A source always needs labels.
+the whole scene's classification map. Such a target is read in strips of rows (``strip_rows``;
+:mod:`rsmg.data.strip_dataset`), never whole, so it may be larger than memory; the one exception is
+``standardize_stats: per_scene``, whose statistics need the whole target. A source always needs labels.
 """
 
 from __future__ import annotations
@@ -28,15 +30,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rsmg.data.bands import get_sensor
+from rsmg.data.band_prep import plan_band_prep
 from rsmg.data.catalog import class_mapping, dataset_info, datasets_files, load_scene, use_catalog
 from rsmg.data.domain_plan import check_standardize, plan_bands, plan_classes
 from rsmg.data.normalization import Stats, band_statistics, stats_from_state, stats_to_state
 from rsmg.data.resumable import ResumableDataModule, check_loader_options
 from rsmg.data.scene import PadMode, Scene, SceneDataset
-from rsmg.data.scene_splits import excluded_report, split_positions
+from rsmg.data.scene_splits import block_test_split, excluded_report, split_positions
 from rsmg.data.spec import DataSpec
-from rsmg.data.spectral import SpectralMode, resample_cube
+from rsmg.data.spectral import SpectralMode
 from rsmg.data.splits import (
     block_train_val_split,
     check_val_fraction,
@@ -45,6 +47,8 @@ from rsmg.data.splits import (
     train_val_split,
 )
 from rsmg.data.standardize import DEFAULT_STATS, Protocol, StandardizeStats, protocol, robust_stats
+from rsmg.data.strip_dataset import StripSceneDataset, strip_rows_for
+from rsmg.data.windowed_scene import StripIndex, WindowedScene, open_windowed_scene, windowable
 from rsmg.errors import ConfigError, DataError, check_choice
 
 log = logging.getLogger(__name__)
@@ -54,12 +58,13 @@ ClassScope = Literal["sources", "sources_and_targets"]
 
 @dataclass
 class _Prepared:
-    scene: Scene
+    scene: Scene | WindowedScene
     class_map: np.ndarray  # native id -> target index, -1 excluded
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
-    predict: np.ndarray  # the test pixels; every valid pixel of a target without labels
+    predict: np.ndarray  # the test pixels; every valid pixel of a target without labels (in memory)
+    strips: StripIndex | None = None  # a windowed target's valid pixels, strip by strip
 
 
 class CrossDomainDataModule(ResumableDataModule):
@@ -93,8 +98,7 @@ class CrossDomainDataModule(ResumableDataModule):
         num_workers: DataLoader workers.
         augment: random flips / rotations (identical across modalities of a sample) during training.
         seed: seed of every split and of the augmentation hash.
-        ndsm_bands: LiDAR height bands made height above ground (:func:`rsmg.data.lidar.ndsm`) where the catalog
-            says ``height: absolute`` (docs/decisions.md#lidar-preprocessing).
+        ndsm_bands: LiDAR bands made height above ground (:mod:`~rsmg.data.lidar`) where the catalog says absolute.
         ndsm_window: opening window (px) of the terrain estimate.
         standardize: bands z-scored robustly per modality, e.g. ``{"lidar": ["intensity"]}``.
         standardize_stats: their statistics: ``"source"`` or ``"per_patch"`` (inductive), or ``"per_scene"``
@@ -102,6 +106,7 @@ class CrossDomainDataModule(ResumableDataModule):
             docs/decisions.md#intensity-standardisation.
         scene_standardize: removed (it meant ``per_scene``); a non-empty value is an error naming the above.
         catalog: a user catalog YAML (your scenes, class mappings) merged over the packaged one (``use_catalog``).
+        strip_rows: rows per strip of a target without labels (default ~32 MiB, :mod:`rsmg.data.strip_dataset`).
     """
 
     def __init__(
@@ -136,6 +141,7 @@ class CrossDomainDataModule(ResumableDataModule):
         standardize_stats: StandardizeStats = DEFAULT_STATS,
         scene_standardize: dict[str, list[str]] | None = None,
         catalog: str | None = None,
+        strip_rows: int | None = None,
     ) -> None:
         super().__init__()
         if catalog is not None:
@@ -227,6 +233,12 @@ class CrossDomainDataModule(ResumableDataModule):
                 fix="use e.g. 11",
             )
         check_loader_options(batch_size, eval_batch_size, num_workers)
+        if strip_rows is not None and strip_rows < 1:
+            raise ConfigError(
+                "strip_rows must be a positive number of rows", field="data.strip_rows",
+                expected=">= 1 or null (about 32 MiB per strip)", found=strip_rows, fix="leave it null",
+            )  # fmt: skip
+        self.strip_rows = strip_rows
         self._infos = {n: dataset_info(n) for n in dict.fromkeys(self.sources + self.targets)}
         for n in self.sources:
             if not self._infos[n].labelled:
@@ -278,53 +290,22 @@ class CrossDomainDataModule(ResumableDataModule):
         }
 
     # ----------------------------------------------------------------- loading
-    def _reconcile(self, scene: Scene) -> Scene:
+    def _reconcile(self, scene: Scene | WindowedScene) -> None:
+        """Set up the scene's bands: prepared now in memory, or strip by strip for a windowed scene."""
+        prep = plan_band_prep(
+            scene.name, scene.sensors, self.modalities, bands=self.bands, band_names=self._band_names,
+            hsi_grid=self._hsi_grid, spectral_grid=self.spectral_grid, ndsm_bands=self.ndsm_bands,
+            ndsm_window=self.ndsm_window, height=self._infos[scene.name].heights.get("lidar"),
+        )  # fmt: skip
         for mod in self.modalities:
-            sensor = get_sensor(scene.sensors[mod])
-            if mod in self.bands:
-                idx = sensor.band_indices(self.bands[mod], field=f"data.bands.{mod}")
-                scene.modalities[mod] = scene.modalities[mod][idx]
-            elif mod == "hsi" and self._hsi_grid is not None:
-                scene.modalities[mod] = resample_cube(
-                    scene.modalities[mod], sensor.wavelengths, self._hsi_grid, self.spectral_grid
-                )
             scene.band_names[mod] = self._band_names[mod]
-        self._preprocess(scene)
-        return scene
-
-    def _preprocess(self, scene: Scene) -> None:
-        from rsmg.data.lidar import ndsm
-        from rsmg.data.standardize import scene_standardize
-
-        names = scene.band_names
-        height = self._infos[scene.name].heights.get("lidar") if self.ndsm_bands else None
-        for band in self.ndsm_bands:
-            if "lidar" not in names or band not in names["lidar"]:
-                raise ConfigError(
-                    "ndsm band not among the loaded LiDAR bands",
-                    field="data.ndsm_bands",
-                    expected=list(names.get("lidar", ())),
-                    found=band,
-                    fix="name a loaded LiDAR band",
-                )
-            if height is None:
-                raise DataError(
-                    f"the catalog does not say what {scene.name!r}'s LiDAR height raster holds",
-                    file=datasets_files(),
-                    field=f"{scene.name}.modalities.lidar.height",
-                    expected="absolute or above_ground",
-                    found="no height field",
-                    fix="add height: absolute (surface elevation) or height: above_ground (normalised DSM)",
-                )
-            if height == "above_ground":
-                log.warning(
-                    "%s: LiDAR band %r is already height above ground (catalog), so data.ndsm_bands leaves it "
-                    "as it is", scene.name, band,
-                )  # fmt: skip
-                continue
-            i = names["lidar"].index(band)
-            scene.modalities["lidar"][i] = ndsm(scene.modalities["lidar"][i], self.ndsm_window)
+        if isinstance(scene, WindowedScene):
+            scene.prep = prep
+            return
+        prep(scene.modalities)
         if self.standardize_stats == "per_scene":
+            from rsmg.data.standardize import scene_standardize
+
             for mod, idx in self._standardize_indices().items():
                 for i in idx:
                     scene.modalities[mod][i] = scene_standardize(scene.modalities[mod][i])
@@ -347,14 +328,18 @@ class CrossDomainDataModule(ResumableDataModule):
         if self._prepared:
             return
         for i, name in enumerate(self.domains):
-            scene = self._reconcile(
-                load_scene(name, self.modalities, root=self.root, nonfinite=self.nonfinite)
-            )
+            if self._windowed(name):
+                self._prepared[name] = self._windowed_target(name)
+                continue
+            scene = load_scene(name, self.modalities, root=self.root, nonfinite=self.nonfinite)
+            self._reconcile(scene)
             lut = self._class_map(name)
             train = val = held_out = np.arange(0)
             allowed = None
             if self.test_block is not None and name in self.targets:
-                allowed, held_out = self._block_test_split(scene, lut, seed=self.seed + i)
+                allowed, held_out = block_test_split(
+                    scene, lut, self.test_fraction, self.test_block, buffer=self.test_buffer, seed=self.seed + i
+                )  # fmt: skip
             if name in self.sources:
                 pool = split_positions(
                     scene, self.source_split, lut, part="train", seed=self.seed + i, within=allowed
@@ -414,7 +399,7 @@ class CrossDomainDataModule(ResumableDataModule):
         if self.stats is None:
             self.stats = {
                 m: band_statistics(
-                    [self._prepared[s].scene.modalities[m] for s in self.sources],
+                    [self._source_scene(s).modalities[m] for s in self.sources],
                     [self._prepared[s].train for s in self.sources],
                 )
                 for m in self.modalities
@@ -440,23 +425,34 @@ class CrossDomainDataModule(ResumableDataModule):
                     "target %s: pixels of classes without a source counterpart excluded: %s", name, counts
                 )
 
-    def _block_test_split(self, scene: Scene, lut: np.ndarray, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """In-scene spatial test split: (positions left for training and validation, test positions).
+    def _source_scene(self, name: str) -> Scene:
+        scene = self._prepared[name].scene
+        assert isinstance(scene, Scene)  # a source is labelled, hence read whole
+        return scene
 
-        Whole tiles go to test (:func:`block_train_val_split`, which keeps every class some training pixels),
-        and labelled pixels within ``test_buffer`` of a test pixel are dropped from both sides.
-        """
-        labelled = split_positions(scene, "all", lut, part="test", seed=seed)
-        keep, held = block_train_val_split(
-            labelled, lut[scene.labels.ravel()[labelled]], scene.shape[1], self.test_fraction, self.test_block or 1,
-            buffer=self.test_buffer, seed=seed + 104729, field="data.test_fraction",
-        )  # fmt: skip
+    def _windowed(self, name: str) -> bool:
+        """Whether target ``name`` is read in strips: a scene without labels, unless ``per_scene`` needs it whole."""
+        if name not in self.targets or not windowable(name):
+            return False
+        if self.standardize_stats == "per_scene" and self.standardize:
+            log.info(
+                "%s: read whole, not in strips: standardize_stats per_scene needs the whole target", name
+            )
+            return False
+        return True
+
+    def _windowed_target(self, name: str) -> _Prepared:
+        """A target without labels, opened for reading in strips and scanned once for its valid pixels."""
+        scene = open_windowed_scene(name, self.modalities, root=self.root, nonfinite=self.nonfinite)
+        self._reconcile(scene)
+        rows = self.strip_rows or strip_rows_for(scene, self.patch_size // 2 + scene.prep.halo)
+        strips = scene.scan(rows)
         log.info(
-            "%s: spatially disjoint test split (%s, buffer %d px): %d test pixels, %d left for training and "
-            "validation, %d dropped in the buffer", scene.name, self.target_split, self.test_buffer, len(held),
-            len(keep), len(labelled) - len(keep) - len(held),
+            "target %s has no labels: no test metrics; `rsmg predict` classifies its %d valid pixels, read in "
+            "%d strips of %d rows", name, strips.n, len(strips.counts), rows,
         )  # fmt: skip
-        return labelled[keep], labelled[held]
+        none = np.arange(0)
+        return _Prepared(scene, self._class_map(name), none, none, none, none, strips)
 
     def class_counts(self) -> dict[str, dict[str, list[int]]]:
         """Pixels per class (in :attr:`classes` order) of every domain's train / val / test split (after setup).
@@ -466,6 +462,9 @@ class CrossDomainDataModule(ResumableDataModule):
         """
         out: dict[str, dict[str, list[int]]] = {}
         for name, p in self._prepared.items():
+            if not isinstance(p.scene, Scene):  # a windowed target has no labels, hence no split
+                out[name] = {part: [0] * self.num_classes for part in ("train", "val", "test")}
+                continue
             labels = p.class_map[p.scene.labels.ravel()]
             out[name] = {
                 part: np.bincount(labels[getattr(p, part)], minlength=self.num_classes).tolist()
@@ -484,31 +483,38 @@ class CrossDomainDataModule(ResumableDataModule):
             for i in idx:
                 values = []
                 for s in self.sources:
-                    scene = self._prepared[s].scene
+                    scene = self._source_scene(s)
                     band = scene.modalities[mod][i]
                     values.append(band[scene.valid] if scene.valid is not None else band.ravel())
                 mean[i], std[i] = robust_stats(np.concatenate(values))
 
     # ----------------------------------------------------------------- datasets and loaders
-    def _dataset(self, name: str, part: str) -> SceneDataset:
+    def _dataset(self, name: str, part: str) -> SceneDataset | StripSceneDataset:
         p = self._prepared[name]
         positions = getattr(p, part)
         # predict shares the test offset: a labelled target's predicted samples are its test samples
         offset = (self.domains.index(name) << 40) | {"train": 0, "val": 1, "test": 2, "predict": 2}[
             part
         ] << 36
+        patch_std = self._standardize_indices() if self.standardize_stats == "per_patch" else None
+        if isinstance(p.scene, WindowedScene):
+            if p.strips is None or part != "predict":
+                raise ConfigError(
+                    f"target {name!r} has no labels, so it has no {part} pixels",
+                    field="data.targets",
+                    expected="a labelled scene for train / val / test",
+                    found=f"{name} (catalog entry without labels:)",
+                    fix="use `rsmg predict` for a map of it",
+                )
+            return StripSceneDataset(
+                p.scene, p.strips, patch_size=self.patch_size, domain=self.domains.index(name),
+                normalize=self.stats, patch_standardize=patch_std, pad_mode=self.pad_mode, index_offset=offset,
+            )  # fmt: skip
         return SceneDataset(
-            p.scene,
-            positions,
-            patch_size=self.patch_size,
-            class_map=p.class_map,
-            domain=self.domains.index(name),
-            normalize=self.stats,
-            patch_standardize=self._standardize_indices() if self.standardize_stats == "per_patch" else None,
-            pad_mode=self.pad_mode,
-            index_offset=offset,
+            p.scene, positions, patch_size=self.patch_size, class_map=p.class_map, domain=self.domains.index(name),
+            normalize=self.stats, patch_standardize=patch_std, pad_mode=self.pad_mode, index_offset=offset,
             unlabelled=part == "predict" and not p.scene.labelled,
-        )
+        )  # fmt: skip
 
     def _concat(self, part: str) -> torch.utils.data.Dataset[Any]:
         sets = [self._dataset(s, part) for s in self.sources]
@@ -558,7 +564,9 @@ class CrossDomainDataModule(ResumableDataModule):
 
     def test_dataset(self, name: str) -> SceneDataset:
         """The test dataset of one target (for maps and figures)."""
-        return self._dataset(name, "test")
+        ds = self._dataset(name, "test")
+        assert isinstance(ds, SceneDataset)  # a windowed target has no test pixels: _dataset raised
+        return ds
 
     def state_dict(self) -> dict[str, Any]:
         """Normalisation statistics, spec and the global RNG states (:meth:`rng_state`), saved in checkpoints."""

@@ -29,3 +29,13 @@ def ndsm(dsm: np.ndarray, window: int = 41, smooth: int = 15) -> np.ndarray:
     if smooth > 1:
         dtm = ndimage.uniform_filter(dtm, size=smooth, mode="nearest")
     return np.maximum(dsm - dtm, 0.0).astype(np.float32)
+
+
+def ndsm_halo(window: int = 41, smooth: int = 15) -> int:
+    """Rows (and columns) around a pixel that its :func:`ndsm` value depends on.
+
+    Erosion and dilation reach ``window // 2`` each, the smoothing ``smooth // 2`` more: a strip of rows read
+    with this many extra rows on both sides (fewer at the scene's edges, where ``mode="nearest"`` repeats the
+    edge row as it does for the whole raster) gives the whole raster's values on its own rows.
+    """
+    return 2 * (window // 2) + (smooth // 2 if smooth > 1 else 0)

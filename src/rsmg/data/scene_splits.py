@@ -7,13 +7,17 @@ datamodule decides which rule applies to which part.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from rsmg.data.scene import Scene
-from rsmg.data.splits import stratified_sample
+from rsmg.data.splits import block_train_val_split, stratified_sample
 from rsmg.errors import ConfigError
 
-__all__ = ["excluded_report", "split_positions"]
+__all__ = ["block_test_split", "excluded_report", "split_positions"]
+
+log = logging.getLogger(__name__)
 
 
 def split_positions(
@@ -70,3 +74,25 @@ def excluded_report(scene: Scene, lut: np.ndarray) -> dict[str, int]:
         if lut[k] < 0:
             out[scene.class_names[k - 1]] = int(c)
     return out
+
+
+def block_test_split(
+    scene: Scene, lut: np.ndarray, fraction: float, block: int | None, *, buffer: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """In-scene spatial test split (``blocks:B``): (positions left for training and validation, test positions).
+
+    Whole ``block``-pixel tiles go to test (:func:`~rsmg.data.splits.block_train_val_split`, which keeps every
+    class some training pixels), and labelled pixels within ``buffer`` of a test pixel are dropped from both
+    sides.
+    """
+    labelled = split_positions(scene, "all", lut, part="test", seed=seed)
+    keep, held = block_train_val_split(
+        labelled, lut[scene.labels.ravel()[labelled]], scene.shape[1], fraction, block or 1, buffer=buffer,
+        seed=seed + 104729, field="data.test_fraction",
+    )  # fmt: skip
+    log.info(
+        "%s: spatially disjoint test split (blocks:%d, buffer %d px): %d test pixels, %d left for training and "
+        "validation, %d dropped in the buffer", scene.name, block or 1, buffer, len(held), len(keep),
+        len(labelled) - len(keep) - len(held),
+    )  # fmt: skip
+    return labelled[keep], labelled[held]

@@ -51,10 +51,7 @@ def common_grid(sensors: list[Sensor], num_bands: int | None = None) -> np.ndarr
 def resampling_matrix(
     src_nm: np.ndarray, dst_nm: np.ndarray, mode: SpectralMode = "interpolate"
 ) -> np.ndarray:
-    """Matrix ``W`` (dst × src) such that ``W @ spectrum`` resamples one spectrum.
-
-    A matrix (rather than per-pixel ``np.interp``) resamples a whole cube in one matmul.
-    """
+    """Matrix ``W`` (dst × src) such that ``W @ spectrum`` resamples one spectrum (at most two taps per row)."""
     src = np.asarray(src_nm, dtype=np.float64)
     dst = np.asarray(dst_nm, dtype=np.float64)
     w = np.zeros((len(dst), len(src)), dtype=np.float32)
@@ -75,7 +72,19 @@ def resampling_matrix(
 def resample_cube(
     cube: np.ndarray, src_nm: np.ndarray, dst_nm: np.ndarray, mode: SpectralMode = "interpolate"
 ) -> np.ndarray:
-    """Resample a ``C×H×W`` cube to ``len(dst_nm)×H×W``."""
+    """Resample a ``C×H×W`` cube to ``len(dst_nm)×H×W``: each output band is ``w0·band_a (+ w1·band_b)``.
+
+    Why element-wise taps rather than one ``W @ cube`` matmul: BLAS sums a product in an order that depends on
+    the matrix width, so a cube resampled strip by strip (a scene predicted in windows,
+    :mod:`rsmg.data.strip_dataset`) differed from the whole cube in the last bit; the taps give the same float32
+    values for any slice of pixels, and ``W`` has at most two non-zeros per row.
+    """
     w = resampling_matrix(src_nm, dst_nm, mode)
-    c, h, wd = cube.shape
-    return (w @ cube.reshape(c, -1)).reshape(len(dst_nm), h, wd).astype(np.float32)
+    cube = np.asarray(cube, dtype=np.float32)
+    out = np.empty((len(dst_nm), *cube.shape[1:]), dtype=np.float32)
+    for i, row in enumerate(w):
+        taps = np.flatnonzero(row)
+        out[i] = row[taps[0]] * cube[taps[0]]
+        for j in taps[1:]:
+            out[i] += row[j] * cube[j]
+    return out

@@ -188,7 +188,9 @@ def read_mat(path: PathLike, key: str | None = None, candidates: tuple[str, ...]
     return _check_numeric(np.asarray(loaded[k]), file=p, key=k, kind="MAT")
 
 
-def read_array(path: PathLike, key: str | None = None, candidates: tuple[str, ...] = ()) -> np.ndarray:
+def read_array(
+    path: PathLike, key: str | None = None, candidates: tuple[str, ...] = (), *, mmap: bool = False
+) -> np.ndarray:
     """Read a ``.npy`` array or one array of a ``.npz`` archive.
 
     Pickled (object) arrays are refused: unpickling runs arbitrary code and rasters never need it.
@@ -197,6 +199,9 @@ def read_array(path: PathLike, key: str | None = None, candidates: tuple[str, ..
         path: ``.npy`` or ``.npz`` file.
         key: ``.npz`` member name; chosen as in :func:`read_mat` when None. Ignored for ``.npy``.
         candidates: ``.npz`` member names to try when ``key`` is None.
+        mmap: map a ``.npy`` read-only (``np.memmap``: rows are read from disk when sliced, so a scene larger
+            than memory can be predicted strip by strip). A ``.npz`` member is a zip entry that cannot be
+            mapped: it is read whole whatever ``mmap`` says.
 
     Returns:
         The array.
@@ -218,14 +223,14 @@ def read_array(path: PathLike, key: str | None = None, candidates: tuple[str, ..
         )
     try:
         if suffix == ".npy":
-            return np.asarray(np.load(p, allow_pickle=False))
+            return np.asarray(np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None))
         with np.load(p, allow_pickle=False) as z:
             k = _pick_key(list(z.files), key, candidates, file=p, kind="npz archive")
             return np.asarray(z[k])
     except DataError:
         raise
     except ValueError as exc:
-        if "pickle" in str(exc).lower():
+        if "pickle" in str(exc).lower() or "python objects" in str(exc).lower():  # np.load / its memmap
             raise DataError(
                 "array file holds pickled Python objects",
                 file=p,

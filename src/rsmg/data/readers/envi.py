@@ -18,7 +18,7 @@ from rsmg.data.readers.checks import PathLike, _require_file
 from rsmg.data.readers.rasters import Raster, _rasterio_errors, gdal_raster
 from rsmg.errors import DataError
 
-__all__ = ["ENVI_DATA_SUFFIXES", "ENVI_SUFFIXES", "envi_files", "read_envi"]
+__all__ = ["ENVI_DATA_SUFFIXES", "ENVI_SUFFIXES", "envi_files", "read_envi", "read_envi_header"]
 
 ENVI_DATA_SUFFIXES = (".img", ".dat", ".bsq", ".bil", ".bip", ".raw")
 """Extensions of an ENVI binary that mark it as ENVI by name (one without extension: name its ``.hdr``)."""
@@ -81,6 +81,24 @@ def read_envi(
         DataError: a missing header or binary, a pair GDAL cannot read (header and binary disagree, or not
             ENVI), or wavelengths whose ``wavelength units`` are missing or not a length.
     """
+    header, data, tags, unreadable = _checked_pair(path)
+    raster = gdal_raster(data, bands, expected_count, nodata_policy, scale, unreadable=unreadable)
+    raster.meta["header"] = str(header)
+    raster.meta["wavelengths_nm"] = _wavelengths_nm([tags[b] for b in raster.meta["bands"]], header)
+    return raster
+
+
+def read_envi_header(path: PathLike) -> tuple[Path, Path, np.ndarray | None]:
+    """``(header, binary, wavelengths in nm of every band or None)`` of an ENVI raster, without its pixels.
+
+    The checks are :func:`read_envi`'s (for :class:`~rsmg.data.readers.windows.GdalWindows`).
+    """
+    header, data, tags, _ = _checked_pair(path)
+    return header, data, _wavelengths_nm(tags, header)
+
+
+def _checked_pair(path: PathLike) -> tuple[Path, Path, list[dict[str, str]], tuple[str, str]]:
+    """Header, binary, per-band tags and the unreadable-pair message (a binary shorter than its header raises)."""
     header, data = envi_files(path)
     unreadable = (
         f"cannot read the ENVI raster: {data.name} and its header {header.name} do not make a readable pair",
@@ -98,10 +116,7 @@ def read_envi(
             found=f"{size} bytes",
             fix="copy the binary again (it is truncated), or fix the header if it describes another file",
         )
-    raster = gdal_raster(data, bands, expected_count, nodata_policy, scale, unreadable=unreadable)
-    raster.meta["header"] = str(header)
-    raster.meta["wavelengths_nm"] = _wavelengths_nm([tags[b] for b in raster.meta["bands"]], header)
-    return raster
+    return header, data, tags, unreadable
 
 
 def _inspect(data: Path, unreadable: tuple[str, str]) -> tuple[list[dict[str, str]], int]:

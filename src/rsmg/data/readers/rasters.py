@@ -19,7 +19,7 @@ from rsmg.data.readers.checks import (
 )
 from rsmg.errors import DataError
 
-__all__ = ["Raster", "gdal_raster", "read_geotiff", "read_image"]
+__all__ = ["Raster", "gdal_raster", "masked_read", "read_geotiff", "read_image"]
 
 
 @dataclass
@@ -140,11 +140,7 @@ def gdal_raster(
                         fix="use 0-based band indices that exist in this file",
                     )
                 indexes = [b + 1 for b in idx]
-                array = src.read(indexes, out_dtype="float32")
-                if nodata_policy == "ignore":
-                    valid = np.ones(array.shape[1:], dtype=bool)
-                else:
-                    valid = (src.read_masks(indexes) > 0).all(axis=0)
+                array, valid = masked_read(src, indexes, p, ignore_nodata=nodata_policy == "ignore")
                 nodata = src.nodatavals[idx[0]]
                 transform = None if src.transform.is_identity else tuple(float(v) for v in src.transform[:6])
                 meta: dict[str, Any] = {
@@ -161,7 +157,6 @@ def gdal_raster(
     except _rasterio_errors() as exc:
         raise DataError(unreadable[0], file=p, found=str(exc).strip(), fix=unreadable[1]) from exc
 
-    valid &= check_finite(array, file=p, field="pixel values", policy="mask", axis=0)
     n_invalid = int(valid.size - np.count_nonzero(valid))
     if nodata_policy == "reject" and n_invalid:
         raise DataError(
@@ -172,11 +167,29 @@ def gdal_raster(
             found=f"{n_invalid} of {valid.size} pixels invalid (nodata value {meta['nodata']}, NaN or inf)",
             fix="use nodata_policy='mask' to keep the file and mask those pixels, or fill them in the source",
         )
-    if n_invalid:
-        array[:, ~valid] = 0.0
     if scale is not None:
         array *= np.float32(scale)
     return Raster(array=array, mask=valid, meta=meta)
+
+
+def masked_read(
+    src: Any, indexes: list[int], p: Path, *, ignore_nodata: bool = False, window: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bands ``indexes`` (1-based) of an open rasterio dataset as float32 ``C×h×w`` and their validity ``h×w``.
+
+    Invalid pixels (the GDAL mask: nodata value, mask band, alpha; NaN and inf always) are False in the mask and
+    0 in every band. One function for the whole raster (:func:`read_geotiff`) and for a window of it
+    (:class:`~rsmg.data.readers.windows.GdalWindows`), so a scene read strip by strip has the same values.
+    """
+    array = src.read(indexes, out_dtype="float32", window=window)
+    if ignore_nodata:
+        valid = np.ones(array.shape[1:], dtype=bool)
+    else:
+        valid = (src.read_masks(indexes, window=window) > 0).all(axis=0)
+    valid &= check_finite(array, file=p, field="pixel values", policy="mask", axis=0)
+    if not valid.all():
+        array[:, ~valid] = 0.0
+    return array, valid
 
 
 def read_image(path: PathLike) -> np.ndarray:
