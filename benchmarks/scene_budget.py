@@ -15,7 +15,6 @@ Usage::
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Annotated
 
 from _common import ROOT, command, machine, recorded_wall, slug, timed_fit, write_result
+from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences
 from rsmg.cli.signature import Arg, cli
 from scene_dg import NET, PROTOCOLS, fit_args
@@ -42,13 +42,8 @@ BASE = next(iter(SETTINGS))
 
 
 def best_val_oa(run_dir: Path) -> float | None:
-    """The best ``val/oa`` logged by a finished run (None: the run has not finished every epoch)."""
-    path = run_dir / "metrics.csv"
-    if not (run_dir / "checkpoints" / "last.ckpt").exists() or not path.exists():
-        return None
-    with path.open(newline="") as f:
-        values = [float(r["val/oa"]) for r in csv.DictReader(f) if r.get("val/oa")]
-    return max(values) * 100 if values else None
+    """The run's best source validation OA (:func:`_source_val.source_val_oa`); None until ``timed_fit`` finished it."""
+    return source_val_oa(run_dir) if not math.isnan(recorded_wall(run_dir)) else None
 
 
 def choose(scores: dict[str, list[float]], cost: dict[str, int], tolerance: float) -> str:

@@ -27,14 +27,11 @@ Usage::
 
 from __future__ import annotations
 
-import csv
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
-
-import yaml
+from typing import Annotated
 
 from _common import (
     FVMGN_LIDAR,
@@ -48,6 +45,7 @@ from _common import (
     timed_fit,
     write_result,
 )
+from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences
 from fvmgn_accuracy import PROTOCOLS as LIDAR
 from rsmg.cli.signature import Arg, cli
@@ -135,43 +133,6 @@ def run(setting: str, value: str, seed: int, out: Path) -> Path | None:
         return run_dir
     wall = timed_fit(cell_args(setting, value, seed, out), f"[{setting}] logits={value} seed {seed}", run_dir)
     return run_dir if wall is not None else None
-
-
-def source_val_oa(run_dir: Path) -> float:
-    """The best epoch's source-validation OA in % (what ModelCheckpoint chose on), from ``metrics.csv``.
-
-    Raises:
-        DataError: the run computed a test number (``metrics.json``, a ``test/`` column, ``test_after_fit``),
-            or a statistic of an unseen target shaped its inputs (transductive): such a run may not choose.
-    """
-    from rsmg.data.standardize import DEFAULT_STATS, protocol
-
-    cfg: dict[str, Any] = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    data = (cfg.get("data") or {}).get("init_args") or {}
-    kind, why = protocol(
-        data.get("standardize") or {},
-        data.get("standardize_stats") or DEFAULT_STATS,
-        list(data.get("sources") or []),
-        list(data.get("targets") or []),
-    )
-    with (run_dir / "metrics.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    tested = [c for c in (rows[0] if rows else {}) if c.startswith("test/")]
-    reasons = [
-        *(["it holds metrics.json (a test ran)"] if (run_dir / "metrics.json").exists() else []),
-        *([f"metrics.csv logs {tested}"] if tested else []),
-        *(["config.yaml has test_after_fit: true"] if cfg.get("test_after_fit") else []),
-        *([f"it is transductive: {why}"] if kind == "transductive" else []),
-    ]
-    if reasons:
-        raise DataError(
-            f"{run_dir}: may not choose on source validation: {'; '.join(reasons)}. Fit it again with "
-            "--test_after_fit false (and an inductive data.standardize_stats) in an empty run directory."
-        )
-    vals = [float(r["val/oa"]) for r in rows if r.get("val/oa")]
-    if not vals:
-        raise DataError(f"{run_dir / 'metrics.csv'}: no val/oa logged; the fit did not validate once")
-    return 100 * max(vals)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 
 from _cli import parses
 from _paths import REPO
+from rsmg.errors import DataError
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import _stats
@@ -56,12 +57,16 @@ def test_budget_choice_takes_the_best_source_score_unless_a_cheaper_one_is_withi
     assert scene_budget.choose({"a": [97.7], "b": [97.5], "c": [97.8]}, cost, 0.4) == "a"
 
 
-def test_best_val_oa_reads_only_finished_runs(tmp_path):
+def test_best_val_oa_reads_only_finished_untested_runs(tmp_path):
     run = tmp_path / "seed0"
-    (run / "checkpoints").mkdir(parents=True)
+    run.mkdir()
+    (run / "config.yaml").write_text("data:\n  init_args: {sources: [ucm, rsscn7], targets: [aid]}\n")
     (run / "metrics.csv").write_text(
         "epoch,step,train/loss,val/oa\n0,9,0.5,\n0,9,,0.95\n1,19,,0.97\n2,29,,0.96\n"
     )
-    assert scene_budget.best_val_oa(run) is None  # no last.ckpt: a killed run is refitted, not scored
-    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert scene_budget.best_val_oa(run) is None  # no recorded wall: a killed run is refitted, not scored
+    (run / "bench_wall_s.txt").write_text("12.0\n")
     assert scene_budget.best_val_oa(run) == pytest.approx(97.0)
+    (run / "metrics.json").write_text("{}")  # a run that was tested may not choose
+    with pytest.raises(DataError, match="may not choose"):
+        scene_budget.best_val_oa(run)
