@@ -24,7 +24,15 @@ def source_val_oa(run_dir: Path) -> float:
     """
     from rsmg.data.standardize import DEFAULT_STATS, protocol
 
-    cfg: dict[str, Any] = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    config, metrics = run_dir / "config.yaml", run_dir / "metrics.csv"
+    for f in (config, metrics):
+        if not f.is_file():
+            raise DataError(
+                "the run has no such file: it did not finish",
+                file=f,
+                fix="fit the cell again (delete the folder)",
+            )
+    cfg: dict[str, Any] = yaml.safe_load(config.read_text()) or {}
     data = (cfg.get("data") or {}).get("init_args") or {}
     kind, why = protocol(
         data.get("standardize") or {},
@@ -32,7 +40,7 @@ def source_val_oa(run_dir: Path) -> float:
         list(data.get("sources") or []),
         list(data.get("targets") or []),
     )
-    with (run_dir / "metrics.csv").open() as f:
+    with metrics.open() as f:
         rows = list(csv.DictReader(f))
     tested = [c for c in (rows[0] if rows else {}) if c.startswith("test/")]
     reasons = [
@@ -43,10 +51,18 @@ def source_val_oa(run_dir: Path) -> float:
     ]
     if reasons:
         raise DataError(
-            f"{run_dir}: may not choose on source validation: {'; '.join(reasons)}. Fit it again with "
-            "--test_after_fit false (and an inductive data.standardize_stats) in an empty run directory."
+            f"the run may not choose on source validation: {'; '.join(reasons)}",
+            file=run_dir,
+            field="test_after_fit / data.init_args.standardize_stats",
+            fix="fit it again with --test_after_fit false and an inductive data.standardize_stats, in an empty "
+            "run directory",
         )
     vals = [float(r["val/oa"]) for r in rows if r.get("val/oa")]
     if not vals:
-        raise DataError(f"{run_dir / 'metrics.csv'}: no val/oa logged; the fit did not validate once")
+        raise DataError(
+            "no validation OA logged: the fit did not validate once",
+            file=metrics,
+            field="val/oa",
+            fix="fit the cell again with validation on (trainer.limit_val_batches > 0)",
+        )
     return 100 * max(vals)

@@ -28,6 +28,25 @@ def paired_differences(method: Mapping[int, float], baseline: Mapping[int, float
     return {s: method[s] - baseline[s] for s in sorted(method) if s in baseline}
 
 
+def require_paired(scores: Mapping[str, Mapping[int, float]], what: str) -> None:
+    """Refuse to compare settings whose finished seeds differ: a dropped seed would unpair every difference.
+
+    Raises:
+        DataError: a setting has no finished seed, or two settings finished different seeds.
+    """
+    from rsmg.errors import DataError
+
+    seeds = {k: sorted(v) for k, v in scores.items()}
+    empty = [k for k, v in seeds.items() if not v]
+    if empty or len({tuple(v) for v in seeds.values()}) > 1:
+        raise DataError(
+            f"{what}: the settings did not finish the same seeds, so they cannot be compared seed by seed",
+            field="seeds",
+            found=seeds,
+            fix="rerun the missing cells (finished runs are reused) or drop the seeds one setting lacks",
+        )
+
+
 def paired_cell(diffs: Mapping[int, float]) -> str:
     """Paired differences as a table cell: each seed's, their mean, and how many are positive."""
     if not diffs:

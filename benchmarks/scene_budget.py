@@ -24,7 +24,7 @@ from typing import Annotated
 
 from _common import ROOT, command, machine, recorded_wall, slug, timed_fit, write_result
 from _source_val import source_val_oa
-from _stats import mean_sd, paired_cell, paired_differences
+from _stats import mean_sd, paired_cell, paired_differences, require_paired
 from rsmg.cli.signature import Arg, cli
 from scene_dg import NET, PROTOCOLS, fit_args
 
@@ -111,8 +111,8 @@ def main(args: Options) -> None:
                 scores[setting][seed] = score
                 walls[setting].append(recorded_wall(run_dir))
     cost = {k: SETTINGS[k][1] for k in scores}
-    done = {k: list(v.values()) for k, v in scores.items() if v}
-    chosen = choose(done, cost, args.tolerance) if done else None
+    require_paired(scores, f"the budget settings on {args.protocol}")
+    chosen = choose({k: list(v.values()) for k, v in scores.items()}, cost, args.tolerance)
     base = scores.get(BASE, {})
     lines = [
         "# Scene budget chosen on source validation (no target image read)",
@@ -140,8 +140,8 @@ def main(args: Options) -> None:
             f"| {setting} | {mean_sd(list(by_seed.values()))} | {len(by_seed)} | {diff} | "
             f"{cost[setting]} | {wall} |"
         )
-    lines += ["", f"**Chosen on source validation:** {chosen or 'nothing (no finished run)'}."]
-    if chosen and chosen != BASE:
+    lines += ["", f"**Chosen on source validation:** {chosen}."]
+    if chosen != BASE:
         lines.append(
             "This is not the budget the scene grids ran with: their results stand for the current budget, and a "
             "rerun with the chosen one is pending."

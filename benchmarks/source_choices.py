@@ -46,10 +46,9 @@ from _common import (
     write_result,
 )
 from _source_val import source_val_oa
-from _stats import mean_sd, paired_cell, paired_differences
+from _stats import mean_sd, paired_cell, paired_differences, require_paired
 from fvmgn_accuracy import PROTOCOLS as LIDAR
 from rsmg.cli.signature import Arg, cli
-from rsmg.errors import DataError
 
 NET = "--model.init_args.net.init_args."
 VALUES = ("resampled", "original")  # mwdis.logits; the paired differences are the first minus the second
@@ -151,12 +150,7 @@ def decide(oa: dict[str, dict[int, float]], current: str) -> Decision:
     Raises:
         DataError: a value has no run, or the values were run on different seeds (not paired).
     """
-    missing = [v for v in VALUES if not oa.get(v)]
-    if missing:
-        raise DataError(f"no finished run for mwdis.logits {missing}: nothing to choose from")
-    seeds = {v: sorted(oa[v]) for v in VALUES}
-    if len({tuple(s) for s in seeds.values()}) != 1:
-        raise DataError(f"the values ran on different seeds {seeds}: rerun the missing cells so they pair")
+    require_paired({v: oa.get(v, {}) for v in VALUES}, "mwdis.logits")
     means = {v: statistics.mean(oa[v].values()) for v in VALUES}
     top = max(means.values())
     best = [v for v in VALUES if means[v] == top]

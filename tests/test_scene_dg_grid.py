@@ -57,6 +57,14 @@ def test_budget_choice_takes_the_best_source_score_unless_a_cheaper_one_is_withi
     assert scene_budget.choose({"a": [97.7], "b": [97.5], "c": [97.8]}, cost, 0.4) == "a"
 
 
+def test_budget_settings_that_finished_different_seeds_are_not_compared():
+    with pytest.raises(DataError, match="did not finish the same seeds"):
+        _stats.require_paired({"a": {0: 97.0, 1: 97.5}, "b": {0: 97.2}}, "budget")
+    _stats.require_paired(
+        {"a": {0: 97.0, 1: 97.5}, "b": {1: 97.2, 0: 96.0}}, "budget"
+    )  # order does not matter
+
+
 def test_best_val_oa_reads_only_finished_untested_runs(tmp_path):
     run = tmp_path / "seed0"
     run.mkdir()

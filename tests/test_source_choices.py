@@ -86,9 +86,10 @@ def test_decide_picks_the_higher_mean_and_flags_a_weak_preference():
 
 
 def test_decide_refuses_unpaired_or_missing_values():
-    with pytest.raises(DataError, match="different seeds"):
+    with pytest.raises(DataError, match="did not finish the same seeds") as unpaired:
         bench.decide({"resampled": {1: 80.0, 2: 81.0}, "original": {1: 80.0}}, "resampled")
-    with pytest.raises(DataError, match="no finished run"):
+    assert "'original': [1]" in str(unpaired.value) and "rerun the missing cells" in str(unpaired.value)
+    with pytest.raises(DataError, match="did not finish the same seeds"):
         bench.decide({"resampled": {1: 80.0}, "original": {}}, "resampled")
 
 
