@@ -269,3 +269,69 @@ def test_spectral_resampling_gives_the_same_values_for_any_slice_of_pixels() -> 
         assert whole.dtype == np.float32 and np.array_equal(strips, whole), mode
         matmul = (resampling_matrix(src, dst, mode) @ cube.reshape(64, -1)).reshape(whole.shape)  # type: ignore[arg-type]
         np.testing.assert_allclose(whole, matmul, rtol=1e-6, atol=1e-3)  # the matrix it applies
+
+
+ONE_BAND = """\
+datasets:
+  src:
+    kind: scene
+    description: a labelled one-band DSM
+    classes: [Building, Ground]
+    labels: {file: labels.npy}
+    modalities:
+      lidar: {file: src.npy, sensor: lidar_dsm, layout: HWC, height: absolute}
+  dsm:
+    kind: scene
+    description: a one-band DSM to map, no labels
+    modalities:
+      lidar: {file: FILE, sensor: lidar_dsm, layout: HWC, height: absolute, key: lidar}
+class_sets:
+  shared:
+    scenes:
+      src:
+        Building: {to: buildings, why: same class}
+        Ground: {to: ground, why: same class}
+"""
+
+
+def _one_band_catalog(folder: Path, fmt: str, squeeze: bool) -> Path:
+    """A one-band float32 DSM (:func:`_synthetic`'s, NaN pixels kept) as ``H×W`` (``squeeze``) or ``H×W×1``
+    target, and the same DSM without NaN, labelled, as its source (no other scene has one band)."""
+    dsm = _synthetic(fmt)[0]
+    arr = dsm if squeeze else dsm[:, :, None]
+    if fmt == "npy":
+        np.save(folder / "dsm.npy", arr)
+    elif fmt == "npz":
+        np.savez(folder / "dsm.npz", lidar=arr)
+    else:
+        import scipy.io
+
+        scipy.io.savemat(folder / "dsm.mat", {"lidar": arr})
+    np.save(folder / "src.npy", np.nan_to_num(dsm, nan=4.0)[:, :, None])
+    np.save(folder / "labels.npy", np.where(dsm > 10.0, 1, 2).astype(np.uint8))
+    path = folder / "scenes.yaml"
+    path.write_text(ONE_BAND.replace("FILE", f"dsm.{fmt}"))
+    return path
+
+
+@pytest.mark.parametrize(("fmt", "squeeze"), [("npy", True), ("npy", False), ("npz", True), ("mat", False)])
+def test_a_one_band_float32_dsm_in_strips_gives_every_patch_of_the_whole_scene(
+    fmt: str, squeeze: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of a one-band float32 array are a copy: NaN zeroing and the nDSM edit them in place, so a view would
+    write into a read-only memory map (``.npy``) or into the raster held in memory (``.npz``, ``.mat``), whose
+    halo rows a later strip would then read with the nDSM applied twice."""
+    monkeypatch.setenv(catalog.CATALOG_ENV, "")
+    cat = _one_band_catalog(tmp_path, fmt, squeeze)
+    kw = {"sources": ["src"], "root": str(tmp_path), "strip_rows": 4, "patch_size": 7, "ndsm_window": 5,
+          "nonfinite": "mask", "standardize": {}}  # fmt: skip
+    windowed = _datamodule(cat, "dsm", windowed=True, monkeypatch=monkeypatch, **kw).predict_dataloader()[0]
+    whole = _datamodule(cat, "dsm", windowed=False, monkeypatch=monkeypatch, **kw).predict_dataloader()[0]
+    assert len(windowed.dataset) == 23 * 31 - 2 and len(windowed.dataset.index.counts) == 6
+    _same_samples(windowed.dataset, whole.dataset, chunk=50)
+    win = windowed.dataset.scene.windows["lidar"]
+    if fmt != "npy":  # the raster in memory is the file's, NaN and all: never edited by a strip
+        stored = _synthetic(fmt)[0]
+        assert win.array is not None and np.array_equal(
+            win.array.reshape(stored.shape), stored, equal_nan=True
+        )
