@@ -335,3 +335,39 @@ def test_a_one_band_float32_dsm_in_strips_gives_every_patch_of_the_whole_scene(
         assert win.array is not None and np.array_equal(
             win.array.reshape(stored.shape), stored, equal_nan=True
         )
+
+
+def _short_scene(h: int, tmp_path: Path) -> tuple[Any, Any]:
+    """A 2-band ``h × 13`` scene without labels, as a windowed scene and as a scene in memory."""
+    from rsmg.data.scene import Scene
+    from rsmg.data.windowed_scene import WindowedScene
+
+    cube = np.random.default_rng(h).normal(3.0, 2.0, (h, 13, 2)).astype(np.float32)
+    windows = {"lidar": ArrayWindows(tmp_path / "x.npz", cube.shape, cube)}
+    whole = {"lidar": np.moveaxis(cube, -1, 0).copy()}
+    return (
+        WindowedScene(f"short{h}", windows, (), {}, {}, {}),
+        Scene(f"short{h}", whole, np.zeros((h, 13), np.uint8), (), labelled=False),
+    )
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "edge", "constant"])
+def test_a_scene_as_short_as_the_patch_in_strips_of_one_row_gives_every_patch_and_a_shorter_one_is_refused(
+    pad_mode: str, tmp_path: Path
+) -> None:
+    """Padded rows come from ``np.pad`` as for the whole raster; a scene shorter than the patch is refused by the
+    strip dataset as by :class:`~rsmg.data.scene.SceneDataset` (its padding would need rows it has not got)."""
+    kw: dict[str, Any] = {"patch_size": 11, "domain": 0, "pad_mode": pad_mode,
+                          "normalize": {"lidar": (np.array([3.0, 1.0]), np.array([2.0, 0.5]))}}  # fmt: skip
+    unlabelled = {"class_map": np.array([-1]), "unlabelled": True}
+    scene, whole = _short_scene(11, tmp_path)
+    _same_samples(
+        StripSceneDataset(scene, scene.scan(1), **kw),
+        SceneDataset(whole, np.arange(11 * 13), **unlabelled, **kw),
+        chunk=20,
+    )
+    scene, whole = _short_scene(3, tmp_path)
+    with pytest.raises(DataError, match="patch size larger than scene 'short3'"):
+        StripSceneDataset(scene, scene.scan(1), **kw)
+    with pytest.raises(DataError, match="patch size larger than scene 'short3'"):
+        SceneDataset(whole, np.arange(3 * 13), **unlabelled, **kw)
