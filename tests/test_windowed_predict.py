@@ -1,6 +1,6 @@
 """A scene without labels is predicted strip by strip, reading windows, and gives what the whole raster gives.
 
-Reference: the same data module with windowed reading switched off (``windowable`` → False: the scene read whole
+Reference: the same data module with windowed reading switched off (``read_in_strips`` → False: the scene read whole
 by ``load_scene`` and served by :class:`~rsmg.data.scene.SceneDataset`, the path before windows). Both read the
 real MUUFL LiDAR raster of the shared data pack written as a GeoTIFF (with a nodata block), with the
 configuration of the headline experiment (nDSM of the absolute DSM, intensity standardised with source
@@ -94,7 +94,7 @@ def _datamodule(cat: Path, target: str, *, windowed: bool, monkeypatch: pytest.M
             "standardize": {"lidar": ["intensity"]}, "standardize_stats": "source"} | kw  # fmt: skip
     with monkeypatch.context() as m:
         if not windowed:
-            m.setattr(datamodule_module, "windowable", lambda name: False)
+            m.setattr(datamodule_module, "read_in_strips", lambda name, **kw: False)
         dm = CrossDomainDataModule(**args)
         dm.setup("predict")
     return dm
@@ -371,3 +371,39 @@ def test_a_scene_as_short_as_the_patch_in_strips_of_one_row_gives_every_patch_an
         StripSceneDataset(scene, scene.scan(1), **kw)
     with pytest.raises(DataError, match="patch size larger than scene 'short3'"):
         SceneDataset(whole, np.arange(3 * 13), **unlabelled, **kw)
+
+
+def test_a_target_read_whole_says_why_and_how_to_read_it_in_strips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scene without labels read whole may not fit in memory: a warning (not an info line) names the cause."""
+    from rsmg.data.windowed_scene import windowable
+
+    monkeypatch.setenv(catalog.CATALOG_ENV, "")
+    _muufl()
+    np.save(tmp_path / "vectors.npy", np.ones((40, 2), np.float32))
+    cat = _catalog(tmp_path, {"odd": _write(tmp_path, "odd", _synthetic("tif"), "tif"), "vec": "vectors.npy"})
+    hwc = "vectors.npy, sensor: lidar_dsm_intensity, height: absolute, layout: HWC"
+    cat.write_text(cat.read_text().replace(hwc, hwc.removesuffix("HWC") + "NC"))  # samples × bands
+    kw = {"patch_size": 7, "ndsm_window": 5, "standardize_stats": "per_scene"}
+    with caplog.at_level("WARNING"):
+        dm = _datamodule(cat, "odd", windowed=True, monkeypatch=monkeypatch, **kw)
+        assert isinstance(dm.predict_dataloader()[0].dataset, SceneDataset)
+        assert "odd: read whole, not in strips: standardize_stats per_scene" in caplog.text
+        assert "use standardize_stats: source" in caplog.text
+        assert not windowable("vec")
+    assert "vec: read whole, not in strips" in caplog.text and "['NC']" in caplog.text
+    assert "layout: HWC to predict in strips" in caplog.text
+
+
+def test_an_array_of_other_rank_is_refused_naming_the_catalog_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rsmg.data.windowed_scene import open_windowed_scene
+
+    monkeypatch.setenv(catalog.CATALOG_ENV, "")
+    np.save(tmp_path / "cube.npy", np.ones((4, 5, 6, 2), np.float32))
+    catalog.use_catalog(_catalog(tmp_path, {"cube": "cube.npy"}))
+    with pytest.raises(DataError, match="must be H×W×C or H×W") as err:
+        open_windowed_scene("cube", ["lidar"], root=tmp_path)
+    assert "cube.modalities.lidar.file" in str(err.value) and "2-D (H×W, one band)" in str(err.value)

@@ -5,9 +5,11 @@ row-major order, like :class:`~rsmg.data.scene.SceneDataset` serves a scene in m
 patches: a strip of rows ``r0 … r1-1`` is read with ``patch_size // 2`` rows above and below (plus the
 band preparation's own halo), padded at the scene's borders exactly as the whole raster is padded, normalised
 with the source statistics, and kept while its samples are served (two strips at most: a batch may straddle
-them). The samples, their indices and their patches are therefore bit-identical to the whole-raster path
-(tests/test_windowed_predict.py); what differs is memory: a strip, the strip index (a bit per pixel of the
-strips with nodata) and nothing per pixel of the scene.
+them). The samples and their indices are therefore the whole-raster path's, and so are the patches, up to
+float32 rounding of the nDSM's smoothing (scipy's running sum starts at the strip's first row: equal on MUUFL
+and the tests, not guaranteed for any raster; docs/decisions.md#windowed-prediction). What differs is
+memory: a strip, the strip index (a bit per pixel of the strips with nodata) and nothing per pixel of the
+scene.
 """
 
 from __future__ import annotations
