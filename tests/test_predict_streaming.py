@@ -192,3 +192,20 @@ def test_disk_table_keeps_one_row_per_sample_in_index_order(tmp_path: Path) -> N
         table.put({name: v[:1] - (offset if name == "index" else 0) for name, v in full.items()})
     table.close()
     assert not (tmp_path / "scratch").exists()
+
+
+def test_forgetting_batch_indices_tolerates_only_a_loader_without_the_record() -> None:
+    """The writer touches Lightning's private record (``seen_batch_indices``): a loader without it is left alone,
+    any other failure surfaces instead of being swallowed."""
+    from types import SimpleNamespace
+
+    sampler = SimpleNamespace(seen_batch_indices=[[0, 1], [2, 3]])
+    trainer: Any = SimpleNamespace(predict_dataloaders=[SimpleNamespace(batch_sampler=sampler)])
+    prediction_writer._forget_batch_indices(trainer, 0, 1)
+    assert sampler.seen_batch_indices == [[0, 1], []]
+    for loader in (SimpleNamespace(batch_sampler=None), SimpleNamespace()):  # no record: nothing held
+        trainer.predict_dataloaders = [loader]
+        prediction_writer._forget_batch_indices(trainer, 0, 0)
+    trainer.predict_dataloaders = []
+    with pytest.raises(IndexError):  # a dataloader index the trainer has not got is a bug, not "no record"
+        prediction_writer._forget_batch_indices(trainer, 0, 0)

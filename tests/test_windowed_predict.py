@@ -1,6 +1,6 @@
 """A scene without labels is predicted strip by strip, reading windows, and gives what the whole raster gives.
 
-Reference: the same data module with windowed reading switched off (``windowable`` → False: the scene read whole
+Reference: the same data module with windowed reading switched off (``read_in_strips`` → False: the scene read whole
 by ``load_scene`` and served by :class:`~rsmg.data.scene.SceneDataset`, the path before windows). Both read the
 real MUUFL LiDAR raster of the shared data pack written as a GeoTIFF (with a nodata block), with the
 configuration of the headline experiment (nDSM of the absolute DSM, intensity standardised with source
@@ -94,7 +94,7 @@ def _datamodule(cat: Path, target: str, *, windowed: bool, monkeypatch: pytest.M
             "standardize": {"lidar": ["intensity"]}, "standardize_stats": "source"} | kw  # fmt: skip
     with monkeypatch.context() as m:
         if not windowed:
-            m.setattr(datamodule_module, "windowable", lambda name: False)
+            m.setattr(datamodule_module, "read_in_strips", lambda name, **kw: False)
         dm = CrossDomainDataModule(**args)
         dm.setup("predict")
     return dm
@@ -269,3 +269,141 @@ def test_spectral_resampling_gives_the_same_values_for_any_slice_of_pixels() -> 
         assert whole.dtype == np.float32 and np.array_equal(strips, whole), mode
         matmul = (resampling_matrix(src, dst, mode) @ cube.reshape(64, -1)).reshape(whole.shape)  # type: ignore[arg-type]
         np.testing.assert_allclose(whole, matmul, rtol=1e-6, atol=1e-3)  # the matrix it applies
+
+
+ONE_BAND = """\
+datasets:
+  src:
+    kind: scene
+    description: a labelled one-band DSM
+    classes: [Building, Ground]
+    labels: {file: labels.npy}
+    modalities:
+      lidar: {file: src.npy, sensor: lidar_dsm, layout: HWC, height: absolute}
+  dsm:
+    kind: scene
+    description: a one-band DSM to map, no labels
+    modalities:
+      lidar: {file: FILE, sensor: lidar_dsm, layout: HWC, height: absolute, key: lidar}
+class_sets:
+  shared:
+    scenes:
+      src:
+        Building: {to: buildings, why: same class}
+        Ground: {to: ground, why: same class}
+"""
+
+
+def _one_band_catalog(folder: Path, fmt: str, squeeze: bool) -> Path:
+    """A one-band float32 DSM (:func:`_synthetic`'s, NaN pixels kept) as ``H×W`` (``squeeze``) or ``H×W×1``
+    target, and the same DSM without NaN, labelled, as its source (no other scene has one band)."""
+    dsm = _synthetic(fmt)[0]
+    arr = dsm if squeeze else dsm[:, :, None]
+    if fmt == "npy":
+        np.save(folder / "dsm.npy", arr)
+    elif fmt == "npz":
+        np.savez(folder / "dsm.npz", lidar=arr)
+    else:
+        import scipy.io
+
+        scipy.io.savemat(folder / "dsm.mat", {"lidar": arr})
+    np.save(folder / "src.npy", np.nan_to_num(dsm, nan=4.0)[:, :, None])
+    np.save(folder / "labels.npy", np.where(dsm > 10.0, 1, 2).astype(np.uint8))
+    path = folder / "scenes.yaml"
+    path.write_text(ONE_BAND.replace("FILE", f"dsm.{fmt}"))
+    return path
+
+
+@pytest.mark.parametrize(("fmt", "squeeze"), [("npy", True), ("npy", False), ("npz", True), ("mat", False)])
+def test_a_one_band_float32_dsm_in_strips_gives_every_patch_of_the_whole_scene(
+    fmt: str, squeeze: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of a one-band float32 array are a copy: NaN zeroing and the nDSM edit them in place, so a view would
+    write into a read-only memory map (``.npy``) or into the raster held in memory (``.npz``, ``.mat``), whose
+    halo rows a later strip would then read with the nDSM applied twice."""
+    monkeypatch.setenv(catalog.CATALOG_ENV, "")
+    cat = _one_band_catalog(tmp_path, fmt, squeeze)
+    kw = {"sources": ["src"], "root": str(tmp_path), "strip_rows": 4, "patch_size": 7, "ndsm_window": 5,
+          "nonfinite": "mask", "standardize": {}}  # fmt: skip
+    windowed = _datamodule(cat, "dsm", windowed=True, monkeypatch=monkeypatch, **kw).predict_dataloader()[0]
+    whole = _datamodule(cat, "dsm", windowed=False, monkeypatch=monkeypatch, **kw).predict_dataloader()[0]
+    assert len(windowed.dataset) == 23 * 31 - 2 and len(windowed.dataset.index.counts) == 6
+    _same_samples(windowed.dataset, whole.dataset, chunk=50)
+    win = windowed.dataset.scene.windows["lidar"]
+    if fmt != "npy":  # the raster in memory is the file's, NaN and all: never edited by a strip
+        stored = _synthetic(fmt)[0]
+        assert win.array is not None and np.array_equal(
+            win.array.reshape(stored.shape), stored, equal_nan=True
+        )
+
+
+def _short_scene(h: int, tmp_path: Path) -> tuple[Any, Any]:
+    """A 2-band ``h × 13`` scene without labels, as a windowed scene and as a scene in memory."""
+    from rsmg.data.scene import Scene
+    from rsmg.data.windowed_scene import WindowedScene
+
+    cube = np.random.default_rng(h).normal(3.0, 2.0, (h, 13, 2)).astype(np.float32)
+    windows = {"lidar": ArrayWindows(tmp_path / "x.npz", cube.shape, cube)}
+    whole = {"lidar": np.moveaxis(cube, -1, 0).copy()}
+    return (
+        WindowedScene(f"short{h}", windows, (), {}, {}, {}),
+        Scene(f"short{h}", whole, np.zeros((h, 13), np.uint8), (), labelled=False),
+    )
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "edge", "constant"])
+def test_a_scene_as_short_as_the_patch_in_strips_of_one_row_gives_every_patch_and_a_shorter_one_is_refused(
+    pad_mode: str, tmp_path: Path
+) -> None:
+    """Padded rows come from ``np.pad`` as for the whole raster; a scene shorter than the patch is refused by the
+    strip dataset as by :class:`~rsmg.data.scene.SceneDataset` (its padding would need rows it has not got)."""
+    kw: dict[str, Any] = {"patch_size": 11, "domain": 0, "pad_mode": pad_mode,
+                          "normalize": {"lidar": (np.array([3.0, 1.0]), np.array([2.0, 0.5]))}}  # fmt: skip
+    unlabelled = {"class_map": np.array([-1]), "unlabelled": True}
+    scene, whole = _short_scene(11, tmp_path)
+    _same_samples(
+        StripSceneDataset(scene, scene.scan(1), **kw),
+        SceneDataset(whole, np.arange(11 * 13), **unlabelled, **kw),
+        chunk=20,
+    )
+    scene, whole = _short_scene(3, tmp_path)
+    with pytest.raises(DataError, match="patch size larger than scene 'short3'"):
+        StripSceneDataset(scene, scene.scan(1), **kw)
+    with pytest.raises(DataError, match="patch size larger than scene 'short3'"):
+        SceneDataset(whole, np.arange(3 * 13), **unlabelled, **kw)
+
+
+def test_a_target_read_whole_says_why_and_how_to_read_it_in_strips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scene without labels read whole may not fit in memory: a warning (not an info line) names the cause."""
+    from rsmg.data.windowed_scene import windowable
+
+    monkeypatch.setenv(catalog.CATALOG_ENV, "")
+    _muufl()
+    np.save(tmp_path / "vectors.npy", np.ones((40, 2), np.float32))
+    cat = _catalog(tmp_path, {"odd": _write(tmp_path, "odd", _synthetic("tif"), "tif"), "vec": "vectors.npy"})
+    hwc = "vectors.npy, sensor: lidar_dsm_intensity, height: absolute, layout: HWC"
+    cat.write_text(cat.read_text().replace(hwc, hwc.removesuffix("HWC") + "NC"))  # samples × bands
+    kw = {"patch_size": 7, "ndsm_window": 5, "standardize_stats": "per_scene"}
+    with caplog.at_level("WARNING"):
+        dm = _datamodule(cat, "odd", windowed=True, monkeypatch=monkeypatch, **kw)
+        assert isinstance(dm.predict_dataloader()[0].dataset, SceneDataset)
+        assert "odd: read whole, not in strips: standardize_stats per_scene" in caplog.text
+        assert "use standardize_stats: source" in caplog.text
+        assert not windowable("vec")
+    assert "vec: read whole, not in strips" in caplog.text and "['NC']" in caplog.text
+    assert "layout: HWC to predict in strips" in caplog.text
+
+
+def test_an_array_of_other_rank_is_refused_naming_the_catalog_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rsmg.data.windowed_scene import open_windowed_scene
+
+    monkeypatch.setenv(catalog.CATALOG_ENV, "")
+    np.save(tmp_path / "cube.npy", np.ones((4, 5, 6, 2), np.float32))
+    catalog.use_catalog(_catalog(tmp_path, {"cube": "cube.npy"}))
+    with pytest.raises(DataError, match="must be H×W×C or H×W") as err:
+        open_windowed_scene("cube", ["lidar"], root=tmp_path)
+    assert "cube.modalities.lidar.file" in str(err.value) and "2-D (H×W, one band)" in str(err.value)

@@ -386,7 +386,9 @@ def _forget_batch_indices(trainer: pl.Trainer, idx: int, batch_idx: int) -> None
         loaders = trainer.predict_dataloaders
         loader: Any = loaders[idx] if isinstance(loaders, Sequence) else loaders
         seen = loader.batch_sampler.seen_batch_indices
-    except (AttributeError, IndexError, KeyError, TypeError):  # no such record: nothing held
+    except (
+        AttributeError
+    ):  # a loader without that private record (another sampler, a Lightning release): nothing held
         return
     if isinstance(seen, list) and 0 <= batch_idx < len(seen):
         seen[batch_idx] = []

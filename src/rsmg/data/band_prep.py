@@ -3,8 +3,9 @@
 Per modality a band selection by name or the spectral resampling of an HSI cube onto the common grid, then
 the nDSM (height above ground) of named LiDAR bands. :class:`BandPrep` is applied to a whole scene read into
 memory and, strip by strip, to a scene predicted in windows (:mod:`rsmg.data.strip_dataset`): one code path,
-so both give the same float32 values. Band selection and resampling work pixel by pixel; the nDSM looks
-:attr:`BandPrep.halo` rows around each pixel, which a strip therefore reads on both sides.
+so both give the same float32 values (the nDSM up to rounding, :func:`~rsmg.data.lidar.ndsm_halo`). Band
+selection and resampling work pixel by pixel; the nDSM looks :attr:`BandPrep.halo` rows around each pixel,
+which a strip therefore reads on both sides.
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ training pool (and validation) from what is left (docs/decisions.md#in-scene-tes
 A target may have no label map at all (a user scene without ground truth, catalog entry without ``labels``):
 it has no test loader and no metrics; its predict loader serves every valid pixel, so ``rsmg predict`` writes
 the whole scene's classification map. Such a target is read in strips of rows (``strip_rows``;
-:mod:`rsmg.data.strip_dataset`), never whole, so it may be larger than memory; the one exception is
-``standardize_stats: per_scene``, whose statistics need the whole target. A source always needs labels.
+:mod:`rsmg.data.strip_target`), never whole, so it may be larger than memory; the exceptions, with a warning,
+are ``standardize_stats: per_scene`` (statistics of the whole target) and a layout other than ``HWC``. A source
+always needs labels.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ from rsmg.data.splits import (
     train_val_split,
 )
 from rsmg.data.standardize import DEFAULT_STATS, Protocol, StandardizeStats, protocol, robust_stats
-from rsmg.data.strip_dataset import StripSceneDataset, strip_rows_for
-from rsmg.data.windowed_scene import StripIndex, WindowedScene, open_windowed_scene, windowable
+from rsmg.data.strip_dataset import StripSceneDataset
+from rsmg.data.strip_target import open_strip_target, read_in_strips
+from rsmg.data.windowed_scene import StripIndex, WindowedScene
 from rsmg.errors import ConfigError, DataError, check_choice
 
 log = logging.getLogger(__name__)
@@ -327,9 +329,17 @@ class CrossDomainDataModule(ResumableDataModule):
         """Read the scenes, build the splits and (unless restored from a checkpoint) the statistics."""
         if self._prepared:
             return
+        per_scene = self.standardize_stats == "per_scene" and bool(self.standardize)
         for i, name in enumerate(self.domains):
-            if self._windowed(name):
-                self._prepared[name] = self._windowed_target(name)
+            if name in self.targets and read_in_strips(name, whole_stats=per_scene):
+                windowed, strips = open_strip_target(
+                    name, self.modalities, root=self.root, nonfinite=self.nonfinite, prepare=self._reconcile,
+                    patch_size=self.patch_size, strip_rows=self.strip_rows,
+                )  # fmt: skip
+                none = np.arange(0)
+                self._prepared[name] = _Prepared(
+                    windowed, self._class_map(name), none, none, none, none, strips
+                )
                 continue
             scene = load_scene(name, self.modalities, root=self.root, nonfinite=self.nonfinite)
             self._reconcile(scene)
@@ -429,30 +439,6 @@ class CrossDomainDataModule(ResumableDataModule):
         scene = self._prepared[name].scene
         assert isinstance(scene, Scene)  # a source is labelled, hence read whole
         return scene
-
-    def _windowed(self, name: str) -> bool:
-        """Whether target ``name`` is read in strips: a scene without labels, unless ``per_scene`` needs it whole."""
-        if name not in self.targets or not windowable(name):
-            return False
-        if self.standardize_stats == "per_scene" and self.standardize:
-            log.info(
-                "%s: read whole, not in strips: standardize_stats per_scene needs the whole target", name
-            )
-            return False
-        return True
-
-    def _windowed_target(self, name: str) -> _Prepared:
-        """A target without labels, opened for reading in strips and scanned once for its valid pixels."""
-        scene = open_windowed_scene(name, self.modalities, root=self.root, nonfinite=self.nonfinite)
-        self._reconcile(scene)
-        rows = self.strip_rows or strip_rows_for(scene, self.patch_size // 2 + scene.prep.halo)
-        strips = scene.scan(rows)
-        log.info(
-            "target %s has no labels: no test metrics; `rsmg predict` classifies its %d valid pixels, read in "
-            "%d strips of %d rows", name, strips.n, len(strips.counts), rows,
-        )  # fmt: skip
-        none = np.arange(0)
-        return _Prepared(scene, self._class_map(name), none, none, none, none, strips)
 
     def class_counts(self) -> dict[str, dict[str, list[int]]]:
         """Pixels per class (in :attr:`classes` order) of every domain's train / val / test split (after setup).

@@ -36,6 +36,7 @@ def ndsm_halo(window: int = 41, smooth: int = 15) -> int:
 
     Erosion and dilation reach ``window // 2`` each, the smoothing ``smooth // 2`` more: a strip of rows read
     with this many extra rows on both sides (fewer at the scene's edges, where ``mode="nearest"`` repeats the
-    edge row as it does for the whole raster) gives the whole raster's values on its own rows.
+    edge row as it does for the whole raster) gives the whole raster's values on its own rows, up to float32
+    rounding: the smoothing's running sum starts at the strip's first row (docs/decisions.md#windowed-prediction).
     """
     return 2 * (window // 2) + (smooth // 2 if smooth > 1 else 0)

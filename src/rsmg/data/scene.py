@@ -159,6 +159,31 @@ class Scene:
         return np.flatnonzero(m.ravel())
 
 
+def check_patch_size(patch_size: int, shape: tuple[int, int], name: str) -> None:
+    """Refuse an even or non-positive patch side, or one larger than the scene (its padding would exceed it).
+
+    Raises:
+        DataError: naming the field and the limit.
+    """
+    if patch_size < 1 or patch_size % 2 == 0:
+        raise DataError(
+            "patch size must be a positive odd number",
+            field="patch_size",
+            expected="1, 3, 5, …",
+            found=patch_size,
+            fix="use an odd patch size such as 11",
+        )
+    h, w = shape
+    if patch_size > 1 and (patch_size > h or patch_size > w):
+        raise DataError(
+            f"patch size larger than scene {name!r}",
+            field="patch_size",
+            expected=f"<= min(H, W) = {min(h, w)}",
+            found=patch_size,
+            fix="use a smaller patch_size",
+        )
+
+
 def _padded(
     arr: np.ndarray, r: int, pad_mode: PadMode, stats: tuple[np.ndarray, np.ndarray] | None
 ) -> np.ndarray:
@@ -211,23 +236,8 @@ class SceneDataset(Dataset[dict[str, object]]):
         index_offset: int = 0,
         unlabelled: bool = False,
     ) -> None:
-        if patch_size < 1 or patch_size % 2 == 0:
-            raise DataError(
-                "patch size must be a positive odd number",
-                field="patch_size",
-                expected="1, 3, 5, …",
-                found=patch_size,
-                fix="use an odd patch size such as 11",
-            )
+        check_patch_size(patch_size, scene.shape, scene.name)
         h, w = scene.shape
-        if patch_size > 1 and (patch_size > h or patch_size > w):
-            raise DataError(
-                f"patch size larger than scene {scene.name!r}",
-                field="patch_size",
-                expected=f"<= min(H, W) = {min(h, w)}",
-                found=patch_size,
-                fix="use a smaller patch_size",
-            )
         self.scene_name = scene.name
         self.patch_size = patch_size
         self.width = w

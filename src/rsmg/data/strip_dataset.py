@@ -5,9 +5,11 @@ row-major order, like :class:`~rsmg.data.scene.SceneDataset` serves a scene in m
 patches: a strip of rows ``r0 … r1-1`` is read with ``patch_size // 2`` rows above and below (plus the
 band preparation's own halo), padded at the scene's borders exactly as the whole raster is padded, normalised
 with the source statistics, and kept while its samples are served (two strips at most: a batch may straddle
-them). The samples, their indices and their patches are therefore bit-identical to the whole-raster path
-(tests/test_windowed_predict.py); what differs is memory: a strip, the strip index (a bit per pixel of the
-strips with nodata) and nothing per pixel of the scene.
+them). The samples and their indices are therefore the whole-raster path's, and so are the patches, up to
+float32 rounding of the nDSM's smoothing (scipy's running sum starts at the strip's first row: equal on MUUFL
+and the tests, not guaranteed for any raster; docs/decisions.md#windowed-prediction). What differs is
+memory: a strip, the strip index (a bit per pixel of the strips with nodata) and nothing per pixel of the
+scene.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rsmg.data.scene import BatchedSamples, PadMode
+from rsmg.data.scene import BatchedSamples, PadMode, check_patch_size
 from rsmg.data.spec import image_key
 from rsmg.data.standardize import patch_standardize
 from rsmg.data.windowed_scene import StripIndex, WindowedScene
@@ -38,17 +40,15 @@ def strip_rows_for(scene: WindowedScene, halo: int) -> int:
     return max(1, 4 * halo, STRIP_BYTES // (4 * channels * w))
 
 
-def _source_rows(first: int, last: int, h: int, pad_mode: PadMode) -> tuple[np.ndarray, np.ndarray]:
-    """Scene row of each padded row ``first … last-1`` (``-r`` … ``H+r``) and which ones lie outside the scene.
+def _source_rows(first: int, last: int, h: int, r: int, pad_mode: PadMode) -> tuple[np.ndarray, np.ndarray]:
+    """Scene row of each padded row ``first … last-1`` (``-r ≤ first``, ``last ≤ H+r``) and which lie outside it.
 
-    The same rule as ``np.pad``: ``reflect`` mirrors about the edge row (not repeating it), ``edge`` repeats it,
-    ``constant`` gives zeros (the row index returned is a placeholder).
+    ``np.pad`` of the row numbers gives the row the whole raster's ``np.pad`` copies there (``constant``: a
+    placeholder, the edge row, zeroed by the caller).
     """
+    rows = np.pad(np.arange(h), r, mode="edge" if pad_mode == "constant" else pad_mode)[first + r : last + r]
     i = np.arange(first, last)
-    outside = (i < 0) | (i >= h)
-    if pad_mode == "reflect":
-        return np.where(i < 0, -i, np.where(i >= h, 2 * (h - 1) - i, i)), outside
-    return np.clip(i, 0, h - 1), outside
+    return rows, (i < 0) | (i >= h)
 
 
 class StripSceneDataset(Dataset[dict[str, object]]):
@@ -74,6 +74,7 @@ class StripSceneDataset(Dataset[dict[str, object]]):
         pad_mode: PadMode = "reflect",
         index_offset: int = 0,
     ) -> None:
+        check_patch_size(patch_size, scene.shape, scene.name)  # as SceneDataset: the padding needs the rows
         self.scene = scene
         self.index = index
         self.scene_name = scene.name
@@ -110,7 +111,7 @@ class StripSceneDataset(Dataset[dict[str, object]]):
         h = self.shape[0]
         lo, hi = max(0, r0 - r), min(h, r1 + r)
         prepared = self.scene.rows(lo, hi)
-        src, outside = _source_rows(r0 - r, r1 + r, h, self.pad_mode)
+        src, outside = _source_rows(r0 - r, r1 + r, h, r, self.pad_mode)
         out: dict[str, torch.Tensor] = {}
         for mod, arr in prepared.items():
             rows = arr[:, src - lo]  # a new array: the padded rows, top and bottom included

@@ -15,6 +15,7 @@ map, so memory holds a strip, never the raster. A ``.mat`` (scipy / h5py read a 
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from rsmg.errors import DataError
 __all__ = ["StripIndex", "WindowedScene", "open_windowed_scene", "windowable"]
 
 Windows = GdalWindows | ArrayWindows
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -169,7 +171,7 @@ class WindowedScene:
         return arrays, valid
 
     def rows(self, r0: int, r1: int) -> dict[str, np.ndarray]:
-        """Rows ``r0 … r1-1`` after :attr:`prep`, equal to those rows of the whole scene prepared at once."""
+        """Rows ``r0 … r1-1`` after :attr:`prep`: those of the whole scene prepared at once (nDSM: up to rounding)."""
         h = self.shape[0]
         lo, hi = max(0, r0 - self.prep.halo), min(h, r1 + self.prep.halo)
         arrays, _ = self.raw(lo, hi)
@@ -200,14 +202,26 @@ class WindowedScene:
 
 
 def windowable(name: str) -> bool:
-    """Whether catalog scene ``name`` can be read in windows: a ``scene`` without labels, ``H×W×C`` rasters."""
+    """Whether catalog scene ``name`` can be read in windows: a ``scene`` without labels, ``H×W×C`` rasters.
+
+    A scene without labels that cannot (another layout) is read whole, with a warning saying so.
+    """
     info = dataset_info(name)
+    if info.kind != "scene" or info.labelled:
+        return False
     entry = _yaml("datasets.yaml")[name]
-    layouts = {ref.get("layout", "HWC") for ref in entry["modalities"].values()}
-    return info.kind == "scene" and not info.labelled and layouts == {"HWC"}
+    layouts = {mod: ref.get("layout", "HWC") for mod, ref in entry["modalities"].items()}
+    other = {mod: layout for mod, layout in layouts.items() if layout != "HWC"}
+    if other:
+        log.warning(
+            "%s: read whole, not in strips: only H×W×C rasters are read in strips, and modalities %s have layout "
+            "%s; store them as GeoTIFF or as H×W×C arrays with layout: HWC to predict in strips", name,
+            sorted(other), sorted(set(other.values())),
+        )  # fmt: skip
+    return not other
 
 
-def _open(root: Path, ref: dict[str, Any], dataset: str) -> Windows:
+def _open(root: Path, ref: dict[str, Any], dataset: str, mod: str) -> Windows:
     """The window reader of one modality's file (a ``.mat`` / ``.npz`` is read whole here)."""
     path = _file(root, ref["file"], dataset, download=bool(ref.get("download")))
     suffix = path.suffix.lower()
@@ -220,10 +234,10 @@ def _open(root: Path, ref: dict[str, Any], dataset: str) -> Windows:
     mapped = isinstance(arr.base, np.memmap)
     if arr.ndim not in (2, 3):
         raise DataError(
-            f"raster of {dataset!r} must be H×W×C",
+            f"raster of {dataset!r} must be H×W×C or H×W",
             file=path,
-            field=dataset,
-            expected="3-D array",
+            field=f"{dataset}.modalities.{mod}.file",
+            expected="a 3-D (H×W×C) or 2-D (H×W, one band) array",
             found=arr.shape,
             fix="check the file and the catalog key",
         )
@@ -252,7 +266,7 @@ def open_windowed_scene(
     band_names: dict[str, tuple[str, ...]] = {}
     for mod in modalities:
         ref = _modality_ref(entry, name, mod)
-        win = windows[mod] = _open(base, ref, name)
+        win = windows[mod] = _open(base, ref, name, mod)
         wavelengths = header = None
         if isinstance(win, GdalWindows):
             wavelengths, header = win.wavelengths_nm, win.header

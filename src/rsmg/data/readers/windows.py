@@ -127,9 +127,13 @@ class ArrayWindows:
         return (self.file_shape[2] if len(self.file_shape) == 3 else 1), int(h), int(w)
 
     def read(self, r0: int, r1: int) -> tuple[np.ndarray, None]:
-        """Rows ``r0 … r1-1`` as float32 ``C×n×W`` (read from disk here for a memory map)."""
+        """Rows ``r0 … r1-1`` as a new float32 ``C×n×W`` array (read from disk here for a memory map).
+
+        Always a copy, never a view: callers edit the rows in place (NaN zeroed, nDSM), which must not reach a
+        read-only memory map or the array held in memory (a later strip reads the same halo rows again).
+        """
         arr = self.array if self.array is not None else np.load(self.path, mmap_mode="r", allow_pickle=False)
         rows = arr[r0:r1]
         if rows.ndim == 2:
             rows = rows[:, :, None]
-        return np.ascontiguousarray(np.moveaxis(rows, -1, 0), dtype=np.float32), None
+        return np.array(np.moveaxis(rows, -1, 0), dtype=np.float32, order="C", copy=True), None
