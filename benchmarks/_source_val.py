@@ -25,11 +25,11 @@ def source_val_oa(run_dir: Path) -> float:
     from rsmg.data.standardize import DEFAULT_STATS, protocol
 
     config, metrics = run_dir / "config.yaml", run_dir / "metrics.csv"
-    for f in (config, metrics):
-        if not f.is_file():
+    for path in (config, metrics):
+        if not path.is_file():
             raise DataError(
                 "the run has no such file: it did not finish",
-                file=f,
+                file=path,
                 fix="fit the cell again (delete the folder)",
             )
     cfg: dict[str, Any] = yaml.safe_load(config.read_text()) or {}
