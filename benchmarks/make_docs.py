@@ -147,8 +147,14 @@ STUDIES: list[Study] = [
         "`benchmarks/ucm_captions.py`: all 2,100 UC Merced images with their human captions; image-only, "
         "text-only, concat, vote, dual cross-attention and the unified model `fvmgn_captions` on the same "
         "pretrained towers (Lite0, MiniLM) and budget; `--held-out` zero-shot (seen / unseen / H) and "
-        "`--transfer` UC Merced → AID minitest with and without test captions.",
-        "ucm21_leakage_on_seeds0.md",
+        "`--transfer` UC Merced → AID minitest with and without test captions. **Reading** (standard split of "
+        "`dataset.json`, leakage control on, `karpathy_leakage_on_seeds01*.md`): the unified model beats image only "
+        "by 5.24 points over 3 seeds (97.94 ± 0.55 against 92.70 ± 0.99, 3/3 seeds) and the caption zero-shot line "
+        "(28.10) by far; the plain dual cross-attention is higher still (99.52, 2 seeds), so on UC Merced the "
+        "wavelet and class-text parts add nothing on top of the captions. Fine-tuned image only misses the 95 % "
+        "target on this split (92.70; 95.87 on the seeded split). Held out classes (seeded split, seed 0): "
+        "calibrated stacking lifts the unified model's H from 0 to 49.9 against 32.7 for caption zero-shot.",
+        "karpathy_leakage_on_seeds012.md",
     ),
     Study(
         "scene_data",
