@@ -11,7 +11,7 @@ of height 1 and width N, which makes them the same object with ``patch_size=1``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -159,6 +159,15 @@ class Scene:
         return np.flatnonzero(m.ravel())
 
 
+def standardize_patches(batch: Mapping[str, object], bands: Mapping[str, tuple[int, ...]]) -> None:
+    """Z-score, in place, each listed band of each ``B×C×p×p`` patch tensor with the patch's own statistics."""
+    for mod, idx in bands.items():
+        x = batch[image_key(mod)]
+        assert isinstance(x, torch.Tensor)
+        for i in idx:
+            x[:, i] = patch_standardize(x[:, i])
+
+
 def check_patch_size(patch_size: int, shape: tuple[int, int], name: str) -> None:
     """Refuse an even or non-positive patch side, or one larger than the scene (its padding would exceed it).
 
@@ -283,11 +292,7 @@ class SceneDataset(Dataset[dict[str, object]]):
         for mod, arr in self._arrays.items():
             # advanced indexing: B×p×p index grids → C×B×p×p, then batch first
             out[image_key(mod)] = arr[:, rows, cols].permute(1, 0, 2, 3).contiguous()
-        if self.patch_standardize:
-            for mod, bands in self.patch_standardize.items():
-                x = out[image_key(mod)]
-                for i in bands:
-                    x[:, i] = patch_standardize(x[:, i])
+        standardize_patches(out, self.patch_standardize)
         return out
 
     def __getitem__(self, i: int) -> dict[str, object]:

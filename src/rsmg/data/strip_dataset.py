@@ -21,9 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rsmg.data.scene import BatchedSamples, PadMode, check_patch_size
+from rsmg.data.scene import BatchedSamples, PadMode, check_patch_size, standardize_patches
 from rsmg.data.spec import image_key
-from rsmg.data.standardize import patch_standardize
 from rsmg.data.windowed_scene import StripIndex, WindowedScene
 
 __all__ = ["STRIP_BYTES", "StripSceneDataset", "strip_rows_for"]
@@ -156,10 +155,7 @@ class StripSceneDataset(Dataset[dict[str, object]]):
             else:  # back to the batch's order
                 back = torch.from_numpy(np.argsort(np.concatenate(order), kind="stable"))
                 out[image_key(mod)] = torch.cat(chunks)[back].contiguous()
-        for mod, bands in self.patch_standardize.items():
-            x = out[image_key(mod)]
-            for i in bands:
-                x[:, i] = patch_standardize(x[:, i])
+        standardize_patches(out, self.patch_standardize)
         return out
 
     def __getitem__(self, i: int) -> dict[str, object]:
