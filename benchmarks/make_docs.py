@@ -242,14 +242,18 @@ def key_numbers(text: str) -> list[str]:
     return []
 
 
+def transductive_notes(text: str) -> list[str]:
+    """A file's transductive notes, each followed by a blank line: its numbers never appear without the word."""
+    return [x for ln in text.splitlines() if ln.startswith(TRANSDUCTIVE_NOTE) for x in (ln, "")]
+
+
 def digest(text: str) -> list[str]:
     """What a results file contributes: its key numbers, else its tables and reference lines.
 
     Of a ``## `` section only the first table is taken (the grids' per-class tables follow it); of the part
     before the first section, every table.
     """
-    notes = [ln for ln in text.splitlines() if ln.startswith(TRANSDUCTIVE_NOTE)]
-    notes = [x for n in notes for x in (n, "")]  # a transductive file's numbers never appear without the word
+    notes = transductive_notes(text)
     keys = key_numbers(text)
     if keys:
         return [*notes, *keys]
@@ -346,7 +350,7 @@ def summarize(name: str, path: Path) -> list[str]:
         lines.append(f"Machine: {machine}  ")
     lines.append("")
     if name in ACCURACY:
-        lines += [x for n in text.splitlines() if n.startswith(TRANSDUCTIVE_NOTE) for x in (n, "")]
+        lines += transductive_notes(text)
         for line in text.splitlines():
             if line.startswith("## "):
                 lines += ["", f"**{line[3:]}**", ""]

@@ -212,7 +212,48 @@ def _padded(
     return np.ascontiguousarray(out)
 
 
-class SceneDataset(Dataset[dict[str, object]]):
+class PatchSamples:
+    """Sample and batch access shared by the patch datasets: they differ only in how ``_gather`` cuts patches.
+
+    A subclass sets ``labels`` (one class index per sample, -1 = none), ``domain`` and ``index_offset``.
+    """
+
+    labels: np.ndarray
+    domain: int
+    index_offset: int
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _gather(self, idx: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i = i % len(self)
+        patches = self._gather([i])
+        sample: dict[str, object] = {k: v[0] for k, v in patches.items()}
+        sample["label"] = torch.tensor(self.labels[i])
+        sample["domain"] = torch.tensor(self.domain)
+        sample["index"] = torch.tensor(self.index_offset + i)
+        return sample
+
+    def __getitems__(self, idx: list[int]) -> BatchedSamples:
+        """Batched fetch used by ``DataLoader``: one gather per modality for the whole batch.
+
+        Returns an already-collated batch (see :func:`collate_samples`), which avoids building and re-stacking
+        one dict per sample: this is what makes the loader reach tens of thousands of patches per second.
+        """
+        batch = BatchedSamples(self._gather(idx))
+        n = len(idx)
+        batch["label"] = torch.from_numpy(self.labels[np.asarray(idx)])
+        batch["domain"] = torch.full((n,), self.domain, dtype=torch.int64)
+        batch["index"] = torch.as_tensor(idx, dtype=torch.int64) + self.index_offset
+        return batch
+
+
+class SceneDataset(PatchSamples, Dataset[dict[str, object]]):
     """Samples = labelled pixels of one scene, each with a patch of every modality.
 
     Args:
@@ -294,30 +335,6 @@ class SceneDataset(Dataset[dict[str, object]]):
             out[image_key(mod)] = arr[:, rows, cols].permute(1, 0, 2, 3).contiguous()
         standardize_patches(out, self.patch_standardize)
         return out
-
-    def __getitem__(self, i: int) -> dict[str, object]:
-        if not -len(self) <= i < len(self):
-            raise IndexError(i)
-        i = i % len(self)
-        patches = self._gather([i])
-        sample: dict[str, object] = {k: v[0] for k, v in patches.items()}
-        sample["label"] = torch.tensor(self.labels[i])
-        sample["domain"] = torch.tensor(self.domain)
-        sample["index"] = torch.tensor(self.index_offset + i)
-        return sample
-
-    def __getitems__(self, idx: list[int]) -> BatchedSamples:
-        """Batched fetch used by ``DataLoader``: one gather per modality for the whole batch.
-
-        Returns an already-collated batch (see :func:`collate_samples`), which avoids building and re-stacking
-        one dict per sample: this is what makes the loader reach tens of thousands of patches per second.
-        """
-        batch = BatchedSamples(self._gather(idx))
-        n = len(idx)
-        batch["label"] = torch.from_numpy(self.labels[np.asarray(idx)])
-        batch["domain"] = torch.full((n,), self.domain, dtype=torch.int64)
-        batch["index"] = torch.as_tensor(idx, dtype=torch.int64) + self.index_offset
-        return batch
 
     def pixel_rows_cols(self, samples: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Row and column of every sample, or of the given sample numbers (``0 … len - 1``), for maps."""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rsmg.data.scene import BatchedSamples, PadMode, check_patch_size, standardize_patches
+from rsmg.data.scene import PadMode, PatchSamples, check_patch_size, standardize_patches
 from rsmg.data.spec import image_key
 from rsmg.data.windowed_scene import StripIndex, WindowedScene
 
@@ -50,7 +50,7 @@ def _source_rows(first: int, last: int, h: int, r: int, pad_mode: PadMode) -> tu
     return rows, (i < 0) | (i >= h)
 
 
-class StripSceneDataset(Dataset[dict[str, object]]):
+class StripSceneDataset(PatchSamples, Dataset[dict[str, object]]):
     """Every valid pixel of a windowed scene without labels, each with a patch of every modality.
 
     Args:
@@ -157,25 +157,6 @@ class StripSceneDataset(Dataset[dict[str, object]]):
                 out[image_key(mod)] = torch.cat(chunks)[back].contiguous()
         standardize_patches(out, self.patch_standardize)
         return out
-
-    def __getitem__(self, i: int) -> dict[str, object]:
-        if not -len(self) <= i < len(self):
-            raise IndexError(i)
-        i = i % len(self)
-        sample: dict[str, object] = {k: v[0] for k, v in self._gather([i]).items()}
-        sample["label"] = torch.tensor(-1)
-        sample["domain"] = torch.tensor(self.domain)
-        sample["index"] = torch.tensor(self.index_offset + i)
-        return sample
-
-    def __getitems__(self, idx: list[int]) -> BatchedSamples:
-        """One collated batch (as :meth:`rsmg.data.scene.SceneDataset.__getitems__`)."""
-        batch = BatchedSamples(self._gather(idx))
-        n = len(idx)
-        batch["label"] = torch.full((n,), -1, dtype=torch.int64)
-        batch["domain"] = torch.full((n,), self.domain, dtype=torch.int64)
-        batch["index"] = torch.as_tensor(idx, dtype=torch.int64) + self.index_offset
-        return batch
 
     def pixel_rows_cols(self, samples: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Row and column of every sample, or of the given sample numbers (``0 … len - 1``), for maps."""
