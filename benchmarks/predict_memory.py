@@ -216,7 +216,7 @@ def main(args: Options) -> None:
         *table,
         "",
         "What still grows with the scene: the uint8 map and the writer's filled-slot mask (a byte a pixel each), the",
-        "maps built in memory before their atomic writes, and allocator slack; the raster, its padded copy, the",
+        "PNG quick look built in memory before its atomic write, and allocator slack; the raster, its padded copy, the",
         "pixel positions and Lightning's per-batch index lists (about 36 bytes a pixel, emptied once written) no",
         "longer do (docs/decisions.md#windowed-prediction).",
         "",

@@ -28,6 +28,7 @@ from rsmg.data.spec import DataSpec
 from rsmg.io import (
     atomic_move,
     atomic_open,
+    atomic_path,
     atomic_save_npz,
     atomic_torch_save,
     atomic_write_bytes,
@@ -96,6 +97,21 @@ def test_exception_inside_atomic_open_keeps_previous_file(tmp_path):
         raise RuntimeError("killed after half of the arrays")
     assert target.read_bytes() == b"old"
     assert _leftovers(tmp_path) == []
+
+
+def test_atomic_path_replaces_the_target_only_when_the_file_writer_finishes(tmp_path):
+    """For writers that take a file name (GDAL writes the classification GeoTIFFs this way)."""
+    target = tmp_path / "maps" / "scene_classes.tif"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target  # same directory: the rename stays atomic
+        tmp.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="half"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"new" * 1000)
+        raise RuntimeError("GDAL failed after half of the map")
+    assert target.read_bytes() == b"old" and _leftovers(target.parent) == []
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in target.parent.iterdir()) == [target.name]
 
 
 def test_json_npz_and_torch_writers_round_trip(tmp_path):

@@ -189,6 +189,28 @@ def test_distributed_shards_train_padded_eval_exact():
         EvalShardSampler(range(n), num_replicas=2, rank=2)
 
 
+@pytest.mark.parametrize(
+    ("start", "stop", "batch", "workers"), [(0, 710, 50, 2), (5, 108, 10, 3), (0, 30, 10, 4)]
+)
+def test_worker_order_gives_each_loader_worker_one_contiguous_run_of_full_batches(
+    start: int, stop: int, batch: int, workers: int
+) -> None:
+    from rsmg.data.sampling import worker_order
+
+    order = worker_order(start, stop, batch, workers)
+    assert sorted(order) == list(range(start, stop))  # every sample once
+    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+    assert all(len(b) == batch for b in batches[:-1])  # only the last batch is short
+    n_full = (stop - start) // batch
+    for k in range(workers):  # a DataLoader gives batch j to worker j % workers
+        mine = [b for j, b in enumerate(batches[:n_full]) if j % workers == k]
+        flat = [i for b in mine for i in b]
+        assert flat == list(range(flat[0], flat[0] + len(flat))) if flat else True  # one contiguous run
+    shard = EvalShardSampler(range(stop), num_replicas=1, batch_size=batch, workers=workers)
+    assert list(shard) == worker_order(0, stop, batch, workers) and len(shard) == stop
+    assert list(EvalShardSampler(range(stop), batch_size=batch, workers=1)) == list(range(stop))
+
+
 def test_loader_state_restores_rng():
     ds = list(range(10))
     loader = ResumableDataLoader(ds, batch_size=2, sampler=ResumableSampler(ds, seed=0))

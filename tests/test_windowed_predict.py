@@ -407,3 +407,34 @@ def test_an_array_of_other_rank_is_refused_naming_the_catalog_field(
     with pytest.raises(DataError, match="must be H×W×C or H×W") as err:
         open_windowed_scene("cube", ["lidar"], root=tmp_path)
     assert "cube.modalities.lidar.file" in str(err.value) and "2-D (H×W, one band)" in str(err.value)
+
+
+def test_predict_with_two_workers_reads_each_strip_in_one_worker_and_writes_the_same_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker ``k`` serves one contiguous run of batches (rsmg.data.sampling.worker_order), so it reads the strips
+    of its run, not every strip; the files equal the whole-scene path's."""
+    import os
+
+    monkeypatch.setenv(catalog.CATALOG_ENV, "")
+    _muufl()
+    cat = _catalog(tmp_path, {"odd": _write(tmp_path, "odd", _synthetic("tif"), "tif")})
+    log = tmp_path / "reads"
+    log.mkdir()
+    read = GdalWindows.read
+
+    def spy(self: GdalWindows, r0: int, r1: int) -> Any:  # forked into the workers with the patch
+        with open(log / str(os.getpid()), "a") as fh:
+            fh.write(f"{r0} {r1}\n")
+        return read(self, r0, r1)
+
+    kw = {"strip_rows": 4, "patch_size": 7, "ndsm_window": 5, "eval_batch_size": 50}
+    _predict(_datamodule(cat, "odd", windowed=False, monkeypatch=monkeypatch, **kw), tmp_path / "whole")
+    dm = _datamodule(cat, "odd", windowed=True, monkeypatch=monkeypatch, num_workers=2, **kw)
+    monkeypatch.setattr(GdalWindows, "read", spy)
+    _predict(dm, tmp_path / "workers")
+    _same_files(tmp_path / "workers", tmp_path / "whole", "odd")
+    reads = {p.name: p.read_text().split("\n")[:-1] for p in log.iterdir() if p.name != str(os.getpid())}
+    # 710 samples in batches of 50: runs of 7 batches (rows 0-11, 11-22) and the short last batch (row 22),
+    # of 6 strips; each worker used to read all 6
+    assert len(reads) == 2 and sorted(len(r) for r in reads.values()) == [4, 4], reads

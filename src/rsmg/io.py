@@ -3,12 +3,12 @@
 A run killed mid-write (pre-emption, out-of-memory, Ctrl-C) must never leave a half-written metrics file,
 split list, prediction archive, view bank or prior that a resumed run then trusts. Every writer in rsmg
 (results, predictions, embeddings, figures, caption manifests, the diffusion bank and prior, verified downloads)
-goes through :func:`atomic_open` or :func:`atomic_move` (whole directories, such as a ``save_pretrained``
-prior, through :func:`atomic_directory`): the data goes to a temporary file in the target's
-directory (so the rename cannot cross file systems), is fsync'ed, and replaces the target with ``os.replace``
-(atomic on POSIX and Windows); the directory is fsync'ed too so the rename survives a crash. Readers therefore
-see either the old file or the complete new one. numpy and torch are imported only by the writers that need
-them.
+goes through :func:`atomic_open` (:func:`atomic_path` for writers that take a file name, such as GDAL) or
+:func:`atomic_move` (whole directories, such as a ``save_pretrained`` prior, through :func:`atomic_directory`):
+the data goes to a temporary file in the target's directory (so the rename cannot cross file systems), is
+fsync'ed, and replaces the target with ``os.replace`` (atomic on POSIX and Windows); the directory is fsync'ed
+too so the rename survives a crash. Readers therefore see either the old file or the complete new one. numpy
+and torch are imported only by the writers that need them.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "atomic_directory",
     "atomic_move",
     "atomic_open",
+    "atomic_path",
     "atomic_save_npz",
     "atomic_torch_save",
     "atomic_write_bytes",
@@ -58,13 +59,13 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: PathLike) -> Iterator[IO[bytes]]:
-    """Open a binary file whose content replaces ``path`` only if the ``with`` block completes.
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path whose file replaces ``path`` only if the ``with`` block completes.
 
-    Inside the block, write to the yielded handle (``torch.save(obj, f)``, ``np.savez(f, ...)``, ``f.write``).
-    On a clean exit the temporary file is fsync'ed, given the permissions the target has (or those ``open``
-    would give a new file: ``mkstemp`` creates 0600) and renamed over the target; on an exception it is
-    deleted and the target is untouched. Parent directories are created.
+    For writers that take a file name, not a handle (GDAL through rasterio, PIL): write the file at the yielded
+    path. On a clean exit it is fsync'ed, given the permissions the target has (or those ``open`` would give a
+    new file: ``mkstemp`` creates 0600) and renamed over the target; on an exception it is deleted and the
+    target is untouched. Parent directories are created.
 
     Raises:
         OutputError: the temporary file cannot be created (read-only or missing directory, permissions).
@@ -72,7 +73,7 @@ def atomic_open(path: PathLike) -> Iterator[IO[bytes]]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise OutputError(
             "cannot write the output file",
@@ -81,11 +82,15 @@ def atomic_open(path: PathLike) -> Iterator[IO[bytes]]:
             fix="write to a directory you can create files in (trainer.default_root_dir / the logger's "
             "save_dir), or fix the permissions of this one",
         ) from exc
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         try:
             mode = target.stat().st_mode & 0o7777
         except FileNotFoundError:
@@ -97,6 +102,20 @@ def atomic_open(path: PathLike) -> Iterator[IO[bytes]]:
             os.unlink(tmp)
         raise
     _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike) -> Iterator[IO[bytes]]:
+    """Open a binary file whose content replaces ``path`` only if the ``with`` block completes.
+
+    Inside the block, write to the yielded handle (``torch.save(obj, f)``, ``np.savez(f, ...)``, ``f.write``);
+    the rest is :func:`atomic_path`'s.
+
+    Raises:
+        OutputError: the temporary file cannot be created (read-only or missing directory, permissions).
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        yield fh
 
 
 @contextlib.contextmanager

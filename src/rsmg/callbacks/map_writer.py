@@ -24,8 +24,10 @@ Beside it, ``<domain>_classes.png`` is a quick look for a file browser or a repo
 taller than :data:`QUICKLOOK_MAX_SIDE` pixels is subsampled (every ``f``-th row and column, nearest: a class
 map is never blended) to at most that side.
 
-The files are built in memory (rasterio ``MemoryFile``, deflate-compressed; PIL for the PNG) and written with
-:func:`rsmg.io.atomic_write_bytes`, so a killed run never leaves half a map. rasterio is imported only here.
+GDAL writes each GeoTIFF (deflate-compressed) straight to a temporary file beside its target, renamed into place
+by :func:`rsmg.io.atomic_path`, so a killed run never leaves half a map and no second copy of the map (a
+compressed in-memory file) is held; the PNG is built by PIL and written with :func:`rsmg.io.atomic_write_bytes`.
+rasterio is imported only here.
 """
 
 from __future__ import annotations
@@ -40,17 +42,17 @@ from typing import Any
 import numpy as np
 
 from rsmg.errors import ConfigError
-from rsmg.io import atomic_write_bytes
+from rsmg.io import atomic_path, atomic_write_bytes
 
 __all__ = [
     "NOT_PREDICTED",
     "QUICKLOOK_MAX_SIDE",
     "SceneMap",
     "class_map",
-    "class_map_geotiff",
     "class_map_png",
-    "confidence_geotiff",
     "write_class_map",
+    "write_class_map_geotiff",
+    "write_confidence_geotiff",
     "write_scene_maps",
 ]
 
@@ -99,13 +101,16 @@ def _colour_table(n: int) -> dict[int, tuple[int, int, int, int]]:
     return table
 
 
-def _geotiff_bytes(
-    band: np.ndarray, georef: Mapping[str, Any] | None, write: Callable[[Any], None], **profile: Any
-) -> bytes:
-    """One-band GeoTIFF bytes of ``band`` on the scene's grid; ``write(dataset)`` adds tags, colours, names."""
+def _write_geotiff(
+    path: str | Path,
+    band: np.ndarray,
+    georef: Mapping[str, Any] | None,
+    describe: Callable[[Any], None],
+    **profile: Any,
+) -> Path:
+    """Write a one-band GeoTIFF of ``band`` on the scene's grid atomically; ``describe(dataset)`` adds tags etc."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
-    from rasterio.io import MemoryFile
     from rasterio.transform import Affine
 
     h, w = band.shape
@@ -115,27 +120,28 @@ def _geotiff_bytes(
         profile["transform"] = Affine(*georef["transform"])
         if georef.get("crs"):
             profile["crs"] = rasterio.crs.CRS.from_user_input(georef["crs"])
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter(
             "ignore", NotGeoreferencedWarning
         )  # no georef: pixel coordinates, said by the caller
-        with MemoryFile() as mem:
-            with mem.open(**profile) as dst:
-                dst.write(band, 1)
-                write(dst)
-            return bytes(mem.read())
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(band, 1)
+            describe(dst)
+    return Path(path)
 
 
-def class_map_geotiff(
+def write_class_map_geotiff(
+    path: str | Path,
     classes_map: np.ndarray,
     classes: Sequence[str],
     georef: Mapping[str, Any] | None,
     *,
     domain: str = "",
-) -> bytes:
-    """The bytes of a one-band uint8 GeoTIFF holding ``classes_map`` (see the module docstring for its content).
+) -> Path:
+    """Write ``classes_map`` as a one-band uint8 GeoTIFF (content: the module docstring) atomically; its path.
 
     Args:
+        path: the ``.tif`` to write.
         classes_map: ``H×W`` uint8 class indices, :data:`NOT_PREDICTED` where none.
         classes: the class names, index ``k`` = ``classes[k]``.
         georef: ``{"crs": ..., "transform": (a, b, c, d, e, f)}`` of the scene, or None (pixel coordinates).
@@ -163,20 +169,20 @@ def class_map_geotiff(
         dst.update_tags(1, **{f"CLASS_{k}": n for k, n in enumerate(names)})
 
     band = np.ascontiguousarray(classes_map, dtype=np.uint8)
-    return _geotiff_bytes(band, georef, describe, nodata=NOT_PREDICTED, photometric="palette")
+    return _write_geotiff(path, band, georef, describe, nodata=NOT_PREDICTED, photometric="palette")
 
 
-def confidence_geotiff(
-    confidence: np.ndarray, georef: Mapping[str, Any] | None, *, domain: str = ""
-) -> bytes:
-    """The bytes of a one-band float32 GeoTIFF of the largest class probability (nodata NaN: not predicted)."""
+def write_confidence_geotiff(
+    path: str | Path, confidence: np.ndarray, georef: Mapping[str, Any] | None, *, domain: str = ""
+) -> Path:
+    """Write the largest class probability as a one-band float32 GeoTIFF (nodata NaN) atomically; its path."""
 
     def describe(dst: Any) -> None:
         dst.set_band_description(1, "confidence: largest class probability (NaN = not predicted)")
         dst.update_tags(DOMAIN=domain)
 
     band = np.ascontiguousarray(confidence, dtype=np.float32)
-    return _geotiff_bytes(band, georef, describe, nodata=float("nan"))
+    return _write_geotiff(path, band, georef, describe, nodata=float("nan"))
 
 
 def class_map_png(classes_map: np.ndarray, n_classes: int, *, max_side: int = QUICKLOOK_MAX_SIDE) -> bytes:
@@ -210,8 +216,7 @@ def write_class_map(
     domain: str = "",
 ) -> Path:
     """Write the GeoTIFF classification map of one scene atomically; returns its path."""
-    data = class_map_geotiff(class_map(rows, cols, pred, shape), classes, georef, domain=domain)
-    return atomic_write_bytes(path, data)
+    return write_class_map_geotiff(path, class_map(rows, cols, pred, shape), classes, georef, domain=domain)
 
 
 def write_scene_maps(
@@ -227,13 +232,15 @@ def write_scene_maps(
 
     Each file is written atomically; returns the paths written, in that order.
     """
-    data = class_map_geotiff(scene_map.classes, classes, georef, domain=domain)
-    paths = [atomic_write_bytes(f"{stem}_classes.tif", data)]
+    paths = [
+        write_class_map_geotiff(f"{stem}_classes.tif", scene_map.classes, classes, georef, domain=domain)
+    ]
     if quicklook:
         paths.append(
             atomic_write_bytes(f"{stem}_classes.png", class_map_png(scene_map.classes, len(classes)))
         )
     if scene_map.confidence is not None:
-        data = confidence_geotiff(scene_map.confidence, georef, domain=domain)
-        paths.append(atomic_write_bytes(f"{stem}_confidence.tif", data))
+        paths.append(
+            write_confidence_geotiff(f"{stem}_confidence.tif", scene_map.confidence, georef, domain=domain)
+        )
     return paths

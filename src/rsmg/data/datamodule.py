@@ -542,7 +542,11 @@ class CrossDomainDataModule(ResumableDataModule):
 
     def predict_dataloader(self) -> list[DataLoader[Any]]:
         """One loader per target domain: its test pixels, or every valid pixel of a target without labels."""
-        return [self._loader(self._dataset(t, "predict"), train=False) for t in self.targets]
+        loaders = []
+        for t in self.targets:
+            ds = self._dataset(t, "predict")
+            loaders.append(self._loader(ds, train=False, by_worker=isinstance(ds, StripSceneDataset)))
+        return loaders
 
     def train_dataset(self) -> torch.utils.data.Dataset[Any]:
         """The source training pixels (all sources concatenated), un-augmented: e.g. to build a DTAug view bank."""

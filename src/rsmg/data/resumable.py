@@ -98,10 +98,13 @@ class ResumableDataModule(pl.LightningDataModule):
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)
 
-    def _loader(self, ds: torch.utils.data.Dataset[Any], *, train: bool) -> DataLoader[Any]:
+    def _loader(
+        self, ds: torch.utils.data.Dataset[Any], *, train: bool, by_worker: bool = False
+    ) -> DataLoader[Any]:
         # Samplers are rsmg's own (rsmg.data.sampling): training order = f(seed, epoch), resumable mid-epoch;
         # evaluation shards are disjoint and unpadded under DDP. Both subclass DistributedSampler, so
         # Lightning keeps them. The generator seeds the loader's base seed (iter() draws no global RNG).
+        # by_worker: each worker serves one contiguous run of batches (datasets read in strips).
         world, rank = self._world()
         g = torch.Generator().manual_seed(self.seed)
         common: dict[str, Any] = {
@@ -115,7 +118,14 @@ class ResumableDataModule(pl.LightningDataModule):
             sampler = ResumableSampler(ds, seed=self.seed, shuffle=True, num_replicas=world, rank=rank)  # type: ignore[arg-type]
             self._train_sampler = sampler
             return ResumableDataLoader(ds, batch_size=self.batch_size, sampler=sampler, **common)
-        shard = EvalShardSampler(ds, num_replicas=world, rank=rank)  # type: ignore[arg-type]
+        workers = self.num_workers if by_worker else 0
+        shard = EvalShardSampler(
+            ds,  # type: ignore[arg-type]
+            num_replicas=world,
+            rank=rank,
+            batch_size=self.eval_batch_size,
+            workers=workers,
+        )
         return DataLoader(ds, batch_size=self.eval_batch_size, sampler=shard, **common)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -52,6 +52,7 @@ __all__ = [
     "capture_rng_states",
     "epoch_permutation",
     "restore_rng_states",
+    "worker_order",
 ]
 
 _MASK64 = (1 << 64) - 1
@@ -225,9 +226,21 @@ class EvalShardSampler(DistributedSampler):
     ``[r·n/N, (r+1)·n/N)``, so the concatenation of the ranks' predictions is the dataset order and summed
     confusion matrices equal the single-process ones (Lightning's default ``DistributedSampler`` pads shards
     with repeated samples, which would count them twice).
+
+    ``workers > 1`` (with ``batch_size``, the loader's) reorders the shard's batches by :func:`worker_order`,
+    so that each DataLoader worker serves one contiguous run of batches: for datasets read in strips, where a
+    worker that served every ``workers``-th batch would read every strip.
     """
 
-    def __init__(self, data_source: Sized, *, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        data_source: Sized,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+        batch_size: int = 1,
+        workers: int = 0,
+    ) -> None:
         _check_replicas(num_replicas, rank)
         super().__init__(data_source, num_replicas=num_replicas, rank=rank, shuffle=False)  # type: ignore[arg-type]
         n = len(data_source)
@@ -235,14 +248,40 @@ class EvalShardSampler(DistributedSampler):
         self.stop = (rank + 1) * n // num_replicas
         self.num_samples = self.stop - self.start
         self.total_size = n
+        self.batch_size = batch_size
+        self.workers = workers
 
     def __iter__(self) -> Iterator[int]:
-        """This rank's indices, in dataset order."""
+        """This rank's indices, in dataset order (by worker runs with ``workers > 1``)."""
+        if self.workers > 1:
+            return iter(worker_order(self.start, self.stop, self.batch_size, self.workers))
         return iter(range(self.start, self.stop))
 
     def __len__(self) -> int:
         """Samples on this rank."""
         return self.stop - self.start
+
+
+def worker_order(start: int, stop: int, batch_size: int, workers: int) -> list[int]:
+    """Samples ``start … stop-1`` ordered so that a DataLoader's workers each get one contiguous run of batches.
+
+    A DataLoader hands batch ``j`` to worker ``j % workers``. The full batches are cut into ``workers``
+    contiguous runs (the first runs one batch longer when they do not divide) and emitted round by round, one
+    batch of each run, so worker ``k`` serves run ``k``. The short last batch, if any, comes last (every
+    other batch stays full) and is the one batch a worker serves off its run. Every sample appears once.
+    """
+    n_full = (stop - start) // batch_size
+    base, extra = divmod(n_full, workers)
+    lengths = [base + (k < extra) for k in range(workers)]
+    firsts = [sum(lengths[:k]) for k in range(workers)]
+    order: list[int] = []
+    for r in range(max(lengths, default=0)):
+        for k in range(workers):
+            if r < lengths[k]:
+                b = start + (firsts[k] + r) * batch_size
+                order.extend(range(b, b + batch_size))
+    order.extend(range(start + n_full * batch_size, stop))
+    return order
 
 
 # ---------------------------------------------------------------------------------------------- RNG states
