@@ -31,6 +31,7 @@ from typing import Annotated
 import numpy as np
 
 from _common import ROOT, grid_run_args, machine, rsmg_fit, write_result
+from _reuse import check_reuse
 from rsmg.cli.signature import Arg, cli
 
 CONFIGS = {
@@ -64,8 +65,6 @@ def run(
     name = f"{'zero_shot' if zero_shot else method}_{captions}"
     run_dir = out / dataset / name / f"seed{seed}"
     done = run_dir / ("zero_shot.json" if zero_shot else "metrics.json")
-    if done.exists():
-        return run_dir
     cmd = ["--config", str(ROOT / CONFIGS[dataset])]
     if zero_shot:
         cmd += ["--config", str(ROOT / "experiments/captions/zero_shot_aid.yaml")]
@@ -76,6 +75,9 @@ def run(
         CAPTIONS[captions],
         *grid_run_args(out / dataset, name, seed),
     ]
+    if done.exists():
+        check_reuse(run_dir, cmd)
+        return run_dir
     t0 = time.perf_counter()
     if not rsmg_fit(cmd, f"[{dataset}] {name} seed {seed}"):
         return None

@@ -37,6 +37,7 @@ from _common import (
     slug,
     write_result,
 )
+from _reuse import check_reuse
 from rsmg.cli.signature import cli
 
 BASE = BASELINE_LIDAR  # experiments/ pieces: data, model, trainer
@@ -105,8 +106,6 @@ def overlays(out: Path, prior: Path, views: int, steps: int, strength: float) ->
 def run(method: str, seed: int, args: Options, tta: Path, views_yaml: Path) -> Path | None:
     cfg, with_views = METHODS[method]
     run_dir = args.out / "classifiers" / slug(method) / f"seed{seed}"
-    if (run_dir / "metrics.json").exists():
-        return run_dir
     cmd = config_args(cfg)
     if with_views:
         cmd += ["--config", str(views_yaml)]
@@ -119,6 +118,9 @@ def run(method: str, seed: int, args: Options, tta: Path, views_yaml: Path) -> P
         args.target_split,
         *grid_run_args(args.out / "classifiers", slug(method), seed),
     ]
+    if (run_dir / "metrics.json").exists():
+        check_reuse(run_dir, cmd)
+        return run_dir
     return run_dir if rsmg_fit(cmd, f"{method} seed {seed}") else None
 
 

@@ -44,6 +44,7 @@ from _common import (
     timed_fit,
     write_result,
 )
+from _reuse import check_reuse
 from _stats import majority_reference, mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import Arg, cli
 from rsmg.data.catalog import missing_files
@@ -368,10 +369,11 @@ def run(
     """
     split = target_split if PROTOCOLS[protocol].cross_scene else "config"
     run_dir = out / slug(split) / protocol / slug(method) / f"seed{seed}"
-    if (run_dir / "metrics.json").exists():
-        return run_dir, recorded_wall(run_dir), False
     cmd = fit_args(protocol, method, epochs, target_split)
     cmd += grid_run_args(out / slug(split) / protocol, slug(method), seed)
+    if (run_dir / "metrics.json").exists():
+        check_reuse(run_dir, cmd)
+        return run_dir, recorded_wall(run_dir), False
     wall = timed_fit(cmd, f"[{protocol}] {method} seed {seed}", run_dir)
     return (run_dir, wall, True) if wall is not None else (None, float("nan"), True)
 

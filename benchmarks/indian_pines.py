@@ -45,6 +45,7 @@ from _common import (
     timed_fit,
     write_result,
 )
+from _reuse import check_reuse
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import Arg, cli
 
@@ -161,10 +162,11 @@ def run_net(split: str, method: str, seed: int, epochs: int, out: Path) -> dict[
     """Train + test one network cell (reused when its metrics.json exists)."""
     save = out / split
     run_dir = save / slug(method) / f"seed{seed}"
+    args = [*fit_args(split, method, epochs), *grid_run_args(save, slug(method), seed)]
     if (run_dir / "metrics.json").exists():
+        check_reuse(run_dir, args)
         wall: float | None = recorded_wall(run_dir)  # NaN for a run trained before the record
     else:
-        args = [*fit_args(split, method, epochs), *grid_run_args(save, slug(method), seed)]
         wall = timed_fit(args, f"[{split}] {method} seed {seed}", run_dir)
         if wall is None:
             return None

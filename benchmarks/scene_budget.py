@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated
 
 from _common import ROOT, command, machine, recorded_wall, slug, timed_fit, write_result
+from _reuse import check_reuse
 from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences, require_paired
 from rsmg.cli.signature import Arg, cli
@@ -88,23 +89,25 @@ def main(args: Options) -> None:
         scores[setting], walls[setting] = {}, []
         for seed in args.seeds:
             run_dir = args.out / args.protocol / slug(args.method) / slug(setting) / f"seed{seed}"
-            if best_val_oa(run_dir) is None:
-                fit = [
-                    *fit_args(args.protocol, args.method, None),
-                    *SETTINGS[setting][0],
-                    "--seed_everything",
-                    str(seed),
-                    "--data.init_args.seed",
-                    "0",
-                    "--trainer.logger.init_args.save_dir",
-                    str(run_dir.parent.parent),
-                    "--trainer.logger.init_args.name",
-                    slug(setting),
-                    "--trainer.logger.init_args.version",
-                    f"seed{seed}",
-                    "--trainer.enable_progress_bar",
-                    "false",
-                ]  # fmt: skip  (no --test_after_fit: the target is never read)
+            fit = [
+                *fit_args(args.protocol, args.method, None),
+                *SETTINGS[setting][0],
+                "--seed_everything",
+                str(seed),
+                "--data.init_args.seed",
+                "0",
+                "--trainer.logger.init_args.save_dir",
+                str(run_dir.parent.parent),
+                "--trainer.logger.init_args.name",
+                slug(setting),
+                "--trainer.logger.init_args.version",
+                f"seed{seed}",
+                "--trainer.enable_progress_bar",
+                "false",
+            ]  # fmt: skip  (no --test_after_fit: the target is never read)
+            if best_val_oa(run_dir) is not None:
+                check_reuse(run_dir, fit)
+            else:
                 timed_fit(fit, f"[{args.protocol} sources] {args.method} / {setting} / seed {seed}", run_dir)
             score = best_val_oa(run_dir)
             if score is not None:

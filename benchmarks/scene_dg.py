@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Annotated
 
 from _common import RESULTS, ROOT, machine, recorded_wall, slug, timed_fit, write_result
+from _reuse import check_reuse
 from _stats import majority_share, mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import Arg, cli
 
@@ -129,13 +130,13 @@ def fit_args(protocol: str, method: str, epochs: int | None) -> list[str]:
 def run(
     protocol: str, method: str, seed: int, data_seed: int, epochs: int | None, out: Path
 ) -> tuple[Path | None, float, bool]:
-    """Train + test one cell (reused when its metrics.json exists); (run dir or None, wall seconds, trained now).
+    """Train + test one cell, or reuse it (its metrics.json and config are this cell's: ``_reuse``).
+
+    Returns (run dir or None, wall seconds, trained now).
 
     The wall time of a reused run is the one recorded when it was trained (NaN for runs older than the record).
     """
     run_dir = out / protocol / slug(method) / f"seed{seed}"
-    if (run_dir / "metrics.json").exists():
-        return run_dir, recorded_wall(run_dir), False
     args = [
         *fit_args(protocol, method, epochs),
         "--seed_everything", str(seed), "--data.init_args.seed", str(data_seed),
@@ -143,6 +144,9 @@ def run(
         "--trainer.logger.init_args.version", f"seed{seed}", "--trainer.enable_progress_bar", "false",
         "--test_after_fit", "true",
     ]  # fmt: skip
+    if (run_dir / "metrics.json").exists():
+        check_reuse(run_dir, args)
+        return run_dir, recorded_wall(run_dir), False
     wall = timed_fit(args, f"[{protocol}] {method} seed {seed}", run_dir)
     return (run_dir, wall, True) if wall is not None else (None, float("nan"), True)
 

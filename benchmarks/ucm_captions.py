@@ -31,6 +31,7 @@ from typing import Annotated, Literal
 import numpy as np
 
 from _common import ROOT, grid_run_args, machine, rsmg_fit, slug, write_result
+from _reuse import check_reuse
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import Arg, cli
 
@@ -81,14 +82,15 @@ def run(
     mode = f"transfer_{transfer}_" if transfer else ("zero_shot_" if held_out else "")
     save = out / f"{split_tag(split)}{mode}leakage_{leakage}"
     run_dir = save / slug(method) / f"seed{seed}"
-    if (run_dir / "metrics.json").exists():
-        return run_dir, float("nan")
     args = cell_args(method, leakage, held_out, transfer, split)
     if epochs:
         args += ["--trainer.max_epochs", str(epochs)]
     args += [*grid_run_args(save, slug(method), seed), "--data.init_args.seed", "0"]
     if held_out:
         args.append(CALIBRATION)
+    if (run_dir / "metrics.json").exists():
+        check_reuse(run_dir, args)
+        return run_dir, float("nan")
     t0 = time.perf_counter()
     ok = rsmg_fit(args, f"[{mode}leakage {leakage}] {method} seed {seed}")
     return (run_dir if ok else None), time.perf_counter() - t0

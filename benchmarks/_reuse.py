@@ -1,0 +1,132 @@
+"""A finished run is reused only when it was trained with the configuration the grid asks for now.
+
+Why: the grids recognise a finished run by its folder (``<out>/<setting>/<method>/seed<k>``). An edit of an
+experiment piece (a default re-chosen, a YAML fixed) leaves the folder name unchanged, so a grid would tabulate
+runs of the old configuration as if they were of the new one. Before reusing a run, :func:`check_reuse` resolves
+the ``rsmg fit`` arguments the grid would pass (LightningCLI's ``--print_config``, in-process: about 0.2 s after
+the first) and compares them with the ``config.yaml`` LightningCLI saved in the run, itself resolved the same way:
+an option added to rsmg after the run was trained then takes its default on both sides (an added option keeps
+the old behaviour at its default), while a grid that sets it to anything else, or a changed value, differs. Any
+difference is an error naming the keys; the run is never silently retrained or silently reused. A run trained
+before the 2026-12 nesting of FVMGN's options has its flat keys moved to their nested ones by the network class's
+own table (``renamed_options``, the one that turns them into errors for users) before it is resolved. Not
+compared: where the run lies (the logger's save_dir / name / version, which the grid matched by finding it
+there) and the options of a part switched off on both sides (``mwdis.enabled: false``: its other fields are
+unused, docs/decisions.md#fvmgn-options).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rsmg.errors import DataError
+
+__all__ = ["check_reuse", "config_differences", "resolved_config"]
+
+
+def resolved_config(args: list[str]) -> dict[str, Any]:
+    """The configuration ``rsmg fit ARGS`` would run with (the YAML ``--print_config`` writes), parsed."""
+    from rsmg.cli.main import build_cli
+
+    out, err = io.StringIO(), io.StringIO()
+    code: object = 0
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        warnings.filterwarnings("ignore", message=".*args parameter is intended")  # the benchmark's own argv
+        try:
+            build_cli(["fit", *args, "--print_config"])
+        except SystemExit as exc:  # --print_config exits 0 after printing; a parse error exits non-zero
+            code = exc.code
+    config = yaml.safe_load(out.getvalue()) if code in (0, None) else None
+    if not isinstance(config, dict):
+        lines = [ln.strip() for ln in err.getvalue().splitlines() if ln.strip()]
+        raise ValueError(f"rsmg fit --print_config failed (exit {code}): " + " ".join(lines[-3:]))
+    return config
+
+
+def _nest_renamed(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the network's flat option names of before 2026-12 moved to their nested keys."""
+    import importlib
+
+    net = config.get("model", {}).get("init_args", {}).get("net")
+    if not isinstance(net, dict) or "class_path" not in net:
+        return config
+    module, _, name = net["class_path"].rpartition(".")
+    renamed = getattr(getattr(importlib.import_module(module), name), "renamed_options", {})
+    init = net.get("init_args") or {}
+    # a flat option holds a value, never a section (`frequency` was a flat key too); popped first, then nested
+    flat = {k: init.pop(k) for k in list(init) if k in renamed and not isinstance(init[k], dict)}
+    for old, value in flat.items():
+        section, key = renamed[old].split(".")
+        init.setdefault(section, {})[key] = value
+    return config
+
+
+def _leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(tree, Mapping):
+        for k, v in tree.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix, tree
+
+
+# where a run lies, which the grid already matched by finding it there (a run moved aside keeps its old name)
+LOCATION = tuple(f"trainer.logger.init_args.{k}" for k in ("save_dir", "name", "version"))
+
+
+def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """``key: saved → wanted`` for every dotted key whose value differs (lists compared whole; not LOCATION)."""
+    a, b = dict(_leaves(saved)), dict(_leaves(wanted))
+    for k in LOCATION:
+        a.pop(k, None), b.pop(k, None)
+    for off in [k for k in a if k.endswith(".enabled") and a[k] is False and b.get(k) is False]:
+        section = off[: -len("enabled")]  # a part switched off on both sides: its other options are unused
+        for d in (a, b):
+            for k in [k for k in d if k.startswith(section)]:
+                del d[k]
+    return [f"{k}: {a.get(k, '(absent)')!r} → {b.get(k, '(absent)')!r}" for k in sorted(a.keys() | b.keys())
+            if a.get(k, "(absent)") != b.get(k, "(absent)")]  # fmt: skip
+
+
+def check_reuse(run_dir: Path, args: list[str]) -> None:
+    """Refuse to reuse ``run_dir`` unless its ``config.yaml`` equals what ``rsmg fit ARGS`` resolves to now.
+
+    Raises:
+        DataError: the run has no ``config.yaml``, or it was trained with another configuration.
+    """
+    saved_file = run_dir / "config.yaml"
+    if not saved_file.is_file():
+        raise DataError(
+            "a finished run without its configuration cannot be reused",
+            file=saved_file,
+            fix=f"move {run_dir} aside (or delete it) so that the grid trains it again",
+        )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            nested = Path(tmp) / "config.yaml"
+            nested.write_text(yaml.safe_dump(_nest_renamed(yaml.safe_load(saved_file.read_text()))))
+            saved = resolved_config(["--config", str(nested)])
+    except Exception as exc:  # a key renamed or removed since: the run's configuration cannot be compared
+        raise DataError(
+            "a finished run's configuration no longer parses",
+            file=saved_file,
+            found=str(exc)[:300],
+            fix=f"move {run_dir} aside (or delete it) so that the grid trains it again",
+        ) from exc
+    diffs = config_differences(saved, resolved_config(args))
+    if diffs:
+        shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+        raise DataError(
+            "a finished run was trained with another configuration than the grid's now",
+            file=saved_file,
+            found=shown,
+            fix=f"move {run_dir} aside (or delete it) to train it with the current configuration, or give the "
+            "grid another --out",
+        )
