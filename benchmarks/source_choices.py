@@ -1,8 +1,11 @@
-r"""FVMGN choices re-made on source validation only: which view the classifier reads (``mwdis.logits``).
+r"""FVMGN choices re-made on source validation only (``--choice``): the classifier's view, stems, scales, ...
 
-Two settings were once chosen by looking at target test numbers (issue 21): FVMGN's default
+Settings once chosen or studied by looking at target test numbers (issue 21): FVMGN's default
 ``mwdis.logits: resampled`` (Trento → MUUFL test OA, one seed) and the in-scene configs' ``logits: original``
-(Salinas-A test OA). This script makes both choices again from the number checkpoint selection itself reads,
+(Salinas-A test OA); and, on the LiDAR proxies' target OA, the stems (``sfie.stem``), the number of scales
+(``sfie.scales``), the frequency pathway (``frequency.kind``) and the alignment loss (``alignment.loss``), whose
+defaults were kept without a source-side reason. This script makes each choice again from the number
+checkpoint selection itself reads,
 the best epoch's source-validation OA (``val/oa`` in the run's ``metrics.csv``), on spatially disjoint validation
 tiles (``data.val_split: blocks:16``, a ``patch_size - 1`` buffer; docs/decisions.md#validation-split):
 
@@ -20,9 +23,15 @@ or whose inputs were shaped by a target statistic (transductive). The rule, fixe
 the value with the higher mean source-validation OA over seeds (a tie keeps the value before); for a group of
 settings (the cross-scene default, the in-scene configs), the higher mean of the settings' means.
 
+A cell whose value is the one the setting's configuration already holds runs that configuration unchanged
+(folder ``config``), so the choices share those runs; any other value is passed as an override (folder
+``<key>=<value>``). Finished runs are reused when their configuration is the cell's (``_reuse``).
+
 Usage::
 
     OMP_NUM_THREADS=1 RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/source_choices.py --seeds 42 43 44
+    OMP_NUM_THREADS=1 RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/source_choices.py \
+        --choice sfie.stem --settings trento_to_muufl muufl_to_trento --seeds 42 43 44 45 46
 """
 
 from __future__ import annotations
@@ -45,24 +54,23 @@ from _common import (
     timed_fit,
     write_result,
 )
+from _reuse import check_reuse, resolved_config
 from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences, require_paired
 from fvmgn_accuracy import PROTOCOLS as LIDAR
 from rsmg.cli.signature import Arg, cli
 
 NET = "--model.init_args.net.init_args."
-VALUES = ("resampled", "original")  # mwdis.logits; the paired differences are the first minus the second
 BLOCKS = ["--data.init_args.val_split", "blocks:16"]  # val_buffer keeps its default, patch_size - 1
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting: its experiments/ pieces, data overrides, epochs, and its value before this choice."""
+    """One setting: its experiments/ pieces, data overrides and epochs."""
 
     pieces: tuple[str, ...]
     data: tuple[str, ...]
     epochs: int
-    current: str
     description: str
 
 
@@ -74,7 +82,6 @@ SETTINGS: dict[str, Setting] = {
         FVMGN_LIDAR,
         (*LIDAR["trento_to_muufl"].data, *BLOCKS),
         15,
-        "resampled",
         "Trento → MUUFL LiDAR (height + intensity), validation: 16-px tiles of Trento's standard training "
         "pixels, 10-px buffer",
     ),
@@ -82,55 +89,145 @@ SETTINGS: dict[str, Setting] = {
         FVMGN_LIDAR,
         (*LIDAR["muufl_to_trento"].data, *BLOCKS),
         15,
-        "resampled",
         "MUUFL → Trento LiDAR (height + intensity), 100 px per class, validation: 16-px tiles, 10-px buffer",
     ),
     "indian_pines_disjoint": Setting(
         INDIAN_PINES,
         (),
         10,
-        "original",
         "Indian Pines in-scene HSI, disjoint split (test tiles never read), validation: 16-px tiles of what "
         "the test tiles leave, 3-px buffer",
     ),
 }
-# what each group of settings decides, and where that value is set
-GROUPS: dict[str, tuple[tuple[str, ...], str]] = {
-    "cross-scene LiDAR config": (
-        ("trento_to_muufl", "muufl_to_trento"),
-        "`experiments/model/fvmgn_lidar.yaml` (until issue 21: the option default, `MWDisOptions.logits`)",
-    ),
-    "in-scene configs": (
-        ("indian_pines_disjoint",),
-        "`experiments/indian_pines/model_fvmgn.yaml`, `experiments/model/fvmgn_salinas_a.yaml`",
-    ),
+CROSS_SCENE = ("trento_to_muufl", "muufl_to_trento")
+LIDAR_CONFIG = "`experiments/model/fvmgn_lidar.yaml`"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One option of FVMGN's network to choose: two values, the value each setting had before, the groups.
+
+    ``values[0] − values[1]`` is the paired difference; ``groups`` maps a group name to its settings and where its
+    value is set; ``before`` is each setting's value before this choice (a setting not named: ``values[0]``).
+    """
+
+    key: str
+    values: tuple[str, str]
+    title: str
+    groups: dict[str, tuple[tuple[str, ...], str]]
+    before: dict[str, str] = field(default_factory=dict)
+
+    def before_of(self, setting: str) -> str:
+        """The setting's value before this choice."""
+        return self.before.get(setting, self.values[0])
+
+
+CHOICES: dict[str, Choice] = {
+    c.key: c
+    for c in (
+        Choice(
+            "mwdis.logits",
+            ("resampled", "original"),
+            "Which view FVMGN's classifier reads (`mwdis.logits`)",
+            {
+                "cross-scene LiDAR config": (
+                    CROSS_SCENE,
+                    f"{LIDAR_CONFIG} (until issue 21: the option default, `MWDisOptions.logits`)",
+                ),
+                "in-scene configs": (
+                    ("indian_pines_disjoint",),
+                    "`experiments/indian_pines/model_fvmgn.yaml`, `experiments/model/fvmgn_salinas_a.yaml`",
+                ),
+            },
+            {"indian_pines_disjoint": "original"},
+        ),
+        Choice(
+            "sfie.stem",
+            ("pointwise", "auto"),
+            "FVMGN's stems (`sfie.stem`: `auto` is a 3×3 first layer on LiDAR's 1–2 bands)",
+            {
+                "cross-scene LiDAR config": (
+                    CROSS_SCENE,
+                    f"{LIDAR_CONFIG} (option default: `SFIEOptions.stem`)",
+                )
+            },
+        ),
+        Choice(
+            "sfie.scales",
+            ("2", "1"),
+            "How many scales SFIE and the alignment use (`sfie.scales`)",
+            {
+                "cross-scene LiDAR config": (
+                    CROSS_SCENE,
+                    f"{LIDAR_CONFIG} (option default: `SFIEOptions.scales`)",
+                )
+            },
+        ),
+        Choice(
+            "frequency.kind",
+            ("wavelet", "fft"),
+            "FVMGN's frequency pathway (`frequency.kind`)",
+            {
+                "cross-scene LiDAR config": (
+                    CROSS_SCENE,
+                    f"{LIDAR_CONFIG} (option default: `FrequencyOptions.kind`)",
+                )
+            },
+        ),
+        Choice(
+            "alignment.loss",
+            ("infonce", "kl"),
+            "MSFFA's alignment loss (`alignment.loss`)",
+            {
+                "cross-scene LiDAR config": (
+                    CROSS_SCENE,
+                    f"{LIDAR_CONFIG} (option default: `AlignmentOptions.loss`)",
+                )
+            },
+        ),
+    )
 }
 
 
-def fit_args(setting: str, value: str) -> list[str]:
-    """The ``rsmg fit`` arguments of one cell (before the run directory and seeds)."""
+def base_args(setting: str) -> list[str]:
+    """The setting's ``rsmg fit`` arguments before any choice: pieces, data overrides, epochs."""
     s = SETTINGS[setting]
-    return [
-        *config_args(s.pieces),
-        *s.data,
-        NET + "mwdis.logits",
-        value,
-        "--trainer.max_epochs",
-        str(s.epochs),
-    ]
+    return [*config_args(s.pieces), *s.data, "--trainer.max_epochs", str(s.epochs)]
 
 
-def cell_args(setting: str, value: str, seed: int, out: Path) -> list[str]:
-    """Every ``rsmg fit`` argument of one cell: the run lands in ``out/setting/value/seed<seed>``, untested."""
-    return [*fit_args(setting, value), *grid_run_args(out / setting, value, seed, test=False)]
+def config_value(setting: str, key: str) -> str:
+    """The value the setting's configuration gives ``key`` (resolved as ``rsmg fit --print_config`` shows it)."""
+    node = resolved_config(base_args(setting))["model"]["init_args"]["net"]["init_args"]
+    for part in key.split("."):
+        node = node[part]
+    return str(node).lower() if isinstance(node, bool) else str(node)
 
 
-def run(setting: str, value: str, seed: int, out: Path) -> Path | None:
-    """Fit one cell without a test (reused when it finished before); its run directory, or None if it failed."""
-    run_dir = out / setting / value / f"seed{seed}"
+def cell_name(setting: str, key: str, value: str) -> str:
+    """``config`` when the configuration already holds ``value`` (runs shared by every choice), else ``key=value``."""
+    return "config" if config_value(setting, key) == value else f"{key}={value}"
+
+
+def fit_args(setting: str, key: str, value: str) -> list[str]:
+    """The ``rsmg fit`` arguments of one cell (before the run directory and seeds)."""
+    over = [] if cell_name(setting, key, value) == "config" else [NET + key, value]
+    return [*base_args(setting), *over]
+
+
+def cell_args(setting: str, key: str, value: str, seed: int, out: Path) -> list[str]:
+    """Every ``rsmg fit`` argument of one cell: it lands in ``out/setting/<cell_name>/seed<seed>``, untested."""
+    name = cell_name(setting, key, value)
+    return [*fit_args(setting, key, value), *grid_run_args(out / setting, name, seed, test=False)]
+
+
+def run(setting: str, key: str, value: str, seed: int, out: Path) -> Path | None:
+    """Fit one cell without a test, or reuse it (finished, same configuration); its run directory or None."""
+    run_dir = out / setting / cell_name(setting, key, value) / f"seed{seed}"
+    args = cell_args(setting, key, value, seed, out)
     if recorded_wall(run_dir) == recorded_wall(run_dir):  # not NaN: timed_fit finished it
+        check_reuse(run_dir, args)
         return run_dir
-    wall = timed_fit(cell_args(setting, value, seed, out), f"[{setting}] logits={value} seed {seed}", run_dir)
+    wall = timed_fit(args, f"[{setting}] {key}={value} seed {seed}", run_dir)
     return run_dir if wall is not None else None
 
 
@@ -140,22 +237,24 @@ class Decision:
 
     means: dict[str, float]
     chosen: str
-    diffs: dict[int, float]  # VALUES[0] − VALUES[1] per seed (paired)
+    diffs: dict[int, float]  # values[0] − values[1] per seed (paired)
     within_spread: bool  # |mean difference| < 2 sample std of the paired differences
 
 
-def decide(oa: dict[str, dict[int, float]], current: str) -> Decision:
+def decide(
+    oa: dict[str, dict[int, float]], current: str, values: tuple[str, str] = CHOICES["mwdis.logits"].values
+) -> Decision:
     """The value with the higher mean OA over seeds; an exact tie keeps ``current`` (the value before).
 
     Raises:
         DataError: a value has no run, or the values were run on different seeds (not paired).
     """
-    require_paired({v: oa.get(v, {}) for v in VALUES}, "mwdis.logits")
-    means = {v: statistics.mean(oa[v].values()) for v in VALUES}
+    require_paired({v: oa.get(v, {}) for v in values}, "the values of the choice")
+    means = {v: statistics.mean(oa[v].values()) for v in values}
     top = max(means.values())
-    best = [v for v in VALUES if means[v] == top]
+    best = [v for v in values if means[v] == top]
     chosen = current if current in best else best[0]
-    diffs = paired_differences(oa[VALUES[0]], oa[VALUES[1]])
+    diffs = paired_differences(oa[values[0]], oa[values[1]])
     d = list(diffs.values())
     within = len(d) > 1 and abs(statistics.mean(d)) < 2 * statistics.stdev(d)
     return Decision(means, chosen, diffs, within)
@@ -163,20 +262,21 @@ def decide(oa: dict[str, dict[int, float]], current: str) -> Decision:
 
 def decide_group(decisions: list[Decision], current: str) -> str:
     """The value with the higher mean of the settings' means (each setting weighs the same); a tie keeps ``current``."""
-    means = {v: statistics.mean(d.means[v] for d in decisions) for v in VALUES}
+    values = list(decisions[0].means)
+    means = {v: statistics.mean(d.means[v] for d in decisions) for v in values}
     top = max(means.values())
-    return current if means[current] == top else max(VALUES, key=lambda v: means[v])
+    return current if means[current] == top else max(values, key=lambda v: means[v])
 
 
-def setting_section(name: str, oa: dict[str, dict[int, float]], d: Decision) -> list[str]:
+def setting_section(name: str, choice: Choice, oa: dict[str, dict[int, float]], d: Decision) -> list[str]:
     """One setting: per-seed source-validation OA of each value, mean ± sample std, paired differences."""
     s = SETTINGS[name]
-    seeds = sorted(oa[VALUES[0]])
-    a, b = VALUES
+    a, b = choice.values
+    seeds = sorted(oa[a])
     lines = [
         f"## {name}",
         "",
-        f"{s.description}; {s.epochs} epochs. Value before this choice: `{s.current}`.",
+        f"{s.description}; {s.epochs} epochs. Value before this choice: `{choice.before_of(name)}`.",
         "",
         f"| seed | `{a}` | `{b}` | {a} − {b} |",
         "|---:|---:|---:|---:|",
@@ -197,15 +297,15 @@ class Options:
     """Options of ``source_choices.py``.
 
     Attributes:
-        settings: settings to run
+        choice: the network option to choose
+        settings: settings to run (none given: the choice's)
         seeds: seeds of every fit (model seed and data seed: the validation tiles move with it)
         out: folder of the runs
         name: results file benchmarks/results/<name>.md
     """
 
-    settings: Annotated[list[str], Arg(choices=tuple(SETTINGS))] = field(
-        default_factory=lambda: list(SETTINGS)
-    )
+    choice: Annotated[str, Arg(choices=tuple(CHOICES))] = "mwdis.logits"
+    settings: Annotated[list[str], Arg(choices=tuple(SETTINGS))] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
     out: Path = ROOT / "outputs" / "bench_source_choices"
     name: str = "source_choices/mwdis_logits"
@@ -215,19 +315,21 @@ def main(args: Options) -> None:
     """Fit (or reuse) every cell, choose per setting and per group, write the results file."""
     header = machine()
     t0 = time.perf_counter()
+    choice = CHOICES[args.choice]
+    settings = args.settings or [s for members, _ in choice.groups.values() for s in members]
     oa: dict[str, dict[str, dict[int, float]]] = {}
     walls: list[float] = []
-    for name in args.settings:
-        oa[name] = {v: {} for v in VALUES}
-        for value in VALUES:
+    for name in settings:
+        oa[name] = {v: {} for v in choice.values}
+        for value in choice.values:
             for seed in args.seeds:
-                run_dir = run(name, value, seed, args.out)
+                run_dir = run(name, choice.key, value, seed, args.out)
                 if run_dir is not None:
                     oa[name][value][seed] = source_val_oa(run_dir)
                     walls.append(recorded_wall(run_dir))
-    decisions = {n: decide(oa[n], SETTINGS[n].current) for n in args.settings}
+    decisions = {n: decide(oa[n], choice.before_of(n), choice.values) for n in settings}
     lines = [
-        "# Which view FVMGN's classifier reads (`mwdis.logits`), chosen on source validation only",
+        f"# {choice.title}, chosen on source validation only",
         "",
         f"Command: `OMP_NUM_THREADS=1 {command()}`  ",
         f"Machine: {header}  ",
@@ -249,27 +351,29 @@ def main(args: Options) -> None:
         "| group | settings | mean source-val OA % per value | before | source validation picks | set in |",
         "|---|---|---|---|---|---|",
     ]
-    for group, (members, where) in GROUPS.items():
+    for group, (members, where) in choice.groups.items():
         ran = [m for m in members if m in decisions]
         if not ran:
             continue
-        current = SETTINGS[ran[0]].current
+        current = choice.before_of(ran[0])
         chosen = decide_group([decisions[m] for m in ran], current)
-        means = ", ".join(f"`{v}` {statistics.mean(decisions[m].means[v] for m in ran):.2f}" for v in VALUES)
+        means = ", ".join(
+            f"`{v}` {statistics.mean(decisions[m].means[v] for m in ran):.2f}" for v in choice.values
+        )
         lines.append(f"| {group} | {', '.join(ran)} | {means} | `{current}` | **`{chosen}`** | {where} |")
     lines.append("")
-    for name in args.settings:
-        lines += setting_section(name, oa[name], decisions[name])
+    for name in settings:
+        lines += setting_section(name, choice, oa[name], decisions[name])
     lines += [
         "## Runs",
         "",
-        "Each cell: `rsmg fit` with the setting's pieces and overrides, plus "
-        f"`{NET}mwdis.logits VALUE --test_after_fit false`:",
+        f"Each cell: `rsmg fit` with the setting's pieces and overrides, plus `{NET}{choice.key} VALUE` where "
+        "the configuration holds another value, and `--test_after_fit false`:",
         "",
         "| setting | pieces | overrides |",
         "|---|---|---|",
     ]
-    for name in args.settings:
+    for name in settings:
         s = SETTINGS[name]
         pairs = [*zip(s.data[::2], s.data[1::2], strict=True), ("--trainer.max_epochs", str(s.epochs))]
         over = " ".join(f"`{k} {v}`" for k, v in pairs)
