@@ -115,7 +115,9 @@ def fit_args(protocol: str, method: str, epochs: int | None) -> list[str]:
     """The ``rsmg fit`` arguments of one grid cell (before the run directory and seeds).
 
     Every cell starts from ``data_lodo_ucm.yaml`` (input size, split, batch) and sets its own sources, targets
-    and class set; FVMGN's class texts follow the protocol's class set.
+    and class set; FVMGN's class texts follow the protocol's class set. With one source dataset (RSSCN7 ↔ AID)
+    MWDis has no other source to take donors from, so it takes them from other images of the same dataset
+    (``mwdis.same_domain_fallback``, the single-source reading of the LiDAR configs; decisions.md#mwdis-donors).
     """
     proto = PROTOCOLS[protocol]
     args = ["--config", str(SCENES / "data_lodo_ucm.yaml")]
@@ -124,6 +126,8 @@ def fit_args(protocol: str, method: str, epochs: int | None) -> list[str]:
     args += ["--config", str(SCENES / "trainer_cpu.yaml"), *proto.args()]
     if method.startswith("fvmgn"):
         args += [NET + "text.class_set", proto.class_set]
+        if len(proto.sources) == 1:
+            args += [NET + "mwdis.same_domain_fallback", "true"]
     return args + (["--trainer.max_epochs", str(epochs)] if epochs else [])
 
 
