@@ -210,7 +210,7 @@ def main(args: Options) -> None:
         "11×11 patches, eval batch size " + f"{args.eval_batch_size}, every pixel of a GeoTIFF scene without labels",
         "(user catalog), read in " + (f"strips of {args.strip_rows} rows" if args.strip_rows else "default strips")
         + " (rasterio windows, with the patch's and the nDSM's",
-        "margins); outputs: `predictions_<scene>.npz` / `.csv`, `<scene>_classes.tif` and `<scene>_classes.png`.",
+        "margins); outputs: `predictions_<scene>.npz` / `.csv`, `prediction_<scene>.tif` and `prediction_<scene>.png`.",
         *([note] if note else []),
         "",
         *table,

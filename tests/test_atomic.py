@@ -101,7 +101,7 @@ def test_exception_inside_atomic_open_keeps_previous_file(tmp_path):
 
 def test_atomic_path_replaces_the_target_only_when_the_file_writer_finishes(tmp_path):
     """For writers that take a file name (GDAL writes the classification GeoTIFFs this way)."""
-    target = tmp_path / "maps" / "scene_classes.tif"
+    target = tmp_path / "maps" / "prediction_scene.tif"
     with atomic_path(target) as tmp:
         assert tmp.parent == target.parent and tmp != target  # same directory: the rename stays atomic
         tmp.write_bytes(b"old")

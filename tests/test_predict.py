@@ -116,7 +116,7 @@ def test_predict_writes_every_target_domain_and_agrees_with_test(fitted):
         assert [int(r["pred"]) for r in rows] == pred.tolist()
         assert [r["pred_name"] for r in rows[:5]] == [metrics["classes"][p] for p in pred[:5]]
         np.testing.assert_allclose([float(r["confidence"]) for r in rows], probs.max(1), atol=1e-6)
-        _check_map_without_georeference(pred_dir / f"{dom}_classes.tif", z, out)
+        _check_map_without_georeference(pred_dir / f"prediction_{dom}.tif", z, out)
     assert not list(pred_dir.glob("*.tmp*"))  # atomic writes leave no temporary file
 
 

@@ -3,7 +3,7 @@
 The test writes two tiny LiDAR GeoTIFF scenes (UTM 32N, like Trento) and registers them in a user catalog:
 ``my_source`` with a label GeoTIFF, and ``my_target`` on another grid, without labels and with a nodata block.
 An in-process ``rsmg fit`` (three steps) on the source and an in-process ``rsmg predict`` of its ``last.ckpt``
-with the run's own ``config.yaml`` must write ``my_target_classes.tif``: the target's CRS and geotransform
+with the run's own ``config.yaml`` must write ``prediction_my_target.tif``: the target's CRS and geotransform
 (not the source's), a class per valid pixel, 255 in the nodata block, the figures' colour table and the class
 names. The unit tests check the datamodule side (every valid pixel a predict sample, no test loader, a
 source without labels refused) without training.
@@ -152,7 +152,7 @@ def test_predict_writes_a_georeferenced_map_of_the_whole_unlabelled_scene(
         "predict", "--config", str(run / "config.yaml"), "--ckpt_path", "last", cwd=tmp_path
     )  # as docs/data.md
     out = run / "predict_0"  # <run>/predict_<k>: the finished run is left as it is
-    tif = out / "my_target_classes.tif"
+    tif = out / "prediction_my_target.tif"
     assert f"classification map of my_target written to {tif} ({CRS})" in p.stdout
     classes = ["trees", "road"]
     with rasterio.open(tif) as src:
@@ -174,8 +174,10 @@ def test_predict_writes_a_georeferenced_map_of_the_whole_unlabelled_scene(
     assert len(z["pred"]) == valid.sum() and (z["label"] == -1).all()  # no ground truth
     assert np.array_equal(m[z["row"], z["col"]], z["pred"])  # the map is the .npz's predictions
     assert not list(out.glob("*.tmp*")) and not (out / "metrics.json").exists()
-    png = _png_rgba(out / "my_target_classes.png")  # the quick look beside the map: same grid, same colours
-    assert f"quick look of my_target written to {out / 'my_target_classes.png'}" in p.stdout
+    png = _png_rgba(
+        out / "prediction_my_target.png"
+    )  # the quick look beside the map: same grid, same colours
+    assert f"quick look of my_target written to {out / 'prediction_my_target.png'}" in p.stdout
     assert png.shape == (*TARGET_SHAPE, 4) and (png[~valid] == 0).all()  # nodata: transparent
     for k in np.unique(m[valid]):
         assert (png[m == k] == np.array(cmap[int(k)])).all(), k
@@ -198,7 +200,7 @@ def test_the_quick_look_of_a_large_map_is_subsampled_and_can_be_turned_off(tmp_p
     scene.add(rows.ravel(), cols.ravel(), ((rows // 100 + cols // 100) % 3).ravel())  # 3 classes in blocks
     scene.classes[:300, :150] = 255  # not predicted
     paths = write_scene_maps(tmp_path / "big", scene, ["a", "b", "c"], None, domain="big")
-    assert [q.name for q in paths] == ["big_classes.tif", "big_classes.png"]
+    assert [q.name for q in paths] == ["prediction_big.tif", "prediction_big.png"]
     png = _png_rgba(paths[1])
     f = -(-5000 // QUICKLOOK_MAX_SIDE)  # 3: every third row and column
     assert png.shape == (-(-5000 // f), -(-301 // f), 4) and max(png.shape[:2]) <= QUICKLOOK_MAX_SIDE
@@ -207,4 +209,4 @@ def test_the_quick_look_of_a_large_map_is_subsampled_and_can_be_turned_off(tmp_p
         assert (png[expected == k] == [*(round(255 * c) for c in rgb), 255]).all(), k
     assert (png[expected == 255] == 0).all()
     off = write_scene_maps(tmp_path / "off", scene, ["a", "b", "c"], None, domain="off", quicklook=False)
-    assert [q.name for q in off] == ["off_classes.tif"] and not (tmp_path / "off_classes.png").exists()
+    assert [q.name for q in off] == ["prediction_off.tif"] and not (tmp_path / "prediction_off.png").exists()

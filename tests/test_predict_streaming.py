@@ -147,11 +147,15 @@ def test_a_whole_scene_streams_and_writes_what_the_in_memory_path_writes(
         assert za[key].dtype == zb[key].dtype and np.array_equal(za[key], zb[key]), key
     assert len(za["pred"]) == n and np.all(np.diff(za["index"]) == 1)
     assert (a / "predictions_muufl_crop.csv").read_text() == (b / "predictions_muufl_crop.csv").read_text()
-    for tif in ("muufl_crop_classes.tif", "muufl_crop_classes.png", "muufl_crop_confidence.tif"):
+    for tif in (
+        "prediction_muufl_crop.tif",
+        "prediction_muufl_crop.png",
+        "prediction_muufl_crop_confidence.tif",
+    ):
         assert (a / tif).read_bytes() == (b / tif).read_bytes(), tif
-    with rasterio.open(a / "muufl_crop_classes.tif") as src:
+    with rasterio.open(a / "prediction_muufl_crop.tif") as src:
         classes = src.read(1)
-    with rasterio.open(a / "muufl_crop_confidence.tif") as src:
+    with rasterio.open(a / "prediction_muufl_crop_confidence.tif") as src:
         conf = src.read(1)
     r, c = za["row"], za["col"]
     assert np.array_equal(classes[r, c], za["pred"]) and (classes[NODATA_BLOCK] == 255).all()

@@ -50,8 +50,10 @@ def readme_example() -> tuple[str, list[list[str]], str]:
     )
     commands = [shlex.split(line, comments=True) for line in bashes[0].replace("\\\n", " ").splitlines()]
     commands = [c for c in commands if c]
-    promised = re.findall(r"->\s*(\S+_classes\.tif)", bashes[0])
-    assert len(promised) == 1, "the bash block names the map it writes (# ... -> <path>_classes.tif)"
+    promised = re.findall(r"->\s*(\S+/prediction_\S+\.tif)", bashes[0])
+    assert len(promised) == 1, (
+        "the bash block names the map it writes (# ... -> <run>/predict_0/prediction_<domain>.tif)"
+    )
     return yamls[0], commands, promised[0]
 
 
@@ -112,7 +114,7 @@ def test_readme_own_data_example_maps_a_geotiff(tmp_path: Path, monkeypatch: pyt
     p = call_rsmg(*predict[1:], cwd=tmp_path)  # step 3
 
     tif = tmp_path / promised
-    assert tif.name == f"{domain}_classes.tif" and tif.is_file(), sorted(tif.parent.parent.rglob("*"))
+    assert tif.name == f"prediction_{domain}.tif" and tif.is_file(), sorted(tif.parent.parent.rglob("*"))
     assert f"classification map of {domain} written to" in p.stdout and CRS in p.stdout
     with rasterio.open(target) as src:
         grid = (src.crs, src.transform, src.shape)

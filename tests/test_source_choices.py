@@ -28,7 +28,9 @@ def test_every_cell_parses_with_block_validation_and_no_test(setting, monkeypatc
 
 
 @pytest.mark.parametrize("key", sorted(bench.CHOICES))
-def test_the_value_a_configuration_holds_runs_it_unchanged_and_the_other_is_an_override(key, monkeypatch, tmp_path):
+def test_the_value_a_configuration_holds_runs_it_unchanged_and_the_other_is_an_override(
+    key, monkeypatch, tmp_path
+):
     """Every choice's two values on the cross-scene LiDAR config: one is the config's own (shared runs)."""
     choice = bench.CHOICES[key]
     setting = "trento_to_muufl"

@@ -132,8 +132,8 @@ def _predict(dm: Any, out: Path) -> None:
 
 
 def _same_files(a: Path, b: Path, name: str) -> None:
-    files = [f"predictions_{name}.npz", f"predictions_{name}.csv", f"{name}_classes.tif", f"{name}_classes.png",
-             f"{name}_confidence.tif"]  # fmt: skip
+    files = [f"predictions_{name}.npz", f"predictions_{name}.csv", f"prediction_{name}.tif", f"prediction_{name}.png",
+             f"prediction_{name}_confidence.tif"]  # fmt: skip
     assert sorted(p.name for p in a.iterdir()) == sorted(files)  # nothing else, no scratch left
     for f in files[1:]:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f

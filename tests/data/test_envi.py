@@ -174,7 +174,7 @@ def test_fit_and_predict_an_envi_scene_from_a_user_catalog(envi_catalog: Path, t
     call_rsmg("fit", *config_args("baseline_trento_to_muufl"), *data, *SMOKE_BUDGET, *logs, cwd=tmp_path)
     run = tmp_path / "logs/baseline_trento_to_muufl/envi"
     p = call_rsmg("predict", "--config", str(run / "config.yaml"), "--ckpt_path", "last", cwd=tmp_path)
-    tif = run / "predict_0/ip_map_classes.tif"
+    tif = run / "predict_0/prediction_ip_map.tif"
     assert f"classification map of ip_map written to {tif} ({CRS})" in p.stdout
     with rasterio.open(tif) as src:
         m, crs, transform = src.read(1), src.crs.to_string(), tuple(src.transform)[:6]

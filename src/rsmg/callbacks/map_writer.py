@@ -1,4 +1,4 @@
-"""Classification maps of ``rsmg predict`` as GeoTIFFs: ``<domain>_classes.tif`` beside ``predictions_<domain>.npz``.
+"""Classification maps of ``rsmg predict`` as GeoTIFFs: ``prediction_<domain>.tif`` beside ``predictions_<domain>.npz``.
 
 Why: a remote-sensing user opens a map in QGIS / GDAL, not a table of pixel positions. The map is one uint8 band
 on the scene's pixel grid:
@@ -16,10 +16,10 @@ on the scene's pixel grid:
   ``NOT_PREDICTED``.
 
 :class:`SceneMap` is filled batch by batch while ``rsmg predict`` runs, so a whole scene costs one byte per
-pixel (plus four for the optional confidence map ``<domain>_confidence.tif``: the largest probability, float32,
-NaN where nothing was predicted), never the probabilities of every pixel.
+pixel (plus four for the optional confidence map ``prediction_<domain>_confidence.tif``: the largest
+probability, float32, NaN where nothing was predicted), never the probabilities of every pixel.
 
-Beside it, ``<domain>_classes.png`` is a quick look for a file browser or a report: the same map as an
+Beside it, ``prediction_<domain>.png`` is a quick look for a file browser or a report: the same map as an
 8-bit paletted PNG in the same colours, :data:`NOT_PREDICTED` transparent, no georeference; a map wider or
 taller than :data:`QUICKLOOK_MAX_SIDE` pixels is subsampled (every ``f``-th row and column, nearest: a class
 map is never blended) to at most that side.
@@ -228,19 +228,18 @@ def write_scene_maps(
     domain: str,
     quicklook: bool = True,
 ) -> list[Path]:
-    """Write ``<stem>_classes.tif``, ``<stem>_classes.png`` (``quicklook``) and ``<stem>_confidence.tif`` (if kept).
+    """Write ``prediction_<name>.tif``, ``.png`` (``quicklook``) and ``prediction_<name>_confidence.tif`` (if kept).
+
+    ``stem`` is ``<folder>/<name>``; the files go to ``<folder>``.
 
     Each file is written atomically; returns the paths written, in that order.
     """
-    paths = [
-        write_class_map_geotiff(f"{stem}_classes.tif", scene_map.classes, classes, georef, domain=domain)
-    ]
+    base = Path(stem).parent / f"prediction_{Path(stem).name}"
+    paths = [write_class_map_geotiff(f"{base}.tif", scene_map.classes, classes, georef, domain=domain)]
     if quicklook:
-        paths.append(
-            atomic_write_bytes(f"{stem}_classes.png", class_map_png(scene_map.classes, len(classes)))
-        )
+        paths.append(atomic_write_bytes(f"{base}.png", class_map_png(scene_map.classes, len(classes))))
     if scene_map.confidence is not None:
         paths.append(
-            write_confidence_geotiff(f"{stem}_confidence.tif", scene_map.confidence, georef, domain=domain)
+            write_confidence_geotiff(f"{base}_confidence.tif", scene_map.confidence, georef, domain=domain)
         )
     return paths

@@ -17,10 +17,11 @@ Rows are sorted by sample index, one per sample of the domain's split. Both file
 (temporary file + rename), so an interrupted run never leaves a half-written file.
 
 For a pixel-level scene (a :class:`~rsmg.data.scene.SceneDataset`: it knows its pixels' rows and columns and
-the scene's shape) it also writes the classification map ``<domain>_classes.tif``: a uint8 GeoTIFF on the
+the scene's shape) it also writes the classification map ``prediction_<domain>.tif``: a uint8 GeoTIFF on the
 scene's grid, with the CRS and geotransform of the rasters it was read from, a colour table and the class
 names (:mod:`rsmg.callbacks.map_writer`; ``maps=False`` turns it off, ``confidence_maps=True`` adds
-``<domain>_confidence.tif``), and its PNG quick look ``<domain>_classes.png`` (``quicklook=False`` turns that off).
+``prediction_<domain>_confidence.tif``), and its PNG quick look ``prediction_<domain>.png`` (``quicklook=False``
+turns that off).
 
 Memory: in a single process a scene's predictions stream: each batch's rows go to scratch files at their
 samples' slots and into the uint8 map (:class:`~rsmg.callbacks.prediction_table.DiskTable`,
@@ -161,10 +162,10 @@ class PredictionWriter(BasePredictionWriter):
         prefix: start of the file names.
         write_csv: also write the small CSV next to the ``.npz``.
         output_dir: directory to write to (default: the run directory, ``trainer.log_dir``).
-        maps: also write ``<domain>_classes.tif`` for every pixel-level scene (:mod:`rsmg.callbacks.map_writer`).
-        confidence_maps: also write ``<domain>_confidence.tif`` (the largest probability; float32, NaN where
+        maps: also write ``prediction_<domain>.tif`` for every pixel-level scene (:mod:`rsmg.callbacks.map_writer`).
+        confidence_maps: also write ``prediction_<domain>_confidence.tif`` (the largest probability; float32, NaN where
             nothing was predicted) beside each classification map.
-        quicklook: also write ``<domain>_classes.png``, a small paletted PNG of each classification map in its
+        quicklook: also write ``prediction_<domain>.png``, a small paletted PNG of each classification map in its
             colours (not predicted: transparent; at most :data:`~rsmg.callbacks.map_writer.QUICKLOOK_MAX_SIDE`
             px a side).
     """

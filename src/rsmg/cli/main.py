@@ -12,7 +12,7 @@
   ``version_N`` (an error, not a fresh start, when there is none); a ``--ckpt_path`` that is not a file is an
   error before anything is written;
 * ``rsmg predict`` writes ``predictions_<domain>.npz`` and ``.csv`` per target domain into the run directory,
-  and for pixel scenes the classification map ``<domain>_classes.tif`` (a GeoTIFF on the scene's grid;
+  and for pixel scenes the classification map ``prediction_<domain>.tif`` (a GeoTIFF on the scene's grid;
   :class:`rsmg.callbacks.PredictionWriter`, :mod:`rsmg.callbacks.map_writer`).
 
 Extra verbs: ``rsmg download`` (fetch + verify datasets), ``rsmg report`` (tables from finished runs),
@@ -35,7 +35,7 @@ LIGHTNING_VERBS = {
     "validate": "evaluate on the source validation split",
     "test": "evaluate on every target domain and write the results table",
     "predict": "write per-pixel predictions of every target domain (predictions_<domain>.npz / .csv) and, "
-    "for pixel scenes, a GeoTIFF classification map (<domain>_classes.tif)",
+    "for pixel scenes, a GeoTIFF classification map (prediction_<domain>.tif)",
 }
 
 USAGE = """usage: rsmg <command> [options]
