@@ -126,6 +126,9 @@ def test_tables_from_reused_runs_pair_seeds_label_protocols_and_state_the_floor(
     written = {}
     monkeypatch.setattr(grid, "write_result", lambda name, text: written.setdefault(name, text))
     monkeypatch.setattr(grid, "timed_fit", lambda *a: pytest.fail(f"trained a cell: {a[1]}"))
+    monkeypatch.setattr(
+        grid, "check_reuse", lambda *a: None
+    )  # fake runs hold partial configs (_reuse's tests)
     argv = ["--seeds", "42", "43", "44", "--epochs", "15", "--methods", "baseline", "fvmgn"]
     argv += ["--protocols", "trento_to_muufl", "muufl_to_trento", "--target-split", "fraction:0.25"]
     grid.main(cli(grid.Options, [*argv, "--out", str(out), "--results", "fvmgn_accuracy/_test.md"]))
@@ -169,13 +172,19 @@ def test_tables_from_reused_runs_pair_seeds_label_protocols_and_state_the_floor(
 
 def test_a_newly_trained_cell_records_its_wall_time(tmp_path, monkeypatch):
     """The wall file is written beside a run trained now, and read back when the run is reused."""
+    import yaml
+
     import _common
+    from _reuse import resolved_config
 
     def fake_fit(args, label):  # what `rsmg fit` leaves in the run directory the grid names
         value = lambda key: args[args.index(f"--trainer.logger.init_args.{key}") + 1]  # noqa: E731
         run_dir = Path(value("save_dir")) / value("name") / value("version")
         run_dir.mkdir(parents=True)
         (run_dir / "metrics.json").write_text("{}")
+        (run_dir / "config.yaml").write_text(
+            yaml.safe_dump(resolved_config(args))
+        )  # as LightningCLI saves it
         return True
 
     out = tmp_path / "out"
