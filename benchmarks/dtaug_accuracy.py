@@ -4,8 +4,9 @@
 2. For each seed and method, train the classifier (optionally with DTAug training views read from a view bank
    built once from the prior) and test it with the ``DiffusionTTA`` callback, which reports plain and TTA
    metrics on the same target pixels in the same run.
-3. Write ``benchmarks/results/dtaug/accuracy.md``: OA / AA / Kappa without and with TTA, mean ± std over seeds,
-   and the per-seed OA change.
+3. Write ``benchmarks/results/<name>.md``: OA / AA / Kappa without and with TTA, mean ± sample std over seeds,
+   the per-seed OA change from TTA and the paired per-seed differences against the baseline, each row's protocol
+   (inductive / transductive, from the run's record), the majority-class reference and per-class accuracy.
 
 TTA costs ``views × steps`` UNet passes per test pixel, so the target is a seeded stratified sample of MUUFL's
 labelled pixels (``--target-split``, default 5 %; plain and TTA columns use the same pixels). Runs already
@@ -24,12 +25,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from _common import (
     BASELINE_LIDAR,
     FVMGN_LIDAR,
     ROOT,
+    command,
     config_args,
     grid_run_args,
     machine,
@@ -38,6 +38,7 @@ from _common import (
     write_result,
 )
 from _reuse import check_reuse
+from _stats import mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import cli
 
 BASE = BASELINE_LIDAR  # experiments/ pieces: data, model, trainer
@@ -124,15 +125,23 @@ def run(method: str, seed: int, args: Options, tta: Path, views_yaml: Path) -> P
     return run_dir if rsmg_fit(cmd, f"{method} seed {seed}") else None
 
 
-def both(run_dir: Path) -> tuple[dict, dict]:
-    blocks = json.loads((run_dir / "metrics.json").read_text())["results"]
+def both(run_dir: Path) -> tuple[dict, dict, str]:
+    """The run's plain and TTA test results (with its classes) and its protocol record."""
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    blocks = saved["results"]
     plain = next(iter(blocks["test"].values()))
     tta_name = next(k for k in blocks if k.startswith("test with DTAug TTA"))
-    return plain, next(iter(blocks[tta_name].values()))
+    tta = next(iter(blocks[tta_name].values()))
+    classes = saved.get("classes", [])
+    return (
+        {**plain, "classes": classes},
+        {**tta, "classes": classes},
+        str(saved.get("protocol", "not recorded")),
+    )
 
 
 def cell(v: list[float]) -> str:
-    return f"{np.mean(v):.2f} ± {np.std(v):.2f}" if v else "failed"
+    return mean_sd(v) if v else "failed"
 
 
 @dataclass(kw_only=True)
@@ -149,6 +158,7 @@ class Options:
         strength: noise strength of a view
         target_split: MUUFL target_split of the tests
         out: folder of the runs
+        name: results file benchmarks/results/<name>.md
     """
 
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
@@ -160,6 +170,7 @@ class Options:
     strength: float = 0.3
     target_split: str = "fraction:0.05"
     out: Path = ROOT / "outputs" / "bench_dtaug"
+    name: str = "dtaug/accuracy"
 
 
 def main(args: Options) -> None:
@@ -174,41 +185,66 @@ def main(args: Options) -> None:
     lines = [
         "# DTAug: diffusion training- and test-time augmentation on the cross-scene protocol (real LiDAR)",
         "",
-        "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/dtaug_accuracy.py "
-        f"--seeds {' '.join(map(str, args.seeds))} --methods {' '.join(repr(m) for m in args.methods)} "
-        f"--epochs {args.epochs} --prior-epochs {args.prior_epochs} --views {args.views} --steps {args.steps} "
-        f"--strength {args.strength} --target-split {args.target_split}`  ",
+        f"Command: `{command()}`  ",
         f"Machine: {machine()}  ",
         "Protocol: train on Trento (source), select on Trento validation pixels, test on unseen MUUFL; LiDAR height "
         "above ground + robustly standardised intensity (`data.standardize_stats` of the configs), shared class set "
-        "(the README main job's setting). "
+        "(the README main job's setting); each row's protocol is its runs' record (`metrics.json`). "
         f"Target pixels: a seeded stratified sample ({args.target_split}) of MUUFL's labelled pixels, the same "
         "pixels for the plain and the TTA columns of a run.  ",
         f"Prior: `{PRIOR}` ({args.prior_epochs} epochs on Trento source patches only; final training loss "
         f"{prior_loss(args.out)}).  ",
         f"TTA: original + {args.views} views (strength {args.strength}, {args.steps} DDIM steps), mean of "
         "probabilities. Training views: p = 0.5 per sample and epoch, from a bank of 4 views per source patch "
-        "built once from the same prior.",
+        "built once from the same prior. Mean ± sample std (ddof = 1) over seeds; model seed = data seed.",
         "",
-        "| method | plain OA % | plain AA % | plain Kappa % | TTA OA % | TTA AA % | TTA Kappa % "
-        "| ΔOA per seed (TTA − plain) | seeds |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| method | protocol | plain OA % | plain AA % | plain Kappa % | TTA OA % | TTA AA % | TTA Kappa % "
+        "| ΔOA per seed (TTA − plain) | plain OA − baseline (paired) | TTA OA − baseline plain (paired) | seeds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|",
     ]
+    per_seed: dict[str, dict[int, tuple[dict, dict]]] = {}
+    protocols: dict[str, set[str]] = {}
     for method in args.methods:
-        pairs = []
+        per_seed[method], protocols[method] = {}, set()
         for seed in args.seeds:
             d = run(method, seed, args, tta, views_yaml)
             if d is not None:
-                pairs.append(both(d))
-        plain = [cell([p[k] * 100 for p, _ in pairs]) for k in ("oa", "aa", "kappa")]
-        with_tta = [cell([t[k] * 100 for _, t in pairs]) for k in ("oa", "aa", "kappa")]
+                plain, with_tta, protocol = both(d)
+                per_seed[method][seed] = (plain, with_tta)
+                protocols[method].add(protocol)
+    base = per_seed.get(args.methods[0], {})
+    for method in args.methods:
+        runs = per_seed[method]
+        pairs = list(runs.values())
+        plain_cells = [cell([p[k] * 100 for p, _ in pairs]) for k in ("oa", "aa", "kappa")]
+        tta_cells = [cell([t[k] * 100 for _, t in pairs]) for k in ("oa", "aa", "kappa")]
         deltas = ", ".join(f"{100 * (t['oa'] - p['oa']):+.2f}" for p, t in pairs)
-        lines.append(f"| {method} | {' | '.join(plain)} | {' | '.join(with_tta)} | {deltas} | {len(pairs)} |")
+        base_plain = {k: 100 * v[0]["oa"] for k, v in base.items()}
+        if method == args.methods[0]:
+            vs_plain = "–"
+        else:
+            vs_plain = paired_cell(
+                paired_differences({k: 100 * v[0]["oa"] for k, v in runs.items()}, base_plain)
+            )
+        vs_tta = paired_cell(paired_differences({k: 100 * v[1]["oa"] for k, v in runs.items()}, base_plain))
+        protocol = ", ".join(sorted(protocols[method])) or "–"
+        protocol = f"**{protocol}**" if "transductive" in protocol else protocol
+        lines.append(
+            f"| {method} | {protocol} | {' | '.join(plain_cells)} | {' | '.join(tta_cells)} | {deltas} | "
+            f"{vs_plain} | {vs_tta} | {len(pairs)} |"
+        )
+    classes_table = {m: [p for p, _ in per_seed[m].values()] for m in args.methods}
+    classes_table |= {f"{m} + TTA": [t for _, t in per_seed[m].values()] for m in args.methods}
     lines += [
+        "",
+        f"Paired differences are against `{args.methods[0]}` (plain), seed by seed.",
+        "",
+        *per_class_table(classes_table),  # opens with the majority-class reference
         "",
         f"Total wall time of this invocation: {time.perf_counter() - t0:.0f} s (finished runs reused).",
     ]
-    write_result("dtaug/accuracy.md", "\n".join(lines) + "\n")
+    (ROOT / "benchmarks" / "results" / args.name).parent.mkdir(parents=True, exist_ok=True)
+    write_result(f"{args.name}.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -200,3 +200,54 @@ def test_a_newly_trained_cell_records_its_wall_time(tmp_path, monkeypatch):
     monkeypatch.setattr(_common, "rsmg_fit", lambda args, label: False)
     failed, wall, fresh = grid.run("trento_to_muufl", "fvmgn", 8, 2, out, "fraction:0.25")
     assert failed is None and wall != wall and fresh  # NaN: no time recorded for a failed run
+
+
+def test_dtaug_table_has_sample_std_paired_differences_protocol_majority_and_per_class(tmp_path, monkeypatch):
+    """Issue 21's statistics in the DTAug file: every row paired against the baseline, the floor, per class."""
+    import json
+
+    import dtaug_accuracy as dtaug
+
+    def fake(method: str, seed: int, args, tta, views) -> Path:
+        run_dir = tmp_path / grid.slug(method) / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        oa = {"baseline": 0.50, "fvmgn": 0.60}[method] + 0.01 * (seed - 42)
+        block = lambda acc: {"muufl": {"oa": acc, "aa": acc, "kappa": acc, "per_class": [acc, 1 - acc],  # noqa: E731
+                                       "n": 10, "confusion": [[6, 0], [0, 4]]}}  # fmt: skip
+        saved = {"classes": ["trees", "road"], "protocol": "inductive",
+                 "results": {"test": block(oa), "test with DTAug TTA (4 views)": block(oa + 0.02)}}  # fmt: skip
+        (run_dir / "metrics.json").write_text(json.dumps(saved))
+        return run_dir
+
+    written = {}
+    monkeypatch.setattr(dtaug, "train_prior", lambda out, epochs: tmp_path / "prior.ckpt")
+    monkeypatch.setattr(dtaug, "prior_loss", lambda out: "0.05")
+    monkeypatch.setattr(dtaug, "run", fake)
+    monkeypatch.setattr(dtaug, "write_result", lambda name, text: written.setdefault(name, text))
+    argv = [
+        "--seeds",
+        "42",
+        "43",
+        "--methods",
+        "baseline",
+        "fvmgn",
+        "--out",
+        str(tmp_path / "o"),
+        "--name",
+        "d/x",
+    ]
+    dtaug.main(cli(dtaug.Options, argv))
+    lines = written["d/x.md"].splitlines()
+    assert (
+        "| baseline | inductive | 50.50 ± 0.71 | 50.50 ± 0.71 | 50.50 ± 0.71 | 52.50 ± 0.71 |"
+        in "\n".join(lines)
+    )
+    fv = next(line for line in lines if line.startswith("| fvmgn |"))
+    assert "+10.00, +10.00 (mean +10.00; 2/2 > 0)" in fv and "+12.00, +12.00 (mean +12.00; 2/2 > 0)" in fv
+    assert any(
+        line.startswith("Reference: always answering the most frequent target class (trees, 6 of 10")
+        for line in lines
+    )
+    assert "| method | trees | road |" in lines and any(
+        line.startswith("| fvmgn + TTA | 62.5") for line in lines
+    )
