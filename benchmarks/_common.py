@@ -61,6 +61,17 @@ def command(*, data: bool = True) -> str:
     return f"{env}.venv/bin/python benchmarks/{script}{args}"
 
 
+def checkout() -> str:
+    """The commit the benchmark ran on (``+ local changes`` when the working tree differs): its configs' state."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    sha = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src", "experiments", "benchmarks")
+    return sha + (" + local changes" if dirty else "")
+
+
 def write_result(name: str, text: str) -> Path:
     """Write ``benchmarks/results/<name>`` atomically and echo it."""
     path = RESULTS / name

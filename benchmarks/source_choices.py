@@ -46,6 +46,7 @@ from _common import (
     FVMGN_LIDAR,
     RESULTS,
     ROOT,
+    checkout,
     command,
     config_args,
     grid_run_args,
@@ -333,6 +334,8 @@ def main(args: Options) -> None:
         "",
         f"Command: `OMP_NUM_THREADS=1 {command()}`  ",
         f"Machine: {header}  ",
+        f"Configuration: the experiment pieces at commit {checkout()} (a later commit may hold other values: the "
+        "command then measures the same choice on that configuration).  ",
         f"Wall: {(time.perf_counter() - t0) / 60:.1f} min for this invocation; {len(walls)} fits of "
         f"{statistics.mean(walls):.0f} s each on average, recorded when each was trained (runs found in "
         "`--out` are reused).  ",
