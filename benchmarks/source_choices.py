@@ -109,7 +109,8 @@ class Choice:
     """One option of FVMGN's network to choose: two values, the value each setting had before, the groups.
 
     ``values[0] − values[1]`` is the paired difference; ``groups`` maps a group name to its settings and where its
-    value is set; ``before`` is each setting's value before this choice (a setting not named: ``values[0]``).
+    value is set; ``before`` is each setting's value before this choice (a setting not named: the value its
+    configuration holds when the script runs).
     """
 
     key: str
@@ -120,7 +121,7 @@ class Choice:
 
     def before_of(self, setting: str) -> str:
         """The setting's value before this choice."""
-        return self.before.get(setting, self.values[0])
+        return self.before.get(setting) or config_value(setting, self.key)
 
 
 CHOICES: dict[str, Choice] = {
@@ -140,7 +141,11 @@ CHOICES: dict[str, Choice] = {
                     "`experiments/indian_pines/model_fvmgn.yaml`, `experiments/model/fvmgn_salinas_a.yaml`",
                 ),
             },
-            {"indian_pines_disjoint": "original"},
+            {
+                "trento_to_muufl": "resampled",
+                "muufl_to_trento": "resampled",
+                "indian_pines_disjoint": "original",
+            },
         ),
         Choice(
             "sfie.stem",
