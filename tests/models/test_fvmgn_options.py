@@ -187,11 +187,11 @@ def test_lidar_main_job_yaml_builds_the_reference_model_through_jsonargparse(mon
     init = yaml.safe_load(out)["model"]["init_args"]["net"]["init_args"]
     expected = {**dataclasses.asdict(MWDisOptions()), "same_domain_fallback": True, "logits": "original"}
     assert init["mwdis"] == expected
-    # the reference was recorded before the YAML chose logits: original, 1 scale and the FFT pathway (issue 21, on
-    # source validation); with the recorded values put back the rest must still rebuild the recorded model
-    assert (init["sfie"]["scales"], init["frequency"]["kind"]) == (1, "fft")
+    # the reference was recorded before the YAML chose logits: original and the FFT pathway (issue 21, on source
+    # validation); with the recorded values put back the rest must still rebuild the recorded model
+    assert (init["sfie"]["scales"], init["frequency"]["kind"]) == (2, "fft")
     init["mwdis"]["logits"] = "resampled"
-    init["sfie"]["scales"], init["frequency"]["kind"] = 2, "wavelet"
+    init["frequency"]["kind"] = "wavelet"
     assert init["sfie"]["width"] == 32 and init["alignment"]["embed_dim"] == 128
     assert init["text"]["tower"] == "minilm" and init["text"]["class_set"] == "shared"
     parser = ArgumentParser(exit_on_error=False)
