@@ -3,6 +3,7 @@
 Parsing fails before any data is read or model built, so each command costs a parse (~0.1 s in-process).
 """
 
+import pytest
 import yaml
 
 from _cli import call_rsmg
@@ -160,3 +161,36 @@ def test_scene_models_name_only_their_own_old_options(tmp_path):
     assert (
         p.returncode == 2 and "unknown option --model.init_args.net.init_args.width" in p.stderr
     )  # never its
+
+
+# The 20 options users type most (the README, docs/usage.md, the benchmark grids and the main jobs), each
+# misspelt by swapping two letters of its last name: every one must be answered with the right key.
+MOST_USED = (
+    "trainer.max_epochs", "trainer.accelerator", "trainer.devices", "trainer.precision",
+    "trainer.default_root_dir", "trainer.enable_progress_bar", "trainer.logger.init_args.save_dir",
+    "trainer.logger.init_args.name", "trainer.logger.init_args.version", "seed_everything", "test_after_fit",
+    "data.init_args.sources", "data.init_args.targets", "data.init_args.batch_size", "data.init_args.patch_size",
+    "data.init_args.seed", "data.init_args.num_workers", "data.init_args.target_split", "model.init_args.lr",
+    "model.init_args.net.init_args.mwdis.p",
+)  # fmt: skip
+
+
+def _misspelt(key: str) -> str:
+    """``key`` with two letters of its last name swapped (``max_epochs`` → ``max_epcohs``; ``p`` → ``pp``)."""
+    *head, last = key.split(".")
+    if len(last) < 3:
+        typo = last + last[-1]
+    else:
+        i = len(last) // 2
+        typo = last[: i - 1] + last[i] + last[i - 1] + last[i + 1 :]
+        typo = typo if typo != last else last[:-1]  # two equal letters swapped: drop the last one instead
+    return ".".join([*head, typo])
+
+
+@pytest.mark.parametrize("key", MOST_USED)
+def test_each_of_the_most_used_options_misspelt_gets_the_right_suggestion(key, tmp_path):
+    typo = _misspelt(key)
+    assert typo != key
+    err = _fail(f"--{typo}", "1", cwd=tmp_path)
+    assert f"unknown option --{typo}" in err or f"--{typo}" in err, err[-1500:]
+    assert f"did you mean --{key}" in err, err[-1500:]
