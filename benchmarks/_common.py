@@ -68,7 +68,16 @@ def checkout() -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
     sha = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "src", "experiments", "benchmarks")
+    dirty = git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "src",
+        "experiments",
+        "benchmarks",
+        ":!benchmarks/results",
+    )
     return sha + (" + local changes" if dirty else "")
 
 

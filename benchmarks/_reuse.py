@@ -11,8 +11,9 @@ difference is an error naming the keys; the run is never silently retrained or s
 before the 2026-12 nesting of FVMGN's options has its flat keys moved to their nested ones by the network class's
 own table (``renamed_options``, the one that turns them into errors for users) before it is resolved. Not
 compared: where the run lies (the logger's save_dir / name / version, which the grid matched by finding it
-there) and the options of a part switched off on both sides (``mwdis.enabled: false``: its other fields are
-unused, docs/decisions.md#fvmgn-options).
+there), the options of a part switched off on both sides (``mwdis.enabled: false``: its other fields are
+unused, docs/decisions.md#fvmgn-options) and callbacks that act only on a finished model
+(:data:`EVAL_ONLY_CALLBACKS`: the held-out grid re-tests cached runs with calibrated stacking).
 """
 
 from __future__ import annotations
@@ -61,8 +62,13 @@ def _nest_renamed(config: dict[str, Any]) -> dict[str, Any]:
     module, _, name = net["class_path"].rpartition(".")
     renamed = getattr(getattr(importlib.import_module(module), name), "renamed_options", {})
     init = net.get("init_args") or {}
-    # a flat option holds a value, never a section (`frequency` was a flat key too); popped first, then nested
-    flat = {k: init.pop(k) for k in list(init) if k in renamed and not isinstance(init[k], dict)}
+    # `frequency` is a flat name and a section: a dict there is the section (already nested); popped first
+    sections = {v.split(".")[0] for v in renamed.values()}
+    flat = {
+        k: init.pop(k)
+        for k in list(init)
+        if k in renamed and not (k in sections and isinstance(init[k], dict))
+    }
     for old, value in flat.items():
         section, key = renamed[old].split(".")
         init.setdefault(section, {})[key] = value
@@ -95,6 +101,23 @@ def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> l
             if a.get(k, "(absent)") != b.get(k, "(absent)")]  # fmt: skip
 
 
+# callbacks that act only after training (a re-test of the checkpoint adds them): not part of what was trained
+EVAL_ONLY_CALLBACKS = ("CalibratedStacking",)
+
+
+def _without_eval_only(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the callbacks of :data:`EVAL_ONLY_CALLBACKS` in ``trainer.callbacks``."""
+    callbacks = (config.get("trainer") or {}).get("callbacks")
+    if isinstance(callbacks, list):
+        kept = [
+            c
+            for c in callbacks
+            if not str((c or {}).get("class_path", "")).endswith(tuple(f".{n}" for n in EVAL_ONLY_CALLBACKS))
+        ]
+        config = {**config, "trainer": {**config["trainer"], "callbacks": kept}}  # fmt: skip
+    return config
+
+
 def check_reuse(run_dir: Path, args: list[str]) -> None:
     """Refuse to reuse ``run_dir`` unless its ``config.yaml`` equals what ``rsmg fit ARGS`` resolves to now.
 
@@ -120,7 +143,7 @@ def check_reuse(run_dir: Path, args: list[str]) -> None:
             found=str(exc)[:300],
             fix=f"move {run_dir} aside (or delete it) so that the grid trains it again",
         ) from exc
-    diffs = config_differences(saved, resolved_config(args))
+    diffs = config_differences(_without_eval_only(saved), _without_eval_only(resolved_config(args)))
     if diffs:
         shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
         raise DataError(

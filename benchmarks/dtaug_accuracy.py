@@ -243,7 +243,6 @@ def main(args: Options) -> None:
         "",
         f"Total wall time of this invocation: {time.perf_counter() - t0:.0f} s (finished runs reused).",
     ]
-    (ROOT / "benchmarks" / "results" / args.name).parent.mkdir(parents=True, exist_ok=True)
     write_result(f"{args.name}.md", "\n".join(lines) + "\n")
 
 

@@ -45,7 +45,6 @@ from typing import Annotated
 
 from _common import (
     FVMGN_LIDAR,
-    RESULTS,
     ROOT,
     checkout,
     command,
@@ -347,7 +346,7 @@ def main(args: Options) -> None:
         f"Command: `OMP_NUM_THREADS=1 {command()}`  ",
         f"Machine: {header}  ",
         f"Configuration: the experiment pieces at commit {checkout()} (a later commit may hold other values: the "
-        "command then measures the same choice on that configuration).  ",
+        "command, with a fresh `--out`, then measures the same choice on that configuration).  ",
         f"Wall: {(time.perf_counter() - t0) / 60:.1f} min for this invocation; {len(walls)} fits of "
         f"{statistics.mean(walls):.0f} s each on average, recorded when each was trained (runs found in "
         "`--out` are reused).  ",
@@ -393,7 +392,6 @@ def main(args: Options) -> None:
         pairs = [*zip(s.data[::2], s.data[1::2], strict=True), ("--trainer.max_epochs", str(s.epochs))]
         over = " ".join(f"`{k} {v}`" for k, v in pairs)
         lines.append(f"| {name} | {', '.join(f'`{p}`' for p in s.pieces)} | {over} |")
-    (RESULTS / args.name).parent.mkdir(parents=True, exist_ok=True)
     write_result(f"{args.name}.md", "\n".join(lines) + "\n")
 
 

@@ -38,7 +38,7 @@ from rsmg.io import (
 
 
 def _leftovers(d: Path) -> list[str]:
-    return sorted(p.name for p in d.iterdir() if p.name.endswith(".tmp"))
+    return sorted(p.name for p in d.iterdir() if ".tmp" in p.name)  # .<name>.<random>.tmp<suffix>
 
 
 def test_failure_at_rename_keeps_previous_file(tmp_path, monkeypatch):
@@ -104,6 +104,7 @@ def test_atomic_path_replaces_the_target_only_when_the_file_writer_finishes(tmp_
     target = tmp_path / "maps" / "prediction_scene.tif"
     with atomic_path(target) as tmp:
         assert tmp.parent == target.parent and tmp != target  # same directory: the rename stays atomic
+        assert tmp.suffix == ".tif"  # writers that pick the format from the name see the target's
         tmp.write_bytes(b"old")
     with pytest.raises(RuntimeError, match="half"), atomic_path(target) as tmp:
         tmp.write_bytes(b"new" * 1000)

@@ -197,7 +197,7 @@ def test_worker_order_gives_each_loader_worker_one_contiguous_run_of_full_batche
 ) -> None:
     from rsmg.data.sampling import worker_order
 
-    order = worker_order(start, stop, batch, workers)
+    order = list(worker_order(start, stop, batch, workers))
     assert sorted(order) == list(range(start, stop))  # every sample once
     batches = [order[i : i + batch] for i in range(0, len(order), batch)]
     assert all(len(b) == batch for b in batches[:-1])  # only the last batch is short
@@ -205,9 +205,10 @@ def test_worker_order_gives_each_loader_worker_one_contiguous_run_of_full_batche
     for k in range(workers):  # a DataLoader gives batch j to worker j % workers
         mine = [b for j, b in enumerate(batches[:n_full]) if j % workers == k]
         flat = [i for b in mine for i in b]
-        assert flat == list(range(flat[0], flat[0] + len(flat))) if flat else True  # one contiguous run
+        if flat:  # one contiguous run (a worker may have none when there are fewer batches than workers)
+            assert flat == list(range(flat[0], flat[0] + len(flat)))
     shard = EvalShardSampler(range(stop), num_replicas=1, batch_size=batch, workers=workers)
-    assert list(shard) == worker_order(0, stop, batch, workers) and len(shard) == stop
+    assert list(shard) == list(worker_order(0, stop, batch, workers)) and len(shard) == stop
     assert list(EvalShardSampler(range(stop), batch_size=batch, workers=1)) == list(range(stop))
 
 

@@ -73,7 +73,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        # the target's suffix last: writers that pick the format from the name (PIL, GDAL) see the right one
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent
+        )
     except OSError as exc:
         raise OutputError(
             "cannot write the output file",
@@ -86,7 +89,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
+        fd = os.open(tmp, os.O_RDWR)  # Windows' fsync (_commit) needs write access
         try:
             os.fsync(fd)
         finally:

@@ -223,7 +223,7 @@ class EvalShardSampler(DistributedSampler):
     """Contiguous, disjoint, *unpadded* shard of an evaluation set (every sample on exactly one rank).
 
     With one process this is the whole dataset in order. With ``N`` ranks, rank ``r`` gets
-    ``[r·n/N, (r+1)·n/N)``, so the concatenation of the ranks' predictions is the dataset order and summed
+    ``[r·n/N, (r+1)·n/N)``, so the ranks' predictions together are the dataset's samples, each once, and summed
     confusion matrices equal the single-process ones (Lightning's default ``DistributedSampler`` pads shards
     with repeated samples, which would count them twice).
 
@@ -254,7 +254,7 @@ class EvalShardSampler(DistributedSampler):
     def __iter__(self) -> Iterator[int]:
         """This rank's indices, in dataset order (by worker runs with ``workers > 1``)."""
         if self.workers > 1:
-            return iter(worker_order(self.start, self.stop, self.batch_size, self.workers))
+            return worker_order(self.start, self.stop, self.batch_size, self.workers)
         return iter(range(self.start, self.stop))
 
     def __len__(self) -> int:
@@ -262,7 +262,7 @@ class EvalShardSampler(DistributedSampler):
         return self.stop - self.start
 
 
-def worker_order(start: int, stop: int, batch_size: int, workers: int) -> list[int]:
+def worker_order(start: int, stop: int, batch_size: int, workers: int) -> Iterator[int]:
     """Samples ``start … stop-1`` ordered so that a DataLoader's workers each get one contiguous run of batches.
 
     A DataLoader hands batch ``j`` to worker ``j % workers``. The full batches are cut into ``workers``
@@ -274,14 +274,12 @@ def worker_order(start: int, stop: int, batch_size: int, workers: int) -> list[i
     base, extra = divmod(n_full, workers)
     lengths = [base + (k < extra) for k in range(workers)]
     firsts = [sum(lengths[:k]) for k in range(workers)]
-    order: list[int] = []
-    for r in range(max(lengths, default=0)):
+    for r in range(max(lengths, default=0)):  # a generator: no list of every sample (a whole scene's pixels)
         for k in range(workers):
             if r < lengths[k]:
                 b = start + (firsts[k] + r) * batch_size
-                order.extend(range(b, b + batch_size))
-    order.extend(range(start + n_full * batch_size, stop))
-    return order
+                yield from range(b, b + batch_size)
+    yield from range(start + n_full * batch_size, stop)
 
 
 # ---------------------------------------------------------------------------------------------- RNG states
