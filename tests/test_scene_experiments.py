@@ -84,6 +84,7 @@ def test_ablation_overlays_switch_one_part_off(overlay):
     assert cfg["trainer"]["logger"]["init_args"]["name"] == "scenes_" + Path(overlay).stem
 
 
+@pytest.mark.slow  # a real-data fit through the CLI (~12 s): the full suite runs it
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
 def test_fvmgn_scenes_fits_the_smoke_protocol_end_to_end(tmp_path, monkeypatch):
     """Pretrained Lite0 + MiniLM, the real YAML piece on the smoke data (one source: same-domain donors)."""

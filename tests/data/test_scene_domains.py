@@ -418,6 +418,7 @@ def test_download_layout_is_found(tmp_path, dataset, layout):
     assert spec.unpack and spec.relpath.startswith(f"{dataset}/")
 
 
+@pytest.mark.slow  # a real-data fit through the CLI (~12 s): the full suite runs it
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared data pack missing")
 def test_smoke_config_fits_and_tests_through_the_cli(tmp_path):
     """The datamodule plugs into ClassificationTask through `rsmg fit` (spec linked, per-domain test metrics)."""
