@@ -100,8 +100,12 @@ def _select(batch: dict[str, Any], idx: list[int]) -> dict[str, Any]:
     return out
 
 
-def test_registry_is_not_empty():
+def test_registry_is_not_empty_and_rsmg_models_exports_it():
+    import rsmg.models
+
     assert "concat_cnn" in list_models()
+    assert rsmg.models.list_models is list_models and rsmg.models.create_model is create_model
+    assert {"create_model", "list_models"} <= set(rsmg.models.__all__)
 
 
 def _batch_dependence(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[float, str]:

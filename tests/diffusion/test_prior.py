@@ -267,3 +267,14 @@ def test_task_checkpoint_and_export_round_trip(tmp_path):
         assert torch.equal(loaded.prior.eval()(x, t), ref)
         assert torch.equal(exported.eval()(x, t), ref)
     assert exported.checksum() == task.prior.checksum()
+    # load_prior reads the checkpoint without the task (rsmg.diffusion never imports rsmg.tasks): same weights
+    from rsmg.diffusion.loading import load_prior
+
+    from_ckpt = load_prior(ckpt)
+    assert not from_ckpt.training and from_ckpt.checksum() == task.prior.checksum()
+    with torch.no_grad():
+        assert torch.equal(from_ckpt(x, t), ref)
+    raw["state_dict"] = {}  # a Lightning checkpoint of something else
+    torch.save(raw, tmp_path / "other.ckpt")
+    with pytest.raises(DataError, match=r"(?s)not one of the diffusion prior task.*other\.ckpt"):
+        load_prior(tmp_path / "other.ckpt")

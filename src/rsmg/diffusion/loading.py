@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from rsmg.diffusion.prior import PRETRAINED_METADATA, PRETRAINED_WEIGHTS, DiffusionPrior
+from rsmg.diffusion.prior import CHECKPOINT_KEY, PRETRAINED_METADATA, PRETRAINED_WEIGHTS, DiffusionPrior
 from rsmg.errors import DataError
 
 _ACCEPTED = (
@@ -74,10 +74,27 @@ def load_prior(path: str | Path, map_location: str | torch.device = "cpu") -> Di
             fix="export the prior again (DiffusionPriorTask.export_prior) or give the prior task's checkpoint",
         ) from exc
     if isinstance(head, dict) and "state_dict" in head and "hyper_parameters" in head:
-        from rsmg.tasks.diffusion_prior import DiffusionPriorTask
-
-        task = DiffusionPriorTask.load_from_checkpoint(p, map_location=map_location)
-        prior = task.prior
-        prior.eval()
-        return prior
+        return _from_checkpoint(head, p, map_location)
     return DiffusionPrior.load(p, map_location=map_location)
+
+
+def _from_checkpoint(ckpt: dict, path: Path, map_location: str | torch.device) -> DiffusionPrior:
+    """The prior of a prior-task checkpoint, rebuilt from the config the task stores beside its weights.
+
+    Read here rather than through ``DiffusionPriorTask.load_from_checkpoint``, so that loading a prior never
+    reaches up into :mod:`rsmg.tasks` (the task writes :data:`CHECKPOINT_KEY` for exactly this).
+    """
+    meta = ckpt.get(CHECKPOINT_KEY)
+    state = {k.removeprefix("prior."): v for k, v in ckpt["state_dict"].items() if k.startswith("prior.")}
+    if not isinstance(meta, dict) or "prior_config" not in meta or not state:
+        raise DataError(
+            "checkpoint is not one of the diffusion prior task",
+            file=path,
+            field="prior_path",
+            expected=_ACCEPTED,
+            found="a Lightning checkpoint without the prior's config and weights (a classifier's?)",
+            fix="give the checkpoint of `rsmg fit --config experiments/dtaug/prior_*.yaml`, or an exported prior",
+        )
+    prior = DiffusionPrior.from_config(meta["prior_config"])
+    prior.load_state_dict(state)
+    return prior.to(map_location).eval()

@@ -41,6 +41,8 @@ FORMAT = "rsmg.diffusion_prior"
 FORMAT_VERSION = 1
 
 #: rsmg's metadata in a :meth:`DiffusionPrior.save_pretrained` directory, beside diffusers' UNet files.
+CHECKPOINT_KEY = "rsmg"
+"""Key of a prior-task checkpoint holding ``{"spec", "prior_config"}``: the prior loads from it without the task."""
 PRETRAINED_METADATA = "rsmg_prior.json"
 #: The UNet weights diffusers writes with ``safe_serialization=True``.
 PRETRAINED_WEIGHTS = "diffusion_pytorch_model.safetensors"

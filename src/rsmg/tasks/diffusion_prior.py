@@ -22,10 +22,8 @@ import torch
 
 from rsmg.data.spec import DataSpec
 from rsmg.diffusion.augment import view_seed
-from rsmg.diffusion.prior import DiffusionPrior
+from rsmg.diffusion.prior import CHECKPOINT_KEY, DiffusionPrior
 from rsmg.errors import ConfigError, DataError
-
-CHECKPOINT_KEY = "rsmg"
 
 
 class DiffusionPriorTask(pl.LightningModule):
