@@ -63,17 +63,18 @@ STUDIES: list[Study] = [
         "targets' included, so their cross-scene rows with intensity are **transductive**, and they cut Trento's "
         "heights with nDSM ([decisions](decisions.md#lidar-preprocessing)). Why each default is what it is: "
         "[decisions.md](decisions.md). **Reading of the inductive rerun** (`cross_scene_inductive.md`, 5 seeds, "
-        "Trento heights kept, MUUFL intensity z-scored with Trento's statistics; FVMGN with `mwdis.logits: "
-        "original`, the source-validation choice, and the old `resampled` as its own row): with height + "
-        "intensity every method is far below the majority class in both directions (Trento → MUUFL: concat CNN "
-        "16.8, FVMGN 17.9 against 50.3; MUUFL → Trento 14.1 / 24.3 against 66.7), so the two surveys' "
-        "uncalibrated intensities do not transfer once the target's own statistics are not used; the earlier "
-        "58.0 / 37.4 came from that target statistic. With height only, Trento → MUUFL is above the floor for "
-        "the CNN (62.9) and FVMGN reading the resampled view (63.3 ± 10.6), not for today's FVMGN (51.0 ± 11.5, "
-        "1 of 5 seeds above the CNN): the source-validation choice of `original` costs 12 points on this target, "
-        "which is what choosing without the target means. MUUFL → Trento height only stays near 20–23 against "
-        "66.7. Without MWDis FVMGN is within 1.6 points of itself on three protocols and 18 points lower on "
-        "Trento → MUUFL height-only.",
+        "Trento heights kept, MUUFL intensity z-scored with Trento's statistics; FVMGN as the LiDAR config now "
+        "stands, every option that had been studied on target numbers chosen again on source validation: "
+        "`mwdis.logits: original`, `frequency.kind: fft`, [decisions](decisions.md#lidar-source-choices)): with "
+        "height + intensity every method is far below the majority class in both directions (Trento → MUUFL: "
+        "concat CNN 16.8, FVMGN 17.8 against 50.3; MUUFL → Trento 14.1 / 26.9, 5 of 5 seeds above the CNN, "
+        "against 66.7), so the two surveys' uncalibrated intensities do not transfer once the target's own "
+        "statistics are not used; the earlier 58.0 / 37.4 came from that target statistic. With height only, "
+        "Trento → MUUFL is above the floor for the CNN (62.9) and FVMGN (59.6 ± 8.8, 1 of 5 seeds above the "
+        "CNN; 51.0 with the wavelet pathway before the source choices); without MWDis FVMGN falls to 39.2 there, "
+        "the one protocol where MWDis is worth much. MUUFL → Trento height only stays near 20–24 against 66.7. "
+        "The FVMGN rows before the source choices (wavelet pathway; one row reading the resampled view) are in "
+        "git history.",
         "cross_scene_inductive.md",
     ),
     Study(
