@@ -106,9 +106,12 @@ STUDIES: list[Study] = [
         "points (89.2 %). The in-domain ceiling is 98.9 %, so about 10 points are lost to the dataset shift, most "
         "on RSSCN7 (81.0 against 98.4). FVMGN adapted to scenes does not close the gap: 88.6 %, 0.65 below ERM, "
         "above it in 3 of 9 paired cells (target +2 missed by 2.65). MixStyle is below ERM on every target too. "
-        "FVMGN's part ablations ran on one cell only (leave AID out, seed 0): FVMGN scored 91.37, and without "
-        "MWDis 92.25, without texts 91.58, without the frequency pathway 93.56, single scale 92.46. No part is "
-        "shown to help; one cell is within FVMGN's seed spread (1.3), so none is shown to hurt either.",
+        "FVMGN's part ablations ran on 3 cells (leave AID out seeds 0–1, leave RSSCN7 out seed 0): each part's "
+        "worth (FVMGN − without it) is MWDis −1.05, texts −0.23, frequency pathway −1.01, multiscale −0.51; none "
+        "reaches the +0.5 target. **Single source** (`rsscn7_aid.md`, 7 classes, MWDis donors from the same "
+        "dataset): RSSCN7 → AID is the first scene protocol where FVMGN clearly beats ERM, 80.55 ± 0.88 against "
+        "77.00 ± 0.69, +3.54 mean, 3 of 3 seeds (majority floor 28.50); AID → RSSCN7 is a tie over 2 seeds "
+        "(67.09 against 67.04; seed 2 not run).",
         "lodo.md",
     ),
     Study(
