@@ -19,9 +19,8 @@ Rows are sorted by sample index, one per sample of the domain's split. Both file
 For a pixel-level scene (a :class:`~rsmg.data.scene.SceneDataset`: it knows its pixels' rows and columns and
 the scene's shape) it also writes the classification map ``prediction_<domain>.tif``: a uint8 GeoTIFF on the
 scene's grid, with the CRS and geotransform of the rasters it was read from, a colour table and the class
-names (:mod:`rsmg.callbacks.map_writer`; ``maps=False`` turns it off, ``confidence_maps=True`` adds
-``prediction_<domain>_confidence.tif``), and its PNG quick look ``prediction_<domain>.png`` (``quicklook=False``
-turns that off).
+names (:mod:`rsmg.callbacks.map_writer`; ``maps=False``: off; ``confidence_maps=True`` adds
+``prediction_<domain>_confidence.tif``), and its PNG quick look ``prediction_<domain>.png`` (``quicklook=False``).
 
 Memory: in a single process a scene's predictions stream: each batch's rows go to scratch files at their
 samples' slots and into the uint8 map (:class:`~rsmg.callbacks.prediction_table.DiskTable`,
