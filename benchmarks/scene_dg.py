@@ -54,6 +54,8 @@ class Protocol:
     targets: tuple[str, ...]
     class_set: str
     description: str
+    #: the in-domain protocol whose ERM score is this protocol's ceiling (None: this is one)
+    ceiling: str | None = None
 
     def args(self) -> list[str]:
         """The data overrides of this protocol."""
@@ -69,6 +71,14 @@ class Protocol:
 
 DATASETS = ("ucm", "aid", "rsscn7")
 ZOOMS = tuple(f"rsscn7_zoom{k}" for k in range(1, 5))
+
+
+def in_domain(target: str, class_set: str, name: str) -> tuple[str, Protocol]:
+    """The in-domain ceiling of ``target``: a random train / val / test split of the target itself."""
+    return name, Protocol((target,), (target,), class_set, f"in-domain ceiling: a random split of {target} "
+                          f"itself, {class_set}")  # fmt: skip
+
+
 PROTOCOLS: dict[str, Protocol] = {
     **{
         f"lodo_{t}": Protocol(
@@ -76,22 +86,31 @@ PROTOCOLS: dict[str, Protocol] = {
             (t,),
             "scene5",
             f"leave {t} out: train on the other two, 5 classes",
+            ceiling=f"indomain_{t}",
         )
         for t in DATASETS
     },
+    **dict(in_domain(t, "scene5", f"indomain_{t}") for t in DATASETS),
+    "rsscn7_to_aid": Protocol(
+        ("rsscn7",), ("aid",), "scene7", "RSSCN7 → AID, 7 classes", ceiling="indomain_aid_scene7"
+    ),
+    "aid_to_rsscn7": Protocol(
+        ("aid",), ("rsscn7",), "scene7", "AID → RSSCN7, 7 classes", ceiling="indomain_rsscn7_scene7"
+    ),
+    **dict(in_domain(t, "scene7", f"indomain_{t}_scene7") for t in ("aid", "rsscn7")),
     **{
-        f"indomain_{t}": Protocol(
-            (t,), (t,), "scene5", f"in-domain ceiling: a random split of {t} itself, 5 classes"
+        z: Protocol(
+            tuple(o for o in ZOOMS if o != z),
+            (z,),
+            "scene7",
+            f"RSSCN7 zoom levels: hold out {z}",
+            ceiling=f"indomain_{z}",
         )
-        for t in DATASETS
-    },
-    "rsscn7_to_aid": Protocol(("rsscn7",), ("aid",), "scene7", "RSSCN7 → AID, 7 classes"),
-    "aid_to_rsscn7": Protocol(("aid",), ("rsscn7",), "scene7", "AID → RSSCN7, 7 classes"),
-    **{
-        z: Protocol(tuple(o for o in ZOOMS if o != z), (z,), "scene7", f"RSSCN7 zoom levels: hold out {z}")
         for z in ZOOMS
     },
+    **dict(in_domain(z, "scene7", f"indomain_{z}") for z in ZOOMS),
 }
+
 
 # method → config pieces under experiments/scenes/ after the data piece (model, then ablation overlays)
 METHODS: dict[str, list[str]] = {
@@ -172,8 +191,23 @@ def load(run_dir: Path) -> dict:
     return {**test, "classes": saved["classes"]}
 
 
+def ceiling_line(protocol: str, ceiling: dict[int, dict] | None) -> list[str]:
+    """The target's in-domain ceiling under the protocol's table, or how to run it."""
+    name = PROTOCOLS[protocol].ceiling
+    if name is None:
+        return []
+    if not ceiling:
+        return [f"In-domain ceiling: not run (`--protocols {name}`, ERM only).", ""]
+    oa = mean_sd([r["oa"] * 100 for r in ceiling.values()])
+    return [f"In-domain ceiling (`{name}`: the same ERM on a random split of the target itself): OA {oa} % over "
+            f"{len(ceiling)} seed(s).", ""]  # fmt: skip
+
+
 def protocol_section(
-    protocol: str, results: dict[str, dict[int, dict]], walls: dict[str, list[float]]
+    protocol: str,
+    results: dict[str, dict[int, dict]],
+    walls: dict[str, list[float]],
+    ceiling: dict[int, dict] | None = None,
 ) -> list[str]:
     """One protocol's tables: methods with spread and paired differences against ERM, then per-class accuracy."""
     proto = PROTOCOLS[protocol]
@@ -182,6 +216,7 @@ def protocol_section(
         "",
         f"Sources {list(proto.sources)}, target {list(proto.targets)}, class set `{proto.class_set}`.",
         "",
+        *ceiling_line(protocol, ceiling),
         "| method | OA % | AA % | Kappa % | seeds | OA − ERM per seed (paired) | wall per run (s) |",
         "|---|---:|---:|---:|---:|---|---:|",
     ]
@@ -225,7 +260,7 @@ def core_summary(grid: dict[str, dict[str, dict[int, dict]]]) -> list[str]:
     lines.append(
         "| majority class | " + " | ".join(f"{v:.2f}" for v in floor) + f" | {statistics.mean(floor):.2f} |"
     )
-    ceiling = [oa(f"indomain_{p.removeprefix('lodo_')}", "erm") for p in lodo]
+    ceiling = [oa(str(PROTOCOLS[p].ceiling), "erm") for p in lodo]
     if all(ceiling):
         tops = [statistics.mean(c.values()) for c in ceiling]
         shown = [f"{v:.2f} ({len(c)} seed)" for v, c in zip(tops, ceiling, strict=True)]
@@ -287,6 +322,23 @@ def figure(grid: dict[str, dict[str, dict[int, dict]]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def ceilings(
+    protocol: str, grid: dict[str, dict[str, dict[int, dict]]], seeds: list[int], data_seed: int, out: Path
+) -> dict[int, dict] | None:
+    """ERM's runs of the protocol's in-domain ceiling: from this grid, else the ones already in ``out``."""
+    name = PROTOCOLS[protocol].ceiling
+    if name is None:
+        return None
+    if name in grid:
+        return grid[name].get("erm")
+    found = {s: out / name / slug("erm") / f"seed{s}" for s in seeds}
+    return {
+        s: load(run(name, "erm", s, data_seed, None, out)[0] or d)
+        for s, d in found.items()
+        if (d / "metrics.json").exists()
+    }
 
 
 @dataclass(kw_only=True)
@@ -376,7 +428,12 @@ def main(args: Options) -> None:
         *core_summary(grid),
     ]
     for protocol in args.protocols:
-        lines += protocol_section(protocol, grid[protocol], walls[protocol])
+        lines += protocol_section(
+            protocol,
+            grid[protocol],
+            walls[protocol],
+            ceilings(protocol, grid, args.seeds, args.data_seed, args.out),
+        )
     lines += ["## Methods", "", "| method | config pieces (experiments/scenes/) |", "|---|---|"]
     for m in args.methods:
         lines.append(f"| {m} | {' + '.join(f'`{p}`' for p in METHODS[m])} |")

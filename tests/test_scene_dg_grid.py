@@ -78,3 +78,19 @@ def test_best_val_oa_reads_only_finished_untested_runs(tmp_path):
     (run / "metrics.json").write_text("{}")  # a run that was tested may not choose
     with pytest.raises(DataError, match="may not choose"):
         scene_budget.best_val_oa(run)
+
+
+def test_every_cross_domain_protocol_names_the_in_domain_ceiling_of_its_own_target_and_classes():
+    for name, proto in scene_dg.PROTOCOLS.items():
+        if name.startswith("indomain_"):
+            assert proto.ceiling is None and proto.sources == proto.targets
+            continue
+        top = scene_dg.PROTOCOLS[str(proto.ceiling)]
+        assert top.sources == top.targets == proto.targets and top.class_set == proto.class_set
+
+
+def test_the_ceiling_line_shows_the_sample_std_or_says_how_to_run_it():
+    runs = {0: {"oa": 0.97}, 1: {"oa": 0.99}}
+    assert "OA 98.00 ± 1.41 % over 2 seed(s)" in scene_dg.ceiling_line("rsscn7_zoom2", runs)[0]
+    assert "`--protocols indomain_rsscn7_zoom2`" in scene_dg.ceiling_line("rsscn7_zoom2", {})[0]
+    assert scene_dg.ceiling_line("indomain_aid", runs) == []
