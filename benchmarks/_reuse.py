@@ -18,10 +18,7 @@ unused, docs/decisions.md#fvmgn-options) and callbacks that act only on a finish
 
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
-import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,20 +32,11 @@ __all__ = ["check_reuse", "config_differences", "resolved_config"]
 
 def resolved_config(args: list[str]) -> dict[str, Any]:
     """The configuration ``rsmg fit ARGS`` would run with (the YAML ``--print_config`` writes), parsed."""
-    from rsmg.cli.main import build_cli
+    from rsmg.cli.main import print_config
 
-    out, err = io.StringIO(), io.StringIO()
-    code: object = 0
-    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        warnings.filterwarnings("ignore", message=".*args parameter is intended")  # the benchmark's own argv
-        try:
-            build_cli(["fit", *args, "--print_config"])
-        except SystemExit as exc:  # --print_config exits 0 after printing; a parse error exits non-zero
-            code = exc.code
-    config = yaml.safe_load(out.getvalue()) if code in (0, None) else None
+    config = yaml.safe_load(print_config(["fit", *args]))
     if not isinstance(config, dict):
-        lines = [ln.strip() for ln in err.getvalue().splitlines() if ln.strip()]
-        raise ValueError(f"rsmg fit --print_config failed (exit {code}): " + " ".join(lines[-3:]))
+        raise ValueError(f"rsmg fit --print_config printed no mapping for {args}")
     return config
 
 

@@ -253,9 +253,7 @@ class Decision:
     within_spread: bool  # |mean difference| < 2 sample std of the paired differences
 
 
-def decide(
-    oa: dict[str, dict[int, float]], current: str, values: tuple[str, str] = CHOICES["mwdis.logits"].values
-) -> Decision:
+def decide(oa: dict[str, dict[int, float]], current: str, values: tuple[str, str]) -> Decision:
     """The value with the higher mean OA over seeds; an exact tie keeps ``current`` (the value before).
 
     Raises:

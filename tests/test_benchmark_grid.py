@@ -20,8 +20,8 @@ import fvmgn_accuracy as grid
 
 
 @pytest.mark.parametrize("method", sorted(grid.METHODS))
-def test_every_method_parses_on_trento_to_muufl(method, monkeypatch):
-    out = parses(grid.fit_args("trento_to_muufl", method, 2, "fraction:0.25"), monkeypatch)
+def test_every_method_parses_on_trento_to_muufl(method):
+    out = parses(grid.fit_args("trento_to_muufl", method, 2, "fraction:0.25"))
     which, extra = grid.METHODS[method]
     assert ("ConcatCNN" in out) == (which == "baseline")
     for key in extra[::2]:
@@ -31,8 +31,8 @@ def test_every_method_parses_on_trento_to_muufl(method, monkeypatch):
 
 @pytest.mark.parametrize("protocol", sorted(grid.PROTOCOLS))
 @pytest.mark.parametrize("method", ["fvmgn", "baseline (concat CNN)"])
-def test_every_protocol_parses(protocol, method, monkeypatch):
-    out = parses(grid.fit_args(protocol, method, 2, "fraction:0.25"), monkeypatch)
+def test_every_protocol_parses(protocol, method):
+    out = parses(grid.fit_args(protocol, method, 2, "fraction:0.25"))
     assert ("ConcatCNN" in out) == (method != "fvmgn")
     assert f"- {grid.PROTOCOLS[protocol].target}" in out or f"[{grid.PROTOCOLS[protocol].target}]" in out
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from _paths import REPO
-from rsmg.errors import DataError
+from rsmg.errors import DataError, UnknownOptionError
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -105,3 +105,8 @@ def test_a_run_without_its_config_or_with_a_config_that_no_longer_parses_is_refu
     (bare / "config.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(DataError, match=r"(?s)no longer parses.*no_such_option"):
         check_reuse(bare, args)
+
+
+def test_an_unknown_option_in_a_grid_cell_is_rsmg_s_own_error_naming_the_field_and_the_fix() -> None:
+    with pytest.raises(UnknownOptionError, match=r"unknown option --trainer.not_an_option(.|\n)*fix: remove"):
+        resolved_config([*config_args(FVMGN_LIDAR), "--trainer.not_an_option", "1"])

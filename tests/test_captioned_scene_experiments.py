@@ -20,14 +20,14 @@ MODELS = {
 }
 
 
-def composed(monkeypatch, *paths) -> dict:
-    return yaml.safe_load(parses([a for p in paths for a in ("--config", str(p))], monkeypatch))
+def composed(*paths) -> dict:
+    return yaml.safe_load(parses([a for p in paths for a in ("--config", str(p))]))
 
 
 @pytest.mark.parametrize("piece", sorted(MODELS))
-def test_every_method_reads_captions_on_the_same_towers_and_budget(piece, monkeypatch):
+def test_every_method_reads_captions_on_the_same_towers_and_budget(piece):
     class_path, fusion = MODELS[piece]
-    cfg = composed(monkeypatch, CAP / "data_ucm21.yaml", CAP / piece, TRAINER)
+    cfg = composed(CAP / "data_ucm21.yaml", CAP / piece, TRAINER)
     data, net = cfg["data"]["init_args"], cfg["model"]["init_args"]["net"]
     assert data["captions"] is True and data["class_set"] == "ucm21"
     assert data["text_transforms"] == ["drop_verdicts", "mask_class_names"]  # leakage control by default
@@ -45,14 +45,11 @@ def test_every_method_reads_captions_on_the_same_towers_and_budget(piece, monkey
     assert cfg["model"]["init_args"]["lr"] == 0.0003
 
 
-def test_unified_model_with_the_transfer_and_zero_shot_pieces(monkeypatch):
-    cfg = composed(
-        monkeypatch, CAP / "data_ucm_to_aid_minitest.yaml", CAP / "model_fvmgn_captions.yaml", TRAINER
-    )
+def test_unified_model_with_the_transfer_and_zero_shot_pieces():
+    cfg = composed(CAP / "data_ucm_to_aid_minitest.yaml", CAP / "model_fvmgn_captions.yaml", TRAINER)
     data = cfg["data"]["init_args"]
     assert (data["sources"], data["targets"], data["class_set"]) == (["ucm"], ["aid_minitest_vlm"], "ucm_aid")
     zs = composed(
-        monkeypatch,
         CAP / "data_ucm21.yaml",
         CAP / "model_fvmgn_captions.yaml",
         CAP / "zero_shot_ucm21.yaml",
@@ -61,15 +58,15 @@ def test_unified_model_with_the_transfer_and_zero_shot_pieces(monkeypatch):
     assert len(zs["data"]["init_args"]["held_out_classes"]) == 5
 
 
-def test_the_karpathy_split_and_the_calibration_are_one_option_each(monkeypatch):
+def test_the_karpathy_split_and_the_calibration_are_one_option_each():
     base = [CAP / "data_ucm21.yaml", CAP / "model_fvmgn_captions.yaml", CAP / "zero_shot_ucm21.yaml"]
-    assert composed(monkeypatch, *base, TRAINER)["data"]["init_args"]["split"] == "seeded"
-    cfg = composed(monkeypatch, *base, CAP / "split_karpathy.yaml", TRAINER)
+    assert composed(*base, TRAINER)["data"]["init_args"]["split"] == "seeded"
+    cfg = composed(*base, CAP / "split_karpathy.yaml", TRAINER)
     data = cfg["data"]["init_args"]
     assert data["split"] == "karpathy" and len(data["held_out_classes"]) == 5
     args = [a for p in (*base, TRAINER) for a in ("--config", str(p))]
     extra = ["--trainer.callbacks+=rsmg.callbacks.CalibratedStacking"]  # what benchmarks/ucm_captions.py adds
-    callbacks = yaml.safe_load(parses([*args, *extra], monkeypatch))["trainer"]["callbacks"]
+    callbacks = yaml.safe_load(parses([*args, *extra]))["trainer"]["callbacks"]
     assert [c["class_path"] for c in callbacks] == [
         "lightning.pytorch.callbacks.ModelCheckpoint",
         "rsmg.callbacks.CalibratedStacking",

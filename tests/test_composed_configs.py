@@ -29,8 +29,8 @@ OLD_FILE = {
 }
 
 
-def resolved(args: list[str], monkeypatch: pytest.MonkeyPatch) -> dict:
-    return yaml.safe_load(parses(args, monkeypatch))
+def resolved(args: list[str]) -> dict:
+    return yaml.safe_load(parses(args))
 
 
 def test_every_old_file_has_a_composition():
@@ -41,9 +41,9 @@ def test_every_old_file_has_a_composition():
 
 
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
-def test_composition_resolves_to_the_old_file(setting, monkeypatch):
-    old = resolved(["--config", str(MONOLITHIC / OLD_FILE[setting])], monkeypatch)
-    new = resolved(config_args(setting), monkeypatch)
+def test_composition_resolves_to_the_old_file(setting):
+    old = resolved(["--config", str(MONOLITHIC / OLD_FILE[setting])])
+    new = resolved(config_args(setting))
     # not two empty configurations compared: the run name, the scenes and the network come from the pieces
     assert new["trainer"]["logger"]["init_args"]["name"] == setting and new["data"]["init_args"]["sources"]
     assert new["model"]["init_args"]["net"]["class_path"].startswith("rsmg.models.")
@@ -54,13 +54,11 @@ def _configs(root: Path, *files: str) -> list[str]:
     return [arg for f in files for arg in ("--config", str(root / f))]
 
 
-def test_height_overlay_resolves_as_on_the_old_file(monkeypatch):
+def test_height_overlay_resolves_as_on_the_old_file():
     """data/lidar_height_only.yaml after the data piece does what it did after the one-file FVMGN config."""
-    old = resolved(
-        _configs(MONOLITHIC, "fvmgn/trento_to_muufl_lidar.yaml", "fvmgn/lidar_height_only.yaml"), monkeypatch
-    )
+    old = resolved(_configs(MONOLITHIC, "fvmgn/trento_to_muufl_lidar.yaml", "fvmgn/lidar_height_only.yaml"))
     pieces = ("data/trento_to_muufl_lidar.yaml", "data/lidar_height_only.yaml", "model/fvmgn_lidar.yaml")
-    new = resolved(_configs(EXPERIMENTS, *pieces, "trainer/lidar.yaml"), monkeypatch)
+    new = resolved(_configs(EXPERIMENTS, *pieces, "trainer/lidar.yaml"))
     assert new["data"]["init_args"]["bands"] == {"lidar": ["dsm"]} and new == old
 
 

@@ -28,8 +28,8 @@ def test_svm_on_a_tiny_subset_of_the_disjoint_split():
 
 @pytest.mark.parametrize("split", sorted(bench.SPLITS))
 @pytest.mark.parametrize("method", sorted(bench.NETS))
-def test_every_network_cell_parses(split, method, monkeypatch):
-    out = parses(bench.fit_args(split, method, 3), monkeypatch)
+def test_every_network_cell_parses(split, method):
+    out = parses(bench.fit_args(split, method, 3))
     assert "max_epochs: 3" in out and ("FVMGN" in out) == method.startswith("fvmgn")
     switched_off = {
         "fvmgn w/o MWDis": "mwdis:\n          enabled: false",

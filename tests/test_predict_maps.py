@@ -210,3 +210,16 @@ def test_the_quick_look_of_a_large_map_is_subsampled_and_can_be_turned_off(tmp_p
     assert (png[expected == 255] == 0).all()
     off = write_scene_maps(tmp_path / "off", scene, ["a", "b", "c"], None, domain="off", quicklook=False)
     assert [q.name for q in off] == ["prediction_off.tif"] and not (tmp_path / "prediction_off.png").exists()
+
+
+def test_a_second_writer_s_map_prefix_keeps_both_writers_maps(tmp_path):
+    from rsmg.callbacks.map_writer import SceneMap, write_scene_maps
+
+    scene = SceneMap((4, 5), confidence=True)
+    rows, cols = np.mgrid[0:4, 0:5]
+    probs = np.full((20, 2), 0.5, dtype=np.float32)
+    scene.add(rows.ravel(), cols.ravel(), (cols.ravel() % 2), probs)
+    first = write_scene_maps(tmp_path / "x", scene, ["a", "b"], None, domain="x")
+    second = write_scene_maps(tmp_path / "x", scene, ["a", "b"], None, domain="x", prefix="tta")
+    assert [q.name for q in second] == ["tta_x.tif", "tta_x.png", "tta_x_confidence.tif"]
+    assert all(q.exists() for q in first + second) and len(set(first + second)) == 6

@@ -19,15 +19,15 @@ import scene_dg
 
 
 @pytest.mark.parametrize("method", sorted(scene_dg.METHODS))
-def test_every_method_parses_on_the_core_protocol(method, monkeypatch):
-    out = parses(scene_dg.fit_args("lodo_ucm", method, 2), monkeypatch)
+def test_every_method_parses_on_the_core_protocol(method):
+    out = parses(scene_dg.fit_args("lodo_ucm", method, 2))
     assert ("SceneFVMGN" in out) == method.startswith("fvmgn")
     assert "max_epochs: 2" in out and "- ucm" in out
 
 
 @pytest.mark.parametrize("protocol", sorted(scene_dg.PROTOCOLS))
-def test_every_protocol_parses_with_fvmgn(protocol, monkeypatch):
-    out = parses(scene_dg.fit_args(protocol, "fvmgn", None), monkeypatch)
+def test_every_protocol_parses_with_fvmgn(protocol):
+    out = parses(scene_dg.fit_args(protocol, "fvmgn", None))
     proto = scene_dg.PROTOCOLS[protocol]
     assert f"class_set: {proto.class_set}" in out
     for target in proto.targets:
@@ -43,9 +43,9 @@ def test_paired_statistics_use_sample_std_and_matching_seeds():
 
 
 @pytest.mark.parametrize("setting", sorted(scene_budget.SETTINGS))
-def test_every_budget_setting_parses_and_changes_what_it_names(setting, monkeypatch):
+def test_every_budget_setting_parses_and_changes_what_it_names(setting):
     overrides, _ = scene_budget.SETTINGS[setting]
-    out = parses([*scene_dg.fit_args("lodo_aid", "erm", None), *overrides], monkeypatch)
+    out = parses([*scene_dg.fit_args("lodo_aid", "erm", None), *overrides])
     size, freeze, epochs = (p.split()[0] for p in setting.split(", "))
     assert f"image_size: {size}" in out and f"freeze: {freeze}" in out and f"max_epochs: {epochs}" in out
 

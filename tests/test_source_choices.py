@@ -18,19 +18,19 @@ from rsmg.errors import DataError
 sys.path.insert(0, str(REPO / "benchmarks"))
 import source_choices as bench
 
+LOGITS = bench.CHOICES["mwdis.logits"].values  # ("resampled", "original"): the values decide() compares
+
 
 @pytest.mark.parametrize("setting", sorted(bench.SETTINGS))
-def test_every_cell_parses_with_block_validation_and_no_test(setting, monkeypatch, tmp_path):
-    out = parses(bench.cell_args(setting, "mwdis.logits", "original", 7, tmp_path), monkeypatch)
+def test_every_cell_parses_with_block_validation_and_no_test(setting, tmp_path):
+    out = parses(bench.cell_args(setting, "mwdis.logits", "original", 7, tmp_path))
     assert "logits: original" in out and "val_split: blocks:16" in out
     assert f"max_epochs: {bench.SETTINGS[setting].epochs}" in out
     assert "test_after_fit: false" in out and "seed_everything: 7" in out and "version: seed7" in out
 
 
 @pytest.mark.parametrize("key", sorted(bench.CHOICES))
-def test_the_value_a_configuration_holds_runs_it_unchanged_and_the_other_is_an_override(
-    key, monkeypatch, tmp_path
-):
+def test_the_value_a_configuration_holds_runs_it_unchanged_and_the_other_is_an_override(key, tmp_path):
     """Every choice's two values on the cross-scene LiDAR config: one is the config's own (shared runs)."""
     choice = bench.CHOICES[key]
     setting = "trento_to_muufl"
@@ -44,7 +44,7 @@ def test_the_value_a_configuration_holds_runs_it_unchanged_and_the_other_is_an_o
             assert bench.cell_name(setting, key, value) == f"{key}={value}"
             assert args[args.index(bench.NET + key) + 1] == value
         leaf = key.split(".")[-1]
-        assert f"{leaf}: {value}" in parses(args, monkeypatch)
+        assert f"{leaf}: {value}" in parses(args)
 
 
 def _run(tmp: Path, val: list[float], *, config: dict | None = None, test_col: bool = False) -> Path:
@@ -93,28 +93,30 @@ def test_a_run_that_read_a_target_number_or_statistic_is_refused(tmp_path, case,
 
 def test_decide_picks_the_higher_mean_and_flags_a_weak_preference():
     oa = {"resampled": {1: 80.0, 2: 82.0, 3: 84.0}, "original": {1: 81.0, 2: 80.0, 3: 82.0}}
-    d = bench.decide(oa, current="original")
+    d = bench.decide(oa, "original", LOGITS)
     assert d.chosen == "resampled" and d.means == {"resampled": 82.0, "original": 81.0}
     assert d.diffs == {1: -1.0, 2: 2.0, 3: 2.0} and d.within_spread  # mean +1.00 < 2 × sd 1.73
-    clear = bench.decide({"resampled": {1: 70.0, 2: 71.0}, "original": {1: 80.0, 2: 80.5}}, "resampled")
+    clear = bench.decide(
+        {"resampled": {1: 70.0, 2: 71.0}, "original": {1: 80.0, 2: 80.5}}, "resampled", LOGITS
+    )
     assert clear.chosen == "original" and not clear.within_spread
     tie = {"resampled": {1: 80.0, 2: 82.0}, "original": {1: 82.0, 2: 80.0}}
     assert (
-        bench.decide(tie, "original").chosen == "original"
-        and bench.decide(tie, "resampled").chosen == "resampled"
+        bench.decide(tie, "original", LOGITS).chosen == "original"
+        and bench.decide(tie, "resampled", LOGITS).chosen == "resampled"
     )
 
 
 def test_decide_refuses_unpaired_or_missing_values():
     with pytest.raises(DataError, match="did not finish the same seeds") as unpaired:
-        bench.decide({"resampled": {1: 80.0, 2: 81.0}, "original": {1: 80.0}}, "resampled")
+        bench.decide({"resampled": {1: 80.0, 2: 81.0}, "original": {1: 80.0}}, "resampled", LOGITS)
     assert "'original': [1]" in str(unpaired.value) and "rerun the missing cells" in str(unpaired.value)
     with pytest.raises(DataError, match="did not finish the same seeds"):
-        bench.decide({"resampled": {1: 80.0}, "original": {}}, "resampled")
+        bench.decide({"resampled": {1: 80.0}, "original": {}}, "resampled", LOGITS)
 
 
 def test_a_group_weighs_each_setting_the_same():
-    a = bench.decide({"resampled": {1: 90.0, 2: 90.0}, "original": {1: 80.0, 2: 80.0}}, "resampled")
-    b = bench.decide({"resampled": {1: 40.0, 2: 40.0}, "original": {1: 52.0, 2: 52.0}}, "resampled")
+    a = bench.decide({"resampled": {1: 90.0, 2: 90.0}, "original": {1: 80.0, 2: 80.0}}, "resampled", LOGITS)
+    b = bench.decide({"resampled": {1: 40.0, 2: 40.0}, "original": {1: 52.0, 2: 52.0}}, "resampled", LOGITS)
     assert bench.decide_group([a, b], "resampled") == "original"  # means 65 vs 66
     assert bench.decide_group([a], "original") == "resampled"

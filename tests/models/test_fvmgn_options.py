@@ -179,11 +179,11 @@ def test_nested_options_rebuild_the_models_the_flat_arguments_built(name):
     check_against_reference(name, kind, spec, build(kind, spec, kwargs))
 
 
-def test_lidar_main_job_yaml_builds_the_reference_model_through_jsonargparse(monkeypatch):
+def test_lidar_main_job_yaml_builds_the_reference_model_through_jsonargparse():
     """README's LiDAR job: its YAML pieces, parsed by ``rsmg fit`` (nested sections), instantiated by jsonargparse."""
     from jsonargparse import ArgumentParser
 
-    out = parses(FVMGN_LIDAR, monkeypatch)
+    out = parses(FVMGN_LIDAR)
     init = yaml.safe_load(out)["model"]["init_args"]["net"]["init_args"]
     expected = {**dataclasses.asdict(MWDisOptions()), "same_domain_fallback": True, "logits": "original"}
     assert init["mwdis"] == expected
@@ -265,10 +265,10 @@ def test_scene_models_pass_the_other_mwdis_options_through():
     assert m.mwdis is not None and m.mwdis.high_swap and m.mwdis.donors == "per_modality" and m.mwdis.p == 0.3
 
 
-def test_print_config_shows_the_nested_sections(monkeypatch):
+def test_print_config_shows_the_nested_sections():
     scenes = REPO / "experiments/scenes"
     pieces = ("data_lodo_aid.yaml", "model_fvmgn.yaml", "trainer_cpu.yaml")
-    out = parses([a for p in pieces for a in ("--config", str(scenes / p))], monkeypatch)
+    out = parses([a for p in pieces for a in ("--config", str(scenes / p))])
     net = yaml.safe_load(out)["model"]["init_args"]["net"]["init_args"]
     assert set(net) >= {"mwdis", "frequency", "text", "alignment"}
     assert (

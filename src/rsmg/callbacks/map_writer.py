@@ -227,14 +227,15 @@ def write_scene_maps(
     *,
     domain: str,
     quicklook: bool = True,
+    prefix: str = "prediction",
 ) -> list[Path]:
-    """Write ``prediction_<name>.tif``, ``.png`` (``quicklook``) and ``prediction_<name>_confidence.tif`` (if kept).
+    """Write ``<prefix>_<name>.tif``, ``.png`` (``quicklook``) and ``<prefix>_<name>_confidence.tif`` (if kept).
 
     ``stem`` is ``<folder>/<name>``; the files go to ``<folder>``.
 
     Each file is written atomically; returns the paths written, in that order.
     """
-    base = Path(stem).parent / f"prediction_{Path(stem).name}"
+    base = Path(stem).parent / f"{prefix}_{Path(stem).name}"
     paths = [write_class_map_geotiff(f"{base}.tif", scene_map.classes, classes, georef, domain=domain)]
     if quicklook:
         paths.append(atomic_write_bytes(f"{base}.png", class_map_png(scene_map.classes, len(classes))))

@@ -167,6 +167,8 @@ class PredictionWriter(BasePredictionWriter):
         quicklook: also write ``prediction_<domain>.png``, a small paletted PNG of each classification map in its
             colours (not predicted: transparent; at most :data:`~rsmg.callbacks.map_writer.QUICKLOOK_MAX_SIDE`
             px a side).
+        map_prefix: start of the map files' names (``prediction``); two writers sharing a folder set their own,
+            as they set ``prefix``, so that neither replaces the other's maps.
     """
 
     def __init__(
@@ -177,6 +179,7 @@ class PredictionWriter(BasePredictionWriter):
         maps: bool = True,
         confidence_maps: bool = False,
         quicklook: bool = True,
+        map_prefix: str = "prediction",
     ) -> None:
         super().__init__(write_interval="batch")  # an epoch interval makes Lightning keep every prediction
         self.prefix = prefix
@@ -185,6 +188,7 @@ class PredictionWriter(BasePredictionWriter):
         self.maps = maps
         self.confidence_maps = confidence_maps
         self.quicklook = quicklook
+        self.map_prefix = map_prefix
         self._sinks: dict[int, _MemorySink | _StreamSink] = {}
         self.written: dict[str, list[Path]] = {}
 
@@ -341,7 +345,9 @@ class PredictionWriter(BasePredictionWriter):
         """The GeoTIFF classification (and confidence) map of a pixel-level scene."""
         ds = _predict_dataset(trainer, idx)
         georef = getattr(ds, "georef", None)
-        paths = write_scene_maps(stem, scene_map, classes, georef, domain=name, quicklook=self.quicklook)
+        paths = write_scene_maps(
+            stem, scene_map, classes, georef, domain=name, quicklook=self.quicklook, prefix=self.map_prefix
+        )
         self.written[name].extend(paths)
         if georef is None:
             files = getattr(ds, "files", {}) or {}

@@ -73,6 +73,33 @@ def build_cli(args: list[str] | None = None, *, run: bool = True, **kwargs: Any)
     return RsmgCLI(args=args, run=run, **kwargs)
 
 
+def print_config(args: list[str]) -> str:
+    """The YAML ``rsmg ARGS --print_config`` writes, in-process: every key checked, no data read, nothing run.
+
+    Benchmarks compare a cached run's configuration with the one they would run, and tests check that every
+    grid cell parses; one parse each, without a subprocess. An unknown option raises rsmg's own error (naming
+    the field and the fix); any other parse failure a ``ValueError`` with the parser's last lines.
+    """
+    import contextlib
+    import io
+    import warnings
+
+    out, err = io.StringIO(), io.StringIO()
+    code: object = 0
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        warnings.filterwarnings("ignore", message=".*args parameter is intended")  # the caller's own argv
+        try:
+            build_cli([*args, "--print_config"])
+        except SystemExit as exc:  # --print_config exits 0 after printing; a parse error exits non-zero
+            code = exc.code
+    if code not in (0, None) or not out.getvalue().strip():
+        lines = [ln.strip() for ln in err.getvalue().splitlines() if ln.strip()]
+        raise ValueError(
+            f"rsmg {' '.join(args[:1])} --print_config failed (exit {code}): " + " ".join(lines[-3:])
+        )
+    return out.getvalue()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``rsmg`` console script and ``python -m rsmg``."""
     from_sys = argv is None
