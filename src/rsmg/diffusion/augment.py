@@ -229,7 +229,8 @@ class DiffusionAugmenter:
 
         # B·K trajectories in one batch, ordered sample-major: row i·K + j is view j of sample i.
         gens = [torch.Generator().manual_seed(view_seed(self.seed, i, j)) for i in idx for j in range(k)]
-        x0 = x0.to(device=device, dtype=dtype).repeat_interleave(k, dim=0)
+        full = x0.to(device=device, dtype=dtype).repeat_interleave(k, dim=0)
+        x0 = self.prior.to_prior(full)  # the prior's resolution (the same tensor when it is the data's)
         shape = tuple(x0.shape[1:])
 
         t0 = self.timesteps[0]
@@ -250,5 +251,6 @@ class DiffusionAugmenter:
         finally:
             self.prior.train(was_training)
 
-        x = x.to(device=ref.device, dtype=ref.dtype).view(b, k, *shape)
+        x = self.prior.to_data(x, full, x0)
+        x = x.to(device=ref.device, dtype=ref.dtype).view(b, k, *full.shape[1:])
         return [self.prior.unstack(x[:, j], prefixed=prefixed) for j in range(k)]

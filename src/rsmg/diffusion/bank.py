@@ -314,7 +314,7 @@ class ViewBank:
 
         partial = bank_dir.with_name(f".{bank_dir.name}.partial")
         c = prior.num_channels
-        p = prior.patch_size
+        p = prior.data_size  # views are at the data's resolution
         shape = [n, augmenter.views, c, p, p]
         meta: dict[str, Any] | None = None
         if (partial / META_FILE).is_file():

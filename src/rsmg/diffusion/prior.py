@@ -11,7 +11,10 @@ silent, all configurable (``docs/decisions.md#dtaug-prior``):
 * odd patches reflect-padded inside :meth:`DiffusionPrior.forward` to a multiple of
   ``2 ** (len(block_out_channels) - 1)`` and cropped back (replicate padding when too small to reflect);
 * epsilon prediction, linear betas, ``clip_sample`` off (normalised values are not confined to ``[-1, 1]``);
-* unconditional: no labels, no domains, so no label information can leak into views.
+* unconditional: no labels, no domains, so no label information can leak into views;
+* optionally at a lower resolution than the data (``data_size``), for images too large to diffuse on a CPU:
+  inputs are area-downsampled to ``patch_size`` and a view keeps the original's detail above that resolution
+  (``docs/decisions.md#dtaug-prior-resolution``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class DiffusionPrior(nn.Module):
         scheduler: ``DDPMScheduler`` keyword arguments merged over
             :data:`~rsmg.diffusion.prior_config.DEFAULT_SCHEDULER`.
         num_train_timesteps: shortcut for ``scheduler["num_train_timesteps"]``.
+        data_size: side of the data this prior serves when it models it at a lower resolution (``patch_size``);
+            ``None``: the same as ``patch_size``.
 
     Raises:
         ConfigError: bad modalities, patch size, UNet or scheduler config (the message names the field).
@@ -77,6 +82,7 @@ class DiffusionPrior(nn.Module):
         unet: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
         num_train_timesteps: int | None = None,
+        data_size: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(modalities, Mapping) or not modalities:
@@ -90,6 +96,15 @@ class DiffusionPrior(nn.Module):
             str(m): _positive_int(modalities[m], f"modalities.{m}") for m in sorted(modalities)
         }
         self.patch_size: int = _positive_int(patch_size, "patch_size")
+        self.data_size: int = self.patch_size if data_size is None else _positive_int(data_size, "data_size")
+        if self.data_size < self.patch_size:
+            raise ConfigError(
+                "the prior's resolution cannot exceed its data's",
+                field="patch_size",
+                expected=f"<= data_size {self.data_size}",
+                found=self.patch_size,
+                fix="train the prior at the data's patch size or below",
+            )
         self.band_names: dict[str, tuple[str, ...]] = {
             str(m): tuple(str(b) for b in names) for m, names in sorted((band_names or {}).items())
         }
@@ -127,27 +142,39 @@ class DiffusionPrior(nn.Module):
         unet: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
         num_train_timesteps: int | None = None,
+        patch_size: int | None = None,
     ) -> DiffusionPrior:
-        """Build a prior for the data described by ``spec`` (modalities, patch size, band names)."""
+        """Build a prior for the data described by ``spec`` (modalities, patch size, band names).
+
+        ``patch_size`` below the spec's makes a lower-resolution prior of that data (``data_size``).
+        """
         return cls(
             modalities=spec.modalities,
-            patch_size=spec.patch_size,
+            patch_size=spec.patch_size if patch_size is None else patch_size,
             band_names=spec.band_names,
             unet=unet,
             scheduler=scheduler,
             num_train_timesteps=num_train_timesteps,
+            data_size=spec.patch_size,
         )
 
     @property
     def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this prior (JSON-serialisable); weights excluded."""
-        return {
+        """Everything needed to rebuild this prior (JSON-serialisable); weights excluded.
+
+        ``data_size`` is recorded only when it differs from ``patch_size``, so the checksums (and view banks)
+        of full-resolution priors saved before it existed stay valid.
+        """
+        config: dict[str, Any] = {
             "modalities": dict(self.modalities),
             "patch_size": self.patch_size,
             "band_names": {m: list(b) for m, b in self.band_names.items()},
             "unet": copy.deepcopy(self.unet_config),
             "scheduler": dict(self.scheduler_config),
         }
+        if self.data_size != self.patch_size:
+            config["data_size"] = self.data_size
+        return config
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DiffusionPrior:
@@ -158,6 +185,7 @@ class DiffusionPrior(nn.Module):
             band_names=config.get("band_names"),
             unet=config.get("unet"),
             scheduler=config.get("scheduler"),
+            data_size=config.get("data_size"),
         )
 
     @property
@@ -203,8 +231,9 @@ class DiffusionPrior(nn.Module):
                     f"bands of {m!r}: prior {list(mine)[:5]}... vs classifier data {list(theirs)[:5]}... "
                     f"(first differing channels {diff})"
                 )
-        if self.patch_size != spec.patch_size:
-            problems.append(f"patch_size: prior {self.patch_size} vs classifier data {spec.patch_size}")
+        if self.data_size != spec.patch_size:
+            at = "" if self.data_size == self.patch_size else f" (modelled at {self.patch_size})"
+            problems.append(f"patch_size: prior {self.data_size}{at} vs classifier data {spec.patch_size}")
         if problems:
             raise DataError(
                 "the diffusion prior was trained on different data than the classifier uses",
@@ -242,12 +271,12 @@ class DiffusionPrior(nn.Module):
                     expected=f"keys {[image_key(k) for k in self.modalities]}",
                     found=sorted(k for k in images if isinstance(k, str)),
                 )
-            expected = (c, self.patch_size, self.patch_size)
+            expected = (c, self.data_size, self.data_size)
             if not isinstance(t, torch.Tensor) or t.ndim != 4 or tuple(t.shape[1:]) != expected:
                 raise DataError(
                     f"modality {m!r} has the wrong shape for the diffusion prior",
                     field=key,
-                    expected=f"B×{c}×{self.patch_size}×{self.patch_size}",
+                    expected=f"B×{c}×{self.data_size}×{self.data_size}",
                     found=tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__,
                     fix="pass batched tensors (add a batch dimension to single samples)",
                 )
@@ -261,6 +290,24 @@ class DiffusionPrior(nn.Module):
             batch = t.shape[0]
             parts.append(t.float())
         return torch.cat(parts, dim=1)
+
+    def to_prior(self, x: torch.Tensor) -> torch.Tensor:
+        """Stacked data ``B×C×data_size×data_size`` at the prior's resolution (area average; identity if equal)."""
+        if self.data_size == self.patch_size:
+            return x
+        return F.interpolate(x, size=(self.patch_size, self.patch_size), mode="area")
+
+    def to_data(self, x: torch.Tensor, x0: torch.Tensor, x_low: torch.Tensor) -> torch.Tensor:
+        """A view at the data's resolution: the original ``x0`` plus the upsampled change ``x - x_low``.
+
+        The prior only sees (and changes) what its resolution holds; detail above it is the original's.
+        """
+        if self.data_size == self.patch_size:
+            return x
+        up = F.interpolate(
+            x - x_low, size=(self.data_size, self.data_size), mode="bilinear", align_corners=False
+        )
+        return x0 + up
 
     def unstack(self, x: torch.Tensor, prefixed: bool = True) -> dict[str, torch.Tensor]:
         """Split a stacked ``B×sum(C)×H×W`` tensor back into modalities (inverse of :meth:`stack`).

@@ -39,6 +39,8 @@ class DiffusionPriorTask(pl.LightningModule):
         scheduler: other noise-schedule settings (``beta_schedule``, ``beta_start``, ``beta_end``).
         val_seed: seed of the fixed per-sample timesteps and noise used for ``val/loss``, so that validation
             losses of different epochs are comparable.
+        patch_size: model the data at this lower resolution (area-downsampled; ``None``: the data's own), so
+            that DTAug on large images fits a CPU (``docs/decisions.md#dtaug-prior-resolution``).
 
     Raises:
         ConfigError: bad optimiser values, a spec whose source domains are not the first domains, or a bad
@@ -54,6 +56,7 @@ class DiffusionPriorTask(pl.LightningModule):
         weight_decay: float = 0.0,
         scheduler: dict[str, Any] | None = None,
         val_seed: int = 0,
+        patch_size: int | None = None,
     ) -> None:
         super().__init__()
         if (
@@ -91,7 +94,11 @@ class DiffusionPriorTask(pl.LightningModule):
                 )
         self.spec = spec
         self.prior = DiffusionPrior.from_spec(
-            spec, unet=unet, scheduler=scheduler, num_train_timesteps=num_train_timesteps
+            spec,
+            unet=unet,
+            scheduler=scheduler,
+            num_train_timesteps=num_train_timesteps,
+            patch_size=patch_size,
         )
         self.save_hyperparameters(ignore=["spec"])
         self.hparams["spec"] = spec.to_dict()  # plain data: checkpoints load with weights_only=True
@@ -129,7 +136,7 @@ class DiffusionPriorTask(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """DDPM noise-prediction loss on one batch of source patches."""
         self.check_source_only(batch, "training")
-        x0 = self.prior.stack(batch)
+        x0 = self.prior.to_prior(self.prior.stack(batch))
         loss = self.prior.loss(x0)
         self.log("train/loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
@@ -137,7 +144,7 @@ class DiffusionPriorTask(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """The same loss with timesteps and noise fixed per sample (seeded by ``index``)."""
         self.check_source_only(batch, "validation")
-        x0 = self.prior.stack(batch)
+        x0 = self.prior.to_prior(self.prior.stack(batch))
         b = x0.shape[0]
         indices = torch.as_tensor(batch["index"]).reshape(-1).tolist() if "index" in batch else range(b)
         ts, noise = [], []
