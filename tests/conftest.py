@@ -51,3 +51,16 @@ def _network_off_except_loopback():
     socket_allow_hosts(["127.0.0.1", "::1", "localhost"], allow_unix_socket=True)
     yield
     socket.socket.connect = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _user_catalogs_end_with_the_test(monkeypatch):
+    """``use_catalog`` writes ``RSMG_CATALOG`` for the whole process (DDP ranks and workers read it), and the
+    catalogs a test writes live in its ``tmp_path``, which pytest deletes after a passing test: restore the
+    variable after every test, so a later test never reads a deleted catalog."""
+    from rsmg.data.catalog import CATALOG_ENV
+
+    before = os.environ.get(CATALOG_ENV)
+    monkeypatch.setenv(CATALOG_ENV, before or "")  # recorded, so the test's value is undone at teardown
+    if before is None:
+        monkeypatch.delenv(CATALOG_ENV)
