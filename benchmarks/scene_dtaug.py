@@ -1,0 +1,272 @@
+r"""DTAug test-time augmentation on a scene protocol: the scene grid's own checkpoints, with and without TTA.
+
+1. Train the protocol's source diffusion prior once (``experiments/dtaug/prior_scenes.yaml``: 64 px for the
+   128-px images, source training images only; ``DiffusionPriorTask`` refuses a target sample).
+2. For each method and seed, test the checkpoint ``benchmarks/scene_dg.py`` selected on source validation
+   (``outputs/bench_scene_dg/<protocol>/<method>/seed<k>``) once more, with the ``DiffusionTTA`` callback:
+   plain and TTA metrics of the same target images come from the same run. Nothing is retrained, so the TTA
+   column is the only change.
+3. Write ``benchmarks/results/<name>.md``: OA / AA / Kappa without and with TTA (mean ± sample std over
+   seeds), the per-seed change from TTA, paired differences against ERM, the majority-class reference,
+   per-class accuracy, and the cost: the TTA test's wall time against a plain test of the same checkpoint.
+
+The TTA settings are the LiDAR experiment's (``experiments/dtaug/tta.yaml``: strength 0.3, 5 DDIM steps, 4
+views, mean of probabilities), fixed before any scene number was seen; nothing here is tuned on the target.
+
+Usage::
+
+    RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/scene_dtaug.py --protocol lodo_ucm
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from _common import RESULTS, ROOT, machine, rsmg_fit, slug, write_result
+from _stats import majority_share, mean_sd, paired_cell, paired_differences, per_class_table
+from rsmg.cli.signature import Arg, cli
+from scene_dg import PROTOCOLS, SCENES
+
+PRIOR = ROOT / "experiments" / "dtaug" / "prior_scenes.yaml"
+
+
+def train_prior(protocol: str, out: Path, epochs: int, data_seed: int) -> tuple[Path, float]:
+    """The protocol's source prior (trained once, then reused): its last checkpoint and training wall seconds."""
+    run = out / protocol / "prior" / "seed0"
+    ckpt, wall_file = run / "checkpoints" / "last.ckpt", run / "bench_wall_s.txt"
+    if ckpt.exists() and wall_file.exists():
+        return ckpt, float(wall_file.read_text())
+    t0 = time.perf_counter()
+    args = [
+        *("--config", str(SCENES / "data_lodo_ucm.yaml"), "--config", str(PRIOR)),
+        *PROTOCOLS[protocol].args(),
+        *("--data.init_args.seed", str(data_seed), "--trainer.max_epochs", str(epochs)),
+        *(
+            "--trainer.logger.init_args.save_dir",
+            str(out / protocol),
+            "--trainer.logger.init_args.name",
+            "prior",
+        ),
+        *("--trainer.logger.init_args.version", "seed0", "--trainer.enable_progress_bar", "false"),
+    ]
+    if not rsmg_fit(args, f"[{protocol}] prior ({epochs} epochs, source images only)"):
+        raise SystemExit("prior training failed")
+    wall = time.perf_counter() - t0
+    wall_file.write_text(f"{wall:.1f}\n")
+    return ckpt, wall
+
+
+def prior_losses(run: Path) -> str:
+    """The prior's first and last logged training loss and its last source-validation loss."""
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    train = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
+    return (
+        f"training loss {train[0]:.4f} → {train[-1]:.4f}"
+        + (f", source-validation loss {val[-1]:.4f}" if val else "")
+        if train
+        else "no loss logged"
+    )
+
+
+def tta_overlay(out: Path, prior: Path, views: int, steps: int, strength: float) -> Path:
+    path = out / "tta_scenes.yaml"
+    path.write_text(
+        "trainer:\n  callbacks+:\n    - class_path: rsmg.callbacks.diffusion_tta.DiffusionTTA\n"
+        f"      init_args: {{prior_path: {prior}, strength: {strength}, steps: {steps}, views: {views}, "
+        "seed: 0, aggregate: mean_prob}\n"
+    )
+    return path
+
+
+def test_again(run: Path, out: Path, name: str, version: str, extra: list[str]) -> tuple[Path | None, float]:
+    """``rsmg test`` of the run's selected checkpoint into ``out/name/version`` (reused when done): dir, wall s."""
+    target = out / name / version
+    wall_file = target / "bench_wall_s.txt"
+    if (target / "metrics.json").exists() and wall_file.exists():
+        return target, float(wall_file.read_text())
+    ckpt = json.loads((run / "metrics.json").read_text())["checkpoint"]["path"]
+    cmd = [
+        *(sys.executable, "-m", "rsmg", "test", "--config", str(run / "config.yaml"), "--ckpt_path", ckpt),
+        *extra,
+        *("--trainer.logger.init_args.save_dir", str(out), "--trainer.logger.init_args.name", name),
+        *("--trainer.logger.init_args.version", version, "--trainer.enable_progress_bar", "false"),
+    ]
+    print(f"{run.relative_to(ROOT)} → {target.relative_to(ROOT)}: testing", flush=True)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0 or not (target / "metrics.json").exists():
+        print(f"test failed ({p.returncode}):\n{p.stderr[-3000:]}", file=sys.stderr, flush=True)
+        return None, wall
+    wall_file.write_text(f"{wall:.1f}\n")
+    print(f"  done in {wall:.0f} s", flush=True)
+    return target, wall
+
+
+def blocks(run: Path) -> tuple[dict, dict | None]:
+    """Plain and (if present) TTA test results of a run's target, with the class names."""
+    saved = json.loads((run / "metrics.json").read_text())
+    res, classes = saved["results"], saved["classes"]
+    plain = {**next(iter(res["test"].values())), "classes": classes}
+    tta_key = next((k for k in res if k.startswith("test with DTAug TTA")), None)
+    tta = {**next(iter(res[tta_key].values())), "classes": classes} if tta_key else None
+    return plain, tta
+
+
+@dataclass(kw_only=True)
+class Options:
+    """Options of ``scene_dtaug.py``.
+
+    Attributes:
+        protocol: the scene protocol (its checkpoints must exist: run benchmarks/scene_dg.py first)
+        methods: the scene grid's methods to test with TTA
+        seeds: model seeds of the scene grid's runs
+        data_seed: the scene grid's data seed (the prior trains on the same source split)
+        prior_epochs: epochs of the prior
+        views: TTA views per image
+        steps: DDIM steps per view
+        strength: noise strength of a view
+        runs: the scene grid's run folder
+        out: folder of the prior and the TTA tests
+        name: results file benchmarks/results/<name>.md
+    """
+
+    protocol: Annotated[str, Arg(choices=tuple(p for p in PROTOCOLS if not p.startswith("indomain_")))] = (
+        "lodo_ucm"
+    )
+    methods: list[str] = field(default_factory=lambda: ["erm", "fvmgn"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    data_seed: int = 0
+    prior_epochs: int = 4
+    views: int = 4
+    steps: int = 5
+    strength: float = 0.3
+    runs: Path = ROOT / "outputs" / "bench_scene_dg"
+    out: Path = ROOT / "outputs" / "bench_scene_dtaug"
+    name: str = "scene_dg/dtaug_lodo_ucm"
+
+
+def main(args: Options) -> None:
+    """Train (or reuse) the prior, test every checkpoint with TTA (and one per method plainly), write the file."""
+    out = args.out.resolve()
+    prior, prior_wall = train_prior(args.protocol, out, args.prior_epochs, args.data_seed)
+    overlay = tta_overlay(out / args.protocol, prior, args.views, args.steps, args.strength)
+    plain: dict[str, dict[int, dict]] = {}
+    tta: dict[str, dict[int, dict]] = {}
+    walls: dict[str, list[tuple[float, float | None]]] = {}
+    missing: list[str] = []
+    for method in args.methods:
+        plain[method], tta[method], walls[method] = {}, {}, []
+        for seed in args.seeds:
+            run = args.runs / args.protocol / slug(method) / f"seed{seed}"
+            if not (run / "metrics.json").exists():
+                missing.append(f"{method} seed {seed}")
+                continue
+            where = out / args.protocol
+            done, wall = test_again(run, where, slug(method), f"seed{seed}", ["--config", str(overlay)])
+            if done is None:
+                missing.append(f"{method} seed {seed} (TTA test failed)")
+                continue
+            p, t = blocks(done)
+            grid_plain, _ = blocks(run)
+            if abs(p["oa"] - grid_plain["oa"]) > 1e-9:
+                raise SystemExit(
+                    f"{done}: plain OA {p['oa']} differs from the grid's {grid_plain['oa']} ({run})"
+                )
+            plain[method][seed], tta[method][seed] = p, t or {}
+            base_wall = None
+            if seed == args.seeds[0]:  # one plain test per method for the cost ratio
+                _, base_wall = test_again(run, where, slug(method), f"seed{seed}_plain", [])
+            walls[method].append((wall, base_wall))
+
+    proto = PROTOCOLS[args.protocol]
+    lines = [
+        f"# DTAug test-time augmentation on scenes: {args.protocol} ({proto.description})",
+        "",
+        f"Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/scene_dtaug.py --protocol "
+        f"{args.protocol} --methods {' '.join(repr(m) for m in args.methods)} --seeds "
+        f"{' '.join(map(str, args.seeds))} --prior-epochs {args.prior_epochs} --name {args.name}`  ",
+        f"Machine: {machine()}  ",
+        f"Classifiers: the checkpoints `benchmarks/scene_dg.py` selected on source validation "
+        f"(`{args.runs.relative_to(ROOT) if args.runs.is_relative_to(ROOT) else args.runs}/{args.protocol}/`), "
+        "tested once more with `DiffusionTTA`; the plain columns equal the grid's results (checked). Sources "
+        f"{list(proto.sources)}, target {list(proto.targets)}, class set `{proto.class_set}`.  ",
+        f"Prior: `experiments/dtaug/prior_scenes.yaml` at 64 px for the 128-px images "
+        "(docs/decisions.md#dtaug-prior-resolution), "
+        f"{args.prior_epochs} epochs on the source training images only, {prior_wall / 60:.0f} min; "
+        f"{prior_losses(prior.parent.parent)}.  ",
+        f"TTA: original + {args.views} views (strength {args.strength}, {args.steps} DDIM steps), mean of "
+        "probabilities: the LiDAR experiment's settings, fixed before any scene number was seen. Mean ± sample "
+        "std (ddof = 1) over model seeds; paired differences per seed.",
+        "",
+        *([f"Cells not run: {', '.join(missing)}.", ""] if missing else []),
+        "| method | plain OA % | TTA OA % | TTA − plain per seed | TTA AA % | TTA Kappa % | seeds |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    oa = lambda runs: {s: r["oa"] * 100 for s, r in runs.items() if r}  # noqa: E731
+    for m in args.methods:
+        if not plain[m]:
+            lines.append(f"| {m} | not run | | | | | 0 |")
+            continue
+        diffs = paired_cell(paired_differences(oa(tta[m]), oa(plain[m])))
+        t_runs = [r for r in tta[m].values() if r]
+        lines.append(
+            f"| {m} | {mean_sd(list(oa(plain[m]).values()))} | {mean_sd(list(oa(tta[m]).values()))} | {diffs} | "
+            f"{mean_sd([r['aa'] * 100 for r in t_runs])} | {mean_sd([r['kappa'] * 100 for r in t_runs])} | "
+            f"{len(plain[m])} |"
+        )
+    if plain.get("erm"):
+        lines += ["", "Paired against ERM (per seed, OA points):", ""]
+        for m in args.methods:
+            if m != "erm" and plain[m]:
+                lines.append(
+                    f"- {m} − erm, plain: {paired_cell(paired_differences(oa(plain[m]), oa(plain['erm'])))}"
+                )
+                lines.append(f"- {m} − erm, both with TTA: "
+                             f"{paired_cell(paired_differences(oa(tta[m]), oa(tta['erm'])))}")  # fmt: skip
+    first = next((r for m in args.methods for r in plain[m].values()), None)
+    if first is not None:
+        floor = 100 * majority_share(first)
+        lines += [
+            "",
+            f"Reference: always answering the most frequent target class scores OA {floor:.2f} %.",
+            "",
+        ]
+    lines += ["## Cost", "", "| method | plain test (s) | TTA test (s) | TTA / plain | UNet passes per image |",
+              "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for m in args.methods:
+        for wall, base in walls[m]:
+            if base:
+                lines.append(
+                    f"| {m} | {base:.0f} | {wall:.0f} | {wall / base:.1f}× | {args.views * args.steps} |"
+                )
+    lines += [
+        "",
+        "Walls of whole `rsmg test` processes (start-up, data and model loading included) on a shared 2-core "
+        "machine, seed "
+        f"{args.seeds[0]}; the prior's training ({prior_wall / 60:.0f} min) is paid once per protocol.",
+        "",
+        "## Per-class accuracy (mean over seeds)",
+        "",
+        *per_class_table(
+            {
+                **{f"{m} (plain)": list(plain[m].values()) for m in args.methods if plain[m]},
+                **{f"{m} (TTA)": [r for r in tta[m].values() if r] for m in args.methods if plain[m]},
+            }
+        ),
+    ]
+    (RESULTS / args.name).parent.mkdir(parents=True, exist_ok=True)
+    write_result(f"{args.name}.md", "\n".join(lines))
+    print(f"written benchmarks/results/{args.name}.md")
+
+
+if __name__ == "__main__":
+    main(cli(Options, description=__doc__))
