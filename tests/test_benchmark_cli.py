@@ -45,6 +45,7 @@ SCRIPTS = (
     "scene_budget",
     "scene_data_throughput",
     "scene_dg",
+    "scene_dtaug",
     "scene_step_cost",
     "source_choices",
     "standardize_validation",
@@ -132,6 +133,11 @@ def test_help_shows_the_script_docstring_and_every_option(name, capsys):
         ),
         ("gpu_precision", "--name gpu/precision_h200 --timeout 120", {"timeout": 120, "seeds": [42, 43, 44]}),
         ("data_throughput", "--patch 9", {"patch": 9, "seconds": 4.0}),
+        (
+            "scene_dtaug",
+            "--protocol rsscn7_zoom1 --methods erm --seeds 0 1 --prior-epochs 2",
+            {"protocol": "rsscn7_zoom1", "methods": ["erm"], "seeds": [0, 1], "prior_epochs": 2, "views": 4},
+        ),
         (
             "predict_memory",
             "--grids 2 4 8 --before-src /tmp/rsmg-f645fde/src",
