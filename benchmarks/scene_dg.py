@@ -325,20 +325,24 @@ def figure(grid: dict[str, dict[str, dict[int, dict]]], path: Path) -> None:
 
 
 def ceilings(
-    protocol: str, grid: dict[str, dict[str, dict[int, dict]]], seeds: list[int], data_seed: int, out: Path
+    protocol: str, grid: dict[str, dict[str, dict[int, dict]]], args: Options
 ) -> dict[int, dict] | None:
-    """ERM's runs of the protocol's in-domain ceiling: from this grid, else the ones already in ``out``."""
+    """ERM's runs of the protocol's in-domain ceiling: from this grid, else the ones already in ``--out``.
+
+    Runs found on disk are checked like every reused cell (same epochs, split and configuration).
+    """
     name = PROTOCOLS[protocol].ceiling
     if name is None:
         return None
-    if name in grid:
-        return grid[name].get("erm")
-    found = {s: out / name / slug("erm") / f"seed{s}" for s in seeds}
-    return {
-        s: load(run(name, "erm", s, data_seed, None, out)[0] or d)
-        for s, d in found.items()
-        if (d / "metrics.json").exists()
-    }
+    if grid.get(name, {}).get("erm"):
+        return grid[name]["erm"]
+    found: dict[int, dict] = {}
+    for s in args.seeds:
+        if (args.out / name / slug("erm") / f"seed{s}" / "metrics.json").exists():
+            d, _, _ = run(name, "erm", s, args.data_seed, args.epochs, args.out)
+            if d is not None:
+                found[s] = load(d)
+    return found
 
 
 @dataclass(kw_only=True)
@@ -432,7 +436,7 @@ def main(args: Options) -> None:
             protocol,
             grid[protocol],
             walls[protocol],
-            ceilings(protocol, grid, args.seeds, args.data_seed, args.out),
+            ceilings(protocol, grid, args),
         )
     lines += ["## Methods", "", "| method | config pieces (experiments/scenes/) |", "|---|---|"]
     for m in args.methods:

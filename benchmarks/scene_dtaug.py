@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -30,8 +31,10 @@ from pathlib import Path
 from typing import Annotated
 
 from _common import RESULTS, ROOT, machine, rsmg_fit, slug, write_result
+from _reuse import check_reuse
 from _stats import majority_share, mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import Arg, cli
+from rsmg.errors import DataError
 from scene_dg import PROTOCOLS, SCENES
 
 PRIOR = ROOT / "experiments" / "dtaug" / "prior_scenes.yaml"
@@ -41,9 +44,6 @@ def train_prior(protocol: str, out: Path, epochs: int, data_seed: int) -> tuple[
     """The protocol's source prior (trained once, then reused): its last checkpoint and training wall seconds."""
     run = out / protocol / "prior" / "seed0"
     ckpt, wall_file = run / "checkpoints" / "last.ckpt", run / "bench_wall_s.txt"
-    if ckpt.exists() and wall_file.exists():
-        return ckpt, float(wall_file.read_text())
-    t0 = time.perf_counter()
     args = [
         *("--config", str(SCENES / "data_lodo_ucm.yaml"), "--config", str(PRIOR)),
         *PROTOCOLS[protocol].args(),
@@ -56,6 +56,12 @@ def train_prior(protocol: str, out: Path, epochs: int, data_seed: int) -> tuple[
         ),
         *("--trainer.logger.init_args.version", "seed0", "--trainer.enable_progress_bar", "false"),
     ]
+    if ckpt.exists() and wall_file.exists():
+        check_reuse(run, args)  # the prior of these epochs and this split, not an older one
+        return ckpt, float(wall_file.read_text())
+    if run.exists():  # a killed training: start again (rsmg would not overwrite the folder)
+        shutil.rmtree(run)
+    t0 = time.perf_counter()
     if not rsmg_fit(args, f"[{protocol}] prior ({epochs} epochs, source images only)"):
         raise SystemExit("prior training failed")
     wall = time.perf_counter() - t0
@@ -80,19 +86,61 @@ def tta_overlay(out: Path, prior: Path, views: int, steps: int, strength: float)
     path = out / "tta_scenes.yaml"
     path.write_text(
         "trainer:\n  callbacks+:\n    - class_path: rsmg.callbacks.diffusion_tta.DiffusionTTA\n"
-        f"      init_args: {{prior_path: {prior}, strength: {strength}, steps: {steps}, views: {views}, "
-        "seed: 0, aggregate: mean_prob}\n"
+        f"      init_args: {{prior_path: {json.dumps(str(prior))}, strength: {strength}, steps: {steps}, "
+        f"views: {views}, seed: 0, aggregate: mean_prob}}\n"
     )
     return path
 
 
-def test_again(run: Path, out: Path, name: str, version: str, extra: list[str]) -> tuple[Path | None, float]:
-    """``rsmg test`` of the run's selected checkpoint into ``out/name/version`` (reused when done): dir, wall s."""
+def tta_key(views: int, steps: int, strength: float) -> str:
+    """The result block ``DiffusionTTA`` writes for these settings (a reused test must carry exactly this one)."""
+    from rsmg.callbacks.diffusion_tta import DiffusionTTA
+
+    return DiffusionTTA(
+        "unused", strength=strength, steps=steps, views=views, aggregate="mean_prob"
+    ).block_name
+
+
+def selected_checkpoint(run: Path) -> str:
+    """The checkpoint the scene grid tested (chosen on source validation)."""
+    path = json.loads((run / "metrics.json").read_text()).get("checkpoint", {}).get("path")
+    if not path or not Path(path).is_file():
+        raise DataError(
+            "the scene grid's run does not name an existing checkpoint",
+            file=run / "metrics.json",
+            field="checkpoint.path",
+            found=path,
+            fix="rerun the cell with benchmarks/scene_dg.py (it keeps its best checkpoint)",
+        )
+    return str(path)
+
+
+def test_again(
+    run: Path, out: Path, name: str, version: str, extra: list[str], key: str | None
+) -> tuple[Path | None, float]:
+    """``rsmg test`` of the run's selected checkpoint into ``out/name/version``: dir (None: failed), wall s.
+
+    A finished test is reused only if it tested the same checkpoint and (``key``) carries this TTA's block;
+    an unfinished folder (a killed test) is removed first, since ``rsmg`` never overwrites a run folder.
+    """
     target = out / name / version
     wall_file = target / "bench_wall_s.txt"
+    ckpt = selected_checkpoint(run)
     if (target / "metrics.json").exists() and wall_file.exists():
+        saved = json.loads((target / "metrics.json").read_text())
+        if saved.get("checkpoint", {}).get("path") != ckpt or (
+            key is not None and key not in saved["results"]
+        ):
+            raise DataError(
+                "a finished TTA test was made with another checkpoint or other TTA settings",
+                file=target / "metrics.json",
+                expected=f"checkpoint {ckpt}" + (f" and result block {key!r}" if key else ""),
+                found=f"checkpoint {saved.get('checkpoint', {}).get('path')}, blocks {sorted(saved['results'])}",
+                fix=f"move {target} aside (or delete it) so that it is tested again",
+            )
         return target, float(wall_file.read_text())
-    ckpt = json.loads((run / "metrics.json").read_text())["checkpoint"]["path"]
+    if target.exists():
+        shutil.rmtree(target)
     cmd = [
         *(sys.executable, "-m", "rsmg", "test", "--config", str(run / "config.yaml"), "--ckpt_path", ckpt),
         *extra,
@@ -111,13 +159,12 @@ def test_again(run: Path, out: Path, name: str, version: str, extra: list[str]) 
     return target, wall
 
 
-def blocks(run: Path) -> tuple[dict, dict | None]:
-    """Plain and (if present) TTA test results of a run's target, with the class names."""
+def blocks(run: Path, key: str | None = None) -> tuple[dict, dict | None]:
+    """Plain and (with ``key``) TTA test results of a run's target, with the class names."""
     saved = json.loads((run / "metrics.json").read_text())
     res, classes = saved["results"], saved["classes"]
     plain = {**next(iter(res["test"].values())), "classes": classes}
-    tta_key = next((k for k in res if k.startswith("test with DTAug TTA")), None)
-    tta = {**next(iter(res[tta_key].values())), "classes": classes} if tta_key else None
+    tta = {**next(iter(res[key].values())), "classes": classes} if key else None
     return plain, tta
 
 
@@ -136,7 +183,7 @@ class Options:
         strength: noise strength of a view
         runs: the scene grid's run folder
         out: folder of the prior and the TTA tests
-        name: results file benchmarks/results/<name>.md
+        name: results file benchmarks/results/<name>.md (default: scene_dg/dtaug_<protocol>)
     """
 
     protocol: Annotated[str, Arg(choices=tuple(p for p in PROTOCOLS if not p.startswith("indomain_")))] = (
@@ -151,12 +198,14 @@ class Options:
     strength: float = 0.3
     runs: Path = ROOT / "outputs" / "bench_scene_dg"
     out: Path = ROOT / "outputs" / "bench_scene_dtaug"
-    name: str = "scene_dg/dtaug_lodo_ucm"
+    name: str | None = None
 
 
 def main(args: Options) -> None:
     """Train (or reuse) the prior, test every checkpoint with TTA (and one per method plainly), write the file."""
     out = args.out.resolve()
+    name = args.name or f"scene_dg/dtaug_{args.protocol}"
+    key = tta_key(args.views, args.steps, args.strength)
     prior, prior_wall = train_prior(args.protocol, out, args.prior_epochs, args.data_seed)
     overlay = tta_overlay(out / args.protocol, prior, args.views, args.steps, args.strength)
     plain: dict[str, dict[int, dict]] = {}
@@ -171,11 +220,11 @@ def main(args: Options) -> None:
                 missing.append(f"{method} seed {seed}")
                 continue
             where = out / args.protocol
-            done, wall = test_again(run, where, slug(method), f"seed{seed}", ["--config", str(overlay)])
+            done, wall = test_again(run, where, slug(method), f"seed{seed}", ["--config", str(overlay)], key)
             if done is None:
                 missing.append(f"{method} seed {seed} (TTA test failed)")
                 continue
-            p, t = blocks(done)
+            p, t = blocks(done, key)
             grid_plain, _ = blocks(run)
             if abs(p["oa"] - grid_plain["oa"]) > 1e-9:
                 raise SystemExit(
@@ -184,7 +233,8 @@ def main(args: Options) -> None:
             plain[method][seed], tta[method][seed] = p, t or {}
             base_wall = None
             if seed == args.seeds[0]:  # one plain test per method for the cost ratio
-                _, base_wall = test_again(run, where, slug(method), f"seed{seed}_plain", [])
+                plain_dir, base_wall = test_again(run, where, slug(method), f"seed{seed}_plain", [], None)
+                base_wall = base_wall if plain_dir is not None else None
             walls[method].append((wall, base_wall))
 
     proto = PROTOCOLS[args.protocol]
@@ -193,7 +243,14 @@ def main(args: Options) -> None:
         "",
         f"Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/scene_dtaug.py --protocol "
         f"{args.protocol} --methods {' '.join(repr(m) for m in args.methods)} --seeds "
-        f"{' '.join(map(str, args.seeds))} --prior-epochs {args.prior_epochs} --name {args.name}`  ",
+        f"{' '.join(map(str, args.seeds))} --data-seed {args.data_seed} --prior-epochs {args.prior_epochs} "
+        f"--views {args.views} --steps {args.steps} --strength {args.strength} --name {name}`"
+        + (
+            ""
+            if args.runs == Options.runs and args.out == Options.out
+            else f" (runs {args.runs}, out {args.out})"
+        )
+        + "  ",
         f"Machine: {machine()}  ",
         f"Classifiers: the checkpoints `benchmarks/scene_dg.py` selected on source validation "
         f"(`{args.runs.relative_to(ROOT) if args.runs.is_relative_to(ROOT) else args.runs}/{args.protocol}/`), "
@@ -205,7 +262,8 @@ def main(args: Options) -> None:
         f"{prior_losses(prior.parent.parent)}.  ",
         f"TTA: original + {args.views} views (strength {args.strength}, {args.steps} DDIM steps), mean of "
         "probabilities: the LiDAR experiment's settings, fixed before any scene number was seen. Mean ± sample "
-        "std (ddof = 1) over model seeds; paired differences per seed.",
+        "std (ddof = 1) over model seeds; paired differences per seed. One prior and one view seed serve every "
+        "model seed, so the spread does not include the prior's own variance.",
         "",
         *([f"Cells not run: {', '.join(missing)}.", ""] if missing else []),
         "| method | plain OA % | TTA OA % | TTA − plain per seed | TTA AA % | TTA Kappa % | seeds |",
@@ -263,9 +321,9 @@ def main(args: Options) -> None:
             }
         ),
     ]
-    (RESULTS / args.name).parent.mkdir(parents=True, exist_ok=True)
-    write_result(f"{args.name}.md", "\n".join(lines))
-    print(f"written benchmarks/results/{args.name}.md")
+    (RESULTS / name).parent.mkdir(parents=True, exist_ok=True)
+    write_result(f"{name}.md", "\n".join(lines))
+    print(f"written benchmarks/results/{name}.md")
 
 
 if __name__ == "__main__":

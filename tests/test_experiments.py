@@ -25,6 +25,8 @@ LIDAR_DATA = str(EXPERIMENTS / "data/trento_to_muufl_lidar.yaml")
 OVERLAYS = {  # overlay -> the configs it goes after
     "experiments/dtaug/tta.yaml": FVMGN_LIDAR,
     "experiments/dtaug/train_views.yaml": FVMGN_LIDAR,
+    # the scene prior composes with the classifier's data piece (it models exactly those inputs)
+    "experiments/dtaug/prior_scenes.yaml": ["--config", str(REPO / "experiments/scenes/data_lodo_ucm.yaml")],
     "experiments/captions/zero_shot_aid.yaml": [
         "--config",
         str(REPO / "experiments/captions/aid_minitest.yaml"),
@@ -68,6 +70,7 @@ def test_overlay_parses_on_its_base(overlay):
     key = {
         "tta": "DiffusionTTA",
         "train_views": "TrainingViews",
+        "prior_scenes": "patch_size: 64",
         "zero_shot_aid": "ZeroShotEval",
         "lidar_height_only": "standardize: {}",
         "ddp_sim": "strategy: ddp",

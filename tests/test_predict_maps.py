@@ -223,3 +223,12 @@ def test_a_second_writer_s_map_prefix_keeps_both_writers_maps(tmp_path):
     second = write_scene_maps(tmp_path / "x", scene, ["a", "b"], None, domain="x", prefix="tta")
     assert [q.name for q in second] == ["tta_x.tif", "tta_x.png", "tta_x_confidence.tif"]
     assert all(q.exists() for q in first + second) and len(set(first + second)) == 6
+
+
+@pytest.mark.parametrize("bad", ["", "maps/prediction"])
+def test_a_map_prefix_that_is_not_a_file_name_part_is_refused(bad):
+    from rsmg.callbacks.prediction_writer import PredictionWriter
+    from rsmg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"map_prefix(.|\n)*output_dir chooses the folder"):
+        PredictionWriter(map_prefix=bad)

@@ -100,3 +100,33 @@ def test_the_task_trains_a_lower_resolution_prior_of_its_data(scenes, tmp_path):
     assert (exported.patch_size, exported.data_size) == (16, 32)
     with pytest.raises(ConfigError, match="cannot exceed its data's"):
         DiffusionPriorTask(spec, unet=TINY_UNET, patch_size=64)
+
+
+def test_a_view_bank_of_a_low_resolution_prior_holds_views_at_the_data_s_size(scenes, tmp_path):
+    from rsmg.diffusion import ViewBank
+
+    class Scenes(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> dict:
+            return {"image_rgb": scenes["image_rgb"][i], "index": i}
+
+    aug = DiffusionAugmenter(low_prior(), strength=0.4, steps=2, views=2, seed=1)
+    bank = ViewBank.build(Scenes(), aug, tmp_path / "bank", fingerprint="ucm4", batch_size=3)
+    direct = aug(scenes, torch.arange(4))
+    for i in range(4):
+        for v in range(2):
+            view = bank.get(i, v)["image_rgb"]
+            assert view.shape == (3, 32, 32)
+            torch.testing.assert_close(
+                view.float(), direct[v]["image_rgb"][i], rtol=0, atol=2e-2
+            )  # float16 bank
+
+
+def test_the_diffusers_directory_and_the_task_checkpoint_keep_the_data_size(tmp_path):
+    from rsmg.diffusion.loading import load_prior
+
+    prior = low_prior()
+    again = load_prior(prior.save_pretrained(tmp_path / "prior"))
+    assert (again.patch_size, again.data_size, again.checksum()) == (16, 32, prior.checksum())

@@ -106,6 +106,11 @@ class DiffusionTTA(pl.Callback):
         self.augmenter: Any = None
         self.metrics: DomainMetrics | None = None
 
+    @property
+    def block_name(self) -> str:
+        """The name of the TTA results beside ``test`` in ``metrics.json``: it carries the settings."""
+        return f"test with DTAug TTA (K={self.views}, strength={self.strength}, steps={self.steps}, {self.aggregate})"
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Load the prior (on the module's device) and check it models the classifier's data."""
         if stage not in ("test", "predict") or self.augmenter is not None:
@@ -172,7 +177,6 @@ class DiffusionTTA(pl.Callback):
                     rank_zero_only=True,
                 )
         self.results = results
-        name = f"test with DTAug TTA (K={self.views}, strength={self.strength}, steps={self.steps}, {self.aggregate})"
         for cb in trainer.callbacks:  # type: ignore[attr-defined]
             if isinstance(cb, PerDomainResults):
-                cb.extra[name] = results
+                cb.extra[self.block_name] = results

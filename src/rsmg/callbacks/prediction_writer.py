@@ -188,6 +188,14 @@ class PredictionWriter(BasePredictionWriter):
         self.maps = maps
         self.confidence_maps = confidence_maps
         self.quicklook = quicklook
+        if not map_prefix or any(sep in map_prefix for sep in ("/", "\\")):
+            raise ConfigError(
+                "the map files' name prefix must be a plain file-name part",
+                field="PredictionWriter.map_prefix",
+                expected="a non-empty name without '/' or '\\'",
+                found=repr(map_prefix),
+                fix="use e.g. 'prediction' or 'tta_prediction' (output_dir chooses the folder)",
+            )
         self.map_prefix = map_prefix
         self._sinks: dict[int, _MemorySink | _StreamSink] = {}
         self.written: dict[str, list[Path]] = {}
