@@ -40,7 +40,7 @@ def resolved_config(args: list[str]) -> dict[str, Any]:
     return config
 
 
-def _nest_renamed(config: dict[str, Any]) -> dict[str, Any]:
+def nest_renamed(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with the network's flat option names of before 2026-12 moved to their nested keys."""
     import importlib
 
@@ -122,7 +122,7 @@ def check_reuse(run_dir: Path, args: list[str]) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             nested = Path(tmp) / "config.yaml"
-            nested.write_text(yaml.safe_dump(_nest_renamed(yaml.safe_load(saved_file.read_text()))))
+            nested.write_text(yaml.safe_dump(nest_renamed(yaml.safe_load(saved_file.read_text()))))
             saved = resolved_config(["--config", str(nested)])
     except Exception as exc:  # a key renamed or removed since: the run's configuration cannot be compared
         raise DataError(

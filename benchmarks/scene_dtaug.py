@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+import yaml
+
 from _common import RESULTS, ROOT, machine, rsmg_fit, slug, write_result
-from _reuse import check_reuse
+from _reuse import check_reuse, nest_renamed
 from _stats import majority_share, mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import Arg, cli
 from rsmg.errors import DataError
@@ -141,8 +143,12 @@ def test_again(
         return target, float(wall_file.read_text())
     if target.exists():
         shutil.rmtree(target)
+    # the run's own configuration, with option names of before 2026-12 nested as rsmg reads them now
+    config = out / name / f"{version}.config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump(nest_renamed(yaml.safe_load((run / "config.yaml").read_text()))))
     cmd = [
-        *(sys.executable, "-m", "rsmg", "test", "--config", str(run / "config.yaml"), "--ckpt_path", ckpt),
+        *(sys.executable, "-m", "rsmg", "test", "--config", str(config), "--ckpt_path", ckpt),
         *extra,
         *("--trainer.logger.init_args.save_dir", str(out), "--trainer.logger.init_args.name", name),
         *("--trainer.logger.init_args.version", version, "--trainer.enable_progress_bar", "false"),
