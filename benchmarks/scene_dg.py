@@ -198,9 +198,14 @@ def ceiling_line(protocol: str, ceiling: dict[int, dict] | None) -> list[str]:
         return []
     if not ceiling:
         return [f"In-domain ceiling: not run (`--protocols {name}`, ERM only).", ""]
-    oa = mean_sd([r["oa"] * 100 for r in ceiling.values()])
-    return [f"In-domain ceiling (`{name}`: the same ERM on a random split of the target itself): OA {oa} % over "
-            f"{len(ceiling)} seed(s).", ""]  # fmt: skip
+    values = [r["oa"] * 100 for r in ceiling.values()]
+    oa = (
+        f"{values[0]:.2f} % (1 seed)" if len(values) == 1 else f"{mean_sd(values)} % over {len(values)} seeds"
+    )
+    return [
+        f"In-domain ceiling (`{name}`: the same ERM on a random split of the target itself): OA {oa}.",
+        "",
+    ]
 
 
 def protocol_section(

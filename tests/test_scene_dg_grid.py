@@ -91,6 +91,7 @@ def test_every_cross_domain_protocol_names_the_in_domain_ceiling_of_its_own_targ
 
 def test_the_ceiling_line_shows_the_sample_std_or_says_how_to_run_it():
     runs = {0: {"oa": 0.97}, 1: {"oa": 0.99}}
-    assert "OA 98.00 ± 1.41 % over 2 seed(s)" in scene_dg.ceiling_line("rsscn7_zoom2", runs)[0]
+    assert "OA 98.00 ± 1.41 % over 2 seeds" in scene_dg.ceiling_line("rsscn7_zoom2", runs)[0]
+    assert "OA 97.00 % (1 seed)" in scene_dg.ceiling_line("rsscn7_zoom2", {0: runs[0]})[0]
     assert "`--protocols indomain_rsscn7_zoom2`" in scene_dg.ceiling_line("rsscn7_zoom2", {})[0]
     assert scene_dg.ceiling_line("indomain_aid", runs) == []
