@@ -286,7 +286,9 @@ def digest(text: str) -> list[str]:
 
 def study_files(study: Study) -> list[Path]:
     folder = RESULTS / study.folder
-    files = sorted(folder.glob("*.md"))
+    files = sorted(
+        p for p in folder.glob("*.md") if not p.name.startswith("_tmp")
+    )  # a lane's provisional table
     return sorted(files, key=lambda p: (p.name != study.first, p.name))
 
 
