@@ -110,8 +110,18 @@ STUDIES: list[Study] = [
         "worth (FVMGN − without it) is MWDis −1.05, texts −0.23, frequency pathway −1.01, multiscale −0.51; none "
         "reaches the +0.5 target. **Single source** (`rsscn7_aid.md`, 7 classes, MWDis donors from the same "
         "dataset): RSSCN7 → AID is the first scene protocol where FVMGN clearly beats ERM, 80.55 ± 0.88 against "
-        "77.00 ± 0.69, +3.54 mean, 3 of 3 seeds (majority floor 28.50); AID → RSSCN7 is a tie over 2 seeds "
-        "(67.09 against 67.04; seed 2 not run).",
+        "77.00 ± 0.69, +3.54 mean, 3 of 3 seeds (majority floor 28.50; in-domain ceiling 98.72, 1 seed); AID → "
+        "RSSCN7 is a tie, 67.77 ± 1.23 against 67.38 ± 1.32 (+0.39, 2 of 3 seeds; ceiling 91.96). **Zoom levels** "
+        "(`zoom.md`, RSSCN7's four zoom levels as domains, hold one out, MWDis donors from the other three): FVMGN "
+        "is below ERM on every target, 80.31 against 82.94 mean OA (−2.43, −0.57, −1.00, −6.52; 1 of 12 paired "
+        "cells positive), worst on the widest zoom (zoom 4: river or lake 56 against 78, parking 37 against 59); "
+        "the in-domain ceilings are only 84–90 (700 images per level). So FVMGN's resampling helps only where one "
+        "source dataset meets another dataset's images, and hurts across the zoom levels of one dataset. **DTAug "
+        "on scenes** (`dtaug_lodo_ucm.md`, leave UCM out): a 64-px prior of the source images (4 epochs, 35 CPU "
+        "minutes) with the LiDAR study's TTA settings, fixed beforehand, cuts OA by 21 (ERM) and 29 (FVMGN) "
+        "points on seed 0; river or lake collapses (86 → 14 % for ERM). Each TTA test costs 41× a plain one. The "
+        "prior is far from converged and the views move the images off the classifier's distribution; on a CPU "
+        "budget DTAug does not help here.",
         "lodo.md",
     ),
     Study(
