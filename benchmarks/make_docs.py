@@ -118,8 +118,9 @@ STUDIES: list[Study] = [
         "the in-domain ceilings are only 84–90 (700 images per level). So FVMGN's resampling helps only where one "
         "source dataset meets another dataset's images, and hurts across the zoom levels of one dataset. **DTAug "
         "on scenes** (`dtaug_lodo_ucm.md`, leave UCM out): a 64-px prior of the source images (4 epochs, 35 CPU "
-        "minutes) with the LiDAR study's TTA settings, fixed beforehand, cuts OA by 21 (ERM) and 29 (FVMGN) "
-        "points on seed 0; river or lake collapses (86 → 14 % for ERM). Each TTA test costs 41× a plain one. The "
+        "minutes) with the LiDAR study's TTA settings, fixed beforehand, cuts OA from 94.57 to 72.14 ± 2.61 (ERM, "
+        "−22.43) and from 93.43 to 64.81 ± 3.21 (FVMGN, −28.62), 0 of 6 seeds improved; river or lake collapses "
+        "(86 → 14 % for ERM). Each TTA test costs 41× a plain one. The "
         "prior is far from converged and the views move the images off the classifier's distribution; on a CPU "
         "budget DTAug does not help here.",
         "lodo.md",
