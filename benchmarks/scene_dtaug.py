@@ -37,7 +37,7 @@ from _reuse import check_reuse, nest_renamed
 from _stats import majority_share, mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import Arg, cli
 from rsmg.errors import DataError
-from scene_dg import PROTOCOLS, SCENES
+from scene_dg import PROTOCOLS, SCENES, load
 
 PRIOR = ROOT / "experiments" / "dtaug" / "prior_scenes.yaml"
 
@@ -165,13 +165,12 @@ def test_again(
     return target, wall
 
 
-def blocks(run: Path, key: str | None = None) -> tuple[dict, dict | None]:
-    """Plain and (with ``key``) TTA test results of a run's target, with the class names."""
+def blocks(run: Path, key: str) -> tuple[dict, dict]:
+    """Plain and TTA (block ``key``) test results of a run's target, with the class names."""
     saved = json.loads((run / "metrics.json").read_text())
     res, classes = saved["results"], saved["classes"]
     plain = {**next(iter(res["test"].values())), "classes": classes}
-    tta = {**next(iter(res[key].values())), "classes": classes} if key else None
-    return plain, tta
+    return plain, {**next(iter(res[key].values())), "classes": classes}
 
 
 @dataclass(kw_only=True)
@@ -231,12 +230,12 @@ def main(args: Options) -> None:
                 missing.append(f"{method} seed {seed} (TTA test failed)")
                 continue
             p, t = blocks(done, key)
-            grid_plain, _ = blocks(run)
+            grid_plain = load(run)
             if abs(p["oa"] - grid_plain["oa"]) > 1e-9:
                 raise SystemExit(
                     f"{done}: plain OA {p['oa']} differs from the grid's {grid_plain['oa']} ({run})"
                 )
-            plain[method][seed], tta[method][seed] = p, t or {}
+            plain[method][seed], tta[method][seed] = p, t
             base_wall = None
             if seed == args.seeds[0]:  # one plain test per method for the cost ratio
                 plain_dir, base_wall = test_again(run, where, slug(method), f"seed{seed}_plain", [], None)

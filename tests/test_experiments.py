@@ -5,16 +5,14 @@ they replaced, in ``test_composed_configs.py``; this file covers the one-file ex
 piece belongs to a setting, and that no README, doc, script or benchmark names an experiment file that is gone.
 """
 
-import contextlib
-import io
 import re
 from pathlib import Path
 
 import pytest
 
+from _cli import parses
 from _experiments import BASELINE, EXPERIMENTS, FVMGN_LIDAR, SETTINGS
 from _paths import REPO
-from rsmg.cli.main import build_cli
 
 FULL = sorted(
     p
@@ -37,14 +35,10 @@ OVERLAYS = {  # overlay -> the configs it goes after
 
 
 def parse(*configs: Path | str) -> str:
-    args = ["fit"]
+    args: list[str] = []
     for c in configs:
         args += ["--config", str(c)] if isinstance(c, Path) else [c]
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as e:
-        build_cli([*args, "--print_config"])
-    assert e.value.code in (0, None), buf.getvalue()[-2000:]
-    return buf.getvalue()
+    return parses(args)
 
 
 def test_there_are_experiments():
