@@ -166,7 +166,11 @@ CHOICES: dict[str, Choice] = {
                 "cross-scene LiDAR config": (
                     CROSS_SCENE,
                     f"{LIDAR_CONFIG} (option default: `SFIEOptions.scales`)",
-                )
+                ),
+                "in-scene config": (
+                    ("indian_pines_disjoint",),
+                    "`experiments/indian_pines/model_fvmgn.yaml`",
+                ),
             },
         ),
         Choice(
@@ -177,7 +181,11 @@ CHOICES: dict[str, Choice] = {
                 "cross-scene LiDAR config": (
                     CROSS_SCENE,
                     f"{LIDAR_CONFIG} (option default: `FrequencyOptions.kind`)",
-                )
+                ),
+                "in-scene config": (
+                    ("indian_pines_disjoint",),
+                    "`experiments/indian_pines/model_fvmgn.yaml`",
+                ),
             },
         ),
         Choice(
@@ -188,7 +196,11 @@ CHOICES: dict[str, Choice] = {
                 "cross-scene LiDAR config": (
                     CROSS_SCENE,
                     f"{LIDAR_CONFIG} (option default: `AlignmentOptions.loss`)",
-                )
+                ),
+                "in-scene config": (
+                    ("indian_pines_disjoint",),
+                    "`experiments/indian_pines/model_fvmgn.yaml`",
+                ),
             },
         ),
     )

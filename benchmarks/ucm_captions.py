@@ -30,8 +30,9 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from _common import ROOT, grid_run_args, machine, rsmg_fit, slug, write_result
+from _common import ROOT, grid_run_args, machine, recorded_wall, rsmg_fit, slug, timed_fit, write_result
 from _reuse import check_reuse
+from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import Arg, cli
 
@@ -54,6 +55,7 @@ EXTRA: dict[str, list[str]] = {
 }  # fmt: skip
 # methods whose classifier can name a class it never saw (class-text prototypes), for --held-out
 ZERO_SHOT_METHODS = ("unified (fvmgn_captions)", "image + class texts (fvmgn_scenes)")
+BUDGET_TOLERANCE = 0.48  # points of validation OA: one of UC Merced's 210 validation images
 CALIBRATION = "--trainer.callbacks+=rsmg.callbacks.CalibratedStacking"  # gzsl.json: γ from source validation
 
 
@@ -68,6 +70,17 @@ def split_tag(split: str) -> str:
     return "karpathy_" if split == "karpathy" else ""
 
 
+def budget_tag(image_size: int | None, epochs: int | None) -> str:
+    """The part of run folders and result names that keeps runs at another budget apart (empty: the pieces')."""
+    return (f"{image_size}px_" if image_size else "") + (f"{epochs}ep_" if epochs else "")
+
+
+def budget_args(image_size: int | None, epochs: int | None) -> list[str]:
+    """Overrides of the pieces' input size and epochs (none given: the pieces' budget)."""
+    size = ["--data.init_args.image_size", str(image_size)] if image_size else []
+    return [*size, *(["--trainer.max_epochs", str(epochs)] if epochs else [])]
+
+
 def run(
     method: str,
     seed: int,
@@ -77,14 +90,13 @@ def run(
     held_out: bool = False,
     transfer: str | None = None,
     split: str = "seeded",
+    image_size: int | None = None,
 ) -> tuple[Path | None, float]:
     """Train + test one cell (reused when its metrics.json exists)."""
     mode = f"transfer_{transfer}_" if transfer else ("zero_shot_" if held_out else "")
-    save = out / f"{split_tag(split)}{mode}leakage_{leakage}"
+    save = out / f"{split_tag(split)}{budget_tag(image_size, epochs)}{mode}leakage_{leakage}"
     run_dir = save / slug(method) / f"seed{seed}"
-    args = cell_args(method, leakage, held_out, transfer, split)
-    if epochs:
-        args += ["--trainer.max_epochs", str(epochs)]
+    args = [*cell_args(method, leakage, held_out, transfer, split), *budget_args(image_size, epochs)]
     args += [*grid_run_args(save, slug(method), seed), "--data.init_args.seed", "0"]
     if held_out:
         args.append(CALIBRATION)
@@ -147,7 +159,7 @@ def transfer_report(args: Options, results: dict[str, dict[int, dict]], t0: floa
         "",
         "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ucm_captions.py --transfer "
         f"{args.transfer} --methods " + " ".join(f"'{m}'" for m in args.methods)
-        + f" --seeds {' '.join(map(str, args.seeds))} --leakage {args.leakage}{split_option(args)}`  ",
+        + f" --seeds {' '.join(map(str, args.seeds))} --leakage {args.leakage}{options_tail(args)}`  ",
         f"Machine: {machine()}  ",
         f"Grid wall time: {(time.perf_counter() - t0) / 60:.1f} min (runs found in `--out` are reused).  ",
         f"Split: {SPLITS[args.split]}.  ",
@@ -195,6 +207,7 @@ def calibrated(run_dir: Path, method: str, seed: int, args: Options) -> dict | N
         logger = "--trainer.logger.init_args."
         cmd = [
             *(sys.executable, "-m", "rsmg", "test", *cell_args(method, args.leakage, True, None, args.split)),
+            *budget_args(args.image_size, args.epochs),
             *("--seed_everything", str(seed), "--data.init_args.seed", "0", "--ckpt_path", str(ckpt[-1])),
             *(f"{logger}save_dir", str(run_dir.parents[1]), f"{logger}name", run_dir.parent.name),
             *(f"{logger}version", run_dir.name, CALIBRATION, "--trainer.enable_progress_bar", "false"),
@@ -274,7 +287,7 @@ def zero_shot_report(args: Options, results: dict[str, dict[int, dict]], t0: flo
         "",
         "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ucm_captions.py --held-out --methods "
         + " ".join(f"'{m}'" for m in args.methods) + f" --seeds {' '.join(map(str, args.seeds))} --leakage "
-        f"{args.leakage}{split_option(args)}`  ",
+        f"{args.leakage}{options_tail(args)}`  ",
         f"Machine: {machine()}  ",
         f"Grid wall time: {(time.perf_counter() - t0) / 60:.1f} min (runs found in `--out` are reused).  ",
         f"Split: {SPLITS[args.split]}.  ",
@@ -332,6 +345,9 @@ class Options:
         transfer: UC Merced → AID minitest
         split: the UC Merced split: seeded (stratified draw, standard sizes) or karpathy (dataset.json's field)
         epochs: epochs of every fit (none: the experiment's)
+        image_size: input size of every fit (none: the data piece's, 128 px)
+        budgets: candidate budgets ``SIZE:EPOCHS``, cheapest first: fit each method at each without a test and
+            choose on validation OA (``--image-size`` / ``--epochs`` then run the chosen one)
         out: folder of the runs
         name: results file under benchmarks/results/ (none: derived)
     """
@@ -343,18 +359,115 @@ class Options:
     transfer: Literal["ucm_aid", "ucm_aid2"] | None = None
     split: Literal["seeded", "karpathy"] = "seeded"
     epochs: int | None = None
+    image_size: int | None = None
+    budgets: list[str] = field(default_factory=list)
     out: Path = ROOT / "outputs" / "bench_ucm_captions"
     name: str | None = None
 
     def __post_init__(self) -> None:
+        for budget in self.budgets:
+            parse_budget(budget)  # refuse a malformed budget before any fit
         if not self.methods:  # the protocol's methods
             default = [m for m in METHODS if m not in ("concat", "vote")] if self.transfer else list(METHODS)
             self.methods = list(ZERO_SHOT_METHODS) if self.held_out else default
 
 
-def split_option(args: Options) -> str:
-    """The ``--split`` part of a recorded command (empty for the default, so older commands read as before)."""
-    return f" --split {args.split}" if args.split != "seeded" else ""
+def options_tail(args: Options) -> str:
+    """The ``--split`` / ``--image-size`` / ``--epochs`` part of a recorded command (empty for the defaults)."""
+    split = f" --split {args.split}" if args.split != "seeded" else ""
+    size = f" --image-size {args.image_size}" if args.image_size else ""
+    return split + size + (f" --epochs {args.epochs}" if args.epochs else "")
+
+
+def budget_words(args: Options) -> str:
+    """What the runs' budget is and where it came from, for a results file's header."""
+    if not (args.image_size or args.epochs):
+        return "128 px, Lite0 stages:3 frozen, 5 epochs, lr 3e-4; the scene protocols' budget, not tuned here"
+    size, epochs = args.image_size or 128, args.epochs or 5
+    return (
+        f"{size} px, Lite0 stages:3 frozen, {epochs} epochs, lr 3e-4, from `--image-size` / `--epochs`; a budget "
+        f"is chosen on validation by `--budgets`, `captions_ucm/budget_{split_tag(args.split)}*.md`"
+    )
+
+
+def parse_budget(text: str) -> tuple[int, int]:
+    """``"160:10"`` → (160, 10): input size in px, epochs."""
+    size, _, epochs = text.partition(":")
+    if not (size.isdigit() and epochs.isdigit()):
+        raise SystemExit(f"--budgets: {text!r} is not SIZE:EPOCHS (for example 160:10)")
+    return int(size), int(epochs)
+
+
+def budget_run(method: str, budget: str, seed: int, args: Options) -> Path | None:
+    """Fit one method at one budget *without a test* (its validation OA chooses), or reuse it."""
+    size, epochs = parse_budget(budget)
+    save = args.out / f"{split_tag(args.split)}budget_leakage_{args.leakage}" / slug(method)
+    name = f"{size}px_{epochs}ep"
+    run_dir = save / name / f"seed{seed}"
+    fit = [*cell_args(method, args.leakage, False, None, args.split), *budget_args(size, epochs)]
+    fit += [*grid_run_args(save, name, seed, test=False), "--data.init_args.seed", "0"]
+    if recorded_wall(run_dir) == recorded_wall(run_dir):  # not NaN: timed_fit finished it
+        check_reuse(run_dir, fit)
+        return run_dir
+    wall = timed_fit(fit, f"[budget {budget}] {method} seed {seed}", run_dir)
+    return run_dir if wall is not None else None
+
+
+def budget_report(args: Options, t0: float) -> list[str]:
+    """Fit every method at every budget untested; the table of validation OA and the budget the rule picks."""
+    from scene_budget import choose
+
+    lines = [
+        f"# UC Merced budget chosen on validation (no test image read), leakage control {args.leakage}",
+        "",
+        "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ucm_captions.py --budgets "
+        + " ".join(args.budgets) + " --methods " + " ".join(f"'{m}'" for m in args.methods)
+        + f" --seeds {' '.join(map(str, args.seeds))} --leakage {args.leakage}{options_tail(args)}`  ",
+        f"Machine: {machine()}  ",
+        f"Grid wall time: {(time.perf_counter() - t0) / 60:.1f} min (runs found in `--out` are reused).  ",
+        f"Split: {SPLITS[args.split]}.  ",
+        "Every run: the method's cell (pieces as in `ucm21_*` results) with `--data.init_args.image_size SIZE "
+        "--trainer.max_epochs EPOCHS` and `--test_after_fit false`: **no test number was computed**. Score: the "
+        "best epoch's validation OA (`val/oa`, what checkpoint selection keeps; 210 validation images, one image "
+        f"= {100 / 210:.2f} points). Rule, fixed before the runs: the budget with the best mean over seeds, except "
+        f"that a cheaper one (listed earlier) within {BUDGET_TOLERANCE} points of it wins. Mean ± sample std; "
+        "paired differences per seed against the first budget.",
+        "",
+    ]  # fmt: skip
+    for method in args.methods:
+        scores: dict[str, dict[int, float]] = {}
+        walls: dict[str, list[float]] = {}
+        for budget in args.budgets:
+            for seed in args.seeds:
+                d = budget_run(method, budget, seed, args)
+                if d is not None:
+                    scores.setdefault(budget, {})[seed] = source_val_oa(d)
+                    walls.setdefault(budget, []).append(recorded_wall(d))
+        first = args.budgets[0]
+        lines += [
+            f"## {method}",
+            "",
+            "| budget (px:epochs) | best validation OA % | seeds | − "
+            + first
+            + " (paired) | wall per run (s) |",
+            "|---|---:|---:|---|---:|",
+        ]
+        for budget, by_seed in scores.items():
+            diff = "–" if budget == first else paired_cell(paired_differences(by_seed, scores.get(first, {})))
+            w = [x for x in walls[budget] if x == x]
+            wall = f"{sum(w) / len(w):.0f}" if w else "–"
+            lines.append(
+                f"| {budget} | {mean_sd(list(by_seed.values()))} | {len(by_seed)} | {diff} | {wall} |"
+            )
+        cost = {b: i for i, b in enumerate(args.budgets)}
+        chosen = choose({b: list(v.values()) for b, v in scores.items()}, cost, BUDGET_TOLERANCE)
+        size, epochs = parse_budget(chosen)
+        lines += [
+            "",
+            f"**Chosen on validation:** {chosen} (run it with `--image-size {size} --epochs {epochs}`).",
+            "",
+        ]
+    return lines
 
 
 def result_name(args: Options) -> str:
@@ -363,7 +476,9 @@ def result_name(args: Options) -> str:
         return args.name
     seeds = "".join(map(str, args.seeds))
     tail = f"leakage_{args.leakage}_seeds{seeds}.md"
-    k = split_tag(args.split)
+    k = split_tag(args.split) + budget_tag(args.image_size, args.epochs)
+    if args.budgets:
+        return f"captions_ucm/budget_{split_tag(args.split)}{tail}"
     if args.transfer:
         return f"captions_ucm/ucm_to_aid_minitest_{args.transfer}_{k}{tail}"
     return f"captions_ucm/ucm21_{k}{'zero_shot_' if args.held_out else ''}{tail}"
@@ -371,12 +486,23 @@ def result_name(args: Options) -> str:
 
 def main(args: Options) -> None:
     t0 = time.perf_counter()
+    if args.budgets:
+        write_result(result_name(args), "\n".join(budget_report(args, t0)) + "\n")
+        return
     results: dict[str, dict[int, dict]] = {}
     walls: dict[str, list[float]] = {}
     for method in args.methods:
         for seed in args.seeds:
             d, wall = run(
-                method, seed, args.leakage, args.epochs, args.out, args.held_out, args.transfer, args.split
+                method,
+                seed,
+                args.leakage,
+                args.epochs,
+                args.out,
+                args.held_out,
+                args.transfer,
+                args.split,
+                args.image_size,
             )
             walls.setdefault(method, []).append(wall)
             if d is not None:
@@ -405,14 +531,14 @@ def main(args: Options) -> None:
         "",
         "Command: `RSMG_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ucm_captions.py --methods "
         + " ".join(f"'{m}'" for m in args.methods) + f" --seeds {' '.join(map(str, args.seeds))} --leakage "
-        f"{args.leakage}{split_option(args)}`  ",
+        f"{args.leakage}{options_tail(args)}`  ",
         f"Machine: {machine()}  ",
         f"Grid wall time: {(time.perf_counter() - t0) / 60:.1f} min (runs found in `--out` are reused).  ",
         f"Split: {SPLITS[args.split]}.  ",
         "Every run: `experiments/captioned_scenes/data_ucm21.yaml` + the method's model piece + "
-        "`experiments/scenes/trainer_cpu.yaml` (128 px, Lite0 stages:3 frozen, 5 epochs, lr 3e-4; the scene "
-        "protocols' budget, not tuned here). Split fixed (data seed 0); model seeds as listed; checkpoint chosen "
-        "on validation OA. Mean ± sample std over seeds; paired differences per seed against image only.",
+        f"`experiments/scenes/trainer_cpu.yaml` ({budget_words(args)}). Split fixed (data seed 0); model seeds "
+        "as listed; checkpoint chosen on validation OA. Mean ± sample std over seeds; paired differences per seed "
+        "against image only.",
         "",
         "| method | OA % | AA % | Kappa % | seeds | OA − image only (paired) | wall per run (s) |",
         "|---|---:|---:|---:|---:|---|---:|",

@@ -277,7 +277,7 @@ def test_ucm_captions_karpathy_split_has_its_own_runs_and_results(tmp_path, monk
     assert (
         ucm.result_name(transfer) == "captions_ucm/ucm_to_aid_minitest_ucm_aid_karpathy_leakage_on_seeds0.md"
     )
-    assert (ucm.split_option(seeded), ucm.split_option(karpathy)) == ("", " --split karpathy")
+    assert (ucm.options_tail(seeded), ucm.options_tail(karpathy)) == ("", " --split karpathy")
     calls: list[list[str]] = []
     monkeypatch.setattr(ucm, "rsmg_fit", lambda args, label: calls.append(args) or False)
     for split in ("seeded", "karpathy"):
@@ -287,6 +287,43 @@ def test_ucm_captions_karpathy_split_has_its_own_runs_and_results(tmp_path, monk
     pieces = [[Path(a[i + 1]).name for i in range(len(a)) if a[i] == "--config"] for a in calls]
     assert "split_karpathy.yaml" not in pieces[0] and "split_karpathy.yaml" in pieces[1]
     assert all(ucm.CALIBRATION in a for a in calls)  # held-out runs write gzsl.json
+
+
+def test_ucm_captions_budgets_fit_untested_apart_and_another_budget_has_its_own_runs(tmp_path, monkeypatch):
+    """``--budgets`` fits without a test in its own folders; ``--image-size/--epochs`` runs and names apart."""
+    ucm = script("ucm_captions")
+    with pytest.raises(SystemExit, match="SIZE:EPOCHS"):
+        parse("ucm_captions", "--budgets 128:5 160x")
+    study = parse("ucm_captions", "--budgets 128:5 160:10 --methods 'image only' --seeds 0 --split karpathy")
+    assert ucm.result_name(study) == "captions_ucm/budget_karpathy_leakage_on_seeds0.md"
+    chosen = parse("ucm_captions", "--split karpathy --image-size 160 --epochs 10 --seeds 0 1 2")
+    assert ucm.result_name(chosen) == "captions_ucm/ucm21_karpathy_160px_10ep_leakage_on_seeds012.md"
+    assert ucm.options_tail(chosen) == " --split karpathy --image-size 160 --epochs 10"
+    calls: list[list[str]] = []
+    monkeypatch.setattr(ucm, "rsmg_fit", lambda args, label: calls.append(args) or False)
+    monkeypatch.setattr(ucm, "timed_fit", lambda args, label, run_dir: calls.append(args) or None)
+    assert ucm.budget_run("image only", "160:10", 0, dataclasses.replace(study, out=tmp_path)) is None
+    ucm.run("image only", 0, "on", 10, tmp_path, split="karpathy", image_size=160)
+    ucm.run("image only", 0, "on", None, tmp_path, split="karpathy")
+    got = [dict(zip(a[::1], a[1::1], strict=False)) for a in calls]
+    assert [g["--test_after_fit"] for g in got] == ["false", "true", "true"]
+    assert [g.get("--data.init_args.image_size") for g in got] == ["160", "160", None]
+    assert [g.get("--trainer.max_epochs") for g in got] == ["10", "10", None]
+    saves = [Path(g["--trainer.logger.init_args.save_dir"]) for g in got]
+    assert [s.relative_to(tmp_path).as_posix() for s in saves] == [
+        "karpathy_budget_leakage_on/image_only",
+        "karpathy_160px_10ep_leakage_on",
+        "karpathy_leakage_on",
+    ]
+    assert got[0]["--trainer.logger.init_args.name"] == "160px_10ep"
+
+
+def test_ucm_captions_budget_rule_prefers_the_cheaper_within_one_image():
+    choose = script("scene_budget").choose
+    assert 100 / 210 <= script("ucm_captions").BUDGET_TOLERANCE < 2 * 100 / 210  # one validation image, not two
+    cost = {"128:5": 0, "160:10": 1}
+    assert choose({"128:5": [96.0, 96.2], "160:10": [96.5, 96.3]}, cost, 0.48) == "128:5"
+    assert choose({"128:5": [96.0, 96.2], "160:10": [97.0, 96.8]}, cost, 0.48) == "160:10"
 
 
 def test_ucm_captions_held_out_table_has_raw_and_calibrated_rows(tmp_path, monkeypatch):
