@@ -47,10 +47,13 @@ STUDIES: list[Study] = [
         "the concat CNN and FVMGN, few CPU epochs. The `disjoint` file is the honest protocol (whole test tiles, "
         "a buffer so no training patch contains a test pixel, [decisions](decisions.md#in-scene-test-split)); "
         "the `random` per-pixel split is **optimistic** and shown only beside it. **Reading** (`disjoint.md`, 5 "
-        "seeds): FVMGN 60.4 % against the concat CNN's 59.4 % (the best baseline on validation) is above it in 3 "
-        "of 5 seeds, one short of the 4 of 5 target; the SVM scores 61.9 %. No part of FVMGN is worth 0.5 points "
-        "here: without MWDis, the frequency branch or multiscale alignment it scores the same within 0.4, and "
-        "without texts (image-only) 2.0 points higher.",
+        "seeds; FVMGN with the FFT pathway chosen on source-validation tiles, "
+        "[decisions](decisions.md#in-scene-source-choices)): FVMGN 60.4 % against the concat CNN's 59.4 % (the "
+        "best baseline on validation) is above it in 2 of 5 seeds, two short of the 4 of 5 target; the SVM scores "
+        "61.9 % (FVMGN 1.5 below). FVMGN's higher validation OA (70.5 against 68.2 with the wavelet pathway) did "
+        "not carry to the test tiles. Of FVMGN's parts only multiscale alignment is worth 0.5 points (single-scale: "
+        "1.5 lower); MWDis is worth 0.4, texts 0.1 and the frequency branch −0.3 (without it: 60.7), all within the "
+        "seeds' spread (4.6–9.8 points).",
         "disjoint.md",
     ),
     Study(
