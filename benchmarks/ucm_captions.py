@@ -4,6 +4,8 @@ Every method on the same pretrained towers (EfficientNet-Lite0 with ImageNet wei
 frozen pretrained MiniLM), input size (128 px), split (1,680 / 210 / 210, seeded, stratified; ``--split karpathy``:
 the standard split of UCM-captions' ``dataset.json``, runs and results under their own names) and budget
 (``experiments/scenes/trainer_cpu.yaml``); checkpoints chosen on validation accuracy, the test split read once.
+``--budgets 128:5 160:10`` fits each method at each input size and epoch count *without a test* and picks the
+budget on validation OA; ``--image-size`` / ``--epochs`` then run a budget (its runs and results named apart).
 ``--held-out`` adds calibrated stacking (``rsmg.callbacks.CalibratedStacking``: γ from source validation logits).
 Leakage control (``--leakage on``, the default) drops caption sentences that state the class and masks class
 names (``rsmg.text.leakage``); ``off`` serves the raw human captions.
@@ -21,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -33,7 +36,7 @@ import numpy as np
 from _common import ROOT, grid_run_args, machine, recorded_wall, rsmg_fit, slug, timed_fit, write_result
 from _reuse import check_reuse
 from _source_val import source_val_oa
-from _stats import mean_sd, paired_cell, paired_differences, per_class_table
+from _stats import mean_sd, paired_cell, paired_differences, per_class_table, require_paired
 from rsmg.cli.signature import Arg, cli
 
 PIECES = ROOT / "experiments" / "captioned_scenes"
@@ -55,6 +58,12 @@ EXTRA: dict[str, list[str]] = {
 }  # fmt: skip
 # methods whose classifier can name a class it never saw (class-text prototypes), for --held-out
 ZERO_SHOT_METHODS = ("unified (fvmgn_captions)", "image + class texts (fvmgn_scenes)")
+BUDGET_CLASHES = {  # flag -> Options field: what --budgets does not use
+    "--held-out": "held_out",
+    "--transfer": "transfer",
+    "--image-size": "image_size",
+    "--epochs": "epochs",
+}
 BUDGET_TOLERANCE = 0.48  # points of validation OA: one of UC Merced's 210 validation images
 CALIBRATION = "--trainer.callbacks+=rsmg.callbacks.CalibratedStacking"  # gzsl.json: γ from source validation
 
@@ -367,6 +376,12 @@ class Options:
     def __post_init__(self) -> None:
         for budget in self.budgets:
             parse_budget(budget)  # refuse a malformed budget before any fit
+        clash = [f for f, on in BUDGET_CLASHES.items() if self.budgets and getattr(self, on)]
+        if clash:
+            raise SystemExit(
+                f"--budgets fits image-only-style cells at each listed budget; it ignores {', '.join(clash)}: "
+                "leave them out (run the chosen budget afterwards with --image-size and --epochs)"
+            )
         if not self.methods:  # the protocol's methods
             default = [m for m in METHODS if m not in ("concat", "vote")] if self.transfer else list(METHODS)
             self.methods = list(ZERO_SHOT_METHODS) if self.held_out else default
@@ -383,10 +398,11 @@ def budget_words(args: Options) -> str:
     """What the runs' budget is and where it came from, for a results file's header."""
     if not (args.image_size or args.epochs):
         return "128 px, Lite0 stages:3 frozen, 5 epochs, lr 3e-4; the scene protocols' budget, not tuned here"
-    size, epochs = args.image_size or 128, args.epochs or 5
+    size = f"{args.image_size} px" if args.image_size else "the data piece's 128 px"
+    epochs = f"{args.epochs} epochs" if args.epochs else "the trainer piece's 5 epochs"
     return (
-        f"{size} px, Lite0 stages:3 frozen, {epochs} epochs, lr 3e-4, from `--image-size` / `--epochs`; a budget "
-        f"is chosen on validation by `--budgets`, `captions_ucm/budget_{split_tag(args.split)}*.md`"
+        f"{size}, Lite0 stages:3 frozen, {epochs}, lr 3e-4, set by `--image-size` / `--epochs`; `--budgets` "
+        "compares budgets on validation (`captions_ucm/budget_*.md` says which it chose)"
     )
 
 
@@ -406,7 +422,7 @@ def budget_run(method: str, budget: str, seed: int, args: Options) -> Path | Non
     run_dir = save / name / f"seed{seed}"
     fit = [*cell_args(method, args.leakage, False, None, args.split), *budget_args(size, epochs)]
     fit += [*grid_run_args(save, name, seed, test=False), "--data.init_args.seed", "0"]
-    if recorded_wall(run_dir) == recorded_wall(run_dir):  # not NaN: timed_fit finished it
+    if math.isfinite(recorded_wall(run_dir)):  # timed_fit finished it
         check_reuse(run_dir, fit)
         return run_dir
     wall = timed_fit(fit, f"[budget {budget}] {method} seed {seed}", run_dir)
@@ -443,6 +459,7 @@ def budget_report(args: Options, t0: float) -> list[str]:
                 if d is not None:
                     scores.setdefault(budget, {})[seed] = source_val_oa(d)
                     walls.setdefault(budget, []).append(recorded_wall(d))
+        require_paired({b: scores.get(b, {}) for b in args.budgets}, f"the budgets of {method}")
         first = args.budgets[0]
         lines += [
             f"## {method}",

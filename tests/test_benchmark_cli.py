@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import json
 import re
 import shlex
@@ -294,6 +295,8 @@ def test_ucm_captions_budgets_fit_untested_apart_and_another_budget_has_its_own_
     ucm = script("ucm_captions")
     with pytest.raises(SystemExit, match="SIZE:EPOCHS"):
         parse("ucm_captions", "--budgets 128:5 160x")
+    with pytest.raises(SystemExit, match="ignores --held-out, --epochs"):
+        parse("ucm_captions", "--budgets 128:5 --held-out --epochs 3")
     study = parse("ucm_captions", "--budgets 128:5 160:10 --methods 'image only' --seeds 0 --split karpathy")
     assert ucm.result_name(study) == "captions_ucm/budget_karpathy_leakage_on_seeds0.md"
     chosen = parse("ucm_captions", "--split karpathy --image-size 160 --epochs 10 --seeds 0 1 2")
@@ -305,7 +308,7 @@ def test_ucm_captions_budgets_fit_untested_apart_and_another_budget_has_its_own_
     assert ucm.budget_run("image only", "160:10", 0, dataclasses.replace(study, out=tmp_path)) is None
     ucm.run("image only", 0, "on", 10, tmp_path, split="karpathy", image_size=160)
     ucm.run("image only", 0, "on", None, tmp_path, split="karpathy")
-    got = [dict(zip(a[::1], a[1::1], strict=False)) for a in calls]
+    got = [dict(itertools.pairwise(a)) for a in calls]
     assert [g["--test_after_fit"] for g in got] == ["false", "true", "true"]
     assert [g.get("--data.init_args.image_size") for g in got] == ["160", "160", None]
     assert [g.get("--trainer.max_epochs") for g in got] == ["10", "10", None]
@@ -320,7 +323,9 @@ def test_ucm_captions_budgets_fit_untested_apart_and_another_budget_has_its_own_
 
 def test_ucm_captions_budget_rule_prefers_the_cheaper_within_one_image():
     choose = script("scene_budget").choose
-    assert 100 / 210 <= script("ucm_captions").BUDGET_TOLERANCE < 2 * 100 / 210  # one validation image, not two
+    assert (
+        100 / 210 <= script("ucm_captions").BUDGET_TOLERANCE < 2 * 100 / 210
+    )  # one validation image, not two
     cost = {"128:5": 0, "160:10": 1}
     assert choose({"128:5": [96.0, 96.2], "160:10": [96.5, 96.3]}, cost, 0.48) == "128:5"
     assert choose({"128:5": [96.0, 96.2], "160:10": [97.0, 96.8]}, cost, 0.48) == "160:10"
