@@ -141,3 +141,20 @@ def check_reuse(run_dir: Path, args: list[str]) -> None:
             fix=f"move {run_dir} aside (or delete it) to train it with the current configuration, or give the "
             "grid another --out",
         )
+
+
+def fit_or_reuse(run_dir: Path, args: list[str], label: str) -> Path | None:
+    """``run_dir`` once fitted: reused when ``timed_fit`` finished it with this configuration, else fitted now.
+
+    The source-validation choices (``source_choices.py``, ``ucm_captions.py --budgets``) share it, so a cell is
+    reused by one rule: finished (its wall recorded) and the same resolved configuration (:func:`check_reuse`).
+    Returns None when the fit failed.
+    """
+    import math
+
+    from _common import recorded_wall, timed_fit
+
+    if math.isfinite(recorded_wall(run_dir)):
+        check_reuse(run_dir, args)
+        return run_dir
+    return run_dir if timed_fit(args, label, run_dir) is not None else None

@@ -52,10 +52,9 @@ from _common import (
     grid_run_args,
     machine,
     recorded_wall,
-    timed_fit,
     write_result,
 )
-from _reuse import check_reuse, resolved_config
+from _reuse import fit_or_reuse, resolved_config
 from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences, require_paired
 from fvmgn_accuracy import PROTOCOLS as LIDAR
@@ -248,11 +247,7 @@ def run(setting: str, key: str, value: str, seed: int, out: Path) -> Path | None
     """Fit one cell without a test, or reuse it (finished, same configuration); its run directory or None."""
     run_dir = out / setting / cell_name(setting, key, value) / f"seed{seed}"
     args = cell_args(setting, key, value, seed, out)
-    if recorded_wall(run_dir) == recorded_wall(run_dir):  # not NaN: timed_fit finished it
-        check_reuse(run_dir, args)
-        return run_dir
-    wall = timed_fit(args, f"[{setting}] {key}={value} seed {seed}", run_dir)
-    return run_dir if wall is not None else None
+    return fit_or_reuse(run_dir, args, f"[{setting}] {key}={value} seed {seed}")
 
 
 @dataclass(frozen=True)

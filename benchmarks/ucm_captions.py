@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -33,8 +32,8 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from _common import ROOT, grid_run_args, machine, recorded_wall, rsmg_fit, slug, timed_fit, write_result
-from _reuse import check_reuse
+from _common import ROOT, grid_run_args, machine, recorded_wall, rsmg_fit, slug, write_result
+from _reuse import check_reuse, fit_or_reuse
 from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table, require_paired
 from rsmg.cli.signature import Arg, cli
@@ -422,11 +421,7 @@ def budget_run(method: str, budget: str, seed: int, args: Options) -> Path | Non
     run_dir = save / name / f"seed{seed}"
     fit = [*cell_args(method, args.leakage, False, None, args.split), *budget_args(size, epochs)]
     fit += [*grid_run_args(save, name, seed, test=False), "--data.init_args.seed", "0"]
-    if math.isfinite(recorded_wall(run_dir)):  # timed_fit finished it
-        check_reuse(run_dir, fit)
-        return run_dir
-    wall = timed_fit(fit, f"[budget {budget}] {method} seed {seed}", run_dir)
-    return run_dir if wall is not None else None
+    return fit_or_reuse(run_dir, fit, f"[budget {budget}] {method} seed {seed}")
 
 
 def budget_report(args: Options, t0: float) -> list[str]:

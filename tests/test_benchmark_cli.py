@@ -304,7 +304,9 @@ def test_ucm_captions_budgets_fit_untested_apart_and_another_budget_has_its_own_
     assert ucm.options_tail(chosen) == " --split karpathy --image-size 160 --epochs 10"
     calls: list[list[str]] = []
     monkeypatch.setattr(ucm, "rsmg_fit", lambda args, label: calls.append(args) or False)
-    monkeypatch.setattr(ucm, "timed_fit", lambda args, label, run_dir: calls.append(args) or None)
+    monkeypatch.setattr(
+        script("_common"), "timed_fit", lambda args, label, run_dir: calls.append(args) or None
+    )
     assert ucm.budget_run("image only", "160:10", 0, dataclasses.replace(study, out=tmp_path)) is None
     ucm.run("image only", 0, "on", 10, tmp_path, split="karpathy", image_size=160)
     ucm.run("image only", 0, "on", None, tmp_path, split="karpathy")
