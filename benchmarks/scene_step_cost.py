@@ -59,12 +59,13 @@ def build(kind: str, spec: DataSpec, freeze: str) -> torch.nn.Module:
         # the caption tower is frozen and its features cached by text, so a tiny random tower costs what
         # MiniLM costs after the first epoch (one cache lookup per caption)
         mwdis = kind != "fvmgn_captions_no_mwdis"
-        view = "resampled" if kind == "fvmgn_captions_resampled_view" else "all"
+        view = "resampled" if kind.endswith("_resampled_view") else "all"
+        at = "frozen_prefix" if "_frozen_prefix" in kind else "input"
         return CaptionFVMGN(
             spec,
             pretrained=False,
             freeze=freeze,
-            mwdis=MWDisOptions(enabled=mwdis),
+            mwdis=MWDisOptions(enabled=mwdis, at=at),
             text=dataclasses.replace(text, use="shared"),
             second_view=view,
         )
@@ -73,10 +74,14 @@ def build(kind: str, spec: DataSpec, freeze: str) -> torch.nn.Module:
     return SceneFVMGN(spec, pretrained=False, freeze=freeze, text=text)
 
 
-def step_cost(
-    model: torch.nn.Module, spec: DataSpec, batch: int, steps: int
-) -> tuple[float, float, float, float]:
-    """Median wall and CPU seconds of a training step, and of an eval forward at the same batch."""
+def step_costs(
+    models: dict[str, torch.nn.Module], spec: DataSpec, batch: int, steps: int
+) -> dict[str, tuple[float, float, float, float]]:
+    """Median wall and CPU seconds of a training step, and of an eval forward at the same batch, per model.
+
+    The models take their steps in turns (one step each per round), so a change of load on the shared machine
+    falls on all of them alike and their ratios stay side by side.
+    """
     size = spec.patch_size
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(batch) % spec.num_classes
@@ -86,30 +91,54 @@ def step_cost(
         "domain": torch.arange(batch) % len(spec.source_domains),
         "text": [f"caption {i % 8} of a scene with roads and trees" for i in range(batch)],
     }
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    model.train()
-    walls, cpus = [], []
+    opts = {
+        k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+        for k, m in models.items()
+    }
+    walls: dict[str, list[float]] = {k: [] for k in models}
+    cpus: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(steps + 1):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = model(data)
-        loss = torch.nn.functional.cross_entropy(out.logits, labels)
-        for v in out.aux_losses.values():
-            loss = loss + 0.1 * v
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    model.eval()
-    ev_walls, ev_cpus = [], []
+        for k, model in models.items():
+            model.train()
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = model(data)
+            loss = torch.nn.functional.cross_entropy(out.logits, labels)
+            for v in out.aux_losses.values():
+                loss = loss + 0.1 * v
+            opts[k].zero_grad()
+            loss.backward()
+            opts[k].step()
+            walls[k].append(time.perf_counter() - t0)
+            cpus[k].append(time.process_time() - c0)
+    ev_walls: dict[str, list[float]] = {k: [] for k in models}
+    ev_cpus: dict[str, list[float]] = {k: [] for k in models}
     with torch.no_grad():
         for _ in range(2):
-            t0, c0 = time.perf_counter(), time.process_time()
-            model(data)
-            ev_walls.append(time.perf_counter() - t0)
-            ev_cpus.append(time.process_time() - c0)
-    med = len(walls[1:]) // 2
-    return sorted(walls[1:])[med], sorted(cpus[1:])[med], min(ev_walls), min(ev_cpus)
+            for k, model in models.items():
+                model.eval()
+                t0, c0 = time.perf_counter(), time.process_time()
+                model(data)
+                ev_walls[k].append(time.perf_counter() - t0)
+                ev_cpus[k].append(time.process_time() - c0)
+    med = steps // 2
+    return {
+        k: (sorted(walls[k][1:])[med], sorted(cpus[k][1:])[med], min(ev_walls[k]), min(ev_cpus[k]))
+        for k in models
+    }
+
+
+def extras_ratios(rows: list[tuple]) -> list[str]:
+    """The unified model's training-time extras alone: each variant against ``fvmgn_captions_no_mwdis``."""
+    base = {r[1:3]: r[3] for r in rows if r[0] == "fvmgn_captions_no_mwdis"}
+    lines = [
+        f"- {k} / fvmgn_captions_no_mwdis ({s} px, {f}): {c / base[(s, f)]:.2f}x"
+        for k, s, f, c, *_ in rows
+        if k.startswith("fvmgn_captions") and k != "fvmgn_captions_no_mwdis" and (s, f) in base
+    ]
+    if not lines:
+        return []
+    head = "## The extras alone (MWDis + its second view: step CPU time against the same model without them)"
+    return [head, "", *lines, ""]
 
 
 @dataclass(kw_only=True)
@@ -120,7 +149,7 @@ class Options:
         sizes: image sides in pixels
         freeze: backbone freezing settings (none, stages:N)
         models: fvmgn_captions: the unified model; _no_mwdis: without its training-time extras (MWDis, 2nd
-            view); _resampled_view: second_view=resampled
+            view); _resampled_view: second_view=resampled; _frozen_prefix: mwdis.at=frozen_prefix
         batch: images per step
         steps: timed steps (median, after one warm-up)
         target: LODO target whose source pool is projected (largest: ucm)
@@ -133,7 +162,15 @@ class Options:
         default_factory=lambda: ["none", "stages:2", "stages:4", "stages:5", "stages:6"]
     )
     models: list[
-        Literal["erm", "fvmgn", "fvmgn_captions", "fvmgn_captions_no_mwdis", "fvmgn_captions_resampled_view"]
+        Literal[
+            "erm",
+            "fvmgn",
+            "fvmgn_captions",
+            "fvmgn_captions_no_mwdis",
+            "fvmgn_captions_resampled_view",
+            "fvmgn_captions_frozen_prefix",
+            "fvmgn_captions_frozen_prefix_resampled_view",
+        ]
     ] = field(default_factory=lambda: ["erm"])
     batch: int = 32
     steps: int = 3
@@ -146,23 +183,25 @@ def main(args: Options) -> None:
     torch.set_num_threads(args.threads)
     n_train, n_val = lodo_pool(args.target)
     rows = []
-    for kind in args.models:
-        for size in args.sizes:
-            spec = DataSpec(
-                classes=("field", "river or lake", "forest", "residential", "parking"),
-                modalities={"rgb": 3},
-                domains=("aid", "rsscn7", "ucm"),
-                source_domains=("aid", "rsscn7"),
-                patch_size=size,
-            )
-            for freeze in args.freeze:
+    for size in args.sizes:
+        spec = DataSpec(
+            classes=("field", "river or lake", "forest", "residential", "parking"),
+            modalities={"rgb": 3},
+            domains=("aid", "rsscn7", "ucm"),
+            source_domains=("aid", "rsscn7"),
+            patch_size=size,
+        )
+        for freeze in args.freeze:
+            models = {}
+            for kind in args.models:
                 torch.manual_seed(0)
-                model = build(kind, spec, freeze)
-                wall, cpu, ev_wall, ev_cpu = step_cost(model, spec, args.batch, args.steps)
+                models[kind] = build(kind, spec, freeze)
+            costs = step_costs(models, spec, args.batch, args.steps)
+            load = os.getloadavg()[0]
+            for kind, (wall, cpu, ev_wall, ev_cpu) in costs.items():
                 steps = -(-n_train // args.batch)
                 epoch_cpu = steps * cpu + n_val / args.batch * ev_cpu
                 epoch_wall = steps * wall + n_val / args.batch * ev_wall
-                load = os.getloadavg()[0]
                 rows.append((kind, size, freeze, cpu, wall, ev_cpu, epoch_cpu, epoch_wall, load))
                 print(
                     f"{kind} {size}px {freeze}: step {cpu:.2f} CPU s ({wall:.2f} wall), eval {ev_cpu:.2f} CPU s; "
@@ -195,6 +234,7 @@ def main(args: Options) -> None:
             if k != rows[0][0]
         ],
         "",
+        *extras_ratios(rows),
         "## Key numbers",
         "",
         *[

@@ -13,6 +13,9 @@ tiles (``data.val_split: blocks:16``, a ``patch_size - 1`` buffer; docs/decision
   ``fvmgn_accuracy/cross_scene_inductive.md`` (height + intensity, ``fvmgn_accuracy.PROTOCOLS``), 15 epochs;
 * ``indian_pines_disjoint``: ``experiments/indian_pines/`` with the disjoint split (its YAML already validates
   on 16-px tiles with a 3-px buffer), 10 epochs.
+* ``ucm_unified``: the unified model on UC Merced with captions (``experiments/captioned_scenes/``, 160 px, 10
+  epochs), validated on the Karpathy split's validation images; for ``--choice mwdis.at``, whose
+  ``frozen_prefix`` value (with ``second_view: resampled``) makes the second view cheap.
 
 Salinas-A is left out: with its 30 training pixels per class, 16-px tiles and a 10-px buffer leave 34–58
 training pixels (seeds 42, 43), and random validation pixels lie inside training patches.
@@ -99,6 +102,21 @@ SETTINGS: dict[str, Setting] = {
         "the test tiles leave, 3-px buffer",
     ),
 }
+SETTINGS["ucm_unified"] = Setting(
+    tuple(
+        f"experiments/{p}"
+        for p in (
+            "captioned_scenes/data_ucm21.yaml",
+            "captioned_scenes/split_karpathy.yaml",
+            "captioned_scenes/model_fvmgn_captions.yaml",
+            "scenes/trainer_cpu.yaml",
+        )
+    ),
+    ("--data.init_args.image_size", "160"),
+    10,
+    "UC Merced with leakage-controlled captions, the unified model at its chosen budget (160 px, 10 epochs; "
+    "docs/decisions.md#ucm-budget), validation: the Karpathy split's 210 validation images (test never read)",
+)
 CROSS_SCENE = ("trento_to_muufl", "muufl_to_trento")
 LIDAR_CONFIG = "`experiments/model/fvmgn_lidar.yaml`"
 
@@ -109,7 +127,8 @@ class Choice:
 
     ``values[0] − values[1]`` is the paired difference; ``groups`` maps a group name to its settings and where its
     value is set; ``before`` is each setting's value before this choice (a setting not named: the value its
-    configuration holds when the script runs).
+    configuration holds when the script runs); ``extra``: further network overrides that come with a value
+    (a bundle chosen as one).
     """
 
     key: str
@@ -117,6 +136,7 @@ class Choice:
     title: str
     groups: dict[str, tuple[tuple[str, ...], str]]
     before: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def before_of(self, setting: str) -> str:
         """The setting's value before this choice."""
@@ -188,6 +208,19 @@ CHOICES: dict[str, Choice] = {
             },
         ),
         Choice(
+            "mwdis.at",
+            ("input", "frozen_prefix"),
+            "Where the unified model's MWDis resamples (`mwdis.at`; `frozen_prefix` comes with `second_view: "
+            "resampled`, the bundle that makes the second view cheap)",
+            {
+                "unified model": (
+                    ("ucm_unified",),
+                    "`experiments/captioned_scenes/model_fvmgn_captions.yaml`",
+                )
+            },
+            extra={"frozen_prefix": (("second_view", "resampled"),)},
+        ),
+        Choice(
             "alignment.loss",
             ("infonce", "kl"),
             "MSFFA's alignment loss (`alignment.loss`)",
@@ -226,14 +259,28 @@ def config_value(setting: str, key: str) -> str:
     return str(node).lower() if isinstance(node, bool) else str(node)
 
 
+def extra_overrides(key: str, value: str) -> tuple[tuple[str, str], ...]:
+    """The further network overrides that come with ``value`` (:attr:`Choice.extra`; none for most choices)."""
+    choice = CHOICES.get(key)
+    return choice.extra.get(value, ()) if choice is not None else ()
+
+
 def cell_name(setting: str, key: str, value: str) -> str:
-    """``config`` when the configuration already holds ``value`` (runs shared by every choice), else ``key=value``."""
-    return "config" if config_value(setting, key) == value else f"{key}={value}"
+    """``config`` when the configuration already holds the cell's values, else ``key=value``.
+
+    The runs of ``config`` are shared by every choice; a value's further overrides add ``,k=v`` to its name.
+    """
+    extra = extra_overrides(key, value)
+    if config_value(setting, key) == value and all(config_value(setting, k) == v for k, v in extra):
+        return "config"
+    return f"{key}={value}" + "".join(f",{k}={v}" for k, v in extra)
 
 
 def fit_args(setting: str, key: str, value: str) -> list[str]:
     """The ``rsmg fit`` arguments of one cell (before the run directory and seeds)."""
-    over = [] if cell_name(setting, key, value) == "config" else [NET + key, value]
+    if cell_name(setting, key, value) == "config":
+        return base_args(setting)
+    over = [NET + key, value, *(a for k, v in extra_overrides(key, value) for a in (NET + k, v))]
     return [*base_args(setting), *over]
 
 
@@ -361,7 +408,8 @@ def main(args: Options) -> None:
         "and validation. A run directory holding a test result or a transductive input statistic is refused. "
         "The number "
         "compared is the best epoch's source-validation OA in % (`val/oa` in `metrics.csv`, what "
-        "ModelCheckpoint keeps), on spatially disjoint validation tiles; model seed = data seed = the seed. "
+        "ModelCheckpoint keeps), on spatially disjoint validation tiles (UC Merced: the Karpathy split's "
+        "validation images); model seed = data seed = the seed. "
         "Mean ± sample std (ddof = 1); paired differences per seed. Rule, fixed before measuring: per setting "
         "the higher mean wins; per group, the higher mean of its settings' means (a tie keeps the value before).",
         "",

@@ -24,27 +24,35 @@ LOGITS = bench.CHOICES["mwdis.logits"].values  # ("resampled", "original"): the 
 @pytest.mark.parametrize("setting", sorted(bench.SETTINGS))
 def test_every_cell_parses_with_block_validation_and_no_test(setting, tmp_path):
     out = parses(bench.cell_args(setting, "mwdis.logits", "original", 7, tmp_path))
-    assert "logits: original" in out and "val_split: blocks:16" in out
+    # UC Merced validates on the Karpathy split's own validation images; the scenes on disjoint tiles
+    validation = "split: karpathy" if setting == "ucm_unified" else "val_split: blocks:16"
+    assert "logits: original" in out and validation in out
     assert f"max_epochs: {bench.SETTINGS[setting].epochs}" in out
     assert "test_after_fit: false" in out and "seed_everything: 7" in out and "version: seed7" in out
 
 
 @pytest.mark.parametrize("key", sorted(bench.CHOICES))
 def test_the_value_a_configuration_holds_runs_it_unchanged_and_the_other_is_an_override(key, tmp_path):
-    """Every choice's two values on the cross-scene LiDAR config: one is the config's own (shared runs)."""
+    """Every choice's two values on its first setting: one is the config's own (shared runs); the other comes
+    with the overrides bundled with it."""
     choice = bench.CHOICES[key]
-    setting = "trento_to_muufl"
+    setting = next(iter(choice.groups.values()))[0][0]
     held = bench.config_value(setting, key)
     assert held in choice.values  # the configuration holds one of the two values compared
     for value in choice.values:
         args = bench.cell_args(setting, key, value, 7, tmp_path)
+        extra = choice.extra.get(value, ())
         if value == held:
             assert bench.cell_name(setting, key, value) == "config" and bench.NET + key not in args
         else:
-            assert bench.cell_name(setting, key, value) == f"{key}={value}"
+            assert bench.cell_name(setting, key, value) == f"{key}={value}" + "".join(
+                f",{k}={v}" for k, v in extra
+            )
             assert args[args.index(bench.NET + key) + 1] == value
         leaf = key.split(".")[-1]
-        assert f"{leaf}: {value}" in parses(args)
+        out = parses(args)
+        assert f"{leaf}: {value}" in out
+        assert all(f"{k.split('.')[-1]}: {v}" in out for k, v in extra)
 
 
 def _run(tmp: Path, val: list[float], *, config: dict | None = None, test_col: bool = False) -> Path:

@@ -11,6 +11,7 @@ from _paths import SHARED_DATA, missing_shared_data
 from _tiny import TINY_CAPTION_NET_UCM21, with_options
 from rsmg.data.scene_domains import SceneDomainDataModule
 from rsmg.errors import DataError
+from rsmg.models.frozen_prefix import forward_multiscale_from_prefix, forward_prefix
 from rsmg.models.fvmgn_captions import CaptionFVMGN
 from rsmg.models.registry import list_models
 from rsmg.text.caption_features import CaptionFeatureCache
@@ -147,3 +148,35 @@ def test_attention_maps_cover_the_image_tokens_for_every_sample(ucm):
     assert torch.allclose(pooled.sum(-1), torch.ones(12, 2), atol=1e-5)
     assert torch.allclose(pooled[3], full[3, :, 0])  # batch["text"][3] == "": the no-caption token's row
     assert not torch.allclose(pooled[0], full[0, :, 0])  # a captioned sample: its words, not that token
+
+
+def test_mwdis_on_the_frozen_prefix_runs_the_frozen_stages_once_and_changes_nothing_at_eval(ucm):
+    """``mwdis.at: frozen_prefix``: MWDis resamples the frozen stem + stages' output, so those stages see the
+    batch once and only the trainable ones see both views; at eval (no MWDis) the split forward is the plain
+    one, bit for bit, and the model equals its ``at: input`` twin."""
+    spec, batch = ucm
+    common = {"freeze": "stages:3", "caption_dropout": 0.0}
+    split = model(spec, mwdis={"at": "frozen_prefix", "p": 1.0}, **common).train()
+    plain = model(spec, mwdis={"at": "input", "p": 1.0}, **common).train()
+    rows: dict[str, list[int]] = {"first": [], "trainable": []}
+    blocks = split.backbone.backbone.blocks
+    blocks[0].register_forward_pre_hook(lambda _m, a: rows["first"].append(a[0].shape[0]))
+    blocks[3].register_forward_pre_hook(lambda _m, a: rows["trainable"].append(a[0].shape[0]))
+    out = split(batch)
+    assert rows == {"first": [12], "trainable": [24]}
+    loss = torch.nn.functional.cross_entropy(out.logits, batch["label"]) + sum(out.aux_losses.values())
+    loss.backward()
+    g = dict(split.named_parameters())["backbone.backbone.blocks.3.0.conv_pw.weight"].grad
+    assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
+    assert out.aux_losses["invariance"] > 0  # the resampled view differs from the original
+    x = batch["image_rgb"].contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        whole = split.backbone.forward_multiscale(x, split.reductions)
+        parts = forward_multiscale_from_prefix(
+            split.backbone, forward_prefix(split.backbone, x), split.reductions
+        )
+        assert all(torch.equal(a, b) for a, b in zip(whole.maps, parts.maps, strict=True))
+        assert torch.equal(whole.pooled, parts.pooled) and torch.equal(whole.tokens, parts.tokens)
+        split.eval(), plain.eval()
+        plain.load_state_dict(split.state_dict())
+        assert torch.equal(split(batch).logits, plain(batch).logits)

@@ -275,3 +275,21 @@ def test_print_config_shows_the_nested_sections():
         net["text"]["class_set"] == "scene5" and net["text"]["use"] == "both"
     )  # the scene models' default set
     assert "mwdis_p" not in out and "use_mwdis" not in out
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({}, "freeze"),  # nothing frozen: no prefix to split at
+        ({"freeze": "stages:3", "reductions": [4, 8, 32]}, "reductions"),  # a map inside the prefix
+        ({"freeze": "stages:3", "encoder": "resnet_test"}, "encoder"),  # not an EfficientNet
+    ],
+)
+def test_mwdis_on_the_frozen_prefix_is_refused_where_there_is_none(kwargs, field):
+    for cls in (SceneFVMGN, CaptionFVMGN):
+        with pytest.raises(ConfigError) as e:
+            cls(SCENE, pretrained=False, mwdis=MWDisOptions(at="frozen_prefix"), **kwargs)
+        assert e.value.field == field, cls
+    with pytest.raises(ConfigError) as e:  # the pixel-patch model has no frozen backbone
+        FVMGN(SPEC, mwdis=MWDisOptions(at="frozen_prefix"))
+    assert e.value.field == "mwdis.at"

@@ -134,6 +134,12 @@ class FVMGN(RsmgModel):
                     "frequency.enabled: false",
                 )
         self.texts = text.use
+        if mwdis.at == "frozen_prefix":
+            raise ConfigError(
+                "mwdis.at: frozen_prefix needs a scene backbone with frozen stages; FVMGN's encoder has none",
+                field="mwdis.at", expected="'input' or 'stem'", found="'frozen_prefix'",
+                fix="use mwdis.at: stem (MWDis on the stems' features) or input",
+            )  # fmt: skip
         self.mwdis_at = mwdis.at
         self.use_mwdis = mwdis.enabled
         self.use_frequency = frequency.enabled

@@ -70,8 +70,10 @@ class MWDisOptions:
             reading) or ``"original"`` (the resampled view then enters through the invariance and alignment
             terms and ``ce_resampled``). The LiDAR and in-scene configs set ``"original"``, chosen on source
             validation only (benchmarks/source_choices.py, decisions.md#mwdis-logits).
-        at: where MWDis resamples: ``"input"`` (default, the images of every modality, the paper's reading) or
-            ``"stem"`` (each modality's stem features, pixel-patch FVMGN only; decisions.md#mwdis-at).
+        at: where MWDis resamples: ``"input"`` (default, the images of every modality, the paper's reading),
+            ``"stem"`` (each modality's stem features, pixel-patch FVMGN only) or ``"frozen_prefix"`` (the output
+            of a scene backbone's frozen stem + stages, scene models with ``freeze: stages:N`` only: the second
+            view then shares the frozen forward; decisions.md#mwdis-at).
     """
 
     enabled: bool = True
@@ -84,7 +86,7 @@ class MWDisOptions:
     same_domain_fallback: bool = False
     donor_class: DonorClass = "any"
     logits: Literal["original", "resampled"] = "resampled"
-    at: Literal["input", "stem"] = "input"
+    at: Literal["input", "stem", "frozen_prefix"] = "input"
 
     def __post_init__(self) -> None:
         _in_range("mwdis.p", self.p, 0, 1)
@@ -93,7 +95,7 @@ class MWDisOptions:
         check_choice("MWDis donor mode", self.donors, ("shared", "per_modality"), field="mwdis.donors")
         check_choice("MWDis donor class", self.donor_class, DONOR_CLASSES, field="mwdis.donor_class")
         check_choice("MWDis logits", self.logits, ("original", "resampled"), field="mwdis.logits")
-        check_choice("MWDis position", self.at, ("input", "stem"), field="mwdis.at")
+        check_choice("MWDis position", self.at, ("input", "stem", "frozen_prefix"), field="mwdis.at")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from rsmg.data.spec import DataSpec
 from rsmg.errors import ConfigError, check_choice
 from rsmg.models.alignment import MSFFA, domain_class_infonce, symmetric_class_infonce
 from rsmg.models.base import ModelOutput, RsmgModel
+from rsmg.models.frozen_prefix import check_prefix_reductions, forward_multiscale_from_prefix, forward_prefix
 from rsmg.models.fvmgn import two_view_terms
 from rsmg.models.fvmgn_options import (
     SCENE_RENAMED,
@@ -97,7 +98,9 @@ class SceneFVMGN(RsmgModel):
         modality: which ``image_<modality>`` the model reads.
         reductions: strides of the backbone maps the frequency pathway and the alignment use (``[32]``: the
             single-scale ablation).
-        mwdis: MWDis on the input images (+ the second view and the invariance term).
+        mwdis: MWDis on the input images (+ the second view and the invariance term); ``mwdis.at:
+            frozen_prefix`` resamples the frozen prefix's output instead (``freeze: stages:N``), so the second
+            view skips the frozen stages (decisions.md#mwdis-at).
         frequency: the frequency blocks on the backbone's maps (and frequency alignment).
         text: ``use``: ``"both"`` (shared + per-domain alignment), ``"shared"``, or ``"none"`` (linear head);
             the class-text set (``scene7``; ``scene5`` is its alias, the default) and the frozen tower
@@ -138,7 +141,8 @@ class SceneFVMGN(RsmgModel):
         super().__init__(spec)
         check_choice("second view", second_view, ("all", "resampled"), field="second_view")
         name = type(self).__name__
-        refuse_unsupported("mwdis", mwdis, {"at": "input"}, model=name)
+        if mwdis.at == "stem":
+            refuse_unsupported("mwdis", mwdis, {"at": "input"}, model=name)
         check_choice("texts option", text.use, ("both", "shared", "none"), field="text.use")
         refuse_unsupported("text", text, {"freeze": True}, model=name)
         refuse_unsupported("alignment", alignment, {"multiscale": True, "loss": "infonce"}, model=name)
@@ -159,6 +163,9 @@ class SceneFVMGN(RsmgModel):
         )
         channels = self.backbone.feature_channels(self.reductions)
         self.mwdis = build_mwdis(mwdis, spec, wavelet)
+        self.mwdis_at = mwdis.at
+        if self.mwdis is not None and mwdis.at == "frozen_prefix":
+            self._check_prefix(wavelet, mwdis.levels)
         self.freq: nn.ModuleList | None = None
         if frequency.enabled:
             if frequency.kind == "wavelet":
@@ -225,6 +232,27 @@ class SceneFVMGN(RsmgModel):
                 "or frequency.enabled: false",
             )
 
+    def _check_prefix(self, wavelet: str, levels: int) -> None:
+        """Refuse a ``mwdis.at: frozen_prefix`` the backbone cannot honour.
+
+        It must split there, no map may lie inside the prefix, and the prefix's output must allow ``levels`` of
+        the wavelet (one blank forward: cheap, exact).
+        """
+        check_prefix_reductions(self.backbone, self.reductions)
+        with torch.no_grad():
+            blank = torch.zeros(
+                1, self.spec.modalities[self.modality], self.spec.patch_size, self.spec.patch_size
+            )
+            side = min(forward_prefix(self.backbone, blank).shape[-2:])
+        if max_wavelet_level(side, wavelet) < levels:
+            raise ConfigError(
+                f"the frozen prefix's maps are {side} px: too small for {levels} level(s) of {wavelet!r}",
+                field="mwdis.levels",
+                expected=f"at most {max_wavelet_level(side, wavelet)}",
+                found=levels,
+                fix="use mwdis.levels: 1, larger images, fewer frozen stages, or mwdis.at: input",
+            )
+
     # -- encoding ------------------------------------------------------------------------------------
     def batch_context(self, batch: dict[str, object], rows: torch.Tensor) -> Any:
         """What :meth:`extra_features` needs besides the images, for the batch's samples ``rows``.
@@ -249,9 +277,15 @@ class SceneFVMGN(RsmgModel):
         """Further ``N×D`` vectors the fused embedding reads (a subclass hook; none here)."""
         return []
 
-    def encode(self, x: torch.Tensor, context: Any = None) -> SFIEOutput:
-        """Backbone maps → per-scale spatial and frequency features → fused embedding (SFIE's output type)."""
-        ms = self.backbone.forward_multiscale(x, self.reductions)
+    def encode(self, x: torch.Tensor, context: Any = None, *, from_prefix: bool = False) -> SFIEOutput:
+        """Backbone maps → per-scale spatial and frequency features → fused embedding (SFIE's output type).
+
+        ``from_prefix``: ``x`` is the frozen prefix's output (``mwdis.at: frozen_prefix``), not images.
+        """
+        bb, scales = self.backbone, self.reductions
+        ms = (
+            forward_multiscale_from_prefix(bb, x, scales) if from_prefix else bb.forward_multiscale(x, scales)
+        )
         spatial, frequency, maps = [], [], []
         for s, m in enumerate(ms.maps):
             spatial.append(m.mean(dim=(-2, -1)))
@@ -311,6 +345,11 @@ class SceneFVMGN(RsmgModel):
             self.align.clamp_logit_scale_()  # before any use in this step's graph
         rows = torch.arange(b, device=x.device)
         self._second_rows = None
+        from_prefix = two_views and self.mwdis_at == "frozen_prefix"
+        if from_prefix:  # both views share the frozen forward; MWDis resamples its output
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x = forward_prefix(self.backbone, x)
         if two_views:
             assert self.mwdis is not None
             out = self.mwdis.resample({self.modality: x}, dom, labels=lab)
@@ -324,7 +363,7 @@ class SceneFVMGN(RsmgModel):
             x = torch.cat([x, res])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        enc = self.encode(x, self.batch_context(batch, rows))
+        enc = self.encode(x, self.batch_context(batch, rows), from_prefix=from_prefix)
         assert enc.fused is not None
         aux: dict[str, torch.Tensor] = {}
         if self.align is None:

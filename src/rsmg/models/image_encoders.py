@@ -172,7 +172,7 @@ def _timm_preprocessing(backbone: nn.Module) -> ImagePreprocessing:
     )
 
 
-_FREEZE_PATTERN = re.compile(r"none|all|stages:(\d+)")
+FREEZE_PATTERN = re.compile(r"none|all|stages:(\d+)")
 
 
 class ImageTokenEncoder(nn.Module):
@@ -312,7 +312,7 @@ class ImageTokenEncoder(nn.Module):
 
 def _parse_freeze(spec: str, name: str, n_stages: int) -> int | None:
     """``"stages:N"`` → N; ``"none"`` / ``"all"`` → None. Raises ConfigError on anything else."""
-    match = _FREEZE_PATTERN.fullmatch(str(spec))
+    match = FREEZE_PATTERN.fullmatch(str(spec))
     if match is None:
         raise ConfigError(
             "unknown freeze setting",
