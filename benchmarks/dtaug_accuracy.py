@@ -37,6 +37,7 @@ from _common import (
     slug,
     write_result,
 )
+from _dtaug import prior_losses, tta_overlay
 from _reuse import check_reuse
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import cli
@@ -79,22 +80,12 @@ def train_prior(out: Path, epochs: int) -> Path:
 
 
 def prior_loss(out: Path) -> str:
-    """Last logged training loss of the prior (CSV logger)."""
-    import csv
-
-    rows = list(csv.DictReader((out / "prior" / "seed42" / "metrics.csv").open()))
-    keys = [k for k in rows[0] if "loss" in k and "train" in k] if rows else []
-    vals = [float(r[k]) for r in rows for k in keys if r.get(k)]
-    return f"{vals[-1]:.4f} (first logged {vals[0]:.4f})" if vals else "not logged"
+    """The prior's logged losses (its run: ``out/prior/seed42``)."""
+    return prior_losses(out / "prior" / "seed42")
 
 
 def overlays(out: Path, prior: Path, views: int, steps: int, strength: float) -> tuple[Path, Path]:
-    tta = out / "tta.yaml"
-    tta.write_text(
-        "trainer:\n  callbacks+:\n    - class_path: rsmg.callbacks.diffusion_tta.DiffusionTTA\n"
-        f"      init_args: {{prior_path: {prior}, strength: {strength}, steps: {steps}, views: {views}, "
-        "seed: 0, aggregate: mean_prob}\n"
-    )
+    tta = tta_overlay(out / "tta.yaml", prior, views, steps, strength)
     train_views = out / "train_views.yaml"
     train_views.write_text(
         "model:\n  init_args:\n    train_views:\n      class_path: rsmg.diffusion.train_views.TrainingViews\n"
@@ -192,7 +183,7 @@ def main(args: Options) -> None:
         "(the README main job's setting); each row's protocol is its runs' record (`metrics.json`). "
         f"Target pixels: a seeded stratified sample ({args.target_split}) of MUUFL's labelled pixels, the same "
         "pixels for the plain and the TTA columns of a run.  ",
-        f"Prior: `{PRIOR}` ({args.prior_epochs} epochs on Trento source patches only; final training loss "
+        f"Prior: `{PRIOR}` ({args.prior_epochs} epochs on Trento source patches only; "
         f"{prior_loss(args.out)}).  ",
         f"TTA: original + {args.views} views (strength {args.strength}, {args.steps} DDIM steps), mean of "
         "probabilities. Training views: p = 0.5 per sample and epoch, from a bank of 4 views per source patch "

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from _common import ROOT, command, machine, recorded_wall, slug, timed_fit, write_result
-from _reuse import check_reuse
+from _common import ROOT, command, machine, recorded_wall, slug, write_result
+from _reuse import fit_or_reuse
 from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences, require_paired
 from rsmg.cli.signature import Arg, cli
@@ -105,10 +105,7 @@ def main(args: Options) -> None:
                 "--trainer.enable_progress_bar",
                 "false",
             ]  # fmt: skip  (no --test_after_fit: the target is never read)
-            if best_val_oa(run_dir) is not None:
-                check_reuse(run_dir, fit)
-            else:
-                timed_fit(fit, f"[{args.protocol} sources] {args.method} / {setting} / seed {seed}", run_dir)
+            fit_or_reuse(run_dir, fit, f"[{args.protocol} sources] {args.method} / {setting} / seed {seed}")
             score = best_val_oa(run_dir)
             if score is not None:
                 scores[setting][seed] = score

@@ -20,7 +20,6 @@ Usage::
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from typing import Annotated
 import yaml
 
 from _common import RESULTS, ROOT, machine, rsmg_fit, slug, write_result
+from _dtaug import prior_losses, tta_overlay
 from _reuse import check_reuse, nest_renamed
 from _stats import majority_share, mean_sd, paired_cell, paired_differences, per_class_table
 from rsmg.cli.signature import Arg, cli
@@ -69,29 +69,6 @@ def train_prior(protocol: str, out: Path, epochs: int, data_seed: int) -> tuple[
     wall = time.perf_counter() - t0
     wall_file.write_text(f"{wall:.1f}\n")
     return ckpt, wall
-
-
-def prior_losses(run: Path) -> str:
-    """The prior's first and last logged training loss and its last source-validation loss."""
-    rows = list(csv.DictReader((run / "metrics.csv").open()))
-    train = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
-    val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
-    return (
-        f"training loss {train[0]:.4f} → {train[-1]:.4f}"
-        + (f", source-validation loss {val[-1]:.4f}" if val else "")
-        if train
-        else "no loss logged"
-    )
-
-
-def tta_overlay(out: Path, prior: Path, views: int, steps: int, strength: float) -> Path:
-    path = out / "tta_scenes.yaml"
-    path.write_text(
-        "trainer:\n  callbacks+:\n    - class_path: rsmg.callbacks.diffusion_tta.DiffusionTTA\n"
-        f"      init_args: {{prior_path: {json.dumps(str(prior))}, strength: {strength}, steps: {steps}, "
-        f"views: {views}, seed: 0, aggregate: mean_prob}}\n"
-    )
-    return path
 
 
 def tta_key(views: int, steps: int, strength: float) -> str:
@@ -212,7 +189,9 @@ def main(args: Options) -> None:
     name = args.name or f"scene_dg/dtaug_{args.protocol}"
     key = tta_key(args.views, args.steps, args.strength)
     prior, prior_wall = train_prior(args.protocol, out, args.prior_epochs, args.data_seed)
-    overlay = tta_overlay(out / args.protocol, prior, args.views, args.steps, args.strength)
+    overlay = tta_overlay(
+        out / args.protocol / "tta_scenes.yaml", prior, args.views, args.steps, args.strength
+    )
     plain: dict[str, dict[int, dict]] = {}
     tta: dict[str, dict[int, dict]] = {}
     walls: dict[str, list[tuple[float, float | None]]] = {}
