@@ -146,8 +146,9 @@ def check_reuse(run_dir: Path, args: list[str]) -> None:
 def fit_or_reuse(run_dir: Path, args: list[str], label: str) -> Path | None:
     """``run_dir`` once fitted: reused when ``timed_fit`` finished it with this configuration, else fitted now.
 
-    The source-validation choices (``source_choices.py``, ``ucm_captions.py --budgets``) share it, so a cell is
-    reused by one rule: finished (its wall recorded) and the same resolved configuration (:func:`check_reuse`).
+    The source-validation choices (``source_choices.py``, ``scene_budget.py``, ``ucm_captions.py --budgets``)
+    share it, so a cell is reused by one rule: finished (its wall recorded) and the same resolved configuration
+    (:func:`check_reuse`).
     Returns None when the fit failed.
     """
     import math

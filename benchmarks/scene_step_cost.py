@@ -9,9 +9,11 @@ pool (target UC Merced: AID + RSSCN7, scene5; the training part after the 20 % v
 validation pass.
 
 The machine is shared and often oversubscribed, so the primary number is the *process CPU time* of a step on
-**one** torch thread (``--threads 1``, the default): other processes delay it but hardly add to it, whereas
+**one** torch thread (``--threads 1``, the default): other processes delay it more than they add to it, whereas
 with several threads OpenMP's spin-waiting for a descheduled partner thread inflates CPU time as well (seen
-here: 6.3 CPU s per 128-px step on 2 threads at load 12, against 1.1 s on one thread). "Epoch, one idle
+here: 6.3 CPU s per 128-px step on 2 threads at load 12, against 1.1 s on one thread). They still add some
+(cache and memory contention: ERM's 128-px step measured 0.47 CPU s at load 4.8 and 0.86 s at load 3.2 in
+another run), so models compared are stepped in turns and compared by ratios paired by round. "Epoch, one idle
 core" = training steps × step CPU time + validation batches × eval-forward CPU time; on two idle cores it is
 shorter. Wall times and the 1-minute load average are printed beside them.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -76,8 +79,10 @@ def build(kind: str, spec: DataSpec, freeze: str) -> torch.nn.Module:
 
 def step_costs(
     models: dict[str, torch.nn.Module], spec: DataSpec, batch: int, steps: int
-) -> dict[str, tuple[float, float, float, float]]:
+) -> dict[str, tuple[float, float, float, float, list[float]]]:
     """Median wall and CPU seconds of a training step, and of an eval forward at the same batch, per model.
+
+    Also each round's step CPU seconds (after the warm-up), for ratios paired by round.
 
     The models take their steps in turns (one step each per round), so a change of load on the shared machine
     falls on all of them alike and their ratios stay side by side.
@@ -122,23 +127,66 @@ def step_costs(
                 ev_cpus[k].append(time.process_time() - c0)
     med = steps // 2
     return {
-        k: (sorted(walls[k][1:])[med], sorted(cpus[k][1:])[med], min(ev_walls[k]), min(ev_cpus[k]))
+        k: (
+            sorted(walls[k][1:])[med],
+            sorted(cpus[k][1:])[med],
+            min(ev_walls[k]),
+            min(ev_cpus[k]),
+            cpus[k][1:],
+        )
         for k in models
     }
 
 
+def paired_ratio(rounds: list[float], base: list[float]) -> str:
+    """Median and quartiles of the per-round ratios ``rounds[r] / base[r]`` (the two stepped in the same round)."""
+    import statistics
+
+    r = [a / b for a, b in zip(rounds, base, strict=True)]
+    q = statistics.quantiles(r, n=4) if len(r) > 1 else [r[0], r[0], r[0]]
+    return f"{statistics.median(r):.2f}x (per-round quartiles {q[0]:.2f}–{q[2]:.2f})"
+
+
+def ratio_lines(rows: list[tuple], base: str, keep: Callable[[str], bool]) -> list[str]:
+    """``- model / base (size, freeze): ratio`` for the rows ``keep`` selects, paired by round with ``base``."""
+    rounds = {(r[0], r[1], r[2]): r[-1] for r in rows}
+    return [
+        f"- {k} / {base} ({s} px, {f}): {paired_ratio(rounds[(k, s, f)], rounds[(base, s, f)])}"
+        for k, s, f, *_ in rows
+        if k != base and keep(k) and (base, s, f) in rounds
+    ]
+
+
 def extras_ratios(rows: list[tuple]) -> list[str]:
     """The unified model's training-time extras alone: each variant against ``fvmgn_captions_no_mwdis``."""
-    base = {r[1:3]: r[3] for r in rows if r[0] == "fvmgn_captions_no_mwdis"}
-    lines = [
-        f"- {k} / fvmgn_captions_no_mwdis ({s} px, {f}): {c / base[(s, f)]:.2f}x"
-        for k, s, f, c, *_ in rows
-        if k.startswith("fvmgn_captions") and k != "fvmgn_captions_no_mwdis" and (s, f) in base
-    ]
+    lines = ratio_lines(rows, "fvmgn_captions_no_mwdis", lambda k: k.startswith("fvmgn_captions"))
     if not lines:
         return []
     head = "## The extras alone (MWDis + its second view: step CPU time against the same model without them)"
+    lines += ["", *added_cost_lines(rows)]
     return [head, "", *lines, ""]
+
+
+def added_cost_lines(rows: list[tuple]) -> list[str]:
+    """What the extras add to a step, in ERM steps: ``(model − no extras) / erm``, per round, when all three ran."""
+    import statistics
+
+    rounds = {(r[0], r[1], r[2]): r[-1] for r in rows}
+    out = []
+    for k, s, f, *_ in rows:
+        base, erm = rounds.get(("fvmgn_captions_no_mwdis", s, f)), rounds.get(("erm", s, f))
+        if (
+            not k.startswith("fvmgn_captions")
+            or k == "fvmgn_captions_no_mwdis"
+            or base is None
+            or erm is None
+        ):
+            continue
+        r = [(a - b) / e for a, b, e in zip(rounds[(k, s, f)], base, erm, strict=True)]
+        out.append(
+            f"- {k}: the extras add {statistics.median(r):.2f} ERM steps ({s} px, {f}; median over rounds)"
+        )
+    return out
 
 
 @dataclass(kw_only=True)
@@ -198,11 +246,11 @@ def main(args: Options) -> None:
                 models[kind] = build(kind, spec, freeze)
             costs = step_costs(models, spec, args.batch, args.steps)
             load = os.getloadavg()[0]
-            for kind, (wall, cpu, ev_wall, ev_cpu) in costs.items():
+            for kind, (wall, cpu, ev_wall, ev_cpu, rounds) in costs.items():
                 steps = -(-n_train // args.batch)
                 epoch_cpu = steps * cpu + n_val / args.batch * ev_cpu
                 epoch_wall = steps * wall + n_val / args.batch * ev_wall
-                rows.append((kind, size, freeze, cpu, wall, ev_cpu, epoch_cpu, epoch_wall, load))
+                rows.append((kind, size, freeze, cpu, wall, ev_cpu, epoch_cpu, epoch_wall, load, rounds))
                 print(
                     f"{kind} {size}px {freeze}: step {cpu:.2f} CPU s ({wall:.2f} wall), eval {ev_cpu:.2f} CPU s; "
                     f"epoch {epoch_cpu / 60:.1f} min from CPU time, {epoch_wall / 60:.1f} wall (load {load:.2f})",
@@ -216,30 +264,29 @@ def main(args: Options) -> None:
         f"Epoch projected over the LODO source pool with target {args.target} (scene5): {n_train:,} training + "
         f"{n_val:,} validation images, batch {args.batch} (eval forward at the same batch). Random weights and "
         f"images (cost does not depend on them); EfficientNet-Lite0, channels_last; {args.threads} torch "
-        f"thread(s); median of {args.steps} steps after one warm-up.",
+        f"thread(s); median of {args.steps} steps after one warm-up. The models take their steps in turns (one "
+        "each per round), so a change of load falls on all of them alike: compare them by the ratios, paired by "
+        "round. Absolute CPU times rise with the machine's load (cache and memory contention), so they compare "
+        "across files only roughly.",
         "",
         "| model | px | frozen | step CPU s | step wall s | eval fwd CPU s | epoch, one idle core (min) "
         "| epoch wall (min) | load |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
         *[
             f"| {k} | {s} | {f} | {c:.2f} | {w:.2f} | {ec:.2f} | {epc / 60:.1f} | {epw / 60:.1f} | {ld:.2f} |"
-            for k, s, f, c, w, ec, epc, epw, ld in rows
+            for k, s, f, c, w, ec, epc, epw, ld, _ in rows
         ],
         "",
-        "## Ratios (step CPU time against the first model at the same size and freeze setting)",
+        "## Ratios (step CPU time against the first model at the same size and freeze setting, paired by round)",
         "",
-        *[
-            f"- {k} / {rows[0][0]} ({s} px, {f}): {c / next(r[3] for r in rows if r[1:3] == (s, f)):.2f}x"
-            for k, s, f, c, *_ in rows
-            if k != rows[0][0]
-        ],
+        *ratio_lines(rows, rows[0][0], lambda k: True),
         "",
         *extras_ratios(rows),
         "## Key numbers",
         "",
         *[
             f"- {k} {s} px {f}: {epc / 60:.1f} min/epoch on one idle core (CPU time; {epw / 60:.1f} wall here)"
-            for k, s, f, c, w, ec, epc, epw, ld in rows
+            for k, s, f, c, w, ec, epc, epw, ld, _ in rows
         ],
         "",
     ]

@@ -4,10 +4,11 @@ Settings once chosen or studied by looking at target test numbers (issue 21): FV
 ``mwdis.logits: resampled`` (Trento → MUUFL test OA, one seed) and the in-scene configs' ``logits: original``
 (Salinas-A test OA); and, on the LiDAR proxies' target OA, the stems (``sfie.stem``), the number of scales
 (``sfie.scales``), the frequency pathway (``frequency.kind``) and the alignment loss (``alignment.loss``), whose
-defaults were kept without a source-side reason. This script makes each choice again from the number
-checkpoint selection itself reads,
-the best epoch's source-validation OA (``val/oa`` in the run's ``metrics.csv``), on spatially disjoint validation
-tiles (``data.val_split: blocks:16``, a ``patch_size - 1`` buffer; docs/decisions.md#validation-split):
+defaults were kept without a source-side reason; and, for the unified model on UC Merced, where MWDis
+resamples (``mwdis.at``). This script makes each choice from the number checkpoint selection itself reads, the
+best epoch's source-validation OA (``val/oa`` in the run's ``metrics.csv``), on spatially disjoint validation
+tiles for the scenes (``data.val_split: blocks:16``, a ``patch_size - 1`` buffer;
+docs/decisions.md#validation-split) and on the Karpathy split's validation images for UC Merced:
 
 * ``trento_to_muufl`` / ``muufl_to_trento``: the inductive LiDAR configs of
   ``fvmgn_accuracy/cross_scene_inductive.md`` (height + intensity, ``fvmgn_accuracy.PROTOCOLS``), 15 epochs;
@@ -28,7 +29,8 @@ settings (the cross-scene default, the in-scene configs), the higher mean of the
 
 A cell whose value is the one the setting's configuration already holds runs that configuration unchanged
 (folder ``config``), so the choices share those runs; any other value is passed as an override (folder
-``<key>=<value>``). Finished runs are reused when their configuration is the cell's (``_reuse``).
+``<key>=<value>``, plus ``,<k>=<v>`` for each override bundled with the value, :attr:`Choice.extra`). Finished
+runs are reused when their configuration is the cell's (``_reuse``).
 
 Usage::
 
@@ -62,6 +64,7 @@ from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences, require_paired
 from fvmgn_accuracy import PROTOCOLS as LIDAR
 from rsmg.cli.signature import Arg, cli
+from rsmg.errors import UsageError
 
 NET = "--model.init_args.net.init_args."
 BLOCKS = ["--data.init_args.val_split", "blocks:16"]  # val_buffer keeps its default, patch_size - 1
@@ -218,7 +221,8 @@ CHOICES: dict[str, Choice] = {
                     "`experiments/captioned_scenes/model_fvmgn_captions.yaml`",
                 )
             },
-            extra={"frozen_prefix": (("second_view", "resampled"),)},
+            before={"ucm_unified": "input"},
+            extra={"input": (("second_view", "all"),), "frozen_prefix": (("second_view", "resampled"),)},
         ),
         Choice(
             "alignment.loss",
@@ -365,14 +369,14 @@ class Options:
         settings: settings to run (none given: the choice's)
         seeds: seeds of every fit (model seed and data seed: the validation tiles move with it)
         out: folder of the runs
-        name: results file benchmarks/results/<name>.md
+        name: results file benchmarks/results/<name>.md (none: source_choices/<choice, dots as _>)
     """
 
     choice: Annotated[str, Arg(choices=tuple(CHOICES))] = "mwdis.logits"
     settings: Annotated[list[str], Arg(choices=tuple(SETTINGS))] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
     out: Path = ROOT / "outputs" / "bench_source_choices"
-    name: str = "source_choices/mwdis_logits"
+    name: str | None = None
 
 
 def main(args: Options) -> None:
@@ -380,7 +384,17 @@ def main(args: Options) -> None:
     header = machine()
     t0 = time.perf_counter()
     choice = CHOICES[args.choice]
-    settings = args.settings or [s for members, _ in choice.groups.values() for s in members]
+    own = [s for members, _ in choice.groups.values() for s in members]
+    foreign = [s for s in args.settings if s not in own]
+    if foreign:
+        raise UsageError(
+            f"--choice {choice.key} is not made on {foreign}",
+            field="--settings",
+            expected=f"some of {own}",
+            found=foreign,
+            fix=f"drop them, or leave --settings out to run all of {own}",
+        )
+    settings = args.settings or own
     oa: dict[str, dict[str, dict[int, float]]] = {}
     walls: list[float] = []
     for name in settings:
@@ -405,7 +419,8 @@ def main(args: Options) -> None:
         "Every run is `rsmg fit` with `--test_after_fit false`: **no target number was computed or used**. "
         "Cross-scene, the target's labels do not reach training or checkpoint selection "
         "(`tests/test_target_labels_unused.py`); in-scene, the test tiles and their buffer lie outside training "
-        "and validation. A run directory holding a test result or a transductive input statistic is refused. "
+        "and validation; on UC Merced, the Karpathy split's test images are never read. A run directory holding "
+        "a test result or a transductive input statistic is refused. "
         "The number "
         "compared is the best epoch's source-validation OA in % (`val/oa` in `metrics.csv`, what "
         "ModelCheckpoint keeps), on spatially disjoint validation tiles (UC Merced: the Karpathy split's "
@@ -435,7 +450,12 @@ def main(args: Options) -> None:
         "## Runs",
         "",
         f"Each cell: `rsmg fit` with the setting's pieces and overrides, plus `{NET}{choice.key} VALUE` where "
-        "the configuration holds another value, and `--test_after_fit false`:",
+        "the configuration holds another value"
+        + "".join(
+            f" (with `{v}`: " + ", ".join(f"`{NET}{k} {x}`" for k, x in extra) + ")"
+            for v, extra in choice.extra.items()
+        )
+        + ", and `--test_after_fit false`:",
         "",
         "| setting | pieces | overrides |",
         "|---|---|---|",
@@ -445,7 +465,8 @@ def main(args: Options) -> None:
         pairs = [*zip(s.data[::2], s.data[1::2], strict=True), ("--trainer.max_epochs", str(s.epochs))]
         over = " ".join(f"`{k} {v}`" for k, v in pairs)
         lines.append(f"| {name} | {', '.join(f'`{p}`' for p in s.pieces)} | {over} |")
-    write_result(f"{args.name}.md", "\n".join(lines) + "\n")
+    name = args.name or f"source_choices/{choice.key.replace('.', '_')}"
+    write_result(f"{name}.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

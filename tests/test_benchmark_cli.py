@@ -113,8 +113,8 @@ def test_help_shows_the_script_docstring_and_every_option(name, capsys):
         (
             "scene_step_cost",
             "--sizes 128 160 --freeze stages:3 --models erm fvmgn_captions_no_mwdis fvmgn_captions "
-            "fvmgn_captions_resampled_view fvmgn_captions_frozen_prefix_resampled_view --steps 7 "
-            "--out scene_data/step_cost_unified.md",
+            "fvmgn_captions_resampled_view fvmgn_captions_frozen_prefix fvmgn_captions_frozen_prefix_resampled_view "
+            "--steps 11 --out scene_data/step_cost_unified.md",
             {
                 "sizes": [128, 160],
                 "freeze": ["stages:3"],
@@ -123,9 +123,10 @@ def test_help_shows_the_script_docstring_and_every_option(name, capsys):
                     "fvmgn_captions_no_mwdis",
                     "fvmgn_captions",
                     "fvmgn_captions_resampled_view",
+                    "fvmgn_captions_frozen_prefix",
                     "fvmgn_captions_frozen_prefix_resampled_view",
                 ],
-                "steps": 7,
+                "steps": 11,
                 "out": "scene_data/step_cost_unified.md",
             },
         ),

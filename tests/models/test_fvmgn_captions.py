@@ -14,6 +14,7 @@ from rsmg.errors import DataError
 from rsmg.models.frozen_prefix import forward_multiscale_from_prefix, forward_prefix
 from rsmg.models.fvmgn_captions import CaptionFVMGN
 from rsmg.models.registry import list_models
+from rsmg.models.wavelet import MWDisOutput
 from rsmg.text.caption_features import CaptionFeatureCache
 from rsmg.text.towers import create_text_tower
 
@@ -150,14 +151,13 @@ def test_attention_maps_cover_the_image_tokens_for_every_sample(ucm):
     assert not torch.allclose(pooled[0], full[0, :, 0])  # a captioned sample: its words, not that token
 
 
-def test_mwdis_on_the_frozen_prefix_runs_the_frozen_stages_once_and_changes_nothing_at_eval(ucm):
+def test_mwdis_on_the_frozen_prefix_runs_the_frozen_stages_once(ucm):
     """``mwdis.at: frozen_prefix``: MWDis resamples the frozen stem + stages' output, so those stages see the
-    batch once and only the trainable ones see both views; at eval (no MWDis) the split forward is the plain
-    one, bit for bit, and the model equals its ``at: input`` twin."""
+    batch once and only the trainable ones see both views; the split forward is the plain one, bit for bit."""
     spec, batch = ucm
-    common = {"freeze": "stages:3", "caption_dropout": 0.0}
-    split = model(spec, mwdis={"at": "frozen_prefix", "p": 1.0}, **common).train()
-    plain = model(spec, mwdis={"at": "input", "p": 1.0}, **common).train()
+    split = model(
+        spec, freeze="stages:3", caption_dropout=0.0, mwdis={"at": "frozen_prefix", "p": 1.0}
+    ).train()
     rows: dict[str, list[int]] = {"first": [], "trainable": []}
     blocks = split.backbone.backbone.blocks
     blocks[0].register_forward_pre_hook(lambda _m, a: rows["first"].append(a[0].shape[0]))
@@ -175,8 +175,36 @@ def test_mwdis_on_the_frozen_prefix_runs_the_frozen_stages_once_and_changes_noth
         parts = forward_multiscale_from_prefix(
             split.backbone, forward_prefix(split.backbone, x), split.reductions
         )
-        assert all(torch.equal(a, b) for a, b in zip(whole.maps, parts.maps, strict=True))
-        assert torch.equal(whole.pooled, parts.pooled) and torch.equal(whole.tokens, parts.tokens)
-        split.eval(), plain.eval()
-        plain.load_state_dict(split.state_dict())
-        assert torch.equal(split(batch).logits, plain(batch).logits)
+    assert all(torch.equal(a, b) for a, b in zip(whole.maps, parts.maps, strict=True))
+    assert torch.equal(whole.pooled, parts.pooled) and torch.equal(whole.tokens, parts.tokens)
+
+
+def test_views_made_at_the_prefix_or_the_input_agree_when_mwdis_changes_nothing(ucm):
+    """MWDis patched to mark every other sample resampled but leave its pixels as they are: the second view made
+    from the frozen prefix's output is then the one made from the input, so with ``second_view: resampled``
+    both positions encode the same rows (captions included) and give the same logits and losses. What differs
+    with a real MWDis is only where its statistics are swapped."""
+    spec, batch = ucm
+    donor = torch.tensor([i if i % 2 == 0 else -1 for i in range(12)])
+
+    def unchanged(images, domain, *, labels=None, generator=None):
+        return MWDisOutput(images=dict(images), donor=donor, donors=dict.fromkeys(images, donor))
+
+    outs, rows = {}, {}
+    for at in ("input", "frozen_prefix"):
+        m = model(spec, freeze="stages:3", caption_dropout=0.0, second_view="resampled", mwdis={"at": at})
+        if at == "frozen_prefix":
+            m.load_state_dict(outs["input"][0].state_dict())
+        m.train().mwdis.resample = unchanged  # type: ignore[union-attr]
+        seen: list[int] = []
+        m.backbone.backbone.blocks[3].register_forward_pre_hook(
+            lambda _m, a, seen=seen: seen.append(a[0].shape[0])
+        )
+        outs[at], rows[at] = (m, m(batch)), seen
+    a, b = outs["input"][1], outs["frozen_prefix"][1]
+    assert rows == {"input": [18], "frozen_prefix": [18]}  # 12 originals + the 6 resampled samples' views
+    # float rounding only: the prefix convolves 12 images here and 18 there
+    assert torch.allclose(a.logits, b.logits, atol=1e-3)
+    assert a.aux_losses.keys() == b.aux_losses.keys()
+    assert all(torch.allclose(a.aux_losses[k], b.aux_losses[k], atol=1e-4) for k in a.aux_losses)
+    assert torch.allclose(a.embeddings["caption"], b.embeddings["caption"], atol=1e-3)

@@ -281,6 +281,8 @@ def test_print_config_shows_the_nested_sections():
     ("kwargs", "field"),
     [
         ({}, "freeze"),  # nothing frozen: no prefix to split at
+        ({"freeze": "all"}, "freeze"),  # frozen whole: no trainable stages after a prefix
+        ({"freeze": "stages:3", "mwdis": MWDisOptions(at="frozen_prefix", levels=4)}, "mwdis.levels"),  # 8 px
         ({"freeze": "stages:3", "reductions": [4, 8, 32]}, "reductions"),  # a map inside the prefix
         ({"freeze": "stages:3", "encoder": "resnet_test"}, "encoder"),  # not an EfficientNet
     ],
@@ -288,7 +290,7 @@ def test_print_config_shows_the_nested_sections():
 def test_mwdis_on_the_frozen_prefix_is_refused_where_there_is_none(kwargs, field):
     for cls in (SceneFVMGN, CaptionFVMGN):
         with pytest.raises(ConfigError) as e:
-            cls(SCENE, pretrained=False, mwdis=MWDisOptions(at="frozen_prefix"), **kwargs)
+            cls(SCENE, pretrained=False, **{"mwdis": MWDisOptions(at="frozen_prefix"), **kwargs})
         assert e.value.field == field, cls
     with pytest.raises(ConfigError) as e:  # the pixel-patch model has no frozen backbone
         FVMGN(SPEC, mwdis=MWDisOptions(at="frozen_prefix"))

@@ -39,7 +39,11 @@ def frozen_prefix_depth(enc: ImageTokenEncoder) -> int:
             found=repr(enc.frozen),
             fix="set freeze: 'stages:3' (the scene configs' setting), or mwdis.at: input",
         )
-    if not all(hasattr(enc.backbone, a) for a in ("conv_stem", "blocks", "stage_ends", "conv_head")):
+    parts = ("conv_stem", "bn1", "blocks", "stage_ends", "conv_head", "bn2", "forward_head")
+    n = int(match.group(1))
+    # freeze() froze the modules named enc.stem + enc.stages[:n]: they must be the ones run here
+    named = enc.stem == ("conv_stem", "bn1") and enc.stages[:n] == tuple(f"blocks.{i}" for i in range(n))
+    if not (named and all(hasattr(enc.backbone, a) for a in parts)):
         raise ConfigError(
             f"the forward of the {enc.name!r} encoder is not split at its frozen prefix",
             field="encoder",
@@ -47,7 +51,7 @@ def frozen_prefix_depth(enc: ImageTokenEncoder) -> int:
             found=repr(enc.name),
             fix="use encoder: efficientnet_lite0 (or lite1 / lite2), or mwdis.at: input",
         )
-    return int(match.group(1))
+    return n
 
 
 def forward_prefix(enc: ImageTokenEncoder, x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,8 @@ probe and MixStyle differs in FVMGN's parts only. Data flow in training:
    channel statistics are taken from an image of the *other* source dataset (the paper's multi-source
    setting: donors only across domains), its detail bands rescaled. The original and the resampled batch go
    through the backbone together (2B); ``logits`` are the resampled view's (``mwdis.logits``, as in FVMGN).
+   ``mwdis.at: frozen_prefix`` resamples the frozen stages' output instead, so only the trainable stages run
+   on both views (:mod:`rsmg.models.frozen_prefix`).
 2. **Backbone, multiscale** — :meth:`~rsmg.models.image_encoders.ImageTokenEncoder.forward_multiscale`: the
    pooled embedding and the maps at strides ``reductions`` (default 8, 16, 32) from one pass.
 3. **Frequency pathway** — SFIE's :class:`~rsmg.models.sfie.FrequencyBlock` on every map (wavelet sub-bands →

@@ -41,6 +41,7 @@ from rsmg.errors import ConfigError, require_file, unknown_name_error
 from rsmg.models.pretrained_weights import ImagePreprocessing, WeightsWheel, read_wheel_state_dict
 
 __all__ = [
+    "FREEZE_PATTERN",
     "IMAGE_ENCODERS",
     "ImageEncoderConfig",
     "ImagePreprocessing",
