@@ -63,12 +63,11 @@ def build(kind: str, spec: DataSpec, freeze: str) -> torch.nn.Module:
         # MiniLM costs after the first epoch (one cache lookup per caption)
         mwdis = kind != "fvmgn_captions_no_mwdis"
         view = "resampled" if kind.endswith("_resampled_view") else "all"
-        at = "frozen_prefix" if "_frozen_prefix" in kind else "input"
         return CaptionFVMGN(
             spec,
             pretrained=False,
             freeze=freeze,
-            mwdis=MWDisOptions(enabled=mwdis, at=at),
+            mwdis=MWDisOptions(enabled=mwdis, at="frozen_prefix" if "_frozen_prefix" in kind else "input"),
             text=dataclasses.replace(text, use="shared"),
             second_view=view,
         )
@@ -240,19 +239,19 @@ def main(args: Options) -> None:
             patch_size=size,
         )
         for freeze in args.freeze:
-            models = {}
+            models: dict[str, torch.nn.Module] = {}
             for kind in args.models:
                 torch.manual_seed(0)
                 models[kind] = build(kind, spec, freeze)
             costs = step_costs(models, spec, args.batch, args.steps)
             load = os.getloadavg()[0]
-            for kind, (wall, cpu, ev_wall, ev_cpu, rounds) in costs.items():
+            for name, (wall, cpu, ev_wall, ev_cpu, rounds) in costs.items():
                 steps = -(-n_train // args.batch)
                 epoch_cpu = steps * cpu + n_val / args.batch * ev_cpu
                 epoch_wall = steps * wall + n_val / args.batch * ev_wall
-                rows.append((kind, size, freeze, cpu, wall, ev_cpu, epoch_cpu, epoch_wall, load, rounds))
+                rows.append((name, size, freeze, cpu, wall, ev_cpu, epoch_cpu, epoch_wall, load, rounds))
                 print(
-                    f"{kind} {size}px {freeze}: step {cpu:.2f} CPU s ({wall:.2f} wall), eval {ev_cpu:.2f} CPU s; "
+                    f"{name} {size}px {freeze}: step {cpu:.2f} CPU s ({wall:.2f} wall), eval {ev_cpu:.2f} CPU s; "
                     f"epoch {epoch_cpu / 60:.1f} min from CPU time, {epoch_wall / 60:.1f} wall (load {load:.2f})",
                     flush=True,
                 )

@@ -388,11 +388,8 @@ def main(args: Options) -> None:
     foreign = [s for s in args.settings if s not in own]
     if foreign:
         raise UsageError(
-            f"--choice {choice.key} is not made on {foreign}",
-            field="--settings",
-            expected=f"some of {own}",
-            found=foreign,
-            fix=f"drop them, or leave --settings out to run all of {own}",
+            f"--settings: --choice {choice.key} is not made on {foreign}; drop them, or leave --settings out to run "
+            f"all of {own}"
         )
     settings = args.settings or own
     oa: dict[str, dict[str, dict[int, float]]] = {}

@@ -128,3 +128,14 @@ def test_a_group_weighs_each_setting_the_same():
     b = bench.decide({"resampled": {1: 40.0, 2: 40.0}, "original": {1: 52.0, 2: 52.0}}, "resampled", LOGITS)
     assert bench.decide_group([a, b], "resampled") == "original"  # means 65 vs 66
     assert bench.decide_group([a], "original") == "resampled"
+
+
+def test_a_setting_the_choice_is_not_made_on_is_refused_before_any_fit(tmp_path, monkeypatch):
+    """``--choice mwdis.at`` (the unified model's) on a LiDAR setting would fit config cells for an hour, then
+    fail on the override the pixel-patch FVMGN refuses: it is refused at once instead."""
+    from rsmg.errors import UsageError
+
+    monkeypatch.setattr(bench, "run", lambda *a: pytest.fail("fitted a cell"))
+    args = bench.Options(choice="mwdis.at", settings=["trento_to_muufl"], out=tmp_path)
+    with pytest.raises(UsageError, match="not made on"):
+        bench.main(args)
