@@ -178,7 +178,13 @@ STUDIES: list[Study] = [
         "unified 99.21, dual cross-attention 99.52. At 128 px and 5 epochs fine-tuned image only misses 95 % on "
         "this split (92.70; 95.87 on the seeded split); at the budget chosen on validation without a test "
         "(`budget_karpathy_leakage_on_seeds012.md`: 160 px, 10 epochs) it reaches 96.19 ± 0.82 and the unified "
-        "model 99.21 ± 0.27, +3.02 (3/3 seeds; `ucm21_karpathy_160px_10ep_leakage_on_seeds012.md`). "
+        "model 99.21 ± 0.27, +3.02 (3/3 seeds; `ucm21_karpathy_160px_10ep_leakage_on_seeds012.md`). At that "
+        "budget text only scores 89.05 ± 0.82, so image only stays the best single modality "
+        "(`…_seeds012_single_modalities.md`; its image-only rerun gives 96.03 ± 0.73, one test image away from the "
+        "first run: CPU training is not bit-reproducible across sessions). The unified model's training-time "
+        "extras cost 2.2× its step without them and its whole step 3.0× ERM's (`scene_data/step_cost_unified.md`); "
+        "MWDis on the frozen stages' output with only the resampled samples' second view "
+        "(`mwdis.at: frozen_prefix`) brings that to 1.38× and 1.8–1.9×. "
         "Held out classes (seeded split, seed 0): "
         "calibrated stacking lifts the unified model's H from 0 to 49.9 against 32.7 for caption zero-shot.",
         "karpathy_leakage_on_seeds012.md",
