@@ -35,7 +35,9 @@ def test_every_results_folder_is_a_section_of_results_md():
     assert folders
     for folder in folders:
         for f in folder.glob("*.md"):
-            if f.name.startswith("_tmp"):  # a running lane's provisional table (git-ignored; make_docs skips it)
+            if f.name.startswith(
+                "_tmp"
+            ):  # a running lane's provisional table (git-ignored; make_docs skips it)
                 continue
             assert f"](../benchmarks/results/{folder.name}/{f.name})" in text, f"{f} not in docs/results.md"
     loose = [p.name for p in (REPO / "benchmarks" / "results").glob("*.md") if p.name != "SUMMARY.md"]
