@@ -186,7 +186,7 @@ STUDIES: list[Study] = [
         "MWDis on the frozen stages' output with only the resampled samples' second view "
         "(`mwdis.at: frozen_prefix`) brings that to 1.38× and 1.8–1.9×, but the config keeps MWDis on the "
         "input: both score 100.00 on the 210 validation images, and the pre-registered rule keeps the value before "
-        "on a tie (`source_choices/mwdis_at_ucm_unified.md`, seeds 0 and 2). "
+        "on a tie (`source_choices/mwdis_at_ucm_unified.md`, seeds 0–2). "
         "Held out classes (seeded split, seed 0): "
         "calibrated stacking lifts the unified model's H from 0 to 49.9 against 32.7 for caption zero-shot.",
         "karpathy_leakage_on_seeds012.md",
