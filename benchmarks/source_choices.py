@@ -25,7 +25,9 @@ Every run is ``rsmg fit ... --test_after_fit false``: no test runs, so no target
 choice, and :func:`source_val_oa` refuses a run directory that holds one (``metrics.json``, a ``test/`` column)
 or whose inputs were shaped by a target statistic (transductive). The rule, fixed before measuring: per setting,
 the value with the higher mean source-validation OA over seeds (a tie keeps the value before); for a group of
-settings (the cross-scene default, the in-scene configs), the higher mean of the settings' means.
+settings (the cross-scene default, the in-scene configs), the higher mean of the settings' means. With
+``--tolerance T`` the budget rule instead: of the values within T points of the best mean, the one whose fits
+took less wall time wins (for options of equal accuracy that differ in cost, where validation saturates).
 
 A cell whose value is the one the setting's configuration already holds runs that configuration unchanged
 (folder ``config``), so the choices share those runs; any other value is passed as an override (folder
@@ -42,6 +44,7 @@ Usage::
 from __future__ import annotations
 
 import functools
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -64,7 +67,7 @@ from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences, require_paired
 from fvmgn_accuracy import PROTOCOLS as LIDAR
 from rsmg.cli.signature import Arg, cli
-from rsmg.errors import UsageError
+from rsmg.errors import DataError, UsageError
 
 NET = "--model.init_args.net.init_args."
 BLOCKS = ["--data.init_args.val_split", "blocks:16"]  # val_buffer keeps its default, patch_size - 1
@@ -311,29 +314,60 @@ class Decision:
     within_spread: bool  # |mean difference| < 2 sample std of the paired differences
 
 
-def decide(oa: dict[str, dict[int, float]], current: str, values: tuple[str, str]) -> Decision:
-    """The value with the higher mean OA over seeds; an exact tie keeps ``current`` (the value before).
+def pick(
+    means: dict[str, float],
+    current: str,
+    tolerance: float | None = None,
+    cost: dict[str, float] | None = None,
+) -> str:
+    """The value with the higher mean; a tie keeps ``current``.
+
+    With ``tolerance`` (points of OA) the budget rule instead (``scene_budget.choose``): of the values within
+    ``tolerance`` of the best mean, the one with the lower ``cost`` (mean recorded fit wall) wins.
+    """
+    top = max(means.values())
+    if tolerance is None:
+        return current if means.get(current) == top else max(means, key=lambda v: means[v])
+    if cost is None or any(v not in cost or math.isnan(cost[v]) for v in means):
+        raise DataError(
+            f"--tolerance {tolerance} compares fit walls, and a value has none: {cost}",
+            fix="refit the runs with this script (it records each fit's wall), or leave --tolerance out",
+        )
+    near = [v for v in means if means[v] >= top - tolerance]
+    return min(near, key=lambda v: (cost[v], -means[v]))
+
+
+def decide(
+    oa: dict[str, dict[int, float]],
+    current: str,
+    values: tuple[str, str],
+    tolerance: float | None = None,
+    cost: dict[str, float] | None = None,
+) -> Decision:
+    """The value :func:`pick` chooses from the means over seeds, with the paired differences.
 
     Raises:
         DataError: a value has no run, or the values were run on different seeds (not paired).
     """
     require_paired({v: oa.get(v, {}) for v in values}, "the values of the choice")
     means = {v: statistics.mean(oa[v].values()) for v in values}
-    top = max(means.values())
-    best = [v for v in values if means[v] == top]
-    chosen = current if current in best else best[0]
+    chosen = pick(means, current, tolerance, cost)
     diffs = paired_differences(oa[values[0]], oa[values[1]])
     d = list(diffs.values())
     within = len(d) > 1 and abs(statistics.mean(d)) < 2 * statistics.stdev(d)
     return Decision(means, chosen, diffs, within)
 
 
-def decide_group(decisions: list[Decision], current: str) -> str:
-    """The value with the higher mean of the settings' means (each setting weighs the same); a tie keeps ``current``."""
+def decide_group(
+    decisions: list[Decision],
+    current: str,
+    tolerance: float | None = None,
+    cost: dict[str, float] | None = None,
+) -> str:
+    """:func:`pick` on the mean of the settings' means (each setting weighs the same)."""
     values = list(decisions[0].means)
     means = {v: statistics.mean(d.means[v] for d in decisions) for v in values}
-    top = max(means.values())
-    return current if means[current] == top else max(values, key=lambda v: means[v])
+    return pick(means, current, tolerance, cost)
 
 
 def setting_section(name: str, choice: Choice, oa: dict[str, dict[int, float]], d: Decision) -> list[str]:
@@ -370,6 +404,8 @@ class Options:
         seeds: seeds of every fit (model seed and data seed: the validation tiles move with it)
         out: folder of the runs
         name: results file benchmarks/results/<name>.md (none: source_choices/<choice, dots as _>)
+        tolerance: points of mean source-val OA within which the value with the lower mean fit wall wins (the
+            budget rule); none: the higher mean wins and a tie keeps the value before
     """
 
     choice: Annotated[str, Arg(choices=tuple(CHOICES))] = "mwdis.logits"
@@ -377,6 +413,7 @@ class Options:
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44])
     out: Path = ROOT / "outputs" / "bench_source_choices"
     name: str | None = None
+    tolerance: float | None = None
 
 
 def main(args: Options) -> None:
@@ -394,15 +431,33 @@ def main(args: Options) -> None:
     settings = args.settings or own
     oa: dict[str, dict[str, dict[int, float]]] = {}
     walls: list[float] = []
+    wall: dict[str, dict[str, list[float]]] = {}  # setting -> value -> recorded fit walls
     for name in settings:
         oa[name] = {v: {} for v in choice.values}
+        wall[name] = {v: [] for v in choice.values}
         for value in choice.values:
             for seed in args.seeds:
                 run_dir = run(name, choice.key, value, seed, args.out)
                 if run_dir is not None:
                     oa[name][value][seed] = source_val_oa(run_dir)
                     walls.append(recorded_wall(run_dir))
-    decisions = {n: decide(oa[n], choice.before_of(n), choice.values) for n in settings}
+                    wall[name][value].append(walls[-1])
+    cost = {n: {v: statistics.mean(w) if w else math.nan for v, w in wall[n].items()} for n in settings}
+    decisions = {
+        n: decide(oa[n], choice.before_of(n), choice.values, args.tolerance, cost[n]) for n in settings
+    }
+    if args.tolerance is None:
+        rule = (
+            "Rule, fixed before measuring: per setting the higher mean wins; per group, the higher mean of its "
+            "settings' means (a tie keeps the value before)."
+        )
+    else:
+        rule = (
+            f"Rule (`--tolerance {args.tolerance}`, the budget rule): of the values whose mean (per group: mean of "
+            f"the settings' means) is within {args.tolerance} points of the best, the one with the lower mean "
+            "recorded fit wall wins; when it was fixed, before or after which runs, is recorded in "
+            "`docs/decisions.md`."
+        )
     lines = [
         f"# {choice.title}, chosen on source validation only",
         "",
@@ -422,8 +477,7 @@ def main(args: Options) -> None:
         "compared is the best epoch's source-validation OA in % (`val/oa` in `metrics.csv`, what "
         "ModelCheckpoint keeps), on spatially disjoint validation tiles (UC Merced: the Karpathy split's "
         "validation images); model seed = data seed = the seed. "
-        "Mean ± sample std (ddof = 1); paired differences per seed. Rule, fixed before measuring: per setting "
-        "the higher mean wins; per group, the higher mean of its settings' means (a tie keeps the value before).",
+        f"Mean ± sample std (ddof = 1); paired differences per seed. {rule}",
         "",
         "## Decisions",
         "",
@@ -435,14 +489,26 @@ def main(args: Options) -> None:
         if not ran:
             continue
         current = choice.before_of(ran[0])
-        chosen = decide_group([decisions[m] for m in ran], current)
+        group_cost = {v: statistics.mean(cost[m][v] for m in ran) for v in choice.values}
+        chosen = decide_group([decisions[m] for m in ran], current, args.tolerance, group_cost)
         means = ", ".join(
-            f"`{v}` {statistics.mean(decisions[m].means[v] for m in ran):.2f}" for v in choice.values
+            f"`{v}` {statistics.mean(decisions[m].means[v] for m in ran):.2f}"
+            + (f" ({group_cost[v]:,.0f} s per fit)" if args.tolerance is not None else "")
+            for v in choice.values
         )
         lines.append(f"| {group} | {', '.join(ran)} | {means} | `{current}` | **`{chosen}`** | {where} |")
     lines.append("")
     for name in settings:
         lines += setting_section(name, choice, oa[name], decisions[name])
+        lines += [
+            "Recorded fit wall per value, s (same machine and session as the runs, under its load): "
+            + "; ".join(
+                f"`{v}` " + ", ".join(f"{w:,.0f}" for w in wall[name][v]) + f" (mean {cost[name][v]:,.0f})"
+                for v in choice.values
+            )
+            + ".",
+            "",
+        ]
     lines += [
         "## Runs",
         "",

@@ -130,6 +130,23 @@ def test_a_group_weighs_each_setting_the_same():
     assert bench.decide_group([a], "original") == "resampled"
 
 
+def test_tolerance_lets_the_cheaper_value_win_within_it_and_only_there():
+    """``--tolerance``: the budget rule, for options of equal validation accuracy that differ in cost."""
+    at = ("input", "frozen_prefix")
+    tie = {"input": {0: 100.0, 1: 100.0}, "frozen_prefix": {0: 100.0, 1: 100.0}}
+    cost = {"input": 2600.0, "frozen_prefix": 1600.0}
+    assert bench.decide(tie, "input", at).chosen == "input"  # without it: a tie keeps the value before
+    assert bench.decide(tie, "input", at, 0.48, cost).chosen == "frozen_prefix"
+    near = {"input": {0: 100.0, 1: 99.52}, "frozen_prefix": {0: 99.52, 1: 99.52}}  # 0.24 points apart
+    assert bench.decide(near, "input", at, 0.48, cost).chosen == "frozen_prefix"
+    far = {"input": {0: 100.0, 1: 100.0}, "frozen_prefix": {0: 99.05, 1: 99.05}}  # two images apart
+    assert bench.decide(far, "frozen_prefix", at, 0.48, cost).chosen == "input"
+    d = bench.decide(tie, "input", at, 0.48, cost)
+    assert bench.decide_group([d, d], "input", 0.48, cost) == "frozen_prefix"
+    with pytest.raises(DataError, match="compares fit walls"):  # a run trained before walls were recorded
+        bench.decide(tie, "input", at, 0.48, {"input": 2600.0, "frozen_prefix": float("nan")})
+
+
 def test_a_setting_the_choice_is_not_made_on_is_refused_before_any_fit(tmp_path, monkeypatch):
     """``--choice mwdis.at`` (the unified model's) on a LiDAR setting would fit config cells for an hour, then
     fail on the override the pixel-patch FVMGN refuses: it is refused at once instead."""
