@@ -24,7 +24,7 @@ step() {  # step <seconds> <command...>: run with a limit, remember a failure, g
   timeout "$limit" "$@" || { echo "=== FAILED (rc $?): $*"; status=1; }
   echo "=== took $((SECONDS - t0)) s"
 }
-step 120 "$PY" -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider
+step 120 "$PY" -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider -n 0
 step 400 "$PY" benchmarks/gpu_protocols.py --name "gpu/protocols_${TAG}"
 step 240 "$PY" benchmarks/gpu_step.py --batch 8192 --name "gpu/step_${TAG}_batch8192"
 exit $status

@@ -13,7 +13,7 @@ import yaml
 
 from _cli import parses
 from _paths import REPO
-from rsmg.errors import DataError
+from rsmg.errors import DataError, UsageError
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import source_choices as bench
@@ -143,6 +143,11 @@ def test_tolerance_lets_the_cheaper_value_win_within_it_and_only_there():
     assert bench.decide(far, "frozen_prefix", at, 0.48, cost).chosen == "input"
     d = bench.decide(tie, "input", at, 0.48, cost)
     assert bench.decide_group([d, d], "input", 0.48, cost) == "frozen_prefix"
+    same = {"input": 1600.0, "frozen_prefix": 1600.0}  # a tie in OA and in cost keeps the value before
+    assert bench.decide(tie, "input", at, 0.48, same).chosen == "input"
+    assert bench.decide(tie, "frozen_prefix", at, 0.48, same).chosen == "frozen_prefix"
+    with pytest.raises(UsageError, match="0 or more"):
+        bench.decide(tie, "input", at, -0.5, cost)
     with pytest.raises(DataError, match="compares fit walls"):  # a run trained before walls were recorded
         bench.decide(tie, "input", at, 0.48, {"input": 2600.0, "frozen_prefix": float("nan")})
 
