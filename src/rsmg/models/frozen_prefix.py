@@ -9,6 +9,7 @@ rebuilt here from timm's modules, in the order ``forward_intermediates`` runs th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -16,11 +17,20 @@ from rsmg.errors import ConfigError
 from rsmg.models.image_encoders import FREEZE_PATTERN, ImageTokenEncoder, MultiscaleFeatures
 
 __all__ = [
+    "PrefixSplit",
     "check_prefix_reductions",
     "forward_multiscale_from_prefix",
     "forward_prefix",
     "frozen_prefix_depth",
+    "prefix_split",
 ]
+
+
+class PrefixSplit(NamedTuple):
+    """Where an encoder's forward splits, checked once (:func:`prefix_split`) so a training step does not redo it."""
+
+    depth: int  # N of freeze="stages:N": the stages the prefix runs after the stem
+    take: tuple[int, ...]  # stage-end counts whose outputs are the multiscale maps
 
 
 def frozen_prefix_depth(enc: ImageTokenEncoder) -> int:
@@ -54,14 +64,15 @@ def frozen_prefix_depth(enc: ImageTokenEncoder) -> int:
     return n
 
 
-def forward_prefix(enc: ImageTokenEncoder, x: torch.Tensor) -> torch.Tensor:
+def forward_prefix(enc: ImageTokenEncoder, x: torch.Tensor, depth: int | None = None) -> torch.Tensor:
     """The frozen prefix's output (stem + the first N stages of ``stages:N``): what MWDis may resample.
 
     Everything in it is frozen (weights and BatchNorm statistics), so it is a fixed function of the image,
-    and a second view made from its output shares this forward with the first.
+    and a second view made from its output shares this forward with the first. ``depth``: a
+    :attr:`PrefixSplit.depth` already checked (none: check here).
     """
     bb = enc.backbone
-    n = frozen_prefix_depth(enc)
+    n = frozen_prefix_depth(enc) if depth is None else depth
     x = bb.bn1(bb.conv_stem(x))  # type: ignore[operator]
     for blk in bb.blocks[:n]:  # type: ignore[index]
         x = blk(x)
@@ -88,15 +99,25 @@ def check_prefix_reductions(enc: ImageTokenEncoder, reductions: Sequence[int]) -
         )
 
 
-def forward_multiscale_from_prefix(
-    enc: ImageTokenEncoder, x: torch.Tensor, reductions: Sequence[int] = (8, 16, 32)
-) -> MultiscaleFeatures:
-    """``enc.forward_multiscale`` from :func:`forward_prefix`'s output: the same numbers for the same image."""
+def prefix_split(enc: ImageTokenEncoder, reductions: Sequence[int]) -> PrefixSplit:
+    """Check the split (:func:`frozen_prefix_depth`, :func:`check_prefix_reductions`) and where its maps lie."""
     check_prefix_reductions(enc, reductions)
+    ends = list(enc.backbone.stage_ends)  # type: ignore[arg-type]
+    return PrefixSplit(frozen_prefix_depth(enc), tuple(ends[i] for i in enc._feature_indices(reductions)))
+
+
+def forward_multiscale_from_prefix(
+    enc: ImageTokenEncoder,
+    x: torch.Tensor,
+    reductions: Sequence[int] = (8, 16, 32),
+    split: PrefixSplit | None = None,
+) -> MultiscaleFeatures:
+    """``enc.forward_multiscale`` from :func:`forward_prefix`'s output: the same numbers for the same image.
+
+    ``split``: :func:`prefix_split` of ``enc`` and ``reductions``, already checked (none: check here).
+    """
     bb = enc.backbone
-    n = frozen_prefix_depth(enc)
-    ends = list(bb.stage_ends)  # type: ignore[arg-type]
-    take = [ends[i] for i in enc._feature_indices(reductions)]
+    n, take = split or prefix_split(enc, reductions)
     maps = [x] if n in take else []
     for idx, blk in enumerate(bb.blocks[n:], start=n + 1):  # type: ignore[index]
         x = blk(x)

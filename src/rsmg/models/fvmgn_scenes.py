@@ -52,7 +52,12 @@ from rsmg.data.spec import DataSpec
 from rsmg.errors import ConfigError, check_choice
 from rsmg.models.alignment import MSFFA, domain_class_infonce, symmetric_class_infonce
 from rsmg.models.base import ModelOutput, RsmgModel
-from rsmg.models.frozen_prefix import check_prefix_reductions, forward_multiscale_from_prefix, forward_prefix
+from rsmg.models.frozen_prefix import (
+    PrefixSplit,
+    forward_multiscale_from_prefix,
+    forward_prefix,
+    prefix_split,
+)
 from rsmg.models.fvmgn import two_view_terms
 from rsmg.models.fvmgn_options import (
     SCENE_RENAMED,
@@ -166,6 +171,7 @@ class SceneFVMGN(RsmgModel):
         channels = self.backbone.feature_channels(self.reductions)
         self.mwdis = build_mwdis(mwdis, spec, wavelet)
         self.mwdis_at = mwdis.at
+        self._prefix: PrefixSplit | None = None  # the checked split of mwdis.at: frozen_prefix
         if self.mwdis is not None and mwdis.at == "frozen_prefix":
             self._check_prefix(wavelet, mwdis.levels)
         self.freq: nn.ModuleList | None = None
@@ -240,12 +246,12 @@ class SceneFVMGN(RsmgModel):
         It must split there, no map may lie inside the prefix, and the prefix's output must allow ``levels`` of
         the wavelet (one blank forward: cheap, exact).
         """
-        check_prefix_reductions(self.backbone, self.reductions)
+        self._prefix = prefix_split(self.backbone, self.reductions)
         with torch.no_grad():
             blank = torch.zeros(
                 1, self.spec.modalities[self.modality], self.spec.patch_size, self.spec.patch_size
             )
-            side = min(forward_prefix(self.backbone, blank).shape[-2:])
+            side = min(forward_prefix(self.backbone, blank, self._prefix.depth).shape[-2:])
         if max_wavelet_level(side, wavelet) < levels:
             raise ConfigError(
                 f"the frozen prefix's maps are {side} px: too small for {levels} level(s) of {wavelet!r}",
@@ -286,7 +292,9 @@ class SceneFVMGN(RsmgModel):
         """
         bb, scales = self.backbone, self.reductions
         ms = (
-            forward_multiscale_from_prefix(bb, x, scales) if from_prefix else bb.forward_multiscale(x, scales)
+            forward_multiscale_from_prefix(bb, x, scales, self._prefix)
+            if from_prefix
+            else bb.forward_multiscale(x, scales)
         )
         spatial, frequency, maps = [], [], []
         for s, m in enumerate(ms.maps):
@@ -351,7 +359,7 @@ class SceneFVMGN(RsmgModel):
         if from_prefix:  # both views share the frozen forward; MWDis resamples its output
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            x = forward_prefix(self.backbone, x)
+            x = forward_prefix(self.backbone, x, self._prefix.depth if self._prefix else None)
         if two_views:
             assert self.mwdis is not None
             out = self.mwdis.resample({self.modality: x}, dom, labels=lab)
