@@ -196,9 +196,9 @@ class Options:
         sizes: image sides in pixels
         freeze: backbone freezing settings (none, stages:N)
         models: fvmgn_captions: the unified model with MWDis on the input and every sample's second view (its
-            config before docs/decisions.md#unified-model chose the last one); _no_mwdis: without its
-            training-time extras (MWDis, 2nd view); _resampled_view: second_view=resampled; _frozen_prefix:
-            mwdis.at=frozen_prefix (_frozen_prefix_resampled_view: the config)
+            config until docs/decisions.md#unified-model chose fvmgn_captions_frozen_prefix_resampled_view);
+            _no_mwdis: without its training-time extras (MWDis, 2nd view); _resampled_view:
+            second_view=resampled; _frozen_prefix: mwdis.at=frozen_prefix
         batch: images per step
         steps: timed steps (median, after one warm-up)
         target: LODO target whose source pool is projected (largest: ucm)

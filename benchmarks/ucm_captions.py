@@ -32,7 +32,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from _common import ROOT, grid_run_args, machine, recorded_wall, rsmg_fit, slug, write_result
+from _common import ROOT, grid_run_args, machine, recorded_wall, slug, timed_fit, write_result
 from _reuse import check_reuse, fit_or_reuse
 from _source_val import source_val_oa
 from _stats import mean_sd, paired_cell, paired_differences, per_class_table, require_paired
@@ -110,10 +110,9 @@ def run(
         args.append(CALIBRATION)
     if (run_dir / "metrics.json").exists():
         check_reuse(run_dir, args)
-        return run_dir, float("nan")
-    t0 = time.perf_counter()
-    ok = rsmg_fit(args, f"[{mode}leakage {leakage}] {method} seed {seed}")
-    return (run_dir if ok else None), time.perf_counter() - t0
+        return run_dir, recorded_wall(run_dir)  # NaN for a run from before walls were kept
+    wall = timed_fit(args, f"[{mode}leakage {leakage}] {method} seed {seed}", run_dir)
+    return (None, float("nan")) if wall is None else (run_dir, wall)
 
 
 def cell_args(method: str, leakage: str, held_out: bool, transfer: str | None, split: str) -> list[str]:
@@ -552,7 +551,7 @@ def main(args: Options) -> None:
         "as listed; checkpoint chosen on validation OA. Mean ± sample std over seeds; paired differences per seed "
         "against image only.",
         "",
-        "| method | OA % | AA % | Kappa % | seeds | OA − image only (paired) | wall per run (s) |",
+        "| method | OA % | AA % | Kappa % | seeds | OA − image only (paired) | wall per run (s), when recorded |",
         "|---|---:|---:|---:|---:|---|---:|",
     ]  # fmt: skip
     for method, by_seed in results.items():
@@ -561,7 +560,7 @@ def main(args: Options) -> None:
             paired_differences({s: r["oa"] * 100 for s, r in by_seed.items()}, base)
         )  # fmt: skip
         w = [x for x in walls[method] if x == x]
-        wall_cell = f"{sum(w) / len(w):.0f}" if w else "(reused)"
+        wall_cell = f"{sum(w) / len(w):.0f}" if w else "(not recorded)"
         lines.append(f"| {method} | {' | '.join(cells)} | {len(by_seed)} | {diff} | {wall_cell} |")
     lines += [
         f"| zero-shot captions → class prompts (no training) | {zs_oa:.2f} | | | – | | |",

@@ -283,7 +283,7 @@ def test_ucm_captions_karpathy_split_has_its_own_runs_and_results(tmp_path, monk
     )
     assert (ucm.options_tail(seeded), ucm.options_tail(karpathy)) == ("", " --split karpathy")
     calls: list[list[str]] = []
-    monkeypatch.setattr(ucm, "rsmg_fit", lambda args, label: calls.append(args) or False)
+    monkeypatch.setattr(ucm, "timed_fit", lambda args, label, run_dir: calls.append(args) or None)
     for split in ("seeded", "karpathy"):
         ucm.run("unified (fvmgn_captions)", 0, "on", None, tmp_path, held_out=True, split=split)
     dirs = [a[a.index("--trainer.logger.init_args.save_dir") + 1] for a in calls]
@@ -306,10 +306,8 @@ def test_ucm_captions_budgets_fit_untested_apart_and_another_budget_has_its_own_
     assert ucm.result_name(chosen) == "captions_ucm/ucm21_karpathy_160px_10ep_leakage_on_seeds012.md"
     assert ucm.options_tail(chosen) == " --split karpathy --image-size 160 --epochs 10"
     calls: list[list[str]] = []
-    monkeypatch.setattr(ucm, "rsmg_fit", lambda args, label: calls.append(args) or False)
-    monkeypatch.setattr(
-        script("_common"), "timed_fit", lambda args, label, run_dir: calls.append(args) or None
-    )
+    for module in (ucm, script("_common")):  # its own runs, and --budgets' (through _reuse)
+        monkeypatch.setattr(module, "timed_fit", lambda args, label, run_dir: calls.append(args) or None)
     assert ucm.budget_run("image only", "160:10", 0, dataclasses.replace(study, out=tmp_path)) is None
     ucm.run("image only", 0, "on", 10, tmp_path, split="karpathy", image_size=160)
     ucm.run("image only", 0, "on", None, tmp_path, split="karpathy")
