@@ -309,6 +309,8 @@ def zero_shot_report(args: Options, results: dict[str, dict[int, dict]], t0: flo
         "| method | seen acc. % | unseen acc. % | H % | OA % | seeds |",
         "|---|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
+    h_cal: dict[str, dict[int, float]] = {}  # calibrated H per seed, for the paired differences
+    per_class: dict[str, list[dict]] = {}
     for method, by_seed in results.items():
         trip = [gzsl(r["confusion"], r["classes"]) for r in by_seed.values()]
         cells = [mean_sd([t[i] for t in trip]) for i in range(3)]
@@ -320,6 +322,11 @@ def zero_shot_report(args: Options, results: dict[str, dict[int, dict]], t0: flo
             continue
         cms = [np.asarray(next(iter(g["test"].values()))["calibrated"]["confusion"]) for g in cal]  # type: ignore[index]
         trip = [gzsl(cm.tolist(), g["classes"]) for cm, g in zip(cms, cal, strict=True)]  # type: ignore[index]
+        h_cal[method] = {seed: t[2] for seed, t in zip(by_seed, trip, strict=True)}
+        per_class[f"{method}, calibrated"] = [
+            {"classes": g["classes"], "confusion": cm.tolist(), "per_class": np.diag(cm) / cm.sum(axis=1)}  # type: ignore[index]
+            for cm, g in zip(cms, cal, strict=True)
+        ]
         cells = [mean_sd([t[i] for t in trip]) for i in range(3)]
         oa = mean_sd([np.trace(cm) / cm.sum() * 100 for cm in cms])
         gamma = mean_sd([g["gamma"] for g in cal])  # type: ignore[index]
@@ -337,7 +344,35 @@ def zero_shot_report(args: Options, results: dict[str, dict[int, dict]], t0: flo
         f"{zs['with_caption'] * 100:.1f} % of the {zs['n']} test images keep a caption after leakage control; in the "
         "caption line's OA the others count as wrong, its seen/unseen columns cover the captioned ones only.",
     ]  # fmt: skip
-    return lines
+    if per_class:
+        ref = next(iter(per_class.values()))[0]
+        counts = np.asarray(ref["confusion"]).sum(axis=1)
+        always = np.zeros((len(counts), len(counts)), dtype=int)
+        always[:, int(counts.argmax())] = counts  # every test image answered with the most frequent class
+        ms, mu, mh = gzsl(always.tolist(), ref["classes"])
+        lines += [
+            "",
+            f"Always answering the most frequent test class (the reference below): seen {ms:.2f} %, "
+            f"unseen {mu:.2f} %, H {mh:.2f} %.",
+        ]
+    if h_cal:
+        first = next(iter(h_cal))
+        lines += [
+            "",
+            "Calibrated H % per seed; paired differences against the first method and the caption line:",
+            "",
+        ]
+        lines += [
+            "| method | " + " | ".join(f"seed {k}" for k in h_cal[first]) + f" | − {first} | − caption line |"
+        ]
+        lines += ["|---|" + "---:|" * len(h_cal[first]) + "---|---|"]
+        for method, hs in h_cal.items():
+            vs_first = "–" if method == first else paired_cell(paired_differences(hs, h_cal[first]))
+            vs_zs = paired_cell({k: v - h for k, v in hs.items()})
+            lines.append(
+                f"| {method} | {' | '.join(f'{v:.2f}' for v in hs.values())} | {vs_first} | {vs_zs} |"
+            )
+    return [*lines, "", *per_class_table(per_class)]
 
 
 @dataclass(kw_only=True)
