@@ -196,7 +196,11 @@ STUDIES: list[Study] = [
         "`ucm21_zero_shot_leakage_on_seeds012.md`): calibrated stacking lifts the unified model's H from 0 to "
         "48.65 ± 9.69 (seen 95.62, unseen 33.07), above the caption zero-shot line (32.72) in 3/3 seeds (+4.76 to "
         "+22.18) and above image + class texts (31.34 ± 6.92) in 3/3; two held-out classes stay near 0 "
-        "(baseballdiamond, sparseresidential).",
+        "(baseballdiamond, sparseresidential). UC Merced → AID minitest (3 shared classes, 150 test images, "
+        "current config, 3 seeds, `ucm_to_aid_minitest_ucm_aid_leakage_on_seeds012.md`): image only 82.22 ± "
+        "4.34, the unified model 83.33 ± 6.00 (+1.11, 1/3 seeds), the dual cross-attention 86.89 ± 3.42 (+4.67, "
+        "3/3) and image + class texts 87.78 ± 0.38 (+5.56, 3/3): under this shift the class texts help and the "
+        "unified model's caption branch does not; without test captions the unified model falls to 80.89.",
         "karpathy_leakage_on_seeds012.md",
     ),
     Study(

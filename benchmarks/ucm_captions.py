@@ -175,17 +175,21 @@ def transfer_report(args: Options, results: dict[str, dict[int, dict]], t0: floa
         "are read only at test time, once with their captions and once without any (the same checkpoint). "
         "Mean ± sample std over model seeds.",
         "",
-        "| method | OA % with captions | OA % without captions | AA % with captions | seeds |",
-        "|---|---:|---:|---:|---:|",
+        "| method | OA % with captions | OA % without captions | AA % with captions | seeds | OA with captions − "
+        f"{next(iter(results), '')} (paired) |",
+        "|---|---:|---:|---:|---:|---|",
     ]  # fmt: skip
-    for method, by_seed in results.items():
-        with_c = mean_sd([r["oa"] * 100 for r in by_seed.values()])
+    base = {s: r["oa"] * 100 for s, r in next(iter(results.values()), {}).items()}
+    for i, (method, by_seed) in enumerate(results.items()):
+        oa = {s: r["oa"] * 100 for s, r in by_seed.items()}
+        diff = "–" if i == 0 else paired_cell(paired_differences(oa, base))
+        with_c = mean_sd(list(oa.values()))
         aa = mean_sd([r["aa"] * 100 for r in by_seed.values()])
         without = "same (reads no caption)"
         if method in READS_CAPTIONS:
             runs = [r.get("no_captions") for r in by_seed.values()]
             without = mean_sd([r["oa"] * 100 for r in runs if r]) if all(runs) else "failed"
-        lines.append(f"| {method} | {with_c} | {without} | {aa} | {len(by_seed)} |")
+        lines.append(f"| {method} | {with_c} | {without} | {aa} | {len(by_seed)} | {diff} |")
     # per_class_table starts with the majority-class floor
     lines += ["", *per_class_table({m: list(r.values()) for m, r in results.items()})]
     return lines
