@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -47,7 +48,7 @@ def best_val_oa(run_dir: Path) -> float | None:
     return source_val_oa(run_dir) if not math.isnan(recorded_wall(run_dir)) else None
 
 
-def choose(scores: dict[str, list[float]], cost: dict[str, int], tolerance: float) -> str:
+def choose(scores: dict[str, list[float]], cost: Mapping[str, float], tolerance: float) -> str:
     """The setting with the best mean score, or the cheapest one within ``tolerance`` points of it."""
     means = {k: statistics.mean(v) for k, v in scores.items() if v}
     best = max(means.values())

@@ -68,6 +68,7 @@ from _stats import mean_sd, paired_cell, paired_differences, require_paired
 from fvmgn_accuracy import PROTOCOLS as LIDAR
 from rsmg.cli.signature import Arg, cli
 from rsmg.errors import DataError, UsageError
+from scene_budget import choose
 
 NET = "--model.init_args.net.init_args."
 BLOCKS = ["--data.init_args.val_split", "blocks:16"]  # val_buffer keeps its default, patch_size - 1
@@ -335,8 +336,10 @@ def pick(
             f"--tolerance {tolerance} compares fit walls, and a value has none: {cost}",
             fix="refit the runs with this script (it records each fit's wall), or leave --tolerance out",
         )
-    near = [v for v in means if means[v] >= top - tolerance]
-    return min(near, key=lambda v: (cost[v], -means[v], v != current))  # a full tie keeps ``current``
+    first = sorted(
+        means, key=lambda v: v != current
+    )  # choose keeps the first of equals: a full tie keeps current
+    return choose({v: [means[v]] for v in first}, cost, tolerance)
 
 
 def decide(
@@ -437,7 +440,6 @@ def main(args: Options) -> None:
         )
     settings = args.settings or own
     oa: dict[str, dict[str, dict[int, float]]] = {}
-    walls: list[float] = []
     wall: dict[str, dict[str, list[float]]] = {}  # setting -> value -> recorded fit walls
     for name in settings:
         oa[name] = {v: {} for v in choice.values}
@@ -447,9 +449,9 @@ def main(args: Options) -> None:
                 run_dir = run(name, choice.key, value, seed, args.out)
                 if run_dir is not None:
                     oa[name][value][seed] = source_val_oa(run_dir)
-                    walls.append(recorded_wall(run_dir))
-                    wall[name][value].append(walls[-1])
+                    wall[name][value].append(recorded_wall(run_dir))
     cost = {n: {v: statistics.mean(w) if w else math.nan for v, w in wall[n].items()} for n in settings}
+    walls = [w for by_value in wall.values() for ws in by_value.values() for w in ws]
     decisions = {
         n: decide(oa[n], choice.before_of(n), choice.values, args.tolerance, cost[n]) for n in settings
     }
